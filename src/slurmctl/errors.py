@@ -1,0 +1,174 @@
+"""Every error slurmctl raises on purpose, grouped by what a caller can do about it.
+
+    SlurmctlError                       root; ``exit_code`` is what the CLI exits with
+    ├── ConfigError                     bad job file / profile: fix the file (exit 2)
+    │   └── ConfigValidationError       one or more field errors with file, line and field path
+    ├── InputError                      the input data cannot be read at all (exit 3)
+    ├── HandlerError                    the user's handler cannot be imported / has the wrong shape (exit 4)
+    ├── StateError                      an illegal state transition or an inconsistent job (exit 5)
+    │   └── JobNotFoundError            no such job id in the backend
+    ├── StorageError                    the storage backend failed (exit 6)
+    │   ├── ObjectNotFoundError         key absent
+    │   ├── ChecksumMismatchError       bytes on disk do not match their recorded sha256
+    │   └── ConflictError               compare-and-set lost, put-if-absent found the key
+    ├── SchedulerError                  Slurm (or the local executor) failed (exit 7)
+    │   ├── SubmissionError             sbatch failed; carries command, stdout, stderr, returncode
+    │   └── SchedulerQueryError         squeue/sacct/scontrol failed after retries
+    ├── ResultsError                    results do not verify (missing tasks, rows, checksums) (exit 8)
+    └── ItemError                       raised *by handlers* to classify an item failure
+        ├── TransientItemError          retry may succeed (timeouts, 5xx, throttling)
+        └── PermanentItemError          retrying is pointless (bad record)
+
+Foreign exceptions (sqlite3, OSError, subprocess, boto3) are converted at the edge of the module
+that calls them, with ``raise ... from exc`` so the cause stays visible under ``--debug``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class SlurmctlError(Exception):
+    """Root of every error slurmctl raises deliberately."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        if self.hint:
+            return f"{self.message}\n  hint: {self.hint}"
+        return self.message
+
+
+class ConfigError(SlurmctlError):
+    exit_code = 2
+
+
+@dataclass(frozen=True)
+class FieldProblem:
+    """One invalid field: where it is, what was found, what is expected."""
+
+    path: str  # dotted field path, e.g. "resources.mem_gb"
+    message: str  # what is expected
+    found: str | None = None  # repr of what was found, shortened
+    line: int | None = None  # 1-based line in the file, when known
+
+    def render(self, file: str | None) -> str:
+        where = file or "<config>"
+        if self.line is not None:
+            where = f"{where}:{self.line}"
+        text = f"{where}: {self.path or '<root>'}: {self.message}"
+        if self.found is not None:
+            text += f" (found {self.found})"
+        return text
+
+
+class ConfigValidationError(ConfigError):
+    def __init__(self, file: str | None, problems: list[FieldProblem]) -> None:
+        self.file = file
+        self.problems = problems
+        lines = [p.render(file) for p in problems]
+        super().__init__(
+            "invalid job config:\n  " + "\n  ".join(lines),
+            hint="fix the fields above; `slurmctl schema` prints every field with its type",
+        )
+
+
+class InputError(SlurmctlError):
+    exit_code = 3
+
+
+class HandlerError(SlurmctlError):
+    exit_code = 4
+
+
+class StateError(SlurmctlError):
+    exit_code = 5
+
+
+class JobNotFoundError(StateError):
+    pass
+
+
+class StorageError(SlurmctlError):
+    exit_code = 6
+
+
+class ObjectNotFoundError(StorageError):
+    def __init__(self, key: str) -> None:
+        super().__init__(f"object not found: {key}")
+        self.key = key
+
+
+class ChecksumMismatchError(StorageError):
+    def __init__(self, key: str, expected: str, actual: str) -> None:
+        super().__init__(
+            f"checksum mismatch for {key}: expected sha256 {expected}, found {actual}",
+            hint="the file was modified or truncated after it was published; re-run the task",
+        )
+        self.key = key
+        self.expected = expected
+        self.actual = actual
+
+
+class ConflictError(StorageError):
+    """A compare-and-set or put-if-absent lost against another writer."""
+
+    def __init__(self, key: str, detail: str = "") -> None:
+        super().__init__(f"conflicting write on {key}" + (f": {detail}" if detail else ""))
+        self.key = key
+
+
+class SchedulerError(SlurmctlError):
+    exit_code = 7
+
+
+class SubmissionError(SchedulerError):
+    def __init__(
+        self,
+        message: str,
+        *,
+        command: list[str] | None = None,
+        stdout: str = "",
+        stderr: str = "",
+        returncode: int | None = None,
+        hint: str | None = None,
+    ) -> None:
+        detail = message
+        if command:
+            detail += f"\n  command: {' '.join(command)}"
+        if returncode is not None:
+            detail += f"\n  exit code: {returncode}"
+        if stderr.strip():
+            detail += f"\n  stderr: {stderr.strip()}"
+        super().__init__(detail, hint=hint)
+        self.command = command
+        self.stdout = stdout
+        self.stderr = stderr
+        self.returncode = returncode
+
+
+class SchedulerQueryError(SchedulerError):
+    pass
+
+
+class ResultsError(SlurmctlError):
+    exit_code = 8
+
+
+class ItemError(SlurmctlError):
+    """Raised by a handler to say how an item failed. Anything else is classified by type."""
+
+    category = "unknown"
+
+
+class TransientItemError(ItemError):
+    category = "transient"
+
+
+class PermanentItemError(ItemError):
+    category = "permanent"
