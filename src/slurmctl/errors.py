@@ -56,9 +56,10 @@ class FieldProblem:
     message: str  # what is expected
     found: str | None = None  # repr of what was found, shortened
     line: int | None = None  # 1-based line in the file, when known
+    file: str | None = None  # the file that set the field (may be an `extends:` parent)
 
     def render(self, file: str | None) -> str:
-        where = file or "<config>"
+        where = self.file or file or "<config>"
         if self.line is not None:
             where = f"{where}:{self.line}"
         text = f"{where}: {self.path or '<root>'}: {self.message}"

@@ -1,0 +1,3 @@
+from slurmctl.cli.main import main
+
+main()

@@ -1,0 +1,353 @@
+"""``slurmctl``: a thin CLI. Commands parse flags, call the library, and render; errors map to
+exit codes here and nowhere else (see :mod:`slurmctl.errors`)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from slurmctl.errors import SlurmctlError
+
+app = typer.Typer(
+    name="slurmctl",
+    help="Map a Python handler over millions of records on Slurm (or this machine), with checkpoints "
+    "and verified results.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+out = Console()
+err = Console(stderr=True)
+
+RootOpt = Annotated[
+    str | None,
+    typer.Option("--root", envvar="SLURMCTL_ROOT", help="local backend root (default ~/.slurmctl)"),
+]
+
+
+def _backend(root: str | None) -> Any:
+    from slurmctl.storage.open import open_backend
+
+    return open_backend({"kind": "local"}, root)
+
+
+def _fmt_s(s: float | None) -> str:
+    if s is None:
+        return "-"
+    s = int(s)
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+
+@app.command()
+def validate(job_file: Path) -> None:
+    """Check a job file; print "ok" or every problem with file:line: field."""
+    from slurmctl.config import load_config
+
+    cfg = load_config(job_file)
+    out.print(f"ok: {job_file} (job {cfg.name!r}, executor {cfg.executor.kind}, output {cfg.output.format})")
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of the job file."""
+    from slurmctl.config import config_json_schema
+
+    print(config_json_schema())
+
+
+@app.command()
+def submit(
+    job_file: Path,
+    wait: Annotated[
+        bool, typer.Option("--wait", help="follow the job with a progress bar until it ends")
+    ] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="partition, then print what would run")] = False,
+    root: RootOpt = None,
+) -> None:
+    """Partition the input, create the tasks and hand them to the executor; prints the job id."""
+    from slurmctl.config import load_config
+    from slurmctl.coordinator import prepare
+    from slurmctl.executors import executor_for
+
+    cfg = load_config(job_file)
+    with _progress_bar("partitioning") as bar:
+        backend, job = prepare(cfg, root_override=root, progress=bar)
+    executor = executor_for(backend, job)
+    task_ids = job.groups[0].task_ids
+    if job.rejected:
+        err.print(f"[yellow]{job.rejected} malformed record(s) rejected[/] (within input.max_rejects)")
+    if dry_run:
+        out.print(executor.dry_run(task_ids), markup=False, highlight=False)
+        out.print(f"# dry run: job {job.job_id} partitioned ({job.tasks} tasks), nothing submitted")
+        return
+    detail = executor.submit(task_ids)
+    err.print(f"submitted {job.tasks} task(s), {job.total_items} item(s): {detail}")
+    print(job.job_id)
+    if wait:
+        code = _follow(backend, job.job_id)
+        raise typer.Exit(code)
+
+
+class _progress_bar:
+    """A rich progress bar on a terminal, nothing otherwise; callable as (done, total)."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.progress: Any = None
+        self.task: Any = None
+
+    def __enter__(self) -> _progress_bar | None:
+        if not err.is_terminal:
+            return None
+        from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
+
+        self.progress = Progress(
+            f"[bold]{self.label}", BarColumn(), DownloadColumn(), TimeRemainingColumn(), console=err
+        )
+        self.progress.start()
+        self.task = self.progress.add_task(self.label, total=None)
+        return self
+
+    def __call__(self, done: int, total: int) -> None:
+        self.progress.update(self.task, completed=done, total=total)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+
+def _follow(backend: Any, job_id: str) -> int:
+    """Poll the backend (not the scheduler) until the job ends; exit code 0 iff it succeeded."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from slurmctl.status import progress
+
+    delay = 0.2
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[extra]}"),
+        TimeRemainingColumn(),
+        console=err,
+        disable=not err.is_terminal,
+    ) as bar:
+        task = bar.add_task(job_id, total=None, extra="")
+        while True:
+            p = progress(backend, job_id)
+            bar.update(
+                task,
+                completed=p.items_done,
+                total=p.items_total,
+                extra=f"{p.state} failed={p.items_failed}",
+            )
+            if p.state in ("succeeded", "failed", "cancelled"):
+                break
+            time.sleep(delay)
+            delay = min(delay * 1.5, 5.0)
+    err.print(f"job {job_id}: {p.state} — {p.items_done}/{p.items_total} items, {p.items_failed} failed")
+    return 0 if p.state == "succeeded" else 1
+
+
+@app.command()
+def status(
+    job_id: str,
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+    watch: Annotated[bool, typer.Option("--watch", help="refresh until the job ends")] = False,
+    root: RootOpt = None,
+) -> None:
+    """Progress of a job: tasks per state, items done/failed, throughput, ETA."""
+    from slurmctl.status import progress
+
+    backend = _backend(root)
+    if watch and not as_json:
+        raise typer.Exit(_follow(backend, job_id))
+    p = progress(backend, job_id)
+    if as_json:
+        print(json.dumps(p.to_dict(), indent=2))
+        return
+    t = Table(title=f"{p.job_id} — {p.state}", show_header=False, box=None)
+    t.add_row("tasks", " ".join(f"{k}={v}" for k, v in p.task_states.items() if v) or "0")
+    t.add_row("items", f"{p.items_done}/{p.items_total} done, {p.items_failed} failed")
+    t.add_row("throughput", f"{p.items_per_s:,.1f} items/s" if p.items_per_s else "-")
+    t.add_row("elapsed / ETA", f"{_fmt_s(p.elapsed_s)} / {_fmt_s(p.eta_s)}")
+    if p.message:
+        t.add_row("message", p.message)
+    out.print(t)
+    for f in p.failed_tasks:
+        out.print(f"  [red]failed[/] {f['task_id']} (attempt {f['attempt']}): {f['error']}", highlight=False)
+
+
+@app.command()
+def results(
+    job_id: str,
+    output: Annotated[Path, typer.Option("-o", "--output", help="merged output file")],
+    fmt: Annotated[
+        str | None, typer.Option("-f", "--format", help="parquet|sqlite|csv|jsonl (default: from -o suffix)")
+    ] = None,
+    root: RootOpt = None,
+) -> None:
+    """Verify every task's result (checksums, item accounting) and merge them into one file."""
+    from slurmctl.results import merge
+
+    m = merge(_backend(root), job_id, output, fmt)
+    out.print(
+        f"wrote {m.output_path} ({m.output_format}, {m.rows} rows from {m.tasks} tasks, "
+        f"sha256 {m.output_sha256[:16]}…); items ok={m.items_ok} failed={m.items_failed}"
+    )
+    if m.items_failed:
+        out.print(f"failed items: {m.output_path}.errors.jsonl")
+
+
+@app.command()
+def jobs(root: RootOpt = None, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """List jobs in the backend, newest first."""
+    from slurmctl.model.core import JobStatus
+    from slurmctl.storage import keys
+
+    backend = _backend(root)
+    rows = sorted(
+        (JobStatus.model_validate(r.value) for r in backend.state.scan(keys.JOBS_TABLE)),
+        key=lambda s: s.created_at,
+        reverse=True,
+    )
+    if as_json:
+        print(json.dumps([r.model_dump(mode="json") for r in rows], indent=2))
+        return
+    t = Table("job", "state", "executor", "tasks", "items", "created")
+    for r in rows:
+        created = time.strftime("%Y-%m-%d %H:%M", time.localtime(r.created_at))
+        t.add_row(r.job_id, r.state.value, r.executor, str(r.tasks), str(r.total_items), created)
+    out.print(t)
+
+
+@app.command()
+def inspect(
+    job_id: str, task_id: Annotated[str | None, typer.Argument()] = None, root: RootOpt = None
+) -> None:
+    """Show the job manifest, or a task's manifest, state and result manifest (JSON)."""
+    from slurmctl.coordinator import load_job
+    from slurmctl.errors import ObjectNotFoundError
+    from slurmctl.model.core import Task
+    from slurmctl.model.manifests import DoneMarker
+    from slurmctl.storage import keys
+
+    backend = _backend(root)
+    job = load_job(backend, job_id)
+    if task_id is None:
+        doc = job.model_dump(mode="json")
+        doc["status"] = backend.state.get(keys.JOBS_TABLE, keys.job_state(job_id)).value
+        print(json.dumps(doc, indent=2))
+        return
+    try:
+        task = Task.from_json(backend.objects.get(keys.task_manifest(job_id, task_id)), where=task_id)
+    except ObjectNotFoundError:
+        raise SlurmctlError(f"job {job_id} has no task {task_id!r} (tasks are t0000000..)") from None
+    rec = backend.state.get(keys.TASKS_TABLE, keys.task_state(job_id, task_id))
+    doc: dict[str, Any] = {"task": task.model_dump(mode="json"), "state": rec.value if rec else None}
+    try:
+        marker = DoneMarker.from_json(backend.objects.get(keys.done_marker(job_id, task_id)))
+        doc["done"] = marker.model_dump(mode="json")
+        doc["result"] = json.loads(backend.objects.get(marker.manifest_key))
+    except ObjectNotFoundError:
+        doc["done"] = None
+    print(json.dumps(doc, indent=2))
+
+
+@app.command()
+def cancel(
+    job_id: str,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask for confirmation")] = False,
+    root: RootOpt = None,
+) -> None:
+    """Stop a job's running work and mark it cancelled."""
+    from slurmctl.coordinator import job_status, load_job, mark_tasks, set_job_state, task_statuses
+    from slurmctl.executors import executor_for
+    from slurmctl.model.states import JobState, TaskState
+
+    backend = _backend(root)
+    st = job_status(backend, job_id)
+    if st.state.is_terminal:
+        out.print(f"job {job_id} is already {st.state.value}")
+        return
+    if not yes and not typer.confirm(f"cancel job {job_id} ({st.tasks} tasks)?"):
+        raise typer.Exit(1)
+    job = load_job(backend, job_id)
+    executor_for(backend, job).cancel()
+    open_tasks = [t.task_id for t in task_statuses(backend, job_id) if not t.state.is_terminal]
+    mark_tasks(backend, job_id, open_tasks, TaskState.CANCELLED)
+    set_job_state(backend, job_id, JobState.CANCELLED, message="cancelled by user")
+    out.print(f"cancelled {job_id}")
+
+
+@app.command(hidden=False)
+def worker(
+    job: Annotated[str, typer.Option("--job", help="job id")],
+    backend_spec: Annotated[str, typer.Option("--backend", help="backend spec as JSON")] = '{"kind":"local"}',
+    task: Annotated[str | None, typer.Option("--task", help="run this task id")] = None,
+    array_offset: Annotated[
+        int | None, typer.Option("--array-offset", help="task index = SLURM_ARRAY_TASK_ID + offset")
+    ] = None,
+    pilot: Annotated[bool, typer.Option("--pilot", help="claim tasks until none are left")] = False,
+    index: Annotated[int, typer.Option("--index", help="pilot: this worker's index")] = -1,
+    workers: Annotated[int, typer.Option("--workers", help="pilot: number of pilots")] = 1,
+) -> None:
+    """The worker entry point every executor launches (one task, an array element, or a pilot)."""
+    import logging
+
+    from slurmctl.storage.open import open_backend
+    from slurmctl.worker.runtime import Worker, task_id_for
+
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    w = Worker(open_backend(json.loads(backend_spec)), job)
+    w.stop.install()
+    if pilot:
+        i = index if index >= 0 else int(os.environ.get("SLURM_ARRAY_TASK_ID", "0"))
+        raise typer.Exit(w.run_pilot(i, workers))
+    if task is None:
+        if array_offset is None or "SLURM_ARRAY_TASK_ID" not in os.environ:
+            raise SlurmctlError("worker needs --task, --pilot, or --array-offset inside a Slurm array job")
+        task = task_id_for(int(os.environ["SLURM_ARRAY_TASK_ID"]) + array_offset)
+    raise typer.Exit(w.run_task(task))
+
+
+def main() -> None:
+    """Console entry point: runs the app and turns our errors into a message and an exit code."""
+    try:
+        app(standalone_mode=False)
+    except SlurmctlError as exc:
+        from rich.markup import escape
+
+        err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
+        sys.exit(exc.exit_code)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        err.print("aborted")
+        sys.exit(130)
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
+    except Exception as exc:  # click usage errors and genuine bugs
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        if os.environ.get("SLURMCTL_DEBUG"):
+            raise
+        from rich.markup import escape
+
+        err.print(f"[red]internal error:[/] {type(exc).__name__}: {escape(str(exc))}", highlight=False)
+        err.print("re-run with SLURMCTL_DEBUG=1 for the traceback, and please report it")
+        sys.exit(70)

@@ -1,0 +1,122 @@
+"""The job file, as pydantic models. Units live in field names (``mem_gb``, ``time_min``).
+
+``slurmctl schema`` prints the JSON Schema generated from these classes; docs/configuration.md
+explains every field with an example.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+CONFIG_SCHEMA_VERSION = 1
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class CsvOptions(Strict):
+    delimiter: str = Field(",", min_length=1, max_length=1, description="field separator")
+    header: bool = Field(True, description="first row holds column names")
+
+
+class InputConfig(Strict):
+    path: str | list[str] = Field(
+        description="input file, glob, or list of them; relative to the job file; .gz/.zst allowed"
+    )
+    format: Literal["jsonl", "csv", "parquet"] | None = Field(None, description="default: from the suffix")
+    max_record_mb: float = Field(16.0, gt=0, description="records larger than this are rejected")
+    max_rejects: int = Field(
+        0, ge=0, description="malformed records tolerated before submit refuses to run the job"
+    )
+    csv: CsvOptions = Field(default_factory=CsvOptions)
+
+
+class HandlerConfig(Strict):
+    function: str = Field(description="module:function, e.g. mypkg.handlers:score")
+    python_path: list[str] = Field(
+        default_factory=lambda: ["."], description="directories put on sys.path; relative to the job file"
+    )
+    mode: Literal["item", "batch"] = Field(
+        "item", description="item: f(record, ctx) per item (may be a generator); batch: f(records, ctx)"
+    )
+
+    @field_validator("function")
+    @classmethod
+    def _module_function(cls, v: str) -> str:
+        if not re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", v):
+            raise ValueError("expected 'module:function', e.g. 'textstats:handle'")
+        return v
+
+
+class BatchConfig(Strict):
+    items: int | None = Field(1000, gt=0, description="items per task")
+    mb: float | None = Field(None, gt=0, description="batch file size per task, in MB (10^6 bytes)")
+
+    @model_validator(mode="after")
+    def _one_limit(self) -> BatchConfig:
+        if self.items is None and self.mb is None:
+            raise ValueError("set batch.items, batch.mb, or both")
+        return self
+
+
+class ResourcesConfig(Strict):
+    cpus: int = Field(1, gt=0, description="CPUs per task (sbatch --cpus-per-task)")
+    mem_gb: float | None = Field(None, gt=0, description="memory per task (sbatch --mem)")
+    time_min: int | None = Field(None, gt=0, description="time limit per task (sbatch --time)")
+    partition: str | None = None
+    account: str | None = None
+    qos: str | None = None
+    gres: str | None = Field(None, description="e.g. gpu:a100:1")
+    array_throttle: int | None = Field(None, gt=0, description="at most this many array tasks at once (%N)")
+    sbatch_extra: list[str] = Field(default_factory=list, description="extra sbatch options, verbatim")
+
+
+class RetryConfig(Strict):
+    max_attempts: int = Field(3, ge=1, description="attempts per task, first run included")
+    retry_items: list[Literal["transient", "permanent", "infrastructure", "unknown"]] = Field(
+        default_factory=lambda: ["transient", "infrastructure"],
+        description="item failure categories that `slurmctl retry` reruns",
+    )
+
+
+class OutputConfig(Strict):
+    format: Literal["parquet", "sqlite", "csv", "jsonl"] = "jsonl"
+    path: str | None = Field(None, description="merged output; relative to the job file")
+
+
+class BackendConfig(Strict):
+    kind: Literal["local"] = "local"
+    root: str | None = Field(None, description="default: $SLURMCTL_ROOT or ~/.slurmctl")
+
+
+class ExecutorConfig(Strict):
+    kind: Literal["local", "slurm"] = "local"
+    max_parallel: int | None = Field(None, gt=0, description="local: tasks at once (default: cores)")
+    mode: Literal["array", "pilot"] = Field(
+        "array", description="slurm: one array element per task, or pilots"
+    )
+    workers: int = Field(4, gt=0, description="slurm pilot mode: array size W")
+    lease_s: float = Field(
+        120.0, gt=0, description="a claimed task is re-claimable this long after a heartbeat"
+    )
+    cluster: str | None = Field(None, description="named cluster profile")
+    poll_min_s: float = Field(1.0, gt=0)
+    poll_max_s: float = Field(30.0, gt=0)
+    sbatch_template: str | None = Field(None, description="path to a user sbatch template (string.Template)")
+
+
+class JobConfig(Strict):
+    schema_version: Literal[1] = CONFIG_SCHEMA_VERSION
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    input: InputConfig
+    handler: HandlerConfig
+    batch: BatchConfig = Field(default_factory=BatchConfig)
+    resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
+    retry: RetryConfig = Field(default_factory=RetryConfig)
+    output: OutputConfig = Field(default_factory=OutputConfig)
+    backend: BackendConfig = Field(default_factory=BackendConfig)
+    executor: ExecutorConfig = Field(default_factory=ExecutorConfig)

@@ -1,0 +1,245 @@
+"""The coordinator: job file → job record → partitioned batches → task manifests → executor.
+
+Every step is re-runnable: ``prepare`` writes the job record first (state ``created``), the
+partitioner resumes from its own state file, task manifests and records are created only where
+absent, and the job moves to ``partitioned`` only when all of them exist.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import secrets
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from slurmctl.config.models import JobConfig
+from slurmctl.errors import ConflictError, InputError, JobNotFoundError
+from slurmctl.model.core import Batch, Job, JobStatus, Task, TaskGroup, TaskStatus
+from slurmctl.model.states import JobState, TaskState
+from slurmctl.storage import keys
+from slurmctl.storage.base import Backend
+from slurmctl.storage.open import open_backend
+from slurmctl.worker.runtime import task_id_for
+
+Progress = Callable[[int, int], None]
+
+
+def new_job_id(name: str) -> str:
+    """``<name>-<UTC yyyymmdd-HHMMSS>-<4 hex>``: sortable, readable, safe as a path and a Slurm name."""
+    slug = re.sub(r"[^A-Za-z0-9_.-]", "-", name)[:32].strip("-.") or "job"
+    return f"{slug}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{secrets.token_hex(2)}"
+
+
+def config_dict(config: JobConfig) -> dict[str, Any]:
+    return config.model_dump(mode="json")
+
+
+def load_job(backend: Backend, job_id: str) -> Job:
+    try:
+        data = backend.objects.get(keys.job_manifest(job_id))
+    except Exception as exc:
+        if backend.state.get(keys.JOBS_TABLE, keys.job_state(job_id)) is None:
+            raise JobNotFoundError(
+                f"no job {job_id!r} in {backend.description}",
+                hint="`slurmctl jobs` lists the jobs; --root / SLURMCTL_ROOT selects the backend",
+            ) from exc
+        raise
+    return Job.from_json(data, where=f"job {job_id}")
+
+
+def job_status(backend: Backend, job_id: str) -> JobStatus:
+    rec = backend.state.get(keys.JOBS_TABLE, keys.job_state(job_id))
+    if rec is None:
+        raise JobNotFoundError(
+            f"no job {job_id!r} in {backend.description}",
+            hint="`slurmctl jobs` lists the jobs; --root / SLURMCTL_ROOT selects the backend",
+        )
+    return JobStatus.model_validate(rec.value)
+
+
+def set_job_state(backend: Backend, job_id: str, new: JobState, **changes: Any) -> JobStatus:
+    def change(value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is None:
+            raise JobNotFoundError(f"no job {job_id!r}")
+        st = JobStatus.model_validate(value)
+        if st.state == new and not changes:
+            return None
+        return st.advance(new, **changes).model_dump(mode="json")
+
+    rec = backend.state.update(keys.JOBS_TABLE, keys.job_state(job_id), change)
+    assert rec is not None
+    return JobStatus.model_validate(rec.value)
+
+
+def prepare(
+    config: JobConfig,
+    *,
+    root_override: str | None = None,
+    progress: Progress | None = None,
+    job_id: str | None = None,
+) -> tuple[Backend, Job]:
+    """Create the job and partition its input. Returns the backend and the job manifest.
+
+    Raises InputError for unreadable/empty input or more rejects than ``input.max_rejects``
+    (the job then stays ``failed`` with the rejects file kept for inspection)."""
+    from slurmctl.partition import expand_inputs, partition
+
+    cfg = config_dict(config)
+    backend = open_backend(cfg["backend"], root_override)
+    cfg["backend"] = backend.spec
+    inputs = expand_inputs(config.input.path, Path.cwd())
+    job_id = job_id or new_job_id(config.name)
+    cfg_bytes = json.dumps(cfg, sort_keys=True).encode()
+    status = JobStatus(job_id=job_id, name=config.name, state=JobState.CREATED, executor=config.executor.kind)
+    # Re-running prepare for the same id carries on from where it stopped.
+    with contextlib.suppress(ConflictError):
+        backend.state.create(keys.JOBS_TABLE, keys.job_state(job_id), status.model_dump(mode="json"))
+    backend.objects.put(keys.job_config(job_id), cfg_bytes)
+
+    out_dir = backend.objects.local_path(keys.batches_prefix(job_id) + "x")
+    staging = out_dir.parent if out_dir is not None else Path(os.environ.get("TMPDIR", "/tmp")) / job_id
+    try:
+        summary = partition(
+            inputs,
+            staging,
+            items_per_batch=config.batch.items,
+            bytes_per_batch=int(config.batch.mb * 1e6) if config.batch.mb else None,
+            input_format=config.input.format,
+            max_record_bytes=int(config.input.max_record_mb * 2**20),
+            progress=progress,
+            csv_options={"delimiter": config.input.csv.delimiter, "header": config.input.csv.header},
+        )
+    except InputError as exc:
+        set_job_state(backend, job_id, JobState.FAILED, message=str(exc))
+        raise
+    if summary.rejected > config.input.max_rejects:
+        examples = _reject_examples(summary.rejects_path)
+        msg = (
+            f"{summary.rejected} malformed record(s) rejected (input.max_rejects is "
+            f"{config.input.max_rejects}); first ones:\n" + "\n".join(examples)
+        )
+        set_job_state(backend, job_id, JobState.FAILED, message=msg)
+        raise InputError(
+            msg,
+            hint=f"all rejects are in {summary.rejects_path}; fix the input, or raise input.max_rejects "
+            "to run the good records",
+        )
+
+    groups = TaskGroup(group_id="g000", phase="map", mode="local")
+    batches: list[Batch] = []
+    for b in summary.batches:
+        key = keys.batch(job_id, b.batch_id)
+        if out_dir is None:  # remote store: upload the staged batch
+            backend.objects.put_file(key, staging / f"{b.batch_id}.jsonl")
+        batches.append(
+            Batch(
+                batch_id=b.batch_id,
+                index=b.index,
+                key=key,
+                first_item=b.first_item,
+                items=b.items,
+                bytes=b.bytes,
+                sha256=b.sha256,
+                source=str(b.source),
+                first_line=b.first_line,
+                last_line=b.last_line,
+            )
+        )
+    if summary.rejects_path is not None and out_dir is None:
+        backend.objects.put_file(keys.rejects(job_id), summary.rejects_path)
+    groups.task_ids = [task_id_for(b.index) for b in batches]
+    groups.count = len(batches)
+    job = Job(
+        job_id=job_id,
+        name=config.name,
+        created_at=time.time(),
+        config=cfg,
+        config_sha256=hashlib.sha256(cfg_bytes).hexdigest(),
+        backend=backend.spec,
+        executor=config.executor.kind,
+        total_items=summary.total_items,
+        rejected=summary.rejected,
+        tasks=len(batches),
+        inputs=summary.inputs,
+        groups=[groups],
+    )
+    with backend.deferred_sync():
+        for b in batches:
+            tid = task_id_for(b.index)
+            task = Task(task_id=tid, job_id=job_id, index=b.index, batch=b, group_id=groups.group_id)
+            backend.objects.put(keys.task_manifest(job_id, tid), task.to_json())
+            ts = TaskStatus(task_id=tid, items_total=b.items)
+            with contextlib.suppress(ConflictError):
+                backend.state.create(
+                    keys.TASKS_TABLE, keys.task_state(job_id, tid), ts.model_dump(mode="json")
+                )
+    save_job(backend, job)
+    set_job_state(backend, job_id, JobState.PARTITIONED, total_items=job.total_items, tasks=job.tasks)
+    return backend, job
+
+
+def save_job(backend: Backend, job: Job) -> None:
+    backend.objects.put(keys.job_manifest(job.job_id), job.to_json())
+
+
+def _reject_examples(path: Path | None, limit: int = 5) -> list[str]:
+    if path is None or not Path(path).exists():
+        return []
+    out = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            r = json.loads(line)
+            out.append(f"  {r['source']}:{r['line']}: {r['reason']}")
+            if len(out) >= limit:
+                break
+    return out
+
+
+def task_statuses(backend: Backend, job_id: str) -> list[TaskStatus]:
+    return [
+        TaskStatus.model_validate(r.value)
+        for r in backend.state.scan(keys.TASKS_TABLE, keys.task_states_prefix(job_id))
+    ]
+
+
+def mark_tasks(backend: Backend, job_id: str, task_ids: list[str], new: TaskState, **changes: Any) -> None:
+    """Move tasks to ``new`` where that is a legal move; others are left as they are."""
+    from slurmctl.model.states import can_advance_task
+
+    for tid in task_ids:
+
+        def change(value: dict[str, Any] | None, tid: str = tid) -> dict[str, Any] | None:
+            st = TaskStatus(task_id=tid) if value is None else TaskStatus.model_validate(value)
+            if st.state == new or not can_advance_task(st.state, new):
+                return None
+            return st.advance(new, **changes).model_dump(mode="json")
+
+        backend.state.update(keys.TASKS_TABLE, keys.task_state(job_id, tid), change)
+
+
+def refresh_job_state(backend: Backend, job_id: str, statuses: list[TaskStatus] | None = None) -> JobStatus:
+    """Derive the job's state from its tasks and store it if it changed."""
+    st = job_status(backend, job_id)
+    if st.state in (JobState.CREATED, JobState.PARTITIONED, JobState.CANCELLED, JobState.SUCCEEDED):
+        return st
+    statuses = statuses if statuses is not None else task_statuses(backend, job_id)
+    states = [t.state for t in statuses]
+    if states and all(s == TaskState.SUCCEEDED for s in states):
+        new = JobState.SUCCEEDED
+    elif states and all(s.is_terminal for s in states):
+        new = JobState.FAILED
+    elif any(s in (TaskState.RUNNING, TaskState.SUCCEEDED, TaskState.FAILED) for s in states):
+        new = JobState.RUNNING
+    else:
+        return st
+    if new == st.state:
+        return st
+    if st.state == JobState.FAILED and new == JobState.RUNNING:
+        new = JobState.SUBMITTED  # a retry is under way
+    return set_job_state(backend, job_id, new)

@@ -1,0 +1,63 @@
+"""The executor contract: how tasks of a job get run.
+
+An executor turns task ids into running ``slurmctl worker`` processes and answers for them:
+
+* ``submit(task_ids)`` hands tasks over (local: a detached runner process; Slurm: ``sbatch
+  --array``) and records what it submitted in the job manifest's task groups. Tasks go to
+  ``queued``. Safe to call again for tasks that are not running (resubmission).
+* ``cancel()`` stops everything the executor started for the job. Idempotent.
+* ``dry_run(task_ids)`` returns what ``submit`` would run, without running it.
+
+Executors never process items themselves: every executor launches the same worker entry point
+(:func:`worker_command`), so behaviour is identical whatever runs it.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+from abc import ABC, abstractmethod
+
+from slurmctl.model.core import Job
+from slurmctl.storage.base import Backend
+
+
+def worker_command(backend: Backend, job_id: str, *extra: str, python: str | None = None) -> list[str]:
+    """The argv that runs a worker for ``job_id`` on ``backend``; ``extra`` selects the task(s)."""
+    return [
+        python or sys.executable,
+        "-m",
+        "slurmctl",
+        "worker",
+        "--backend",
+        json.dumps(backend.spec, separators=(",", ":")),
+        "--job",
+        job_id,
+        *extra,
+    ]
+
+
+def shell_join(argv: list[str]) -> str:
+    return " ".join(shlex.quote(a) for a in argv)
+
+
+class Executor(ABC):
+    kind: str = ""
+
+    def __init__(self, backend: Backend, job: Job) -> None:
+        self.backend = backend
+        self.job = job
+
+    @abstractmethod
+    def submit(self, task_ids: list[str]) -> str:
+        """Hand ``task_ids`` to the scheduler. Returns a one-line description of what was done.
+        Raises SchedulerError/SubmissionError; on failure no task is left half-submitted."""
+
+    @abstractmethod
+    def cancel(self) -> None:
+        """Stop all work of the job. Idempotent."""
+
+    @abstractmethod
+    def dry_run(self, task_ids: list[str]) -> str:
+        """The commands/scripts ``submit`` would run, as text."""

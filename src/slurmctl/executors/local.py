@@ -1,0 +1,170 @@
+"""The local executor: tasks run as worker subprocesses on this machine, N at a time.
+
+``submit`` starts a detached *runner* (``python -m slurmctl.executors.local``) and returns at once;
+the runner keeps ``max_parallel`` workers busy (default: the number of cores), re-runs a task whose
+worker died (SIGKILL, OOM) or was interrupted, up to ``retry.max_attempts``, and settles the job's
+state at the end. ``cancel`` signals the runner's process group. ``slurmctl status`` works the same
+as for Slurm jobs because everything it reads is in the backend.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+from slurmctl.coordinator import load_job, mark_tasks, refresh_job_state, set_job_state, task_statuses
+from slurmctl.errors import SchedulerError
+from slurmctl.executors.base import Executor, shell_join, worker_command
+from slurmctl.model.core import JobStatus
+from slurmctl.model.states import JobState, TaskState
+from slurmctl.storage import keys
+from slurmctl.storage.base import Backend
+from slurmctl.storage.open import open_backend
+from slurmctl.worker.runtime import EXIT_OK
+
+log = logging.getLogger("slurmctl.executors.local")
+
+
+def default_parallel() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - non-Linux
+        return os.cpu_count() or 1
+
+
+class LocalExecutor(Executor):
+    kind = "local"
+
+    def _runner_argv(self) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "slurmctl.executors.local",
+            "--backend",
+            json.dumps(self.backend.spec, separators=(",", ":")),
+            "--job",
+            self.job.job_id,
+        ]
+
+    def dry_run(self, task_ids: list[str]) -> str:
+        n = self.job.config["executor"].get("max_parallel") or default_parallel()
+        lines = [
+            f"# local executor: {len(task_ids)} task(s), {n} at a time, via a detached runner:",
+            shell_join(self._runner_argv()),
+            "# which runs, per task:",
+            shell_join(worker_command(self.backend, self.job.job_id, "--task", "<task-id>")),
+        ]
+        return "\n".join(lines)
+
+    def submit(self, task_ids: list[str]) -> str:
+        mark_tasks(self.backend, self.job.job_id, task_ids, TaskState.QUEUED)
+        log_key = keys.log_prefix(self.job.job_id) + "runner.log"
+        log_path = self.backend.objects.local_path(log_key)
+        if log_path is None:
+            raise SchedulerError("the local executor needs a local backend (its runner logs to it)")
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(log_path, "ab") as out:
+            proc = subprocess.Popen(
+                self._runner_argv(),
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # survives the CLI; cancel signals the whole group
+                close_fds=True,
+            )
+        set_job_state(
+            self.backend,
+            self.job.job_id,
+            JobState.SUBMITTED,
+            runner_pid=proc.pid,
+            runner_host=socket.gethostname(),
+        )
+        return f"local runner pid {proc.pid}, {len(task_ids)} task(s)"
+
+    def cancel(self) -> None:
+        rec = self.backend.state.get(keys.JOBS_TABLE, keys.job_state(self.job.job_id))
+        if rec is None:
+            return
+        st = JobStatus.model_validate(rec.value)
+        if st.runner_pid and st.runner_host == socket.gethostname():
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(st.runner_pid, signal.SIGTERM)
+
+
+def run(backend: Backend, job_id: str, *, max_parallel: int | None = None) -> int:
+    """Run every unfinished task of the job with at most ``max_parallel`` workers at once.
+    Returns 0 if all tasks succeeded, 1 otherwise."""
+    job = load_job(backend, job_id)
+    cfg = job.config
+    n = max_parallel or cfg["executor"].get("max_parallel") or default_parallel()
+    max_attempts = int(cfg["retry"]["max_attempts"])
+    stopping = False
+
+    def on_signal(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+    todo = [t.task_id for t in task_statuses(backend, job_id) if t.state != TaskState.SUCCEEDED]
+    todo.sort()
+    tries: dict[str, int] = {}
+    running: dict[str, subprocess.Popen[bytes]] = {}
+    while (todo or running) and not stopping:
+        while todo and len(running) < n:
+            tid = todo.pop(0)
+            tries[tid] = tries.get(tid, 0) + 1
+            running[tid] = subprocess.Popen(
+                worker_command(backend, job_id, "--task", tid), stdin=subprocess.DEVNULL
+            )
+        time.sleep(0.05)
+        for tid, proc in list(running.items()):
+            code = proc.poll()
+            if code is None:
+                continue
+            del running[tid]
+            if code != EXIT_OK and not stopping:
+                log.warning("task %s: worker exited %s (try %d of %d)", tid, code, tries[tid], max_attempts)
+                if tries[tid] < max_attempts:
+                    todo.append(tid)
+    if stopping:
+        for proc in running.values():
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGTERM)
+        for proc in running.values():
+            proc.wait()
+        return 1
+    statuses = task_statuses(backend, job_id)
+    # Workers that died without a word (SIGKILL, OOM) leave their task 'running': settle those.
+    stale = [t.task_id for t in statuses if t.state in (TaskState.RUNNING, TaskState.QUEUED)]
+    if stale:
+        mark_tasks(backend, job_id, stale, TaskState.FAILED, error="worker died; attempts exhausted")
+        statuses = task_statuses(backend, job_id)
+    final = refresh_job_state(backend, job_id, statuses)
+    return 0 if final.state == JobState.SUCCEEDED else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m slurmctl.executors.local")
+    parser.add_argument("--backend", required=True, help="backend spec (JSON)")
+    parser.add_argument("--job", required=True)
+    parser.add_argument("--max-parallel", type=int)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    backend = open_backend(json.loads(args.backend))
+    code = run(backend, args.job, max_parallel=args.max_parallel)
+    log.info("runner done for %s (exit %d)", args.job, code)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

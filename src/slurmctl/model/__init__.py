@@ -1,0 +1,1 @@
+"""Job, task and manifest models and their state machines."""

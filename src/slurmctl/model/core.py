@@ -1,0 +1,165 @@
+"""The core model: Job, Phase, TaskGroup, Task, Batch — typed, JSON round-trippable, versioned.
+
+Immutable descriptions (Batch, Task, Job manifests) live in the object store; the mutable part of a
+task or job (its state, attempt, lease, counters) is a ``TaskStatus`` / ``JobStatus`` record in the
+state store, changed only by compare-and-set through :mod:`slurmctl.model.states`.
+
+``schema_version`` is written into every document. Readers accept documents of their own major
+version and reject newer ones with a clear error, so an old worker never misreads a new job.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from slurmctl.errors import StateError
+from slurmctl.model.states import JobState, TaskState, advance_job, advance_task
+
+SCHEMA_VERSION = 1
+
+
+class Doc(BaseModel):
+    """Base of every stored document: strict fields, JSON round-trip, schema version check."""
+
+    model_config = ConfigDict(extra="forbid", frozen=False)
+    schema_version: int = SCHEMA_VERSION
+
+    def to_json(self) -> bytes:
+        return self.model_dump_json().encode()
+
+    @classmethod
+    def from_json(cls, data: bytes | str, *, where: str = "") -> Any:
+        import json
+
+        from pydantic import ValidationError
+
+        try:
+            raw = json.loads(data)
+        except ValueError as exc:
+            raise StateError(f"{where or cls.__name__}: not valid JSON: {exc}") from exc
+        version = raw.get("schema_version", SCHEMA_VERSION) if isinstance(raw, dict) else None
+        if isinstance(version, int) and version > SCHEMA_VERSION:
+            raise StateError(
+                f"{where or cls.__name__} has schema_version {version}; this slurmctl reads up to "
+                f"{SCHEMA_VERSION}",
+                hint="upgrade slurmctl on this node",
+            )
+        try:
+            return cls.model_validate(raw)
+        except ValidationError as exc:
+            raise StateError(f"{where or cls.__name__} is malformed: {exc}") from exc
+
+
+class Batch(Doc):
+    """One slice of the input: items ``first_item .. first_item + items - 1``."""
+
+    batch_id: str
+    index: int
+    key: str  # object key of the batch file
+    first_item: int
+    items: int
+    bytes: int
+    sha256: str
+    source: str
+    first_line: int
+    last_line: int
+
+    @property
+    def item_range(self) -> range:
+        return range(self.first_item, self.first_item + self.items)
+
+
+class Task(Doc):
+    """The unit of execution: one batch through the handler. Task manifest."""
+
+    task_id: str
+    job_id: str
+    index: int
+    batch: Batch
+    group_id: str
+
+
+class TaskGroup(Doc):
+    """Tasks submitted together (one Slurm array, possibly split into chunks)."""
+
+    group_id: str
+    phase: str
+    task_ids: list[str] = Field(default_factory=list)
+    first_index: int = 0
+    count: int = 0
+    mode: Literal["array", "pilot", "local"] = "local"
+    submissions: list[dict[str, Any]] = Field(default_factory=list)  # e.g. {"array_job_id", "offset", "size"}
+
+
+class Phase(Doc):
+    """A stage of the job: ``map`` then ``aggregate``."""
+
+    name: Literal["map", "aggregate"]
+    state: Literal["pending", "running", "done", "failed"] = "pending"
+    started_at: float | None = None
+    finished_at: float | None = None
+
+
+class Job(Doc):
+    """The job manifest: what was submitted, how it was partitioned, which groups exist."""
+
+    job_id: str
+    name: str
+    created_at: float
+    config: dict[str, Any]
+    config_sha256: str
+    backend: dict[str, Any]
+    executor: str
+    total_items: int = 0
+    rejected: int = 0
+    tasks: int = 0
+    inputs: list[dict[str, Any]] = Field(default_factory=list)
+    phases: list[Phase] = Field(default_factory=lambda: [Phase(name="map"), Phase(name="aggregate")])
+    groups: list[TaskGroup] = Field(default_factory=list)
+
+
+class TaskStatus(Doc):
+    """The mutable state of a task (state store, table ``tasks``)."""
+
+    task_id: str
+    state: TaskState = TaskState.PENDING
+    attempt: int = 0
+    owner: str | None = None  # worker id: host:pid[:slurm job]
+    lease_expires: float | None = None
+    items_done: int = 0
+    items_failed: int = 0
+    items_total: int = 0
+    started_at: float | None = None
+    finished_at: float | None = None
+    updated_at: float = Field(default_factory=time.time)
+    exit_code: int | None = None
+    error: str | None = None
+    slurm_job_id: str | None = None
+
+    def advance(self, new: TaskState, **changes: Any) -> TaskStatus:
+        """A copy in state ``new`` with ``changes`` applied. Raises StateError if illegal."""
+        advance_task(self.state, new)
+        return self.model_copy(update={"state": new, "updated_at": time.time(), **changes})
+
+
+class JobStatus(Doc):
+    """The mutable state of a job (state store, table ``jobs``)."""
+
+    job_id: str
+    name: str
+    state: JobState = JobState.CREATED
+    created_at: float = Field(default_factory=time.time)
+    updated_at: float = Field(default_factory=time.time)
+    total_items: int = 0
+    tasks: int = 0
+    executor: str = "local"
+    runner_pid: int | None = None
+    runner_host: str | None = None
+    message: str | None = None
+
+    def advance(self, new: JobState, **changes: Any) -> JobStatus:
+        advance_job(self.state, new)
+        return self.model_copy(update={"state": new, "updated_at": time.time(), **changes})

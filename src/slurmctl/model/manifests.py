@@ -1,0 +1,65 @@
+"""Result, retry and aggregation manifests (seed 001, story 1.3). Each carries the checksums that
+let a reader verify what it reads, and each is written atomically; the result manifest is written
+before the ``.done`` marker, so a reader that sees the marker always finds a complete result."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field
+
+from slurmctl.model.core import Doc
+
+
+class ResultManifest(Doc):
+    job_id: str
+    task_id: str
+    attempt: int
+    data_key: str
+    data_sha256: str
+    data_bytes: int
+    rows: int
+    errors_key: str | None = None
+    errors_sha256: str | None = None
+    items: int  # items in the batch
+    items_ok: int
+    items_failed: int
+    first_item: int
+    batch_sha256: str
+    started_at: float
+    finished_at: float
+    handler_seconds: float
+    worker: str
+    failure_categories: dict[str, int] = Field(default_factory=dict)
+
+
+class DoneMarker(Doc):
+    """Contents of ``.done``: points at the manifest it completes, by checksum."""
+
+    task_id: str
+    attempt: int
+    manifest_key: str
+    manifest_sha256: str
+
+
+class RetryManifest(Doc):
+    job_id: str
+    number: int
+    created_at: float
+    reason: str
+    task_ids: list[str]
+    items: dict[str, list[int]] = Field(default_factory=dict)  # task_id -> item ids to retry
+
+
+class AggregationManifest(Doc):
+    job_id: str
+    created_at: float
+    output_path: str
+    output_format: str
+    output_sha256: str
+    output_bytes: int
+    rows: int
+    items_ok: int
+    items_failed: int
+    tasks: int
+    sources: list[dict[str, Any]] = Field(default_factory=list)

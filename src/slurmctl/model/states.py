@@ -1,0 +1,107 @@
+"""Job and task state machines. Every state change goes through ``advance``; an illegal one raises.
+
+Task::
+
+    pending ──▶ queued ──▶ running ──▶ succeeded
+       │          │   ▲       │  │
+       │          │   └───────┘  └──▶ failed ──▶ queued   (retry)
+       └──────────┴──────────────────▶ cancelled ──▶ queued (resubmit)
+
+    running ──▶ queued: preempted, requeued, or its lease expired (another worker may claim it)
+
+Job::
+
+    created ──▶ partitioned ──▶ submitted ──▶ running ──▶ succeeded
+                                   │            │  ▲   └──▶ failed ──▶ submitted (retry)
+                                   └────────────┴──┴──────▶ cancelled ──▶ submitted (resubmit)
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from slurmctl.errors import StateError
+
+
+class TaskState(StrEnum):
+    PENDING = "pending"
+    """Created; not yet handed to an executor."""
+    QUEUED = "queued"
+    """Handed to an executor (Slurm array element pending, or waiting for a pilot worker)."""
+    RUNNING = "running"
+    """A worker holds it (with a lease in pilot mode)."""
+    SUCCEEDED = "succeeded"
+    """Result published: data, manifest and ``.done`` marker. Item failures are counted inside."""
+    FAILED = "failed"
+    """The worker could not finish (handler import error, crash, timeout without checkpoint)."""
+    CANCELLED = "cancelled"
+    """Cancelled by the user."""
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in (TaskState.SUCCEEDED, TaskState.FAILED, TaskState.CANCELLED)
+
+
+class JobState(StrEnum):
+    CREATED = "created"
+    """Job record exists; the input is being partitioned."""
+    PARTITIONED = "partitioned"
+    """Batches and task manifests are stored; nothing submitted yet."""
+    SUBMITTED = "submitted"
+    """Tasks handed to the executor."""
+    RUNNING = "running"
+    """At least one task has started."""
+    SUCCEEDED = "succeeded"
+    """Every task succeeded."""
+    FAILED = "failed"
+    """Every task is terminal and at least one failed."""
+    CANCELLED = "cancelled"
+    """Cancelled by the user."""
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
+
+
+_TASK_MOVES: dict[TaskState, frozenset[TaskState]] = {
+    TaskState.PENDING: frozenset({TaskState.QUEUED, TaskState.RUNNING, TaskState.CANCELLED}),
+    TaskState.QUEUED: frozenset({TaskState.RUNNING, TaskState.CANCELLED, TaskState.FAILED, TaskState.QUEUED}),
+    TaskState.RUNNING: frozenset(
+        {TaskState.RUNNING, TaskState.SUCCEEDED, TaskState.FAILED, TaskState.QUEUED, TaskState.CANCELLED}
+    ),
+    TaskState.SUCCEEDED: frozenset(),
+    TaskState.FAILED: frozenset({TaskState.QUEUED}),
+    TaskState.CANCELLED: frozenset({TaskState.QUEUED}),
+}
+
+_JOB_MOVES: dict[JobState, frozenset[JobState]] = {
+    JobState.CREATED: frozenset({JobState.PARTITIONED, JobState.FAILED, JobState.CANCELLED}),
+    JobState.PARTITIONED: frozenset({JobState.SUBMITTED, JobState.CANCELLED, JobState.FAILED}),
+    JobState.SUBMITTED: frozenset(
+        {JobState.RUNNING, JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED}
+    ),
+    JobState.RUNNING: frozenset(
+        {JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.SUBMITTED}
+    ),
+    JobState.SUCCEEDED: frozenset(),
+    JobState.FAILED: frozenset({JobState.SUBMITTED}),
+    JobState.CANCELLED: frozenset({JobState.SUBMITTED}),
+}
+
+
+def can_advance_task(current: TaskState, new: TaskState) -> bool:
+    return new in _TASK_MOVES[current]
+
+
+def advance_task(current: TaskState, new: TaskState) -> TaskState:
+    """Return ``new`` if the move is legal, else raise StateError."""
+    if new not in _TASK_MOVES[current]:
+        raise StateError(f"illegal task transition {current.value} -> {new.value}")
+    return new
+
+
+def advance_job(current: JobState, new: JobState) -> JobState:
+    """Return ``new`` if the move is legal (or a no-op), else raise StateError."""
+    if new != current and new not in _JOB_MOVES[current]:
+        raise StateError(f"illegal job transition {current.value} -> {new.value}")
+    return new

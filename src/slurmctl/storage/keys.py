@@ -1,0 +1,118 @@
+"""The storage layout: every object key and state key is built here and nowhere else.
+
+Object keys (the same on a local root and in an S3 bucket)::
+
+    jobs/<job>/job.json                         job manifest (immutable description + task groups)
+    jobs/<job>/config.json                      the resolved job config as submitted
+    jobs/<job>/batches/<batch>.jsonl            input batches (one JSON value per line)
+    jobs/<job>/batches/rejects.jsonl            records the partitioner rejected, with line numbers
+    jobs/<job>/tasks/<task>.json                task manifest (which batch, sha256, item range)
+    jobs/<job>/results/<task>/a<N>.jsonl        rows written by attempt N
+    jobs/<job>/results/<task>/a<N>.errors.jsonl failed items of attempt N (type, message, traceback)
+    jobs/<job>/results/<task>/a<N>.manifest.json result manifest of attempt N (rows, sha256, timings)
+    jobs/<job>/results/<task>/.done             written last, create-if-absent: names the one attempt
+                                                whose result is published (manifest key + sha256)
+    jobs/<job>/checkpoints/<task>.sqlite        item-level checkpoint copied from node-local scratch
+    jobs/<job>/retries/<n>.json                 retry manifests
+    jobs/<job>/slurm/<group>.sbatch             generated sbatch scripts
+    jobs/<job>/logs/...                         executor and worker logs
+    jobs/<job>/output/manifest.json             aggregation manifest of the merged output
+
+State keys (tables ``jobs`` and ``tasks``)::
+
+    jobs:  <job>
+    tasks: <job>/<task>
+"""
+
+from __future__ import annotations
+
+JOBS_TABLE = "jobs"
+TASKS_TABLE = "tasks"
+
+
+def _job(job_id: str) -> str:
+    return f"jobs/{job_id}"
+
+
+def job_prefix(job_id: str) -> str:
+    return f"{_job(job_id)}/"
+
+
+def jobs_root() -> str:
+    return "jobs/"
+
+
+def job_manifest(job_id: str) -> str:
+    return f"{_job(job_id)}/job.json"
+
+
+def job_config(job_id: str) -> str:
+    return f"{_job(job_id)}/config.json"
+
+
+def batches_prefix(job_id: str) -> str:
+    return f"{_job(job_id)}/batches/"
+
+
+def batch(job_id: str, batch_id: str) -> str:
+    return f"{_job(job_id)}/batches/{batch_id}.jsonl"
+
+
+def rejects(job_id: str) -> str:
+    return f"{_job(job_id)}/batches/rejects.jsonl"
+
+
+def task_manifest(job_id: str, task_id: str) -> str:
+    return f"{_job(job_id)}/tasks/{task_id}.json"
+
+
+def result_prefix(job_id: str, task_id: str) -> str:
+    return f"{_job(job_id)}/results/{task_id}/"
+
+
+def result_data(job_id: str, task_id: str, attempt: int) -> str:
+    return f"{_job(job_id)}/results/{task_id}/a{attempt}.jsonl"
+
+
+def result_errors(job_id: str, task_id: str, attempt: int) -> str:
+    return f"{_job(job_id)}/results/{task_id}/a{attempt}.errors.jsonl"
+
+
+def result_manifest(job_id: str, task_id: str, attempt: int) -> str:
+    return f"{_job(job_id)}/results/{task_id}/a{attempt}.manifest.json"
+
+
+def done_marker(job_id: str, task_id: str) -> str:
+    return f"{_job(job_id)}/results/{task_id}/.done"
+
+
+def checkpoint(job_id: str, task_id: str) -> str:
+    return f"{_job(job_id)}/checkpoints/{task_id}.sqlite"
+
+
+def retry_manifest(job_id: str, number: int) -> str:
+    return f"{_job(job_id)}/retries/{number:04d}.json"
+
+
+def sbatch_script(job_id: str, group_id: str) -> str:
+    return f"{_job(job_id)}/slurm/{group_id}.sbatch"
+
+
+def log_prefix(job_id: str) -> str:
+    return f"{_job(job_id)}/logs/"
+
+
+def output_manifest(job_id: str) -> str:
+    return f"{_job(job_id)}/output/manifest.json"
+
+
+def job_state(job_id: str) -> str:
+    return job_id
+
+
+def task_state(job_id: str, task_id: str) -> str:
+    return f"{job_id}/{task_id}"
+
+
+def task_states_prefix(job_id: str) -> str:
+    return f"{job_id}/"

@@ -1,0 +1,328 @@
+"""The embedded default backend: a directory on a POSIX filesystem.
+
+Safe when workers on several nodes share only that filesystem (NFS v3+, GPFS, Lustre):
+
+* Objects are written to a temp file in the target directory, fsynced and renamed into place —
+  rename is atomic on all of these filesystems.
+* ``put_if_absent`` uses ``link(2)`` of a complete temp file onto the key, which fails with EEXIST
+  for every caller but one (the classic NFS-safe exclusive create; ``O_EXCL`` alone would let a
+  reader see an empty file).
+* State records are JSON files with a ``version`` field. Compare-and-set takes a per-record lock
+  (an exclusive ``link(2)`` of a lock file), re-reads, compares, writes with rename, and releases.
+  The lock is held for milliseconds; one left behind by a SIGKILLed writer is broken after
+  ``stale_lock_s`` (the lock file names its host, pid and time). Readers never lock.
+* No SQLite database is ever shared between nodes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import shutil
+import socket
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from slurmctl.errors import ConflictError, ObjectNotFoundError, StorageError
+from slurmctl.fsutil import CHUNK, atomic_writer, fsync_dir, sha256_bytes, sha256_file
+from slurmctl.storage.base import Backend, ObjectInfo, ObjectStore, Record, StateStore
+
+
+def _check_key(key: str) -> str:
+    parts = key.split("/")
+    if (
+        not key
+        or key.startswith("/")
+        or any(p in ("", ".", "..") for p in parts[:-1])
+        or parts[-1] in ("", "..")
+    ):
+        raise StorageError(f"invalid storage key {key!r}")
+    return key
+
+
+def _link_exclusive(tmp: Path, target: Path) -> bool:
+    """Hard-link ``tmp`` to ``target``; False if ``target`` exists. The temp file is removed."""
+    try:
+        os.link(tmp, target)
+        return True
+    except FileExistsError:
+        return False
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+
+
+class _DeferrableSync:
+    """``batch_durability`` for the local stores: skip per-file fsync, then one ``sync()``."""
+
+    fsync: bool
+
+    @contextlib.contextmanager
+    def batch_durability(self) -> Iterator[None]:
+        previous = self.fsync
+        self.fsync = False
+        try:
+            yield
+        finally:
+            self.fsync = previous
+            if previous:
+                os.sync()
+
+
+class LocalObjectStore(_DeferrableSync, ObjectStore):
+    def __init__(self, root: Path, *, fsync: bool = True) -> None:
+        self.root = Path(root)
+        self.fsync = fsync
+
+    def _path(self, key: str) -> Path:
+        return self.root / _check_key(key)
+
+    def local_path(self, key: str) -> Path | None:
+        return self._path(key)
+
+    def put(self, key: str, data: bytes) -> ObjectInfo:
+        path = self._path(key)
+        try:
+            with atomic_writer(path, fsync=self.fsync) as f:
+                f.write(data)
+        except OSError as exc:
+            raise StorageError(f"cannot write {path}: {exc.strerror}") from exc
+        return ObjectInfo(key, len(data), sha256_bytes(data))
+
+    def put_file(self, key: str, path: Path) -> ObjectInfo:
+        target = self._path(key)
+        try:
+            if Path(path).resolve() == target.resolve():
+                return ObjectInfo(key, target.stat().st_size, sha256_file(target))
+            with atomic_writer(target, fsync=self.fsync) as out, open(path, "rb") as src:
+                shutil.copyfileobj(src, out, CHUNK)
+        except OSError as exc:
+            raise StorageError(f"cannot store {path} as {target}: {exc.strerror}") from exc
+        return ObjectInfo(key, target.stat().st_size, sha256_file(target))
+
+    def put_if_absent(self, key: str, data: bytes) -> ObjectInfo:
+        target = self._path(key)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                if self.fsync:
+                    os.fsync(f.fileno())
+            created = _link_exclusive(Path(tmp), target)
+        except OSError as exc:
+            raise StorageError(f"cannot write {target}: {exc.strerror}") from exc
+        if not created:
+            raise ConflictError(key, "already exists")
+        if self.fsync:
+            fsync_dir(target.parent)
+        return ObjectInfo(key, len(data), sha256_bytes(data))
+
+    def get(self, key: str) -> bytes:
+        path = self._path(key)
+        try:
+            return path.read_bytes()
+        except FileNotFoundError as exc:
+            raise ObjectNotFoundError(key) from exc
+        except OSError as exc:
+            raise StorageError(f"cannot read {path}: {exc.strerror}") from exc
+
+    def get_file(self, key: str, path: Path) -> ObjectInfo:
+        src = self._path(key)
+        try:
+            with open(src, "rb") as f, atomic_writer(path, fsync=False) as out:
+                shutil.copyfileobj(f, out, CHUNK)
+        except FileNotFoundError as exc:
+            raise ObjectNotFoundError(key) from exc
+        except OSError as exc:
+            raise StorageError(f"cannot copy {src} to {path}: {exc.strerror}") from exc
+        return ObjectInfo(key, Path(path).stat().st_size, sha256_file(path))
+
+    def head(self, key: str) -> ObjectInfo | None:
+        path = self._path(key)
+        try:
+            size = path.stat().st_size
+            return ObjectInfo(key, size, sha256_file(path))
+        except FileNotFoundError:
+            return None
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).exists()
+
+    def list(self, prefix: str) -> Iterator[str]:
+        # Walk only the directory the prefix names (plus a name filter), never the whole root.
+        head, _, name_prefix = prefix.rpartition("/")
+        base = self.root / head if head else self.root
+        if not base.is_dir():
+            return iter(())
+        found: list[str] = []
+        for dirpath, dirnames, filenames in os.walk(base):
+            rel = os.path.relpath(dirpath, self.root)
+            rel = "" if rel == "." else rel.replace(os.sep, "/") + "/"
+            for fn in filenames:
+                if fn.endswith(".tmp") and fn.startswith("."):
+                    continue  # an in-flight atomic write
+                key = rel + fn
+                if key.startswith(prefix):
+                    found.append(key)
+            if dirpath == str(base) and name_prefix:
+                dirnames[:] = [d for d in dirnames if d.startswith(name_prefix)]
+        return iter(sorted(found))
+
+    def delete(self, key: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self._path(key).unlink()
+
+
+class FileStateStore(_DeferrableSync, StateStore):
+    """Versioned JSON records, one file each: ``<root>/<table>/<key>.json``."""
+
+    def __init__(self, root: Path, *, fsync: bool = True, stale_lock_s: float = 30.0) -> None:
+        self.root = Path(root)
+        self.fsync = fsync
+        self.stale_lock_s = stale_lock_s
+        self._host = socket.gethostname()
+
+    def _path(self, table: str, key: str) -> Path:
+        return self.root / _check_key(table) / f"{_check_key(key)}.json"
+
+    @staticmethod
+    def _read(path: Path, key: str) -> Record | None:
+        try:
+            with open(path, "rb") as f:
+                doc = json.loads(f.read())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            raise StorageError(f"cannot read state record {path}: {exc}") from exc
+        return Record(key, doc["version"], doc["value"])
+
+    def get(self, table: str, key: str) -> Record | None:
+        return self._read(self._path(table, key), key)
+
+    def _write(self, path: Path, key: str, version: int, value: dict[str, Any]) -> Record:
+        data = json.dumps({"version": version, "value": value}, separators=(",", ":")).encode()
+        try:
+            with atomic_writer(path, fsync=self.fsync) as f:
+                f.write(data)
+        except OSError as exc:
+            raise StorageError(f"cannot write state record {path}: {exc.strerror}") from exc
+        return Record(key, version, value)
+
+    @contextlib.contextmanager
+    def _locked(self, path: Path) -> Iterator[None]:
+        lock = path.with_name(path.name + ".lock")
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        info = json.dumps({"host": self._host, "pid": os.getpid(), "time": time.time()}).encode()
+        delay = 0.001
+        deadline = time.monotonic() + 2 * self.stale_lock_s + 10
+        while True:
+            fd, tmp = tempfile.mkstemp(prefix=f".{lock.name}.", suffix=".tmp", dir=lock.parent)
+            with os.fdopen(fd, "wb") as f:
+                f.write(info)
+            if _link_exclusive(Path(tmp), lock):
+                break
+            self._break_if_stale(lock)
+            if time.monotonic() > deadline:
+                raise StorageError(f"could not lock {path} (lock file {lock} is held)")
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
+        try:
+            yield
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                lock.unlink()
+
+    def _break_if_stale(self, lock: Path) -> None:
+        try:
+            age = time.time() - lock.stat().st_mtime
+        except FileNotFoundError:
+            return
+        if age < self.stale_lock_s:
+            return
+        # Rename to a unique name first: of several breakers exactly one rename succeeds.
+        grave = lock.with_name(f".{lock.name}.stale.{os.getpid()}.{time.monotonic_ns()}")
+        try:
+            os.rename(lock, grave)
+        except OSError as exc:
+            if exc.errno != errno.ENOENT:
+                raise
+            return
+        with contextlib.suppress(FileNotFoundError):
+            grave.unlink()
+
+    def create(self, table: str, key: str, value: dict[str, Any]) -> Record:
+        path = self._path(table, key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        data = json.dumps({"version": 1, "value": value}, separators=(",", ":")).encode()
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            if self.fsync:
+                os.fsync(f.fileno())
+        if not _link_exclusive(Path(tmp), path):
+            raise ConflictError(f"{table}/{key}", "record already exists")
+        return Record(key, 1, value)
+
+    def compare_and_set(self, table: str, key: str, value: dict[str, Any], expected_version: int) -> Record:
+        path = self._path(table, key)
+        with self._locked(path):
+            current = self._read(path, key)
+            if current is None:
+                raise ConflictError(f"{table}/{key}", "record does not exist")
+            if current.version != expected_version:
+                raise ConflictError(
+                    f"{table}/{key}", f"version is {current.version}, expected {expected_version}"
+                )
+            return self._write(path, key, expected_version + 1, value)
+
+    def scan(self, table: str, prefix: str = "") -> list[Record]:
+        head, _, name_prefix = prefix.rpartition("/")
+        base = self.root / _check_key(table) / head if head else self.root / _check_key(table)
+        records: list[Record] = []
+        key_head = f"{head}/" if head else ""
+        try:
+            entries = sorted(os.scandir(base), key=lambda e: e.name)
+        except FileNotFoundError:
+            return records
+        for entry in entries:
+            name = entry.name
+            if entry.is_dir():
+                if name.startswith(name_prefix):
+                    records.extend(self.scan(table, f"{key_head}{name}/"))
+                continue
+            if not name.endswith(".json") or name.startswith(".") or not name.startswith(name_prefix):
+                continue
+            rec = self._read(Path(entry.path), key_head + name[:-5])
+            if rec is not None:
+                records.append(rec)
+        return records
+
+    def delete(self, table: str, key: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self._path(table, key).unlink()
+
+
+def local_backend(root: Path, *, fsync: bool = True) -> Backend:
+    """The local backend rooted at ``root`` (created if missing)."""
+    root = Path(root).expanduser().absolute()
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StorageError(
+            f"cannot create backend root {root}: {exc.strerror}",
+            hint="set backend.root in the job file or --root / SLURMCTL_ROOT to a writable directory",
+        ) from exc
+    return Backend(
+        objects=LocalObjectStore(root, fsync=fsync),
+        state=FileStateStore(root / "state", fsync=fsync),
+        description=f"local:{root}",
+        spec={"kind": "local", "root": str(root)},
+    )

@@ -1,0 +1,26 @@
+"""Open the backend a job config (or a CLI flag) names."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from slurmctl.errors import ConfigError
+from slurmctl.storage.base import Backend
+
+
+def default_root() -> Path:
+    return Path(os.environ.get("SLURMCTL_ROOT") or "~/.slurmctl").expanduser()
+
+
+def open_backend(spec: dict[str, Any] | None, root_override: str | None = None) -> Backend:
+    """``spec`` is the job's ``backend:`` block; ``root_override`` is ``--root`` (local only)."""
+    spec = dict(spec or {"kind": "local"})
+    kind = spec.get("kind", "local")
+    if kind == "local":
+        from slurmctl.storage.local import local_backend
+
+        root = root_override or spec.get("root") or default_root()
+        return local_backend(Path(root))
+    raise ConfigError(f"backend.kind {kind!r} is not available", hint="use kind: local")

@@ -1,0 +1,1 @@
+"""The worker: runs tasks of a job with item-level checkpoints."""
