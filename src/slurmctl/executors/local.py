@@ -27,7 +27,7 @@ from slurmctl.model.core import JobStatus
 from slurmctl.model.states import JobState, TaskState
 from slurmctl.storage import keys
 from slurmctl.storage.base import Backend
-from slurmctl.storage.open import open_backend
+from slurmctl.storage.open import default_root, open_backend
 from slurmctl.worker.runtime import EXIT_OK
 
 log = logging.getLogger("slurmctl.executors.local")
@@ -67,10 +67,12 @@ class LocalExecutor(Executor):
     def submit(self, task_ids: list[str]) -> str:
         mark_tasks(self.backend, self.job.job_id, task_ids, TaskState.QUEUED)
         log_key = keys.log_prefix(self.job.job_id) + "runner.log"
-        log_path = self.backend.objects.local_path(log_key)
-        if log_path is None:
-            raise SchedulerError("the local executor needs a local backend (its runner logs to it)")
-        log_path.parent.mkdir(parents=True, exist_ok=True)
+        # Remote backends (S3) hold no log files: the runner then logs beside the default root.
+        log_path = self.backend.objects.local_path(log_key) or default_root() / log_key
+        try:
+            log_path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise SchedulerError(f"cannot create the runner log {log_path}: {exc.strerror}") from exc
         with open(log_path, "ab") as out:
             proc = subprocess.Popen(
                 self._runner_argv(),
