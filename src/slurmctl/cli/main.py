@@ -27,6 +27,9 @@ app = typer.Typer(
 out = Console()
 err = Console(stderr=True)
 
+# The job finished, but some items failed (their errors are listed by `results`).
+EXIT_ITEMS_FAILED = 9
+
 RootOpt = Annotated[
     str | None,
     typer.Option("--root", envvar="SLURMCTL_ROOT", help="local backend root (default ~/.slurmctl)"),
@@ -154,7 +157,11 @@ def _follow(backend: Any, job_id: str) -> int:
             time.sleep(delay)
             delay = min(delay * 1.5, 5.0)
     err.print(f"job {job_id}: {p.state} — {p.items_done}/{p.items_total} items, {p.items_failed} failed")
-    return 0 if p.state == "succeeded" else 1
+    if p.state != "succeeded":
+        for f in p.failed_tasks[:5]:
+            err.print(f"  failed {f['task_id']}: {f['error']}", highlight=False, markup=False)
+        return 1
+    return EXIT_ITEMS_FAILED if p.items_failed else 0
 
 
 @app.command()
@@ -193,6 +200,9 @@ def results(
     fmt: Annotated[
         str | None, typer.Option("-f", "--format", help="parquet|sqlite|csv|jsonl (default: from -o suffix)")
     ] = None,
+    allow_failed_items: Annotated[
+        bool, typer.Option("--allow-failed-items", help="exit 0 even if some items failed")
+    ] = False,
     root: RootOpt = None,
 ) -> None:
     """Verify every task's result (checksums, item accounting) and merge them into one file."""
@@ -204,7 +214,11 @@ def results(
         f"sha256 {m.output_sha256[:16]}…); items ok={m.items_ok} failed={m.items_failed}"
     )
     if m.items_failed:
-        out.print(f"failed items: {m.output_path}.errors.jsonl")
+        err.print(
+            f"[yellow]{m.items_failed} item(s) failed[/]: see {m.output_path}.errors.jsonl", highlight=False
+        )
+        if not allow_failed_items:
+            raise typer.Exit(EXIT_ITEMS_FAILED)
 
 
 @app.command()
