@@ -116,7 +116,8 @@ class Controller:
             self.rebuild()
         elif key in ("f", "/"):
             self.prompt = "filter" if key == "f" else "search"
-            self.prompt_text = st.user_filter if key == "f" else st.search
+            # the filter prompt starts with the current filter (to edit it); a search starts afresh
+            self.prompt_text = st.user_filter if key == "f" else ""
         elif key in ("n", "N"):
             self._jump(st.search, forward=key == "n", from_next=True)
         elif key == "w":

@@ -6,7 +6,9 @@ that each backend maps to its own colours, or ignores for ``--no-color``. Any si
 0x0: below the minimum the frame is a short "terminal too small" notice instead of a crash.
 """
 
+import os
 import re
+import textwrap
 import unicodedata
 from typing import List, Sequence, Tuple
 
@@ -298,7 +300,9 @@ def layout(ctrl: Controller, width: int, height: int, glyphs: Glyphs) -> List[Li
         for _ in range(body_rows - len(rows)):
             lines.append(pad + _blank(widths, glyphs))
     else:
-        message = _body_message(ctrl, view)
+        message = []  # type: List[str]
+        for text in _body_message(ctrl, view):  # wrap long paths rather than cut them
+            message += textwrap.wrap(text, max(1, inner - 4), break_on_hyphens=False) or [""]
         top = max(0, (body_rows - len(message)) // 2)
         for i in range(body_rows):
             text = message[i - top] if 0 <= i - top < len(message) else ""
@@ -320,7 +324,9 @@ def layout(ctrl: Controller, width: int, height: int, glyphs: Glyphs) -> List[Li
     if ctrl.message:
         status = ctrl.message + " " + glyphs.dot + " " + status
     elif ctrl.store.problems:
-        status = f"! {len(ctrl.store.problems)} file problem(s): {ctrl.store.problems[0]}"
+        # paths relative to the root: the file name and the error are what fit on one line
+        first = ctrl.store.problems[0].replace(ctrl.store.root.rstrip(os.sep) + os.sep, "")
+        status = f"! {len(ctrl.store.problems)} file problem(s): {first}"
         style = "warn"
     lines.append(pad + _line([(" " + clean(status, glyphs), style)], foot, glyphs))
     prompt = ctrl.prompt_line()
