@@ -1,0 +1,219 @@
+"""Dedupe per (cluster, month): a persisted Bloom filter in front of an exact job-id set.
+
+The Bloom filter (``state/seen/YYYY-MM.bloom``, the plan's format) says "definitely new" for most ids.
+Whatever it flags is settled against the exact id set, so a false positive never drops a real job.
+The exact set is stored in the month's ``.state`` file (see ``store``) as zlib-compressed uint32 deltas.
+"""
+
+import hashlib
+import itertools
+import math
+import os
+import struct
+import sys
+import zlib
+from array import array
+from bisect import bisect_left
+from typing import Iterable, Optional, Sequence
+
+from .errors import FormatError
+
+MAGIC = b"SLURMSB-BLOOM"
+_U32 = "I" if array("I").itemsize == 4 else "L"
+
+
+def _u32() -> array:
+    a = array(_U32)
+    assert a.itemsize == 4, "no 4-byte unsigned array type on this platform"
+    return a
+
+
+_WORDS = struct.Struct("<5I").unpack
+MAX_K = 5  # positions come from the five 32-bit words of one sha1 digest
+# Packing a byte-per-bit array into bits: eight 0/1 bytes in a little-endian uint64, times this magic,
+# leave the eight bits (first byte = lowest bit) in bits 56..63 of the product.
+_PACK_MAGIC = 0x0102040810204080
+_UNPACK = [bytes((b >> i) & 1 for i in range(8)) for b in range(256)]
+
+
+class Bloom:
+    """A Bloom filter over job ids. Not thread-safe.
+
+    Bit positions: the first ``k`` little-endian 32-bit words of ``sha1(decimal job id)``, each mod ``m``
+    (k <= 5: enough for any p >= 0.03; the default p is 0.05, k = 4). In memory the filter is one byte
+    per bit, because testing and setting a byte is the cheapest operation pure Python has (ingest calls
+    ``add`` once per job); it is packed to bits only in the file.
+    """
+
+    def __init__(
+        self, capacity: int, p: float, m: int = 0, k: int = 0, n: int = 0, cells: Optional[bytearray] = None
+    ):
+        if not 0.0 < p < 1.0:
+            raise ValueError(f"Bloom false-positive rate must be in (0, 1), got {p}")
+        capacity = max(int(capacity), 1024)
+        if not m:
+            m = math.ceil(-capacity * math.log(p) / (math.log(2) ** 2))
+            m = (m + 63) // 64 * 64
+        if not k:
+            k = min(MAX_K, max(1, round(m / capacity * math.log(2))))
+        if not 1 <= k <= MAX_K:
+            raise ValueError(f"Bloom k must be 1..{MAX_K}, got {k}")
+        self.m = m
+        self.k = k
+        self.p = p
+        self.n = n
+        self.capacity = int(m * (math.log(2) ** 2) / -math.log(p))
+        self.cells = cells if cells is not None else bytearray(m)
+
+    def add(self, job_id: int) -> bool:
+        """Insert ``job_id``; return True when it was possibly present already (all k bits set).
+
+        Idempotent for the bits; ``n`` counts ids that were certainly new.
+        """
+        m = self.m
+        cells = self.cells
+        present = True
+        for w in _WORDS(hashlib.sha1(str(job_id).encode()).digest())[: self.k]:
+            pos = w % m
+            if not cells[pos]:
+                present = False
+                cells[pos] = 1
+        if not present:
+            self.n += 1
+        return present
+
+    def __contains__(self, job_id: int) -> bool:
+        m = self.m
+        cells = self.cells
+        return all(cells[w % m] for w in _WORDS(hashlib.sha1(str(job_id).encode()).digest())[: self.k])
+
+    def full(self) -> bool:
+        """Return True when more ids were added than the filter was sized for (its FP rate is above p)."""
+        return self.n > self.capacity
+
+    def fill_ratio(self) -> float:
+        """Return the fraction of bits set."""
+        return self.cells.count(1) / float(self.m)
+
+    def estimated_fp_rate(self) -> float:
+        """Return the expected false-positive rate at the current fill: fill^k."""
+        return self.fill_ratio() ** self.k
+
+    def packed(self) -> bytes:
+        """Return the bitset, ``m/8`` bytes, bit i of the filter = bit (i % 8) of byte i // 8. Pure."""
+        q = array("Q")
+        q.frombytes(bytes(self.cells))
+        if sys.byteorder == "big":
+            q.byteswap()
+        magic = _PACK_MAGIC
+        return bytes(((x * magic) >> 56) & 0xFF for x in q)
+
+    def to_bytes(self) -> bytes:
+        """Return the file image: one ASCII header line, then the packed bitset. Pure."""
+        header = f"SLURMSB-BLOOM 1 m={self.m} k={self.k} n={self.n} p={self.p!r} hash=sha1-words\n"
+        return header.encode("ascii") + self.packed()
+
+    @classmethod
+    def from_bytes(cls, data: bytes, path: str = "<bloom>") -> "Bloom":
+        """Return the filter in a file image. Raises FormatError naming ``path`` when it is not one."""
+        nl = data.find(b"\n")
+        head = data[:nl].decode("ascii", "replace").split() if nl > 0 else []
+        if len(head) < 6 or head[0] != MAGIC.decode() or head[1] != "1":
+            raise FormatError(f"{path}: not a SLURMSB-BLOOM v1 file (bad header line)")
+        try:
+            fields = dict(tok.split("=", 1) for tok in head[2:])
+            m, k, n, p = int(fields["m"]), int(fields["k"]), int(fields["n"]), float(fields["p"])
+        except (KeyError, ValueError) as exc:
+            raise FormatError(f"{path}: bad Bloom header {' '.join(head)!r}: {exc}") from exc
+        packed = data[nl + 1 :]
+        ok = m > 0 and m % 64 == 0 and len(packed) == m // 8 and 1 <= k <= MAX_K and 0 < p < 1
+        if not ok or fields.get("hash") != "sha1-words":
+            raise FormatError(
+                f"{path}: Bloom header m={m} k={k} p={p} does not match {len(packed)} bitset bytes"
+            )
+        cells = bytearray(b"".join(map(_UNPACK.__getitem__, packed)))
+        return cls(capacity=1, p=p, m=m, k=k, n=n, cells=cells)
+
+    @classmethod
+    def build(cls, ids: Iterable[int], n: int, p: float) -> "Bloom":
+        """Return a filter sized for ``n`` ids (with 25 % headroom) holding ``ids``; ``n`` is set exactly."""
+        b = cls(capacity=max(int(n * 1.25), 1024), p=p)
+        add = b.add
+        for i in ids:
+            add(i)
+        b.n = n
+        return b
+
+
+def encode_ids(sorted_ids: Sequence[int]) -> bytes:
+    """Return zlib(uint32 little-endian deltas) of ascending unique ``sorted_ids``. Pure.
+
+    Raises ValueError when the ids are not ascending or exceed 32 bits (Slurm job ids are uint32).
+    """
+    deltas = _u32()
+    prev = 0
+    for i in sorted_ids:
+        d = i - prev
+        if d < 0 or (d == 0 and prev != 0) or i >= 1 << 32:
+            raise ValueError(f"job ids must be ascending, unique uint32 (got {i} after {prev})")
+        deltas.append(d)
+        prev = i
+    if sys.byteorder == "big":
+        deltas.byteswap()
+    return zlib.compress(deltas.tobytes(), 6)
+
+
+def decode_ids(blob: bytes, path: str = "<state>") -> array:
+    """Return the ascending id array encoded by ``encode_ids``. Raises FormatError naming ``path``."""
+    try:
+        raw = zlib.decompress(blob)
+    except zlib.error as exc:
+        raise FormatError(f"{path}: corrupt job-id blob: {exc}") from exc
+    if len(raw) % 4:
+        raise FormatError(f"{path}: job-id blob length {len(raw)} is not a multiple of 4")
+    deltas = _u32()
+    deltas.frombytes(raw)
+    if sys.byteorder == "big":
+        deltas.byteswap()
+    out = _u32()
+    out.extend(itertools.accumulate(deltas))
+    return out
+
+
+def contains(sorted_ids: Sequence[int], job_id: int) -> bool:
+    """Return True when ``job_id`` is in the ascending sequence ``sorted_ids`` (binary search). Pure."""
+    i = bisect_left(sorted_ids, job_id)
+    return i < len(sorted_ids) and sorted_ids[i] == job_id
+
+
+def merge_sorted(a: Sequence[int], b: Iterable[int]) -> array:
+    """Return the ascending union of ascending ``a`` and ids ``b`` (any order, may repeat ids in a). Pure."""
+    out = _u32()
+    out.extend(sorted(set(itertools.chain(a, b))))
+    return out
+
+
+def read_bloom(path: str) -> Optional[Bloom]:
+    """Return the Bloom filter in ``path``, or None when the file does not exist. Raises FormatError."""
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except FileNotFoundError:
+        return None
+    return Bloom.from_bytes(data, path)
+
+
+def bloom_stats(bloom: Bloom) -> dict:
+    """Return a dict describing ``bloom`` for ``slurm-sb bloom stats``. Reads the bitset."""
+    fill = bloom.fill_ratio()
+    return {
+        "m_bits": bloom.m,
+        "k": bloom.k,
+        "n": bloom.n,
+        "p_target": bloom.p,
+        "capacity": bloom.capacity,
+        "bytes": bloom.m // 8,
+        "fill_ratio": round(fill, 6),
+        "estimated_fp_rate": fill**bloom.k,
+        "file_size_hint": os.sep.join(("state", "seen", "YYYY-MM.bloom")),
+    }

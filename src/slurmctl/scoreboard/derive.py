@@ -1,0 +1,279 @@
+"""Derived files: monthly rollups, per-user all-time files, tables and leaderboards (per cluster, merged).
+
+Everything here is recomputed from the month states (plus ``archive.json``), so it can be rewritten at
+any time (``slurm-sb rebuild``) and a crash between the commit and these writes is repaired by the next
+poll (``derived.json`` records the state generations the files reflect).
+"""
+
+import datetime
+import json
+import os
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Set, Tuple
+
+from . import fsutil, layout, store
+from .errors import FormatError
+from .schemas import JOBS, METRICS, WINDOW_DAYS, WINDOWS, add_into, metric_vector, to_metrics, zero_sums
+
+Sums = List[int]
+
+
+class Policy:
+    """The privacy knobs derivation needs."""
+
+    def __init__(self, min_jobs: int = 3, opt_out: Iterable[str] = ()) -> None:
+        self.min_jobs = int(min_jobs)
+        self.opt_out = frozenset(u.lower() for u in opt_out)
+
+
+def rollup_doc(
+    cluster: str, month: str, totals: Dict[str, Sums], asof: str, policy: Policy
+) -> Dict[str, Any]:
+    """Return the monthly rollup document (the issue's format, users sorted by name). Pure."""
+    users = []
+    for user in sorted(totals):
+        if user in policy.opt_out:
+            continue
+        row = {"username": user}
+        row.update(to_metrics(totals[user]))
+        users.append(row)
+    return {"asof": asof, "month": month, "cluster": cluster, "users": users}
+
+
+def alltime_totals(root: str, cluster: str) -> Tuple[Dict[str, Sums], Dict[str, Tuple[str, str]]]:
+    """Return ``({user: sums}, {user: (first_month, last_month)})`` over archive + every month state."""
+    archive = store.read_archive(root, cluster)
+    archived = set(archive["months"])
+    totals = {u: list(s) for u, s in archive["users"].items()}  # type: Dict[str, Sums]
+    span = {u: tuple(v) for u, v in archive.get("span", {}).items()}  # type: Dict[str, Tuple[str, str]]
+    for month in store.list_months(root, cluster):
+        if month in archived:  # pruned but not yet deleted (crash between the two steps)
+            continue
+        got = store.read_totals(layout.month_state(root, cluster, month))
+        if got is None:
+            continue
+        for user, sums in got[1].items():
+            acc = totals.get(user)
+            if acc is None:
+                totals[user] = list(sums)
+            else:
+                add_into(acc, sums)
+            first, last = span.get(user, (month, month))
+            span[user] = (min(first, month), max(last, month))
+    return totals, span
+
+
+def window_totals(root: str, cluster: str, today: datetime.date, days: int) -> Dict[str, Sums]:
+    """Return ``{user: sums}`` of jobs that ended on the ``days`` UTC days ending with ``today``."""
+    first = today - datetime.timedelta(days=days - 1)
+    first_s = first.strftime("%Y-%m-%d")
+    today_s = today.strftime("%Y-%m-%d")
+    out = {}  # type: Dict[str, Sums]
+    for month in store.list_months(root, cluster):
+        if month < first_s[:7] or month > today_s[:7]:
+            continue
+        st = store.read_state(layout.month_state(root, cluster, month), month)
+        for user, per_day in st.days.items():
+            for day, sums in per_day.items():
+                date = month + "-" + day
+                if first_s <= date <= today_s:
+                    acc = out.get(user)
+                    if acc is None:
+                        out[user] = list(sums)
+                    else:
+                        add_into(acc, sums)
+    return out
+
+
+def rank_rows(values: Sequence[Tuple[str, float]]) -> List[Dict[str, Any]]:
+    """Return leaderboard rows sorted by value desc then user asc, competition ranks (1, 2, 2, 4). Pure."""
+    ordered = sorted(values, key=lambda uv: (-uv[1], uv[0]))
+    rows = []
+    prev = None
+    rank = 0
+    for i, (user, value) in enumerate(ordered):
+        if value != prev:
+            rank = i + 1
+            prev = value
+        rows.append({"rank": rank, "user": user, "value": value})
+    return rows
+
+
+def visible(totals: Dict[str, Sums], policy: Policy) -> Dict[str, Sums]:
+    """Return the users that may be shown: not opted out and with at least ``min_jobs`` jobs. Pure."""
+    return {u: s for u, s in totals.items() if u not in policy.opt_out and s[JOBS] >= policy.min_jobs}
+
+
+def write_scope(
+    root: str, scope: str, window: str, totals: Dict[str, Sums], asof: str, policy: Policy
+) -> int:
+    """Write the table and every metric's leaderboard of ``scope`` (cluster or ALL) for ``window``.
+
+    Returns the number of users shown. Idempotent. Raises StorageError.
+    """
+    shown = visible(totals, policy)
+    vectors = {u: metric_vector(s) for u, s in shown.items()}
+    table = {
+        "asof": asof,
+        "window": window,
+        "cluster": scope,
+        "columns": list(METRICS),
+        "rows": [[u, *vectors[u]] for u in sorted(vectors)],
+    }
+    fsutil.atomic_write_json(layout.table_file(root, scope, window), table)
+    for j, metric in enumerate(METRICS):
+        doc = {
+            "asof": asof,
+            "window": window,
+            "metric": metric,
+            "cluster": scope,
+            "rows": rank_rows([(u, v[j]) for u, v in vectors.items()]),
+        }
+        fsutil.atomic_write_json(layout.leaderboard_file(root, scope, window, metric), doc)
+    return len(shown)
+
+
+def _full_table_path(root: str, cluster: str, window: str) -> str:
+    # Every non-opted-out user with exact sums, hidden ones included, so the merged boards can add up a
+    # user who has 2 jobs on each of two clusters. Internal (under state/), not for display.
+    return os.path.join(layout.state_dir(root, cluster), "totals-" + window + ".json")
+
+
+def read_full_table(root: str, cluster: str, window: str) -> Dict[str, Sums]:
+    """Return another cluster's exact per-user sums for ``window`` (empty when absent). Raises FormatError."""
+    path = _full_table_path(root, cluster, window)
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+    except FileNotFoundError:
+        return {}
+    except ValueError as exc:
+        raise FormatError(
+            f"{path}: invalid JSON: {exc}", hint=f"run `slurm-sb rebuild --cluster {cluster}`"
+        ) from exc
+    users = data.get("users") if isinstance(data, dict) else None
+    if not isinstance(users, dict):
+        raise FormatError(f"{path}: expected {{'users': {{user: [sums]}}}}")
+    return users
+
+
+def derive(
+    root: str,
+    cluster: str,
+    policy: Policy,
+    now: Optional[datetime.datetime] = None,
+    months: Optional[Iterable[str]] = None,
+    users: Optional[Set[str]] = None,
+    write_merged: bool = True,
+    user_files: bool = True,
+) -> Dict[str, Any]:
+    """Rewrite the derived files of ``cluster``; return counts for the log.
+
+    ``months``: monthly rollups to rewrite (None: all). ``users``: per-user files to rewrite (None: all,
+    and files of users no longer present or opted out are removed). Leaderboards and tables are always
+    rewritten; the merged ones too when ``write_merged``. Idempotent. Raises StorageError / FormatError.
+    """
+    now = now or datetime.datetime.utcnow()
+    asof = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+    today = now.date()
+    month_list = store.list_months(root, cluster) if months is None else sorted(set(months))
+    generations = {}
+    for month in month_list:
+        got = store.read_totals(layout.month_state(root, cluster, month))
+        if got is None:
+            continue
+        generations[month] = got[0]["generation"]
+        fsutil.atomic_write_json(
+            layout.rollup_file(root, cluster, month), rollup_doc(cluster, month, got[1], asof, policy)
+        )
+    alltime, span = alltime_totals(root, cluster)
+    wanted = (set(alltime) if users is None else set(users)) if user_files else set()
+    n_user_files = 0
+    for user in sorted(wanted):
+        path = layout.user_file(root, cluster, user)
+        if user in policy.opt_out or user not in alltime or not _safe_name(user):
+            if os.path.exists(path):
+                os.unlink(path)
+            continue
+        doc = {"username": user, "cluster": cluster, "asof": asof}
+        first, last = span.get(user, ("", ""))
+        doc["first_month"], doc["last_month"] = first, last
+        doc.update(to_metrics(alltime[user]))
+        fsutil.atomic_write_json(path, doc)
+        n_user_files += 1
+    if users is None and user_files:
+        _remove_stale_user_files(root, cluster, set(alltime), policy)
+    per_window = {"alltime": alltime}
+    for window in WINDOWS:
+        days = WINDOW_DAYS[window]
+        if days:
+            per_window[window] = window_totals(root, cluster, today, days)
+    shown = {}
+    for window, totals in per_window.items():
+        full = {u: s for u, s in totals.items() if u not in policy.opt_out}
+        fsutil.atomic_write_json(_full_table_path(root, cluster, window), {"asof": asof, "users": full})
+        shown[window] = write_scope(root, cluster, window, totals, asof, policy)
+    merged = {}
+    if write_merged:
+        for window in WINDOWS:
+            merged[window] = write_merged_scope(root, window, asof, policy)
+    all_generations = {}
+    for month in store.list_months(root, cluster):
+        h = store.read_header(layout.month_state(root, cluster, month))
+        if h is not None:
+            all_generations[month] = h["generation"]
+    fsutil.atomic_write_json(
+        layout.derived_marker(root, cluster), {"asof": asof, "generations": all_generations}
+    )
+    return {"rollups": len(generations), "user_files": n_user_files, "shown": shown, "merged": merged}
+
+
+def write_merged_scope(root: str, window: str, asof: str, policy: Policy) -> int:
+    """Write the ALL table and leaderboards of ``window`` from every cluster's full totals; return users shown."""
+    merged = {}  # type: Dict[str, Sums]
+    for c in layout.list_cluster_dirs(root):
+        for user, sums in read_full_table(root, c, window).items():
+            acc = merged.get(user)
+            if acc is None:
+                merged[user] = list(sums)
+            else:
+                add_into(acc, sums)
+    return write_scope(root, layout.ALL, window, merged, asof, policy)
+
+
+def derived_is_current(root: str, cluster: str) -> bool:
+    """Return True when the derived files reflect every month state's generation (no repair needed)."""
+    try:
+        with open(layout.derived_marker(root, cluster), encoding="utf-8") as fh:
+            marker = json.load(fh)
+    except (OSError, ValueError):
+        return False
+    want = {}
+    for month in store.list_months(root, cluster):
+        h = store.read_header(layout.month_state(root, cluster, month))
+        if h is not None:
+            want[month] = h["generation"]
+    return marker.get("generations") == want
+
+
+def _safe_name(user: str) -> bool:
+    return bool(user) and "/" not in user and user not in (".", "..") and not user.startswith(".")
+
+
+def _remove_stale_user_files(root: str, cluster: str, present: Set[str], policy: Policy) -> None:
+    d = layout.users_dir(root, cluster)
+    try:
+        names = os.listdir(d)
+    except OSError:
+        return
+    for name in names:
+        if not name.endswith(".json"):
+            continue
+        user = name[:-5]
+        if user not in present or user in policy.opt_out:
+            try:
+                os.unlink(os.path.join(d, name))
+            except OSError:
+                pass
+
+
+_ = zero_sums  # re-exported for callers building sums by hand

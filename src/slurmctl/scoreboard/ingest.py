@@ -1,0 +1,252 @@
+"""One batch of sacct output → deduplicated exact sums committed to the month states.
+
+The stream is parsed once (``parser``); each job goes to the month of its End. Per month, the Bloom
+filter answers "definitely new" for most ids and those are summed at once; ids it flags ("suspects")
+are kept aside and settled at the end against the exact id set and the ids accepted in this batch, so a
+Bloom false positive never drops a job and a re-read never counts one twice. Nothing is written until
+the whole stream was read without error; then each month's state is written with one atomic rename
+(the commit), and its Bloom file after it (derived: rebuilt when it disagrees with the state).
+"""
+
+import datetime
+from array import array
+from typing import Iterable, List, Optional, Set
+
+from . import dedupe, fsutil, layout, store
+from .errors import FormatError
+from .parser import SacctParser
+from .schemas import N_SUMS
+
+_INITIAL_CAPACITY = 65536
+
+
+class MonthBatch:
+    """Accumulators of one month within one batch."""
+
+    def __init__(self, root: str, cluster: str, month: str, p: float) -> None:
+        self.root = root
+        self.cluster = cluster
+        self.month = month
+        self.p = p
+        self.header = store.read_header(layout.month_state(root, cluster, month))
+        self._state = None  # type: Optional[store.MonthState]
+        n_existing = int(self.header["n_ids"]) if self.header else 0
+        bloom = None
+        if n_existing:
+            try:
+                bloom = dedupe.read_bloom(layout.bloom_file(root, cluster, month))
+            except FormatError:
+                bloom = None  # derived data: rebuilt below from the exact set
+            if bloom is None or bloom.n != n_existing or bloom.p != p:
+                bloom = dedupe.Bloom.build(self.state().ids, n_existing, p)
+        if bloom is None:
+            bloom = dedupe.Bloom(_INITIAL_CAPACITY, p)
+        self.bloom = bloom
+        self.new_ids = array("I")
+        self.acc = {}  # type: Dict[Tuple[str, str], List[int]]
+        self.suspects = []  # type: List[Tuple[int, str, str, List[int]]]
+        self.seen = 0
+        self.duplicates = 0
+        self.users = set()  # type: Set[str]
+
+    def state(self) -> store.MonthState:
+        """Return the month's committed state (read once, lazily)."""
+        if self._state is None:
+            self._state = store.read_state(
+                layout.month_state(self.root, self.cluster, self.month), self.month
+            )
+        return self._state
+
+    def grow(self) -> None:
+        """Rebuild the Bloom filter 4x larger from every id known so far (it filled up)."""
+        existing = self.state().ids if self.header else array("I")
+        n = len(existing) + len(self.new_ids)
+        b = dedupe.Bloom(max(4 * n, _INITIAL_CAPACITY), self.p)
+        add = b.add
+        for i in existing:
+            add(i)
+        for i in self.new_ids:
+            add(i)
+        b.n = n
+        self.bloom = b
+
+    def settle(self) -> int:
+        """Resolve the Bloom suspects exactly; return how many were new. Call once, after the stream."""
+        if not self.suspects:
+            return 0
+        existing = self.state().ids
+        batch = array("I", sorted(self.new_ids))
+        accepted = set()  # type: Set[int]
+        n_new = 0
+        for job_id, user, day, sums in self.suspects:
+            if dedupe.contains(existing, job_id) or dedupe.contains(batch, job_id) or job_id in accepted:
+                self.duplicates += 1
+                continue
+            accepted.add(job_id)
+            self.new_ids.append(job_id)
+            self._add(user, day, sums)
+            n_new += 1
+        self.suspects = []
+        return n_new
+
+    def _add(self, user: str, day: str, sums: List[int]) -> None:
+        key = (user, day)
+        acc = self.acc.get(key)
+        if acc is None:
+            self.acc[key] = sums
+        else:
+            for i in range(N_SUMS):
+                acc[i] += sums[i]
+
+    def commit(self, asof: str) -> int:
+        """Write the month state (the commit point) then its Bloom file; return the number of new jobs.
+
+        Idempotent in effect: a second commit of the same batch finds every id already present. Raises
+        StorageError / FormatError.
+        """
+        if not self.new_ids and self.header is not None:
+            return 0
+        st = self.state() if self.header else store.MonthState(self.month)
+        st.ids = dedupe.merge_sorted(st.ids, self.new_ids)
+        for (user, day), sums in self.acc.items():
+            per_day = st.days.setdefault(user, {})
+            cur = per_day.get(day)
+            if cur is None:
+                per_day[day] = list(sums)
+            else:
+                for i in range(N_SUMS):
+                    cur[i] += sums[i]
+        st.generation += 1
+        st.asof = asof
+        store.write_state(self.root, self.cluster, st)
+        # Derived, after the commit: a crash here leaves a Bloom file whose n disagrees with the state,
+        # which the next batch detects and rebuilds.
+        bloom = self.bloom
+        n = len(st.ids)
+        if bloom.full() or bloom.capacity > 4 * max(n, _INITIAL_CAPACITY):
+            bloom = dedupe.Bloom.build(st.ids, n, self.p)
+        else:
+            # Every new id is in the filter already: the "definitely new" ones were added as they came,
+            # and settled suspects had all their bits set (that is what made them suspects).
+            bloom.n = n
+        fsutil.atomic_write_bytes(layout.bloom_file(self.root, self.cluster, self.month), bloom.to_bytes())
+        return len(self.new_ids)
+
+
+class BatchResult:
+    """What one batch did: per-month counts, users seen, parser counters and problems."""
+
+    def __init__(self) -> None:
+        self.months = {}  # type: Dict[str, Dict[str, int]]
+        self.users = set()  # type: Set[str]
+        self.touched_users = set()  # type: Set[str]
+        self.jobs_seen = 0
+        self.jobs_new = 0
+        self.duplicates = 0
+        self.rows = 0
+        self.skipped = 0
+        self.unended = 0
+        self.orphan_steps = 0
+        self.problems = []  # type: List[str]
+
+    def as_dict(self) -> dict:
+        return {
+            "months": self.months,
+            "jobs_seen": self.jobs_seen,
+            "jobs_new": self.jobs_new,
+            "duplicates": self.duplicates,
+            "rows": self.rows,
+            "skipped": self.skipped,
+            "unended": self.unended,
+            "orphan_steps": self.orphan_steps,
+            "users": len(self.users),
+        }
+
+
+def utc_now_iso(now: Optional[float] = None) -> str:
+    """Return ``now`` (epoch seconds, default the clock) as ``YYYY-MM-DDTHH:MM:SSZ``."""
+    t = datetime.datetime.utcfromtimestamp(now) if now is not None else datetime.datetime.utcnow()
+    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def ingest(
+    root: str,
+    cluster: str,
+    lines: Iterable[str],
+    failure_states: Iterable[str],
+    bloom_p: float = 0.05,
+    source: str = "sacct",
+    months_allowed: Optional[Set[str]] = None,
+    asof: Optional[str] = None,
+    after_parse=None,
+) -> BatchResult:
+    """Parse ``lines`` (sacct -P output in ``parser.FIELDS`` order) and commit the new jobs.
+
+    ``months_allowed`` (when given) drops jobs whose End month is outside it (sacct's window should
+    already guarantee that). ``after_parse`` (a callable) runs after the stream is consumed and before
+    anything is written: the sacct adapter uses it to check the command's exit status, so a failed call
+    commits nothing. Returns a BatchResult. Re-ingesting the same lines changes nothing (exact dedupe).
+    Raises StorageError / FormatError (state files) and whatever ``after_parse`` raises.
+    """
+    parser = SacctParser(failure_states, source=source)
+    batches = {}  # type: Dict[str, MonthBatch]
+    result = BatchResult()
+    last_month = ""
+    mb = None  # type: Optional[MonthBatch]
+    outside = 0
+    for job_id, user, end, sums in parser.parse(lines):
+        month = end[:7]
+        if month != last_month:
+            mb = batches.get(month)
+            if mb is None:
+                if months_allowed is not None and month not in months_allowed:
+                    outside += 1
+                    continue
+                mb = MonthBatch(root, cluster, month, bloom_p)
+                batches[month] = mb
+            last_month = month
+        mb.seen += 1
+        day = end[8:10]
+        if mb.bloom.add(job_id):
+            mb.suspects.append((job_id, user, day, sums))
+            continue
+        mb.new_ids.append(job_id)
+        key = (user, day)
+        acc = mb.acc.get(key)
+        if acc is None:
+            mb.acc[key] = sums
+        else:
+            acc[0] += sums[0]
+            acc[1] += sums[1]
+            acc[2] += sums[2]
+            acc[3] += sums[3]
+            acc[4] += sums[4]
+            acc[5] += sums[5]
+            acc[6] += sums[6]
+            acc[7] += sums[7]
+            acc[8] += sums[8]
+            acc[9] += sums[9]
+        if mb.bloom.n > mb.bloom.capacity:
+            mb.grow()
+    if after_parse is not None:
+        after_parse()
+    stamp = asof or utc_now_iso()
+    for month in sorted(batches):
+        mb = batches[month]
+        mb.settle()
+        new = mb.commit(stamp)
+        result.months[month] = {"seen": mb.seen, "new": new, "duplicates": mb.duplicates}
+        result.jobs_seen += mb.seen
+        result.jobs_new += new
+        result.duplicates += mb.duplicates
+        if new:
+            result.touched_users.update(user for user, _day in mb.acc)
+    result.users = parser.users
+    result.rows = parser.rows
+    result.skipped = parser.skipped + outside
+    result.unended = parser.unended
+    result.orphan_steps = parser.orphan_steps
+    result.problems = parser.problems
+    if outside:
+        result.problems.append(f"{source}: {outside} jobs ended outside the queried months and were ignored")
+    return result

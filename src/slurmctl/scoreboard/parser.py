@@ -1,0 +1,179 @@
+"""Streaming parser: sacct ``-P`` lines in, one record per job out, with the job's steps folded in.
+
+Real sacct prints each job row followed by its step rows (``123.batch``, ``123.extern``, ``123.0``).
+Only step rows carry MaxRSS/AveRSS, so a job is emitted when the next job row (or the end) arrives,
+carrying the max over its steps. Output records are ``(job_id, user, end, sums)`` where ``sums`` is the
+job's exact contribution in ``schemas.SUM_FIELDS`` order. Nothing else about a job is kept (no names).
+"""
+
+from typing import Iterable, Iterator, List, Optional, Sequence, Tuple
+
+from . import units
+from .schemas import AVG_MEM, MAX_MEM
+
+# The -o list every query uses; the parser relies on this order.
+FIELDS = ("JobIDRaw", "User", "State", "ElapsedRaw", "AllocCPUS", "NNodes", "ReqMem", "MaxRSS", "AveRSS",
+          "AllocTRES", "End")  # fmt: skip
+N_FIELDS = len(FIELDS)
+FORMAT = ",".join(FIELDS)
+
+Record = Tuple[int, str, str, List[int]]
+
+_MAX_PROBLEMS = 20
+_CACHE_LIMIT = 200000  # bound the value caches: ReqMem/AllocTRES strings repeat, but not without end
+
+
+class SacctParser:
+    """Parses one sacct output stream. Counters and the first problems are kept for logs and tests.
+
+    ``failure_states`` are state words counted in ``failed_jobs``. Not thread-safe; one instance per stream.
+    """
+
+    def __init__(self, failure_states: Iterable[str], source: str = "sacct") -> None:
+        self.failure_states = frozenset(s.upper() for s in failure_states)
+        self.source = source
+        self.rows = 0
+        self.jobs = 0
+        self.steps = 0
+        self.orphan_steps = 0
+        self.skipped = 0
+        self.unended = 0
+        self.problems = []  # type: List[str]
+        self.users = set()  # type: set
+        self._user_cache = {}  # type: Dict[str, str]
+        self._state_cache = {}  # type: Dict[str, int]
+        self._req_cache = {}  # type: Dict[Tuple[str, str, str], Optional[int]]
+        self._gpu_cache = {}  # type: Dict[str, Optional[int]]
+
+    def _problem(self, lineno: int, what: str, line: str) -> None:
+        self.skipped += 1
+        if len(self.problems) < _MAX_PROBLEMS:
+            self.problems.append(f"{self.source}:{lineno}: {what}: {line.rstrip()[:160]!r}")
+
+    def _failed(self, state: str) -> int:
+        v = self._state_cache.get(state)
+        if v is None:
+            v = 1 if units.state_word(state) in self.failure_states else 0
+            self._state_cache[state] = v
+        return v
+
+    def _user(self, raw: str) -> str:
+        u = self._user_cache.get(raw)
+        if u is None:
+            u = units.normalize_user(raw)
+            self._user_cache[raw] = u
+            self.users.add(u)
+        return u
+
+    def _parse_job(self, f: Sequence[str], lineno: int, line: str) -> Optional[Record]:
+        try:
+            job_id = int(f[0])
+            elapsed = int(f[3])
+            cpus = int(f[4])
+            nnodes = int(f[5]) if f[5] else 1
+        except ValueError:
+            self._problem(lineno, "non-integer JobIDRaw/ElapsedRaw/AllocCPUS/NNodes", line)
+            return None
+        if elapsed < 0 or cpus < 0 or job_id < 0 or job_id >= 1 << 32:
+            self._problem(lineno, "negative or out-of-range number", line)
+            return None
+        user = f[1]
+        if not user:
+            self._problem(lineno, "job row without User", line)
+            return None
+        end = f[10].rstrip("\r\n")
+        if len(end) < 19 or end[4] != "-" or end[10] != "T":
+            # Running jobs print End=Unknown; they are counted once they end.
+            self.unended += 1
+            return None
+        key = (f[6], f[4], f[5])
+        req = self._req_cache.get(key, -1)
+        if req == -1:
+            req = units.req_mem_bytes(f[6], cpus, nnodes)
+            if len(self._req_cache) < _CACHE_LIMIT:
+                self._req_cache[key] = req
+        if req is None:
+            self._problem(lineno, f"bad ReqMem {f[6]!r}", line)
+            return None
+        tres = f[9]
+        gpus = self._gpu_cache.get(tres, -1)
+        if gpus == -1:
+            gpus = units.gpu_count(tres)
+            if len(self._gpu_cache) < _CACHE_LIMIT:
+                self._gpu_cache[tres] = gpus
+        if gpus is None:
+            self._problem(lineno, f"bad GPU count in AllocTRES {tres!r}", line)
+            return None
+        u = self._user_cache.get(user)
+        if u is None:
+            u = self._user(user)
+        state = f[2]
+        failed = self._state_cache.get(state)
+        if failed is None:
+            failed = self._failed(state)
+        # The job row has no MaxRSS/AveRSS on real Slurm; take them if a site's sacct prints them here.
+        ave = units.mem_bytes(f[8]) if f[8] else 0
+        mx = units.mem_bytes(f[7]) if f[7] else 0
+        if gpus:
+            sums = [1, 1, failed, elapsed, cpus * elapsed, elapsed, gpus * elapsed, req, ave or 0, mx or 0]
+        else:
+            sums = [1, 0, failed, elapsed, cpus * elapsed, 0, 0, req, ave or 0, mx or 0]
+        return (job_id, u, end, sums)
+
+    def parse(self, lines: Iterable[str]) -> Iterator[Record]:
+        """Yield one record per job in ``lines`` (sacct -P output, in sacct's order), steps folded in.
+
+        Malformed rows are skipped and described in ``problems``; never raises on bad content.
+        """
+        current = None  # type: Optional[Record]
+        current_raw = ""
+        lineno = 0
+        mem = units.mem_bytes
+        for line in lines:
+            lineno += 1
+            f = line.split("|")
+            if len(f) != N_FIELDS:
+                if line.strip():
+                    self._problem(lineno, f"expected {N_FIELDS} '|'-separated fields, found {len(f)}", line)
+                continue
+            self.rows += 1
+            jid = f[0]
+            dot = jid.find(".")
+            if dot >= 0:
+                self.steps += 1
+                parent = jid[:dot]
+                if parent != current_raw or current is None:
+                    # sacct prints a job's steps right after it; a step without its job row just before
+                    # (its job was malformed or outside the window) cannot be attributed.
+                    self.orphan_steps += 1
+                    continue
+                sums = current[3]
+                a = f[8]
+                if a:
+                    v = int(a) if a.isdigit() else mem(a)
+                    if v is None:
+                        self._problem(lineno, f"bad AveRSS {a!r}", line)
+                    elif v > sums[AVG_MEM]:
+                        sums[AVG_MEM] = v
+                m = f[7]
+                if m:
+                    v = int(m) if m.isdigit() else mem(m)
+                    if v is None:
+                        self._problem(lineno, f"bad MaxRSS {m!r}", line)
+                    elif v > sums[MAX_MEM]:
+                        sums[MAX_MEM] = v
+                continue
+            rec = self._parse_job(f, lineno, line)
+            if current is not None:
+                self.jobs += 1
+                yield current
+            current = rec
+            current_raw = jid if rec is not None else ""
+        if current is not None:
+            self.jobs += 1
+            yield current
+
+
+def parse_lines(lines: Iterable[str], failure_states: Iterable[str]) -> List[Record]:
+    """Return every record of ``lines`` as a list (convenience for small inputs and other modules). Pure."""
+    return list(SacctParser(failure_states).parse(lines))

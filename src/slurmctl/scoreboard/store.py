@@ -1,0 +1,188 @@
+"""The month state file: the single source of truth for one (cluster, month).
+
+``state/months/YYYY-MM.state`` holds the exact job-id set and the per-user, per-day exact sums in one
+file, so they commit together with one atomic rename (a crash can never record ids without their sums or
+sums without their ids). Layout (docs/scoreboard.md)::
+
+    SLURMSB-MONTH 1\\n
+    {"month", "generation", "asof", "n_ids", "ids_bytes", "totals_bytes", "days_bytes"}\\n
+    zlib(uint32 id deltas) | zlib(JSON {user: [10 ints]}) | zlib(JSON {user: {"DD": [10 ints]}})
+
+The per-user month totals are stored too (redundant with the days) so all-time sums read a small blob.
+"""
+
+import json
+import os
+import zlib
+from array import array
+from typing import Any, Dict, List, Optional, Tuple
+
+from . import dedupe, fsutil, layout
+from .errors import FormatError
+from .schemas import N_SUMS, add_into, zero_sums
+
+MAGIC = b"SLURMSB-MONTH 1\n"
+
+Sums = List[int]
+Days = Dict[str, Dict[str, Sums]]
+
+
+class MonthState:
+    """In-memory month state. ``ids`` is an ascending uint32 array; ``days[user][DD]`` exact sums."""
+
+    def __init__(self, month: str, generation: int = 0, asof: str = "", ids: Optional[array] = None,
+                 days: Optional[Days] = None) -> None:  # fmt: skip
+        self.month = month
+        self.generation = generation
+        self.asof = asof
+        self.ids = ids if ids is not None else dedupe.decode_ids(zlib.compress(b""))
+        self.days = days if days is not None else {}
+
+    def totals(self) -> Dict[str, Sums]:
+        """Return ``{user: sums over the month}``. Pure."""
+        out = {}
+        for user, per_day in self.days.items():
+            acc = zero_sums()
+            for sums in per_day.values():
+                add_into(acc, sums)
+            out[user] = acc
+        return out
+
+    def to_bytes(self) -> bytes:
+        """Return the file image. Pure."""
+        ids_blob = dedupe.encode_ids(self.ids)
+        totals_blob = zlib.compress(json.dumps(self.totals(), separators=(",", ":")).encode(), 6)
+        days_blob = zlib.compress(json.dumps(self.days, separators=(",", ":")).encode(), 6)
+        header = {
+            "month": self.month,
+            "generation": self.generation,
+            "asof": self.asof,
+            "n_ids": len(self.ids),
+            "ids_bytes": len(ids_blob),
+            "totals_bytes": len(totals_blob),
+            "days_bytes": len(days_blob),
+        }
+        return MAGIC + json.dumps(header).encode() + b"\n" + ids_blob + totals_blob + days_blob
+
+
+def _read_header(fh: Any, path: str) -> Tuple[Dict[str, Any], int]:
+    magic = fh.readline()
+    if magic != MAGIC:
+        raise FormatError(f"{path}: not a SLURMSB-MONTH v1 file", hint="move it aside and re-run backfill")
+    line = fh.readline()
+    try:
+        header = json.loads(line.decode())
+        for key in ("month", "generation", "n_ids", "ids_bytes", "totals_bytes", "days_bytes"):
+            if key not in header:
+                raise ValueError(f"missing {key!r}")
+    except ValueError as exc:
+        raise FormatError(f"{path}: line 2: bad header: {exc}") from exc
+    return header, len(magic) + len(line)
+
+
+def read_header(path: str) -> Optional[Dict[str, Any]]:
+    """Return the header of a month state, or None when the file does not exist. Raises FormatError."""
+    try:
+        with open(path, "rb") as fh:
+            return _read_header(fh, path)[0]
+    except FileNotFoundError:
+        return None
+
+
+def _blob(fh: Any, path: str, offset: int, size: int, what: str) -> bytes:
+    fh.seek(offset)
+    data = fh.read(size)
+    if len(data) != size:
+        raise FormatError(f"{path}: truncated {what} blob ({len(data)} of {size} bytes)")
+    return data
+
+
+def _json_blob(data: bytes, path: str, what: str) -> Any:
+    try:
+        return json.loads(zlib.decompress(data).decode())
+    except (zlib.error, ValueError) as exc:
+        raise FormatError(f"{path}: corrupt {what} blob: {exc}") from exc
+
+
+def read_totals(path: str) -> Optional[Tuple[Dict[str, Any], Dict[str, Sums]]]:
+    """Return ``(header, {user: month sums})`` without decoding ids or days; None if absent."""
+    try:
+        fh = open(path, "rb")
+    except FileNotFoundError:
+        return None
+    with fh:
+        header, off = _read_header(fh, path)
+        data = _blob(fh, path, off + header["ids_bytes"], header["totals_bytes"], "totals")
+    totals = _json_blob(data, path, "totals")
+    _check_sums_map(totals, path)
+    return header, totals
+
+
+def read_state(path: str, month: str) -> MonthState:
+    """Return the full month state in ``path`` (an empty one when absent). Raises FormatError."""
+    try:
+        fh = open(path, "rb")
+    except FileNotFoundError:
+        return MonthState(month)
+    with fh:
+        header, off = _read_header(fh, path)
+        ids_blob = _blob(fh, path, off, header["ids_bytes"], "ids")
+        days_blob = _blob(
+            fh, path, off + header["ids_bytes"] + header["totals_bytes"], header["days_bytes"], "days"
+        )
+    ids = dedupe.decode_ids(ids_blob, path)
+    if len(ids) != header["n_ids"]:
+        raise FormatError(f"{path}: header says {header['n_ids']} ids, blob holds {len(ids)}")
+    days = _json_blob(days_blob, path, "days")
+    if not isinstance(days, dict):
+        raise FormatError(f"{path}: days blob is not an object")
+    for user, per_day in days.items():
+        _check_sums_map(per_day, f"{path}: days[{user!r}]")
+    if header["month"] != month:
+        raise FormatError(f"{path}: holds month {header['month']!r}, expected {month!r}")
+    return MonthState(month, int(header["generation"]), str(header.get("asof", "")), ids, days)
+
+
+def _check_sums_map(obj: Any, where: str) -> None:
+    if not isinstance(obj, dict):
+        raise FormatError(f"{where}: expected an object")
+    for key, sums in obj.items():
+        if not isinstance(sums, list) or len(sums) != N_SUMS or not all(isinstance(v, int) for v in sums):
+            raise FormatError(f"{where}: {key!r} is not a list of {N_SUMS} integers")
+
+
+def write_state(root: str, cluster: str, state: MonthState) -> None:
+    """Write ``state`` atomically (the commit point of an ingest). Idempotent. Raises StorageError."""
+    fsutil.atomic_write_bytes(layout.month_state(root, cluster, state.month), state.to_bytes())
+
+
+def list_months(root: str, cluster: str) -> List[str]:
+    """Return the months that have a state file, ascending. Reads a directory listing."""
+    d = os.path.join(layout.state_dir(root, cluster), "months")
+    try:
+        names = os.listdir(d)
+    except OSError:
+        return []
+    out = []
+    for n in names:
+        if n.endswith(".state") and layout.MONTH_RE.match(n[:-6]):
+            out.append(n[:-6])
+    return sorted(out)
+
+
+def read_archive(root: str, cluster: str) -> Dict[str, Any]:
+    """Return ``{"months": [...], "users": {user: sums}}`` of months pruned by retention (empty if none)."""
+    path = layout.archive_file(root, cluster)
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+    except FileNotFoundError:
+        return {"months": [], "users": {}}
+    except ValueError as exc:
+        raise FormatError(
+            f"{path}: invalid JSON: {exc}", hint="restore it from backup; it holds pruned totals"
+        )
+    if not isinstance(data, dict) or not isinstance(data.get("months"), list):
+        raise FormatError(f"{path}: expected {{'months': [...], 'users': {{...}}}}")
+    _check_sums_map(data.get("users"), f"{path}: users")
+    return data
