@@ -1,0 +1,171 @@
+"""``slurm-sb probe`` and ``slurm-sb doctor``: environment facts and health checks, as plain text."""
+
+import datetime
+import json
+import os
+import platform
+import shutil
+import socket
+import subprocess
+import time
+from typing import Any, Dict, List, Optional, Tuple
+
+from . import derive, layout, lock, store
+from .errors import FormatError
+from .model import read_json
+
+
+def cluster_name() -> str:
+    """Return ClusterName from ``scontrol show config`` ("" when unavailable)."""
+    try:
+        out = subprocess.check_output(
+            ["scontrol", "show", "config"], stderr=subprocess.DEVNULL, universal_newlines=True, timeout=30
+        )
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    for line in out.splitlines():
+        key, _, value = line.partition("=")
+        if key.strip() == "ClusterName":
+            return value.strip()
+    return ""
+
+
+def probe(root: str, sacct: str = "sacct") -> Tuple[List[Tuple[str, str]], int]:
+    """Return ``([(label, value)], exit_code)``; exit 1 when sacct is missing. Runs ``sacct --version``."""
+    rows = [
+        ("python", f"{platform.python_version()} ({platform.python_implementation()})"),
+        ("TERM", os.environ.get("TERM", "")),
+        ("host", socket.gethostname()),
+    ]
+    code = 0
+    for tool in ("sacct", "squeue", "scontrol"):
+        path = shutil.which(sacct if tool == "sacct" else tool)
+        rows.append((tool, path or "NOT FOUND"))
+        if tool == "sacct" and not path:
+            code = 1
+    if code == 0:
+        try:
+            v = subprocess.check_output([sacct, "--version"], universal_newlines=True, timeout=30).strip()
+        except (OSError, subprocess.SubprocessError) as exc:
+            v = f"failed: {exc}"
+            code = 1
+        rows.append(("sacct --version", v))
+    rows.append(("ClusterName", cluster_name() or "unknown (scontrol unavailable)"))
+    if root:
+        rows.append(("root", root))
+        rows.append(("root readable", "yes" if os.access(root, os.R_OK) else "NO"))
+        rows.append(("root writable", "yes" if os.access(root, os.W_OK) else "no (read-only: TUI use only)"))
+        rows.append(("clusters under root", ", ".join(layout.list_cluster_dirs(root)) or "(none yet)"))
+    else:
+        rows.append(("root", "not set (use --root or SLURM_SB_ROOT)"))
+    return rows, code
+
+
+def doctor(
+    root: str, cluster: Optional[str], stale_sec: float, max_age_sec: float = 3 * 3600
+) -> Tuple[List[str], int]:
+    """Return ``(lines, exit_code)``: one line per check, ``OK``/``WARN``/``FAIL``; exit 1 on any FAIL."""
+    lines = []  # type: List[str]
+    fails = 0
+
+    def say(level: str, msg: str) -> None:
+        nonlocal fails
+        if level == "FAIL":
+            fails += 1
+        lines.append(f"{level:4} {msg}")
+
+    if not root or not os.path.isdir(root):
+        say("FAIL", f"root {root!r} is not a directory (set --root or SLURM_SB_ROOT)")
+        return lines, 1
+    say("OK" if os.access(root, os.R_OK) else "FAIL", f"root {root} readable")
+    try:
+        st = os.statvfs(root)
+        free = st.f_bavail * st.f_frsize
+        say("OK" if free > 1 << 30 else "WARN", f"disk free under root: {free / 1e9:.1f} GB")
+    except OSError as exc:
+        say("WARN", f"cannot stat filesystem: {exc}")
+    clusters = [cluster] if cluster else layout.list_cluster_dirs(root)
+    if not clusters:
+        say("WARN", "no clusters under root yet (run `slurm-sb poll --once --cluster NAME`)")
+    for c in clusters:
+        _doctor_cluster(root, c, stale_sec, max_age_sec, say)
+    return lines, 1 if fails else 0
+
+
+def _doctor_cluster(root: str, c: str, stale_sec: float, max_age_sec: float, say: Any) -> None:
+    sd = layout.state_dir(root, c)
+    if not os.path.isdir(sd):
+        say("FAIL", f"[{c}] no state directory {sd}")
+        return
+    say(
+        "OK" if os.access(sd, os.W_OK) else "WARN",
+        f"[{c}] state dir writable by this user: {os.access(sd, os.W_OK)}",
+    )
+    info = lock.read_lock(layout.lock_file(root, c))
+    if info is None:
+        say("OK", f"[{c}] not locked")
+    elif lock.is_stale(info, stale_sec):
+        say(
+            "WARN", f"[{c}] stale lock from pid {info['pid']} on {info['host']} (the next poll takes it over)"
+        )
+    else:
+        age = time.time() - info["since"]
+        say("OK", f"[{c}] locked by pid {info['pid']} on {info['host']} for {age:.0f} s")
+    try:
+        cur = read_json(layout.cursor_file(root, c))
+        say("OK", f"[{c}] cursor: current {cur['current']['month']} up to {cur['current'].get('last_end')}, "
+                  f"next backfill {cur.get('next_backfill_month') or 'done'}")  # fmt: skip
+    except FileNotFoundError:
+        say("WARN", f"[{c}] no cursor yet (never polled)")
+    except (FormatError, KeyError, TypeError) as exc:
+        say("FAIL", f"[{c}] cursor unreadable: {exc}")
+    try:
+        h = read_json(layout.health_file(root, c))
+        last = h.get("last_success")
+        if last:
+            t = datetime.datetime.strptime(last.rstrip("Z"), "%Y-%m-%dT%H:%M:%S")
+            age = (datetime.datetime.utcnow() - t).total_seconds()
+            say(
+                "OK" if age <= max_age_sec else "WARN",
+                f"[{c}] last successful poll {last} ({age / 60:.0f} min ago)",
+            )
+        else:
+            say("WARN", f"[{c}] no successful poll recorded")
+        if h.get("last_error"):
+            say("WARN", f"[{c}] last error at {h['last_error'].get('at')}: {h['last_error'].get('message')}")
+    except FileNotFoundError:
+        say("WARN", f"[{c}] no health file yet")
+    except FormatError as exc:
+        say("FAIL", f"[{c}] {exc}")
+    bad = 0
+    for month in store.list_months(root, c):
+        try:
+            h = store.read_header(layout.month_state(root, c, month))
+            b = None
+            try:
+                from .dedupe import read_bloom
+
+                b = read_bloom(layout.bloom_file(root, c, month))
+            except FormatError as exc:
+                say("WARN", f"[{c}] {exc} (rebuilt at the next poll of that month)")
+            if h and b is not None and b.n != h["n_ids"]:
+                say(
+                    "WARN",
+                    f"[{c}] {month}: Bloom n={b.n} but state holds {h['n_ids']} ids (rebuilt when next read)",
+                )
+        except FormatError as exc:
+            bad += 1
+            say("FAIL", f"[{c}] {exc}")
+    if not bad:
+        say("OK", f"[{c}] {len(store.list_months(root, c))} month states readable")
+    say("OK" if derive.derived_is_current(root, c) else "WARN",
+        f"[{c}] derived files match the month states")  # fmt: skip
+
+
+def format_rows(rows: List[Tuple[str, str]]) -> str:
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k.ljust(width)}  {v}" for k, v in rows)
+
+
+def as_json(obj: Dict[str, Any]) -> str:
+    return json.dumps(obj, indent=2, sort_keys=True)

@@ -1,0 +1,170 @@
+"""The sacct adapter: builds queries, streams the output, rate-limits, retries with backoff, times out.
+
+Its own small subprocess code (standard library, Python 3.6), not ``slurmctl.slurm``: the scoreboard
+imports nothing from the rest of slurmctl. Output is streamed line by line into a consumer (the
+ingest), never held in memory; a call that fails (non-zero exit, timeout, killed) raises after the
+consumer read its partial output, and the ingest commits nothing in that case.
+"""
+
+import os
+import random
+import subprocess
+import tempfile
+import threading
+import time
+from typing import Any, Callable, Iterator, List, Optional
+
+from .errors import SacctError
+from .parser import FORMAT
+from .ratelimit import TokenBucket
+from .schemas import TERMINAL_STATE_CODES
+
+
+class CallFailed(Exception):
+    """One sacct call failed (retryable)."""
+
+
+def window_args(start: str, end: str, user: Optional[str] = None) -> List[str]:
+    """Return sacct arguments for jobs that ENDED in ``[start, end]`` (both inclusive, UTC). Pure.
+
+    With ``-s`` terminal states plus -S/-E, slurmdbd selects jobs by their end time, so consecutive
+    windows never return a job twice; plain -S/-E would return every job overlapping the window.
+    ``--noconvert`` keeps memory values exact (MaxRSS/AveRSS in bytes).
+    """
+    args = ["-n", "-P", "--noconvert", "-s", TERMINAL_STATE_CODES, "-S", start, "-E", end, "-o", FORMAT]
+    if user:
+        args[0:0] = ["-u", user]
+    else:
+        args[0:0] = ["-a"]
+    return args
+
+
+def sacct_env() -> dict:
+    """Return the environment for sacct: the caller's plus TZ=UTC (sacct prints and parses local time)."""
+    env = dict(os.environ)
+    env["TZ"] = "UTC"
+    return env
+
+
+class Sacct:
+    """Runs sacct politely. ``consume(lines, finish)`` must iterate ``lines`` and call ``finish()`` before
+    committing anything; ``finish`` raises when the call failed."""
+
+    def __init__(
+        self,
+        sacct: str = "sacct",
+        bucket: Optional[TokenBucket] = None,
+        timeout_sec: float = 600.0,
+        retries: int = 3,
+        backoff_base_sec: float = 30.0,
+        backoff_max_sec: float = 600.0,
+        sleep: Callable[[float], None] = time.sleep,
+        log: Optional[Callable[..., None]] = None,
+    ) -> None:
+        self.sacct = sacct
+        self.bucket = bucket
+        self.timeout_sec = timeout_sec
+        self.retries = retries
+        self.backoff_base_sec = backoff_base_sec
+        self.backoff_max_sec = backoff_max_sec
+        self.sleep = sleep
+        self.log = log or (lambda *a, **k: None)
+        self.calls = 0
+        self.bytes = 0
+        self.rate_sleep_ms = 0
+
+    def _once(self, args: List[str], consume: Callable[[Iterator[str], Callable[[], None]], Any]) -> Any:
+        cmd = [self.sacct, *args]
+        err = tempfile.TemporaryFile()
+        try:
+            try:
+                proc = subprocess.Popen(
+                    cmd,
+                    stdout=subprocess.PIPE,
+                    stderr=err,
+                    stdin=subprocess.DEVNULL,
+                    env=sacct_env(),
+                    universal_newlines=True,
+                    encoding="utf-8",
+                    errors="replace",
+                )
+            except FileNotFoundError as exc:
+                raise SacctError(
+                    f"sacct not found: {self.sacct!r}",
+                    hint="run on a login node with Slurm, or set `sacct:` in the config to its full path",
+                ) from exc
+            except OSError as exc:
+                raise CallFailed(f"cannot start {self.sacct}: {exc}") from exc
+            timed_out = []
+            # A watchdog, because the stream is consumed incrementally (communicate(timeout=) would buffer).
+            timer = threading.Timer(self.timeout_sec, lambda: (timed_out.append(1), proc.kill()))
+            timer.daemon = True
+            timer.start()
+            counted = [0]
+
+            def lines() -> Iterator[str]:
+                for line in proc.stdout:
+                    counted[0] += len(line)
+                    yield line
+
+            def finish() -> None:
+                # Drain what the consumer did not read so sacct never blocks on a full pipe.
+                for _ in proc.stdout:
+                    pass
+                rc = proc.wait()
+                timer.cancel()
+                self.bytes += counted[0]
+                if timed_out:
+                    raise CallFailed(f"sacct timed out after {self.timeout_sec:g} s: {' '.join(cmd)}")
+                if rc != 0:
+                    err.seek(0)
+                    msg = err.read().decode("utf-8", "replace").strip()[-500:]
+                    raise CallFailed(f"sacct exited with {rc}: {msg or '(no stderr)'}")
+
+            try:
+                return consume(lines(), finish)
+            finally:
+                timer.cancel()
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+                proc.stdout.close()
+        finally:
+            err.close()
+
+    def run(self, args: List[str], consume: Callable[[Iterator[str], Callable[[], None]], Any]) -> Any:
+        """Run sacct with ``args`` feeding ``consume``; retry with backoff; return what ``consume`` returns.
+
+        Every attempt takes a token from the bucket. Raises SacctError after the last failed attempt.
+        """
+        last = ""
+        for attempt in range(self.retries + 1):
+            if self.bucket is not None:
+                waited = self.bucket.acquire()
+                self.rate_sleep_ms += int(waited * 1000)
+            self.calls += 1
+            try:
+                return self._once(args, consume)
+            except CallFailed as exc:
+                last = str(exc)
+                if attempt == self.retries:
+                    break
+                delay = min(self.backoff_max_sec, self.backoff_base_sec * (2**attempt))
+                delay *= random.uniform(0.9, 1.1)  # jitter: pollers of several clusters must not sync up
+                self.log("warning", "sacct call failed; backing off", attempt=attempt + 1, delay_sec=round(delay, 1),
+                         error=last)  # fmt: skip
+                self.sleep(delay)
+        raise SacctError(
+            f"sacct failed {self.retries + 1} times; last error: {last}",
+            hint="check `sacct --version` and slurmdbd; the poll resumes from the same cursor next time",
+        )
+
+    def version(self) -> str:
+        """Return ``sacct --version`` output ("" when sacct is missing or fails). No token taken: no dbd load."""
+        try:
+            out = subprocess.check_output(
+                [self.sacct, "--version"], stderr=subprocess.STDOUT, universal_newlines=True, timeout=30
+            )
+        except (OSError, subprocess.SubprocessError):
+            return ""
+        return out.strip()
