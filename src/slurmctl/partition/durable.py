@@ -1,0 +1,268 @@
+"""Durable file writes for the partitioner: atomic JSON files, and a background thread for batch files.
+
+A batch file is written to a temp name; it counts as done only once a *commit* has recorded it in the
+state file, and a commit happens only after the batch files, the rejects file, the batch log and the
+directory entries are on stable storage.
+
+Why fsync runs in a child process: waiting for the disk is most of the cost of a partition, so it
+must overlap the parsing. A Python thread cannot do that well: after each fsync it has to win the GIL
+back from the parser, which holds it through long C calls (milliseconds per block), so one thread per
+fsync stalls for every batch. Instead each group of temp files is handed to coreutils ``sync FILE...``
+(it fsyncs each file) in a child process while parsing continues; when it exits 0, the group is
+renamed and committed. Without ``sync`` on PATH, files are fsynced in-process.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from slurmctl.errors import StorageError
+
+from .model import BatchInfo
+
+STATE_NAME = "_partition.json"
+BATCH_LOG_NAME = "_batches.jsonl"
+REJECTS_NAME = "rejects.jsonl"
+
+
+def batch_id(index: int) -> str:
+    """Returns the id of batch ``index``: "b" + the index zero-padded to 7 digits."""
+    return f"b{index:07d}"
+
+
+def fsync_dir(path: Path) -> None:
+    """Make the directory entries of ``path`` (creations, renames) durable. Idempotent."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    """Write ``obj`` as JSON to ``path``: temp file, fsync, rename, fsync of the directory.
+
+    Readers see the old or the new file, never a mix. Idempotent.
+    Raises: StorageError when the file system refuses.
+    """
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(json.dumps(obj, indent=1, sort_keys=True).encode() + b"\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        fsync_dir(path.parent)
+    except OSError as exc:
+        raise StorageError(f"cannot write {path}: {exc}") from exc
+
+
+def _log_line(info: BatchInfo) -> bytes:
+    return json.dumps(info.to_dict(), sort_keys=True).encode() + b"\n"
+
+
+class RejectsFile:
+    """``rejects.jsonl``, appended on the main thread, created at the first reject."""
+
+    def __init__(self, path: Path, size: int) -> None:
+        self.path = path
+        self.size = size  # bytes written so far (the durable prefix is recorded in the state)
+        self._fh: BinaryIO | None = None
+        self.count = 0
+
+    def append(self, source: str, line: int, reason: str, excerpt: str) -> None:
+        """Append one reject. Raises: StorageError."""
+        data = json.dumps(
+            {"source": source, "line": line, "reason": reason, "excerpt": excerpt}, ensure_ascii=False
+        ).encode("utf-8", "backslashreplace")
+        try:
+            if self._fh is None:
+                self._fh = open(self.path, "ab")  # noqa: SIM115 - closed in close()
+            self._fh.write(data + b"\n")
+        except OSError as exc:
+            raise StorageError(f"cannot write {self.path}: {exc}") from exc
+        self.size += len(data) + 1
+        self.count += 1
+
+    def flush(self) -> None:
+        """Hand buffered rejects to the OS (durability is the committer's job). Raises: StorageError."""
+        if self._fh is not None:
+            try:
+                self._fh.flush()
+            except OSError as exc:
+                raise StorageError(f"cannot write {self.path}: {exc}") from exc
+
+    def exists(self) -> bool:
+        """Returns whether the rejects file has been created (by this run or the interrupted one)."""
+        return self._fh is not None or self.size > 0
+
+    def close(self) -> None:
+        """Flush and close. Idempotent."""
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+
+
+class BatchWriter:
+    """Writes batch files and commits them in groups; see the module docstring.
+
+    Use: ``open_batch`` → ``write``* → ``close_batch`` per batch, ``checkpoint`` after a batch closed
+    (it commits when a group is due), ``finish`` at the end.
+    """
+
+    GROUP_BATCHES = 512
+    GROUP_SECONDS = 5.0
+
+    def __init__(self, out_dir: Path, log_bytes: int, batches: list[BatchInfo], rejects: RejectsFile) -> None:
+        self.out_dir = out_dir
+        self.batches = batches  # committed (in the state file) or pending a commit
+        self.rejects = rejects
+        self._log_path = out_dir / BATCH_LOG_NAME
+        self._log_bytes = log_bytes
+        self._file: BinaryIO | None = None
+        self._tmp: Path | None = None
+        self._hash: Any = None
+        self._size = 0
+        # closed batches not yet handed to a sync: (temp path, BatchInfo)
+        self._pending: list[tuple[Path, BatchInfo]] = []
+        # the group being synced: its batches, the state to commit after, the child
+        self._syncing: tuple[list[tuple[Path, BatchInfo]], dict[str, Any], subprocess.Popen[bytes]] | None = (
+            None
+        )
+        self._last_group = time.monotonic()
+        self._sync_cmd = shutil.which("sync")
+        self._committed = len(batches)
+
+    def open_batch(self, index: int) -> None:
+        """Start batch ``index`` in a temp file. Raises: StorageError."""
+        self._tmp = self.out_dir / f".{batch_id(index)}.jsonl.tmp"
+        try:
+            self._file = open(self._tmp, "wb")  # noqa: SIM115 - closed in close_batch
+        except OSError as exc:
+            raise StorageError(f"cannot create {self._tmp}: {exc}") from exc
+        self._hash = hashlib.sha256()
+        self._size = 0
+
+    def write(self, data: bytes) -> None:
+        """Append ``data`` to the open batch. Raises: StorageError."""
+        assert self._file is not None
+        try:
+            self._file.write(data)
+        except OSError as exc:
+            raise StorageError(f"cannot write {self._tmp}: {exc}") from exc
+        self._hash.update(data)
+        self._size += len(data)
+
+    def close_batch(self, meta: dict[str, Any]) -> None:
+        """Finish the open batch; ``meta`` supplies the rest of its BatchInfo. Raises: StorageError."""
+        assert self._file is not None and self._tmp is not None
+        try:
+            self._file.close()
+        except OSError as exc:
+            raise StorageError(f"cannot write {self._tmp}: {exc}") from exc
+        self._file = None
+        info = BatchInfo(
+            batch_id=batch_id(meta["index"]), bytes=self._size, sha256=self._hash.hexdigest(), **meta
+        )
+        self.batches.append(info)
+        self._pending.append((self._tmp, info))
+
+    def checkpoint(self, state: Callable[[], dict[str, Any]]) -> None:
+        """Called between batches: finish a sync that is done, start one for a due group.
+
+        ``state()`` is what to record once every batch closed so far is durable.
+        Raises: StorageError.
+        """
+        if self._syncing is not None and self._syncing[2].poll() is not None:
+            self._complete_sync()
+        due = (
+            len(self._pending) >= self.GROUP_BATCHES
+            or time.monotonic() - self._last_group >= self.GROUP_SECONDS
+        )
+        if self._syncing is None and self._pending and due:
+            self._start_sync(state())
+
+    def finish(self, state: dict[str, Any]) -> None:
+        """Make everything durable and commit ``state`` (the final one). Raises: StorageError. Idempotent."""
+        if self._syncing is not None:
+            self._complete_sync()
+        self._start_sync(state)
+        if self._syncing is not None:
+            self._complete_sync()
+
+    def abandon(self) -> None:
+        """After an error: close files and wait for a running child, without committing. Idempotent."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        if self._syncing is not None:
+            self._syncing[2].wait()
+            self._syncing = None
+
+    def _start_sync(self, state: dict[str, Any]) -> None:
+        group, self._pending = self._pending, []
+        self._last_group = time.monotonic()
+        self.rejects.flush()
+        paths = [str(tmp) for tmp, _ in group]
+        if self.rejects.exists():
+            paths.append(str(self.rejects.path))
+        if self._sync_cmd is None or not paths:
+            for path in paths:
+                _fsync_path(path)
+            self._commit(group, state)
+            return
+        child = subprocess.Popen(
+            [self._sync_cmd, "--", *paths],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        self._syncing = (group, state, child)
+
+    def _complete_sync(self) -> None:
+        assert self._syncing is not None
+        group, state, child = self._syncing
+        self._syncing = None
+        _, stderr = child.communicate()
+        if child.returncode != 0:
+            raise StorageError(
+                f"fsync of the batch files in {self.out_dir} failed (sync exit code {child.returncode}): "
+                f"{stderr.decode(errors='replace').strip()}",
+                hint="check free space and the file system; the partition resumes from its last commit",
+            )
+        self._commit(group, state)
+
+    def _commit(self, group: list[tuple[Path, BatchInfo]], state: dict[str, Any]) -> None:
+        try:
+            for tmp, info in group:
+                os.replace(tmp, self.out_dir / f"{info.batch_id}.jsonl")
+            if group:
+                data = b"".join(_log_line(info) for _, info in group)
+                with open(self._log_path, "ab") as log:
+                    log.write(data)
+                    log.flush()
+                    os.fsync(log.fileno())
+                self._log_bytes += len(data)
+            fsync_dir(self.out_dir)  # the renames, and the log's and the rejects file's entries
+        except OSError as exc:
+            raise StorageError(f"cannot commit batches in {self.out_dir}: {exc}") from exc
+        self._committed += len(group)
+        write_json_atomic(
+            self.out_dir / STATE_NAME, dict(state, batches=self._committed, batch_log_bytes=self._log_bytes)
+        )
+
+
+def _fsync_path(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

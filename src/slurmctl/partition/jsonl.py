@@ -1,0 +1,209 @@
+"""Reading JSON Lines input in large blocks, validating whole blocks in C when they are clean.
+
+The fast path (almost every block of real data): the block is ASCII or valid UTF-8 (one C call),
+has no blank lines and is split once into lines; ``msgspec`` validates each line as exactly one JSON
+value without building Python objects (it returns a raw view). Only a block where that fails is
+re-examined line by line, to find and classify the bad lines. The per-line verdict is the same in
+both paths, so where a block boundary falls never changes the result.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import deque
+from collections.abc import Iterator
+
+import msgspec
+
+from .inputs import ByteStream
+from .records import EXCERPT_BYTES, Blank, Event, Reject, Run, excerpt
+
+BLOCK_BYTES = 4 << 20
+_UTF8_BOM = b"\xef\xbb\xbf"
+_JSON_WHITESPACE = b" \t\r"
+_raw_decode = msgspec.json.Decoder(msgspec.Raw).decode
+
+
+def oversize_reason(length: int, max_record: int) -> str:
+    """Returns the reject reason of a line of ``length`` bytes (terminator excluded) over the limit."""
+    return f"record larger than max_record_bytes ({max_record}): the line is {length} bytes; skipped"
+
+
+def _reject_constant(name: str) -> None:
+    # NaN/Infinity are not JSON (RFC 8259); the stdlib accepts them, so refuse them explicitly.
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def json_problem(record: bytes) -> str | None:
+    """Returns why ``record`` (one line, no terminator) is not one UTF-8 JSON value, or None if it is.
+
+    The verdict is that of Python's ``json.loads`` (what a worker uses) with NaN/Infinity refused;
+    msgspec answers first because it is fast and never accepts what ``json`` refuses.
+    """
+    try:
+        text = record.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return f"not valid UTF-8: byte 0x{record[exc.start]:02x} at column {exc.start + 1}"
+    try:
+        _raw_decode(record)
+        return None
+    except msgspec.DecodeError:
+        pass
+    try:
+        json.loads(text, parse_constant=_reject_constant)
+        return None  # e.g. "\ud800" escapes: unusual but valid, and json reads them
+    except json.JSONDecodeError as exc:
+        return f"not valid JSON: {exc.msg} at column {exc.colno}"
+    except ValueError as exc:  # parse_constant, or an integer longer than Python's digit limit
+        return f"not valid JSON: {exc}"
+    except RecursionError:
+        return "not valid JSON: nested too deeply for Python's json module"
+
+
+def _fast_block(block: bytes, src: int, off: int, line: int, max_record: int) -> Run | None:
+    """Returns the block as one Run if every line is a valid record, else None (use the slow path)."""
+    if not block.isascii():
+        try:
+            block.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+    cr = False
+    if b"\r" in block:
+        newlines = block.count(b"\n")
+        # Uniform CRLF line ends and no other CR: drop the CRs so batch lines end in "\n" only.
+        if block.count(b"\r\n") != newlines or block.count(b"\r") != newlines:
+            return None
+        block = block.replace(b"\r\n", b"\n")
+        cr = True
+    lines = block.split(b"\n")
+    lines.pop()  # the block ends with "\n"
+    if max_record < len(block) and max(map(len, lines), default=0) > max_record:
+        return None
+    try:
+        # Raises on the first blank or invalid line; consumes the iterator in C.
+        deque(map(_raw_decode, lines), maxlen=0)
+    except msgspec.DecodeError:
+        return None
+    return Run(src, lines, line, off, cr)
+
+
+def _slow_block(block: bytes, src: int, off: int, line: int, max_record: int) -> list[Event]:
+    """Returns the events of a block that holds at least one blank, bad or oversized line."""
+    events: list[Event] = []
+    run: Run | None = None
+    blanks = 0
+    pos = 0
+    for raw in block.split(b"\n")[:-1]:
+        cr = raw.endswith(b"\r")
+        record = raw[:-1] if cr else raw
+        if not record.strip(_JSON_WHITESPACE):
+            blanks += 1
+            run = None
+        else:
+            if blanks:
+                events.append(Blank(src, blanks))
+                blanks = 0
+            if len(record) > max_record:
+                events.append(Reject(src, line, oversize_reason(len(raw), max_record), excerpt(raw)))
+                run = None
+                pos += len(raw) + 1
+                line += 1
+                continue
+            problem = json_problem(record)
+            if problem is None:
+                if b"\r" in record:
+                    # A CR outside a string is JSON whitespace, but a worker reading lines in text mode
+                    # would split there; a space keeps the value and the line intact.
+                    record = record.replace(b"\r", b" ")
+                if run is None or run.cr != cr:
+                    run = Run(src, [], line, off + pos, cr)
+                    events.append(run)
+                run.lines.append(record)
+            else:
+                events.append(Reject(src, line, problem, excerpt(record)))
+                run = None
+        pos += len(raw) + 1
+        line += 1
+    if blanks:
+        events.append(Blank(src, blanks))
+    return events
+
+
+def scan_block(block: bytes, src: int, off: int, line: int, max_record: int) -> list[Event]:
+    """Classify every line of ``block`` (complete lines, ending in "\\n") starting at ``line``/``off``.
+
+    Returns: events in input order. Pure function of its arguments.
+    """
+    run = _fast_block(block, src, off, line, max_record)
+    if run is not None:
+        return [run] if run.lines else []
+    return _slow_block(block, src, off, line, max_record)
+
+
+def read_jsonl(
+    stream: ByteStream,
+    src: int,
+    start_off: int,
+    start_line: int,
+    max_record: int,
+    block_bytes: int = BLOCK_BYTES,
+) -> Iterator[list[Event]]:
+    """Yield the events of a JSON Lines stream, block by block, from ``start_off``/``start_line``.
+
+    Memory is bounded by ``block_bytes + max_record_bytes``: a line longer than ``max_record``
+    is rejected and skipped while reading, never held whole.
+
+    Raises: InputError for unreadable/corrupt compressed input.
+    """
+    off, line = start_off, start_line
+    stream.skip_to(start_off)
+    carry = b""
+    first = start_off == 0
+    while True:
+        chunk = stream.read(block_bytes)
+        if first:
+            first = False
+            if chunk.startswith(_UTF8_BOM):  # written by some Windows tools; not part of the first record
+                chunk = chunk[len(_UTF8_BOM) :]
+                off += len(_UTF8_BOM)
+        if not chunk:
+            if carry:  # last line without a final newline
+                yield scan_block(carry + b"\n", src, off, line, max_record)
+            return
+        buf = carry + chunk if carry else chunk
+        cut = buf.rfind(b"\n") + 1
+        if cut:
+            events = scan_block(buf[:cut], src, off, line, max_record)
+            line += buf.count(b"\n", 0, cut)
+            off += cut
+            carry = buf[cut:]
+            yield events
+        else:
+            carry = buf
+        # +1: a CR before the newline is not part of the record. Keeping at least EXCERPT_BYTES makes the
+        # excerpt the same as when the line is rejected inside a block (resumed runs cut blocks elsewhere).
+        if len(carry) > max(max_record + 1, EXCERPT_BYTES):
+            head = carry[:EXCERPT_BYTES]
+            skipped, carry = _skip_rest_of_line(stream, len(carry), block_bytes)
+            yield [Reject(src, line, oversize_reason(skipped, max_record), excerpt(head))]
+            off += skipped + (1 if carry is not None else 0)
+            line += 1
+            if carry is None:  # the oversized line ran to the end of the file
+                return
+
+
+def _skip_rest_of_line(stream: ByteStream, seen: int, block_bytes: int) -> tuple[int, bytes | None]:
+    """Drop bytes up to the next newline.
+
+    Returns: (length of the whole line without its newline, the bytes after the newline), or
+        (length, None) when the file ended first.
+    """
+    skipped = seen
+    while True:
+        chunk = stream.read(block_bytes)
+        if not chunk:
+            return skipped, None
+        nl = chunk.find(b"\n")
+        if nl >= 0:
+            return skipped + nl, chunk[nl + 1 :]
+        skipped += len(chunk)
