@@ -20,12 +20,11 @@ from typing import Any
 
 from slurmctl.config.models import JobConfig
 from slurmctl.errors import ConflictError, InputError, JobNotFoundError
-from slurmctl.model.core import Batch, Job, JobStatus, Task, TaskGroup, TaskStatus
+from slurmctl.model.core import Batch, Job, JobStatus, Task, TaskStatus, task_id
 from slurmctl.model.states import JobState, TaskState
 from slurmctl.storage import keys
 from slurmctl.storage.base import Backend
 from slurmctl.storage.open import open_backend
-from slurmctl.worker.runtime import task_id_for
 
 Progress = Callable[[int, int], None]
 
@@ -88,7 +87,7 @@ def prepare(
 
     Raises InputError for unreadable/empty input or more rejects than ``input.max_rejects``
     (the job then stays ``failed`` with the rejects file kept for inspection)."""
-    from slurmctl.partition import expand_inputs, partition
+    from slurmctl.partition import CsvOptions, expand_inputs, partition
 
     cfg = config_dict(config)
     backend = open_backend(cfg["backend"], root_override)
@@ -113,7 +112,7 @@ def prepare(
             input_format=config.input.format,
             max_record_bytes=int(config.input.max_record_mb * 2**20),
             progress=progress,
-            csv_options={"delimiter": config.input.csv.delimiter, "header": config.input.csv.header},
+            csv_options=CsvOptions(delimiter=config.input.csv.delimiter, header=config.input.csv.header),
         )
     except InputError as exc:
         set_job_state(backend, job_id, JobState.FAILED, message=str(exc))
@@ -131,7 +130,6 @@ def prepare(
             "to run the good records",
         )
 
-    groups = TaskGroup(group_id="g000", phase="map", mode="local")
     batches: list[Batch] = []
     for b in summary.batches:
         key = keys.batch(job_id, b.batch_id)
@@ -153,8 +151,6 @@ def prepare(
         )
     if summary.rejects_path is not None and out_dir is None:
         backend.objects.put_file(keys.rejects(job_id), summary.rejects_path)
-    groups.task_ids = [task_id_for(b.index) for b in batches]
-    groups.count = len(batches)
     job = Job(
         job_id=job_id,
         name=config.name,
@@ -167,12 +163,11 @@ def prepare(
         rejected=summary.rejected,
         tasks=len(batches),
         inputs=summary.inputs,
-        groups=[groups],
     )
     with backend.deferred_sync():
         for b in batches:
-            tid = task_id_for(b.index)
-            task = Task(task_id=tid, job_id=job_id, index=b.index, batch=b, group_id=groups.group_id)
+            tid = task_id(b.index)
+            task = Task(task_id=tid, job_id=job_id, index=b.index, batch=b)
             backend.objects.put(keys.task_manifest(job_id, tid), task.to_json())
             ts = TaskStatus(task_id=tid, items_total=b.items)
             with contextlib.suppress(ConflictError):

@@ -65,12 +65,12 @@ def _published(backend: Backend, job: Job, tid: str, workdir: Path) -> TaskResul
 def verify(backend: Backend, job_id: str, workdir: Path) -> list[TaskResult]:
     """Check every task's published result. Raises ResultsError naming what is missing or wrong."""
     job = load_job(backend, job_id)
-    from slurmctl.worker.runtime import task_id_for
+    from slurmctl.model.core import task_id
 
     results: list[TaskResult] = []
     missing: list[str] = []
     for i in range(job.tasks):
-        tid = task_id_for(i)
+        tid = task_id(i)
         try:
             results.append(_published(backend, job, tid, workdir))
         except ObjectNotFoundError:

@@ -25,7 +25,7 @@ app = typer.Typer(
     add_completion=False,
 )
 out = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # never wrap messages: file paths must stay greppable
 
 # The job finished, but some items failed (their errors are listed by `results`).
 EXIT_ITEMS_FAILED = 9
@@ -73,6 +73,9 @@ def submit(
         bool, typer.Option("--wait", help="follow the job with a progress bar until it ends")
     ] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="partition, then print what would run")] = False,
+    check_handler: Annotated[
+        bool, typer.Option(help="import the handler before submitting (off if it only imports on nodes)")
+    ] = True,
     root: RootOpt = None,
 ) -> None:
     """Partition the input, create the tasks and hand them to the executor; prints the job id."""
@@ -81,15 +84,21 @@ def submit(
     from slurmctl.executors import executor_for
 
     cfg = load_config(job_file)
+    if check_handler:
+        # Import the handler here, before any work is created: a typo fails in a second, not on a node.
+        from slurmctl.worker.handler import load_handler
+
+        load_handler(cfg.handler.function, cfg.handler.python_path, cfg.handler.mode)
     with _progress_bar("partitioning") as bar:
         backend, job = prepare(cfg, root_override=root, progress=bar)
     executor = executor_for(backend, job)
-    task_ids = job.groups[0].task_ids
+    task_ids = job.task_ids()
     if job.rejected:
         err.print(f"[yellow]{job.rejected} malformed record(s) rejected[/] (within input.max_rejects)")
     if dry_run:
         out.print(executor.dry_run(task_ids), markup=False, highlight=False)
-        out.print(f"# dry run: job {job.job_id} partitioned ({job.tasks} tasks), nothing submitted")
+        err.print(f"dry run: job {job.job_id} partitioned ({job.tasks} tasks), nothing submitted")
+        print(job.job_id)
         return
     detail = executor.submit(task_ids)
     err.print(f"submitted {job.tasks} task(s), {job.total_items} item(s): {detail}")
@@ -196,7 +205,10 @@ def status(
 @app.command()
 def results(
     job_id: str,
-    output: Annotated[Path, typer.Option("-o", "--output", help="merged output file")],
+    output: Annotated[
+        Path | None,
+        typer.Option("-o", "--output", help="merged output file (default: the job's output.path)"),
+    ] = None,
     fmt: Annotated[
         str | None, typer.Option("-f", "--format", help="parquet|sqlite|csv|jsonl (default: from -o suffix)")
     ] = None,
@@ -208,7 +220,15 @@ def results(
     """Verify every task's result (checksums, item accounting) and merge them into one file."""
     from slurmctl.results import merge
 
-    m = merge(_backend(root), job_id, output, fmt)
+    backend = _backend(root)
+    if output is None:
+        from slurmctl.coordinator import load_job
+
+        ocfg = load_job(backend, job_id).config["output"]
+        if not ocfg.get("path"):
+            raise SlurmctlError("no output path: give -o FILE or set output.path in the job file")
+        output, fmt = Path(ocfg["path"]), fmt or ocfg["format"]
+    m = merge(backend, job_id, output, fmt)
     out.print(
         f"wrote {m.output_path} ({m.output_format}, {m.rows} rows from {m.tasks} tasks, "
         f"sha256 {m.output_sha256[:16]}…); items ok={m.items_ok} failed={m.items_failed}"
@@ -317,8 +337,9 @@ def worker(
     """The worker entry point every executor launches (one task, an array element, or a pilot)."""
     import logging
 
+    from slurmctl.model.core import task_id
     from slurmctl.storage.open import open_backend
-    from slurmctl.worker.runtime import Worker, task_id_for
+    from slurmctl.worker.runtime import Worker
 
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
@@ -331,14 +352,16 @@ def worker(
     if task is None:
         if array_offset is None or "SLURM_ARRAY_TASK_ID" not in os.environ:
             raise SlurmctlError("worker needs --task, --pilot, or --array-offset inside a Slurm array job")
-        task = task_id_for(int(os.environ["SLURM_ARRAY_TASK_ID"]) + array_offset)
+        task = task_id(int(os.environ["SLURM_ARRAY_TASK_ID"]) + array_offset)
     raise typer.Exit(w.run_task(task))
 
 
 def main() -> None:
     """Console entry point: runs the app and turns our errors into a message and an exit code."""
     try:
-        app(standalone_mode=False)
+        # With standalone_mode=False click returns the code of a typer.Exit instead of raising it.
+        rc = app(standalone_mode=False)
+        sys.exit(rc if isinstance(rc, int) else 0)
     except SlurmctlError as exc:
         from rich.markup import escape
 

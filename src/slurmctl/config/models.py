@@ -19,7 +19,9 @@ class Strict(BaseModel):
 
 
 class CsvOptions(Strict):
-    delimiter: str = Field(",", min_length=1, max_length=1, description="field separator")
+    delimiter: str | None = Field(
+        None, min_length=1, max_length=1, description="field separator (default: ',' for .csv, tab for .tsv)"
+    )
     header: bool = Field(True, description="first row holds column names")
 
 
@@ -89,8 +91,22 @@ class OutputConfig(Strict):
 
 
 class BackendConfig(Strict):
-    kind: Literal["local"] = "local"
-    root: str | None = Field(None, description="default: $SLURMCTL_ROOT or ~/.slurmctl")
+    kind: Literal["local", "aws"] = "local"
+    root: str | None = Field(None, description="local: default $SLURMCTL_ROOT or ~/.slurmctl")
+    # aws: S3 + DynamoDB (+ SQS). Credentials come only from the standard AWS providers.
+    bucket: str | None = Field(None, description="aws: S3 bucket for batches, manifests and results")
+    table_prefix: str = Field("slurmctl-", description="aws: DynamoDB tables are <prefix>jobs, tasks, limits")
+    queue_prefix: str = Field("slurmctl-", description="aws: SQS queues are <prefix>work, retry, work-dlq")
+    region: str | None = Field(None, description="aws: default AWS_REGION / the profile's region")
+    endpoint_url: str | None = Field(None, description="aws: S3-compatible / test endpoint (not for AWS)")
+
+    @model_validator(mode="after")
+    def _aws_needs_bucket(self) -> BackendConfig:
+        if self.kind == "aws" and not self.bucket:
+            raise ValueError("backend.kind aws needs backend.bucket")
+        if self.kind == "local" and self.bucket:
+            raise ValueError("backend.bucket is for kind: aws (set kind: aws, or remove bucket)")
+        return self
 
 
 class ExecutorConfig(Strict):

@@ -61,3 +61,13 @@ class Executor(ABC):
     @abstractmethod
     def dry_run(self, task_ids: list[str]) -> str:
         """The commands/scripts ``submit`` would run, as text."""
+
+    @abstractmethod
+    def resubmittable(self) -> list[str]:
+        """Unfinished tasks that nothing the executor started will run any more (their worker or
+        Slurm element ended, attempts left): what ``resubmit`` hands to ``submit`` again."""
+
+    def poll(self) -> dict[str, object]:
+        """Reconcile task records with the scheduler (at most one scheduler command). Returns the
+        scheduler's view {name: state}; the local executor has nothing to ask."""
+        return {}

@@ -19,6 +19,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from slurmctl.coordinator import load_job, mark_tasks, refresh_job_state, set_job_state, task_statuses
 from slurmctl.errors import SchedulerError
@@ -91,14 +92,47 @@ class LocalExecutor(Executor):
         )
         return f"local runner pid {proc.pid}, {len(task_ids)} task(s)"
 
-    def cancel(self) -> None:
+    def _runner(self) -> JobStatus | None:
         rec = self.backend.state.get(keys.JOBS_TABLE, keys.job_state(self.job.job_id))
-        if rec is None:
-            return
-        st = JobStatus.model_validate(rec.value)
-        if st.runner_pid and st.runner_host == socket.gethostname():
+        return None if rec is None else JobStatus.model_validate(rec.value)
+
+    def runner_alive(self) -> bool:
+        st = self._runner()
+        if st is None or not st.runner_pid:
+            return False
+        if st.runner_host != socket.gethostname():
+            return True  # another machine's runner: assume it lives (we cannot see it)
+        try:
+            os.kill(st.runner_pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return Path(f"/proc/{st.runner_pid}").exists() and "Z" not in _proc_state(st.runner_pid)
+
+    def resubmittable(self) -> list[str]:
+        if self.runner_alive():
+            return []
+        max_attempts = int(self.job.config["retry"]["max_attempts"])
+        return [
+            t.task_id
+            for t in task_statuses(self.backend, self.job.job_id)
+            if t.state != TaskState.SUCCEEDED
+            and not (t.state == TaskState.FAILED and t.attempt >= max_attempts)
+        ]
+
+    def cancel(self) -> None:
+        st = self._runner()
+        if st and st.runner_pid and st.runner_host == socket.gethostname():
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(st.runner_pid, signal.SIGTERM)
+
+
+def _proc_state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return ""
 
 
 def run(backend: Backend, job_id: str, *, max_parallel: int | None = None) -> int:

@@ -79,7 +79,6 @@ class Task(Doc):
     job_id: str
     index: int
     batch: Batch
-    group_id: str
 
 
 class TaskGroup(Doc):
@@ -119,6 +118,14 @@ class Job(Doc):
     inputs: list[dict[str, Any]] = Field(default_factory=list)
     phases: list[Phase] = Field(default_factory=lambda: [Phase(name="map"), Phase(name="aggregate")])
     groups: list[TaskGroup] = Field(default_factory=list)
+
+    def task_ids(self) -> list[str]:
+        """Every task of the job: ``t0000000`` .. one per batch, in input order."""
+        return [task_id(i) for i in range(self.tasks)]
+
+
+def task_id(index: int) -> str:
+    return f"t{index:07d}"
 
 
 class TaskStatus(Doc):

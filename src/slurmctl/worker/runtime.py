@@ -481,7 +481,7 @@ class Worker:
         """Claim and run tasks until every task is published or unclaimable. Pilots start at
         different offsets (``index``/``workers``) so they rarely contend for the same task."""
         n = self.job.tasks
-        ids = [task_id_for(i) for i in range(n)]
+        ids = self.job.task_ids()
         start = (index * n) // max(workers, 1)
         order = ids[start:] + ids[:start]
         while True:
@@ -513,7 +513,3 @@ class Worker:
                 return EXIT_OK
             if not ran:
                 time.sleep(idle_poll_s)
-
-
-def task_id_for(index: int) -> str:
-    return f"t{index:07d}"

@@ -28,7 +28,9 @@ def test_defaults_and_paths_made_absolute(tmp_path):
 
 
 def test_json_job_file(tmp_path):
-    p = write(tmp_path, "job.json", '{"name": "j", "input": {"path": "x.csv"}, "handler": {"function": "m:f"}}')
+    p = write(
+        tmp_path, "job.json", '{"name": "j", "input": {"path": "x.csv"}, "handler": {"function": "m:f"}}'
+    )
     assert load_config(p).name == "j"
 
 

@@ -36,10 +36,18 @@ def test_job_transitions():
 
 def test_models_round_trip_json():
     b = Batch(
-        batch_id="b0000000", index=0, key="k", first_item=0, items=3, bytes=10, sha256="0" * 64,
-        source="in.jsonl", first_line=1, last_line=3,
+        batch_id="b0000000",
+        index=0,
+        key="k",
+        first_item=0,
+        items=3,
+        bytes=10,
+        sha256="0" * 64,
+        source="in.jsonl",
+        first_line=1,
+        last_line=3,
     )
-    t = Task(task_id="t0000000", job_id="j", index=0, batch=b, group_id="g000")
+    t = Task(task_id="t0000000", job_id="j", index=0, batch=b)
     assert Task.from_json(t.to_json()) == t
     j = Job(job_id="j", name="n", created_at=1.0, config={}, config_sha256="x", backend={}, executor="local")
     assert Job.from_json(j.to_json()) == j
