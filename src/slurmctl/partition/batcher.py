@@ -67,13 +67,19 @@ class Batcher:
                         self.on_close()
                         continue
                     t = 1  # a record larger than bytes_per_batch is a batch of its own
-            piece = lines[i : i + t]
-            piece.append(b"")
-            data = b"\n".join(piece)
+            if run.blob is not None:
+                size = g[i + t] - g[i] if g is not None else sum(map(len, lines[i : i + t])) + t
+                c = run.consumed_norm
+                data: bytes | memoryview = memoryview(run.blob)[c : c + size]
+            else:
+                piece = lines[i : i + t]
+                piece.append(b"")
+                data = b"\n".join(piece)
+                size = len(data)
             self.writer.write(data)
             self._items += t
-            self._bytes += len(data)
-            run.consumed_norm += len(data)
+            self._bytes += size
+            run.consumed_norm += size
             i += t
             self.next_item += t
             self._meta["last_line"] = run.line_of(i - 1)

@@ -69,6 +69,12 @@ def _log_line(info: BatchInfo) -> bytes:
     return json.dumps(info.to_dict(), sort_keys=True).encode() + b"\n"
 
 
+def _write_all(fd: int, data: bytes | memoryview) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
 class RejectsFile:
     """``rejects.jsonl``, appended on the main thread, created at the first reject."""
 
@@ -127,7 +133,7 @@ class BatchWriter:
         self.rejects = rejects
         self._log_path = out_dir / BATCH_LOG_NAME
         self._log_bytes = log_bytes
-        self._file: BinaryIO | None = None
+        self._fd: int | None = None
         self._tmp: Path | None = None
         self._hash: Any = None
         self._size = 0
@@ -145,17 +151,17 @@ class BatchWriter:
         """Start batch ``index`` in a temp file. Raises: StorageError."""
         self._tmp = self.out_dir / f".{batch_id(index)}.jsonl.tmp"
         try:
-            self._file = open(self._tmp, "wb")  # noqa: SIM115 - closed in close_batch
+            self._fd = os.open(self._tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
         except OSError as exc:
             raise StorageError(f"cannot create {self._tmp}: {exc}") from exc
         self._hash = hashlib.sha256()
         self._size = 0
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes | memoryview) -> None:
         """Append ``data`` to the open batch. Raises: StorageError."""
-        assert self._file is not None
+        assert self._fd is not None
         try:
-            self._file.write(data)
+            _write_all(self._fd, data)
         except OSError as exc:
             raise StorageError(f"cannot write {self._tmp}: {exc}") from exc
         self._hash.update(data)
@@ -163,12 +169,12 @@ class BatchWriter:
 
     def close_batch(self, meta: dict[str, Any]) -> None:
         """Finish the open batch; ``meta`` supplies the rest of its BatchInfo. Raises: StorageError."""
-        assert self._file is not None and self._tmp is not None
+        assert self._fd is not None and self._tmp is not None
+        fd, self._fd = self._fd, None
         try:
-            self._file.close()
+            os.close(fd)
         except OSError as exc:
             raise StorageError(f"cannot write {self._tmp}: {exc}") from exc
-        self._file = None
         info = BatchInfo(
             batch_id=batch_id(meta["index"]), bytes=self._size, sha256=self._hash.hexdigest(), **meta
         )
@@ -200,9 +206,9 @@ class BatchWriter:
 
     def abandon(self) -> None:
         """After an error: close files and wait for a running child, without committing. Idempotent."""
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
         if self._syncing is not None:
             self._syncing[2].wait()
             self._syncing = None

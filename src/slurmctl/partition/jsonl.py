@@ -84,7 +84,7 @@ def _fast_block(block: bytes, src: int, off: int, line: int, max_record: int) ->
         deque(map(_raw_decode, lines), maxlen=0)
     except msgspec.DecodeError:
         return None
-    return Run(src, lines, line, off, cr)
+    return Run(src, lines, line, off, cr, blob=block)
 
 
 def _slow_block(block: bytes, src: int, off: int, line: int, max_record: int) -> list[Event]:
@@ -129,15 +129,15 @@ def _slow_block(block: bytes, src: int, off: int, line: int, max_record: int) ->
     return events
 
 
-def scan_block(block: bytes, src: int, off: int, line: int, max_record: int) -> list[Event]:
+def scan_block(block: bytes, src: int, off: int, line: int, max_record: int) -> tuple[list[Event], int]:
     """Classify every line of ``block`` (complete lines, ending in "\\n") starting at ``line``/``off``.
 
-    Returns: events in input order. Pure function of its arguments.
+    Returns: (events in input order, number of lines). Pure function of its arguments.
     """
     run = _fast_block(block, src, off, line, max_record)
     if run is not None:
-        return [run] if run.lines else []
-    return _slow_block(block, src, off, line, max_record)
+        return ([run] if run.lines else []), len(run.lines)
+    return _slow_block(block, src, off, line, max_record), block.count(b"\n")
 
 
 def read_jsonl(
@@ -146,7 +146,7 @@ def read_jsonl(
     start_off: int,
     start_line: int,
     max_record: int,
-    block_bytes: int = BLOCK_BYTES,
+    block_bytes: int | None = None,
 ) -> Iterator[list[Event]]:
     """Yield the events of a JSON Lines stream, block by block, from ``start_off``/``start_line``.
 
@@ -155,6 +155,7 @@ def read_jsonl(
 
     Raises: InputError for unreadable/corrupt compressed input.
     """
+    block_bytes = block_bytes or BLOCK_BYTES
     off, line = start_off, start_line
     stream.skip_to(start_off)
     carry = b""
@@ -168,13 +169,13 @@ def read_jsonl(
                 off += len(_UTF8_BOM)
         if not chunk:
             if carry:  # last line without a final newline
-                yield scan_block(carry + b"\n", src, off, line, max_record)
+                yield scan_block(carry + b"\n", src, off, line, max_record)[0]
             return
         buf = carry + chunk if carry else chunk
         cut = buf.rfind(b"\n") + 1
         if cut:
-            events = scan_block(buf[:cut], src, off, line, max_record)
-            line += buf.count(b"\n", 0, cut)
+            events, nlines = scan_block(buf[:cut], src, off, line, max_record)
+            line += nlines
             off += cut
             carry = buf[cut:]
             yield events

@@ -1,0 +1,184 @@
+"""The partitioner on JSON Lines input: batching, rejects, determinism, errors."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import pytest
+import zstandard
+from partition_helpers import batch_lines, make_jsonl, read_rejects, tree
+
+from slurmctl.errors import ConfigError, InputError, StateError
+from slurmctl.partition import jsonl as jsonl_mod
+from slurmctl.partition import partition
+
+
+def test_count_batches_hold_every_record_in_order(tmp_path: Path) -> None:
+    lines = make_jsonl(tmp_path / "in.jsonl", 2500)
+    s = partition([tmp_path / "in.jsonl"], tmp_path / "out", items_per_batch=1000)
+    assert [b.items for b in s.batches] == [1000, 1000, 500]
+    assert [b.first_item for b in s.batches] == [0, 1000, 2000]
+    assert [(b.first_line, b.last_line) for b in s.batches] == [(1, 1000), (1001, 2000), (2001, 2500)]
+    assert batch_lines(tmp_path / "out", s) == lines
+    assert s.total_items == 2500 and s.rejected == 0 and s.rejects_path is None
+    assert not (tmp_path / "out" / "rejects.jsonl").exists()
+    assert s.inputs == [
+        {
+            "path": str(tmp_path / "in.jsonl"),
+            "format": "jsonl",
+            "compression": None,
+            "size_bytes": (tmp_path / "in.jsonl").stat().st_size,
+            "records": 2500,
+            "rejected": 0,
+            "blank_lines": 0,
+        }
+    ]
+
+
+@pytest.mark.parametrize(("ipb", "bpb"), [(None, 5000), (None, 1), (30, 5000), (1000, 3000)])
+def test_size_batches_are_maximal_and_within_the_limit(tmp_path: Path, ipb: int | None, bpb: int) -> None:
+    lines = make_jsonl(tmp_path / "in.jsonl", 700)
+    s = partition([tmp_path / "in.jsonl"], tmp_path / "out", items_per_batch=ipb, bytes_per_batch=bpb)
+    assert batch_lines(tmp_path / "out", s) == lines
+    pos = 0
+    for b in s.batches:
+        sizes = [len(x) + 1 for x in lines[pos : pos + b.items]]
+        assert b.bytes == sum(sizes)
+        assert b.bytes <= bpb or b.items == 1  # a record bigger than the limit goes alone
+        if ipb is not None:
+            assert b.items <= ipb
+        pos += b.items
+        if pos < len(lines) and (ipb is None or b.items < ipb):
+            assert b.bytes + len(lines[pos]) + 1 > bpb  # the next record did not fit
+
+
+def test_same_input_gives_byte_identical_batches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    make_jsonl(tmp_path / "in.jsonl", 3000)
+    with open(tmp_path / "in.jsonl", "ab") as fh:
+        fh.write(b"oops\n\n{}\n")
+    a = partition([tmp_path / "in.jsonl"], tmp_path / "a", items_per_batch=128)
+    monkeypatch.setattr(jsonl_mod, "BLOCK_BYTES", 1000)  # block boundaries must not matter
+    b = partition([tmp_path / "in.jsonl"], tmp_path / "b", items_per_batch=128)
+    assert tree(tmp_path / "a") == tree(tmp_path / "b")
+    assert [x.sha256 for x in a.batches] == [x.sha256 for x in b.batches]
+    assert a.batches == b.batches
+
+
+def test_every_reject_kind_is_reported_with_its_line(tmp_path: Path) -> None:
+    src = tmp_path / "in.jsonl"
+    src.write_bytes(
+        b'{"a": 1}\n'  # 1 ok
+        b"\n"  # 2 blank: skipped, counted
+        b'{"a": }\n'  # 3 bad JSON
+        b'"caf\xe9"\n'  # 4 latin-1, not UTF-8
+        b"   \t \n"  # 5 blank
+        b'{"big": "' + b"x" * 300 + b'"}\n'  # 6 larger than max_record_bytes
+        b"NaN\n"  # 7 not JSON (Python's json would accept it)
+        b'{"a": 1} {"b": 2}\n'  # 8 two values on one line
+        b"[1, 2]\r\n"  # 9 ok, CRLF
+        b'"\\ud800"\n'  # 10 ok: a lone surrogate escape is valid JSON text
+        b'{"c":\r3}\n'  # 11 ok: CR is whitespace; replaced by a space
+        b"7"  # 12 ok, no final newline
+    )
+    s = partition([src], tmp_path / "out", max_record_bytes=100)
+    assert batch_lines(tmp_path / "out", s) == [b'{"a": 1}', b"[1, 2]", b'"\\ud800"', b'{"c": 3}', b"7"]
+    rejects = read_rejects(s)
+    assert [(r["line"], r["reason"].split(":")[0]) for r in rejects] == [
+        (3, "not valid JSON"),
+        (4, "not valid UTF-8"),
+        (6, "record larger than max_record_bytes (100)"),
+        (7, "not valid JSON"),
+        (8, "not valid JSON"),
+    ]
+    assert all(r["source"] == str(src) and len(r["excerpt"]) <= 200 for r in rejects)
+    assert rejects[1]["excerpt"] == '"caf\\xe9"'
+    assert s.rejected == 5 and s.inputs[0]["blank_lines"] == 2 and s.total_items == 5
+    assert [(b.first_line, b.last_line) for b in s.batches] == [(1, 12)]
+
+
+def test_huge_record_is_skipped_without_reading_it_into_memory(tmp_path: Path) -> None:
+    src = tmp_path / "in.jsonl"
+    with open(src, "wb") as fh:
+        fh.write(b'{"first": 1}\n{"huge": "')
+        chunk = b"y" * (1 << 20)
+        for _ in range(50):
+            fh.write(chunk)
+        fh.write(b'"}\n{"last": 2}\n')
+    script = (
+        "import resource, sys; from pathlib import Path; from slurmctl.partition import partition;"
+        f"s = partition([Path({str(src)!r})], Path({str(tmp_path / 'out')!r}), max_record_bytes=16 * 2**20);"
+        "print(s.total_items, s.rejected, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+    )
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-c", script], check=True, capture_output=True, text=True
+    ).stdout.split()
+    items, rejected, maxrss_kib = map(int, out)
+    assert (items, rejected) == (2, 1)
+    assert maxrss_kib < 100 * 1024, f"peak RSS {maxrss_kib} KiB for a 50 MB line"
+    (reject,) = [json.loads(x) for x in (tmp_path / "out" / "rejects.jsonl").read_text().splitlines()]
+    assert reject["line"] == 2 and str(50 * 2**20 + 12) in reject["reason"]
+    assert reject["excerpt"].startswith('{"huge": "yyy') and len(reject["excerpt"]) == 200
+
+
+@pytest.mark.parametrize("suffix", [".gz", ".zst"])
+def test_compressed_input_gives_the_same_batches(tmp_path: Path, suffix: str) -> None:
+    make_jsonl(tmp_path / "in.jsonl", 1500)
+    data = (tmp_path / "in.jsonl").read_bytes()
+    packed = gzip.compress(data) if suffix == ".gz" else zstandard.ZstdCompressor().compress(data)
+    (tmp_path / f"c.jsonl{suffix}").write_bytes(packed)
+    plain = partition([tmp_path / "in.jsonl"], tmp_path / "p", items_per_batch=400)
+    comp = partition([tmp_path / f"c.jsonl{suffix}"], tmp_path / "c", items_per_batch=400)
+    assert tree(tmp_path / "p") == tree(tmp_path / "c")
+    assert comp.inputs[0]["compression"] == {".gz": "gzip", ".zst": "zstd"}[suffix]
+    assert [b.sha256 for b in plain.batches] == [b.sha256 for b in comp.batches]
+
+
+def test_batches_span_files_in_the_given_order(tmp_path: Path) -> None:
+    a = make_jsonl(tmp_path / "a.jsonl", 150)
+    (tmp_path / "b.jsonl").write_bytes(b"")
+    c = make_jsonl(tmp_path / "c.ndjson", 100, start=1000)
+    files = [tmp_path / "a.jsonl", tmp_path / "b.jsonl", tmp_path / "c.ndjson"]
+    s = partition(files, tmp_path / "out", items_per_batch=100)
+    assert batch_lines(tmp_path / "out", s) == a + c
+    b1 = s.batches[1]
+    assert (b1.source, b1.first_line, b1.last_source, b1.last_line) == (str(files[0]), 101, str(files[2]), 50)
+    assert [i["records"] for i in s.inputs] == [150, 0, 100]
+
+
+def test_errors_are_input_errors_that_name_the_file(tmp_path: Path) -> None:
+    (tmp_path / "empty.jsonl").write_bytes(b"\n  \n")
+    with pytest.raises(InputError, match="holds no records"):
+        partition([tmp_path / "empty.jsonl"], tmp_path / "o1")
+    (tmp_path / "bad.jsonl").write_bytes(b"nope\n")
+    with pytest.raises(InputError, match="all 1 input records were rejected"):
+        partition([tmp_path / "bad.jsonl"], tmp_path / "o2")
+    with pytest.raises(InputError, match="not found"):
+        partition([tmp_path / "missing.jsonl"], tmp_path / "o3")
+    (tmp_path / "x.txt").write_text("{}\n")
+    with pytest.raises(InputError, match="cannot tell the format"):
+        partition([tmp_path / "x.txt"], tmp_path / "o4")
+    assert partition([tmp_path / "x.txt"], tmp_path / "o5", input_format="jsonl").total_items == 1
+    (tmp_path / "t.jsonl.gz").write_bytes(gzip.compress(b"{}\n" * 1000)[:-20])
+    with pytest.raises(InputError, match=r"t\.jsonl\.gz: cannot decompress"):
+        partition([tmp_path / "t.jsonl.gz"], tmp_path / "o6")
+    (tmp_path / "g.jsonl").write_bytes(gzip.compress(b"{}\n"))
+    with pytest.raises(InputError, match="gzip-compressed but its name"):
+        partition([tmp_path / "g.jsonl"], tmp_path / "o7")
+    with pytest.raises(ConfigError):
+        partition([tmp_path / "x.txt"], tmp_path / "o8", input_format="jsonl", items_per_batch=0)
+
+
+def test_completed_partition_is_a_no_op_and_refuses_other_inputs(tmp_path: Path) -> None:
+    make_jsonl(tmp_path / "in.jsonl", 500)
+    first = partition([tmp_path / "in.jsonl"], tmp_path / "out", items_per_batch=100)
+    mtimes = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "out").iterdir()}
+    again = partition([tmp_path / "in.jsonl"], tmp_path / "out", items_per_batch=100)
+    assert again == first
+    assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "out").iterdir()} == mtimes
+    with pytest.raises(StateError, match="other inputs or options"):
+        partition([tmp_path / "in.jsonl"], tmp_path / "out", items_per_batch=50)
