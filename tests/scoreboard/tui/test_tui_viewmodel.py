@@ -135,7 +135,8 @@ def test_store_rereads_a_replaced_file_and_main_clusters(sb_root):
         "frank": "bell",
     }
     path = os.path.join(sb_root, "clusters", "bell", "agg", "leaderboards", "alltime", "clock_hours.json")
-    doc = json.load(open(path))
+    with open(path) as handle:
+        doc = json.load(handle)
     doc["rows"].append({"rank": 4, "user": "zed", "value": 1.0})
     tmp = path + ".tmp"
     with open(tmp, "w") as handle:
@@ -169,7 +170,9 @@ def test_controller_hides_opted_out_user_in_merged_view(ctrl):
 
 
 def test_keys_w_m_g_switch_window_metric_cluster(ctrl):
+    ctrl.handle("END")
     ctrl.handle("w")
+    assert ctrl.state.cursor == 0  # a different board starts at the top
     assert ctrl.state.window == "30d" and users(ctrl.view) == ["frank", "bob", "alice"]
     ctrl.handle("w")
     ctrl.handle("w")

@@ -125,6 +125,11 @@ def run(ctrl: Controller, color: bool, refresh_sec: float) -> int:
     """Run the interactive curses UI until ``q`` or Ctrl-C; return the exit code (0)."""
     locale.setlocale(locale.LC_ALL, "")  # so curses draws UTF-8 (crown, heavy borders)
     os.environ.setdefault("ESCDELAY", "25")  # Esc cancels a prompt without a 1 s pause
+    # ncurses prefers exported LINES/COLUMNS over the terminal's real size; they are often stale
+    # (exported once by a shell or a runner) and would pin the layout, so ask the terminal instead.
+    # (curses.use_env(False) is no help: it falls back to terminfo's fixed 80x24.)
+    for name in ("LINES", "COLUMNS"):
+        os.environ.pop(name, None)
     try:
         return curses.wrapper(_loop, ctrl, color, refresh_sec)
     except KeyboardInterrupt:

@@ -48,6 +48,7 @@ class Controller:
 
     def _build(self) -> TableView:
         st = self.state
+        self.store.begin_view()
         board = self.store.board(st.cluster, st.window, st.metric)
         mains = None
         if st.cluster == ALL and len(self.store.clusters()) > 1 and board is not None:
@@ -61,12 +62,18 @@ class Controller:
             mains=mains,
         )
 
-    def rebuild(self) -> None:
-        """Rebuild the view after a state change, keeping the selected player selected if shown."""
-        selected = self.selected_user()
+    def rebuild(self, keep_selection: bool = True) -> None:
+        """Rebuild the view after a state change.
+
+        With ``keep_selection`` (sort, filter, reload) the selected player stays selected if still
+        shown; without it (a new skill, window or cluster: a different board) the view starts at the top.
+        """
+        selected = self.selected_user() if keep_selection else ""
         self.view = self._build()
         index = self.view.index_of(selected) if selected else -1
         self.state.cursor = index if index >= 0 else 0
+        if not keep_selection:
+            self.state.top = 0
         self.state.focus = min(self.state.focus, len(self.view.columns) - 1)
         self.fit(self.page)
 
@@ -122,13 +129,13 @@ class Controller:
             self._jump(st.search, forward=key == "n", from_next=True)
         elif key == "w":
             st.window = _cycle(list(labels.WINDOWS), st.window)
-            self.rebuild()
+            self.rebuild(keep_selection=False)
         elif key == "m":
             st.metric = _cycle(list(labels.METRICS), st.metric)
-            self.rebuild()
+            self.rebuild(keep_selection=False)
         elif key == "g":
             st.cluster = _cycle(self.scopes(), st.cluster)
-            self.rebuild()
+            self.rebuild(keep_selection=False)
         elif key == "r":
             self.reload()
             self.message = "reloaded"

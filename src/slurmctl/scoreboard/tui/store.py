@@ -76,19 +76,26 @@ class Store:
         self.problems = []  # type: List[str]
         self._clusters = []  # type: List[str]
         self._hidden = set()  # type: Set[str]
+        self._scan_problems = []  # type: List[str]
         self._cache = {}  # type: Dict[str, Tuple[Tuple[int, int], Optional[Board], str]]
         self.scan()
 
     def scan(self) -> None:
-        """Re-list the clusters and the opt-out list and forget old problems. Idempotent, cheap."""
-        self.problems = []
+        """Re-list the clusters and the opt-out list. Idempotent, cheap."""
         self._clusters = [
             c
             for c in layout.list_cluster_dirs(self.root)
             if os.path.isdir(layout.leaderboards_dir(self.root, c))
         ]
-        self._hidden, problems = read_optout(self.root)
-        self.problems.extend(problems)
+        self._hidden, self._scan_problems = read_optout(self.root)
+        self.problems = list(self._scan_problems)
+
+    def begin_view(self) -> None:
+        """Forget the problems of boards loaded for the previous view; keep the opt-out ones.
+
+        ``problems`` then lists only files behind what is on screen now.
+        """
+        self.problems = list(self._scan_problems)
 
     def clusters(self) -> List[str]:
         """Return the sorted names of clusters that have a leaderboards directory."""
