@@ -101,6 +101,10 @@ def read_csv(
             ln = reader.readline()
             if ln is None:
                 return
+            if ln.data is not None and len(ln.data.rstrip(b"\n")) > max_record + (ln.data.endswith(b"\r\n")):
+                ln = _Line(
+                    None, ln.length, ln.data[:EXCERPT_BYTES]
+                )  # same verdict as a line too long to buffer
             if ln.data is None:
                 oversize.append(ln)
                 yield "\n"  # an empty line for the csv module; the row is then rejected
