@@ -1,0 +1,82 @@
+"""Golden fixtures with hand-computed totals: units, ReqMem forms, GPU TRES, failure states, steps folded.
+
+handmade.sacct holds one row per case (see the comments in handmade.expected.json); the expected sums
+were computed by hand, not by running the code:
+
+  alice  100: 4 CPUs x 3600 s, typed+untyped GPU listed twice for 2 GPUs, ReqMem 4000M (job total),
+              steps batch 1048576 B / extern 2048K / .0 3000000 B -> max 3000000, ave max 2500000
+         101: FAILED, 8 CPUs x 1800 s, 4000Mc (per CPU: x8), batch MaxRSS 1G, AveRSS 512M
+  bob    102: CANCELLED (not a failure), 64Gn on 2 nodes, untyped gres/gpu=1, no steps
+         103: TIMEOUT, elapsed 0, typed-only gres/gpu:v100=1, empty ReqMem
+         104: OUT_OF_MEMORY, 2G, batch MaxRSS 2147483648 B, AveRSS 1.5G
+  carol  105 (array task), 106+107 (het components), 108 RUNNING (End=Unknown: not counted)
+  dave   109 NODE_FAIL, 110 PREEMPTED
+  skipped: a garbage line, 111 (ElapsedRaw "abc"), 112 (ReqMem "12Q"); 999.batch has no job row
+"""
+
+import json
+import os
+
+import sbhelpers
+from sbhelpers import FAIL, golden, read_lines
+
+from slurmctl.scoreboard import derive, ingest, layout, model
+from slurmctl.scoreboard.parser import SacctParser
+
+EXPECTED = json.load(open(golden("handmade.expected.json")))
+
+
+def parse_handmade():
+    p = SacctParser(FAIL)
+    sums = {}
+    for _job_id, user, _end, s in p.parse(read_lines(golden("handmade.sacct"))):
+        acc = sums.setdefault(user, [0] * 10)
+        for i, v in enumerate(s):
+            acc[i] += v
+    return p, sums
+
+
+def test_parser_matches_hand_computed_sums():
+    p, sums = parse_handmade()
+    assert sums == EXPECTED["sums"]
+    assert p.jobs == EXPECTED["jobs"]
+    assert p.skipped == EXPECTED["skipped"]
+    assert p.unended == EXPECTED["unended"]
+    assert p.orphan_steps == EXPECTED["orphan_steps"]
+    assert len(p.problems) == EXPECTED["skipped"]
+    assert any(":11:" in msg and "fields" in msg for msg in p.problems), p.problems  # file:line in messages
+
+
+def test_cancelled_counts_as_failure_only_when_configured():
+    p = SacctParser([*FAIL, "CANCELLED"])
+    failed = {}
+    for _j, user, _e, s in p.parse(read_lines(golden("handmade.sacct"))):
+        failed[user] = failed.get(user, 0) + s[2]
+    assert failed["bob"] == EXPECTED["sums"]["bob"][2] + 1
+
+
+def test_ingest_and_rollup_files(tmp_path):
+    root = str(tmp_path)
+    r = ingest.ingest(root, "c1", read_lines(golden("handmade.sacct")), FAIL)
+    assert r.jobs_new == EXPECTED["jobs"] and r.months == {"2026-10": {"seen": 10, "new": 10, "duplicates": 0}}
+    assert sbhelpers.month_totals(root, "c1") == EXPECTED["sums"]
+    import datetime
+
+    derive.derive(root, "c1", derive.Policy(min_jobs=3), now=datetime.datetime(2026, 11, 5, 12, 0, 0))
+    roll = model.load_rollup(layout.rollup_file(root, "c1", "2026-10"))
+    assert roll["month"] == "2026-10"
+    assert set(roll["users"]) == {"alice", "bob", "carol", "dave"}  # rollups are not filtered by min_jobs
+    assert roll["users"]["alice"] == EXPECTED["metrics"]["alice"]
+    raw = json.load(open(layout.rollup_file(root, "c1", "2026-10")))
+    assert set(raw) == {"asof", "month", "cluster", "users"} and raw["asof"].endswith("Z")
+    assert set(raw["users"][0]) == {"username", *EXPECTED["metrics"]["alice"]}
+    # leaderboards hide users with fewer than 3 jobs (alice and dave have 2)
+    lb = model.load_leaderboard(layout.leaderboard_file(root, "c1", "alltime", "clock_hours"))
+    # values are stored rounded to 6 decimals (3.6 ms)
+    assert lb["rows"] == [(1, "bob", round(240 / 3600, 6)), (2, "carol", round(70 / 3600, 6))]
+    user = model.load_user(layout.user_file(root, "c1", "alice"))
+    assert user["gpu_clock_hours"] == 2.0 and user["first_month"] == "2026-10"
+    # the 30-day window on 2026-11-05 starts 2026-10-07: alice's job 100 (Oct 3) falls out
+    t30 = model.load_table(layout.table_file(root, "c1", "rolling-30d"))
+    assert "alice" not in t30["rows"]  # only 1 job left in the window (< 3)
+    assert os.path.exists(layout.leaderboard_file(root, "ALL", "rolling-365d", "gpu_clock_hours"))
