@@ -19,8 +19,7 @@ def tui(*args, python=sys.executable, env=None):
     full_env.pop("PYTHONPATH", None)  # prove bin/ finds src/ by itself
     return subprocess.run(
         [python, BIN, *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        capture_output=True,
         env=full_env,
         timeout=60,
         text=True,

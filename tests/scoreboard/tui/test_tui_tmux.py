@@ -43,8 +43,7 @@ class Tmux:
     def run(self, *args: str) -> str:
         res = subprocess.run(
             [self.tmux, "-L", self.socket, "-f", "/dev/null", *args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            capture_output=True,
             text=True,
             timeout=30,
         )
@@ -62,7 +61,7 @@ class Tmux:
         self.run("send-keys", "-t", "t", "-l", text)
 
     def wait_for(self, *texts: str, gone: str = "") -> str:
-        """Return the screen once it shows every text (and not ``gone``); fail with the screen if it never does.
+        """Return the screen once it shows all ``texts`` (and not ``gone``); fail with the screen if never.
 
         The deadline only bounds a hung UI; nothing here asserts how long anything took.
         """
@@ -86,7 +85,8 @@ def tmux_ui(sb_root):
     # TERM stays tmux's own (default-terminal): send-keys encodes Home/End/PgUp for that terminal.
     def start(python: str = sys.executable, env: str = "LANG=C.UTF-8", **kw):
         # LINES/COLUMNS from the test runner must not matter: the UI asks the terminal
-        cmd = f"env -u PYTHONPATH LINES=24 COLUMNS=80 {env} {shlex.quote(python)} {shlex.quote(BIN)} --root {shlex.quote(sb_root)} --refresh-sec 0"
+        program = " ".join(shlex.quote(p) for p in (python, BIN, "--root", sb_root, "--refresh-sec", "0"))
+        cmd = f"env -u PYTHONPATH LINES=24 COLUMNS=80 {env} {program}"
         session = Tmux(cmd, **kw)
         sessions.append(session)
         return session
