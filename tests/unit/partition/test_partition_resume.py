@@ -1,0 +1,150 @@
+"""Resuming after SIGKILL, and a property test of the whole JSONL path against a simple oracle."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from partition_helpers import batch_lines, read_rejects, tree
+
+from slurmctl.errors import InputError
+from slurmctl.partition import jsonl as jsonl_mod
+from slurmctl.partition import partition
+
+# The child makes a commit after every 3 batches and reads small blocks slowly, so a kill lands mid-run.
+_CHILD = """
+import sys, time
+from pathlib import Path
+from slurmctl.partition import durable, jsonl, partition
+durable.BatchWriter.GROUP_BATCHES = 3
+jsonl.BLOCK_BYTES = 1 << 14
+partition([Path(sys.argv[1])], Path(sys.argv[2]), items_per_batch=50, progress=lambda d, t: time.sleep(0.002))
+"""
+
+
+def _write_input(path: Path, n: int) -> None:
+    rows = []
+    for i in range(n):
+        if i % 997 == 5:
+            rows.append(b"{broken\n" if path.suffix != ".csv" else b"too,many,fields,here\n")
+        elif i % 1009 == 7:
+            rows.append(b"\n")
+        elif path.suffix == ".csv":
+            rows.append(b"%d,name %d\n" % (i, i))
+        else:
+            rows.append(json.dumps({"i": i, "pad": "p" * (i % 17)}).encode() + b"\n")
+    data = (b"i,name\n" if path.suffix == ".csv" else b"") + b"".join(rows)
+    path.write_bytes(gzip.compress(data) if path.name.endswith(".gz") else data)
+
+
+def _batches_in_state(out_dir: Path) -> int:
+    try:
+        state = json.loads((out_dir / "_partition.json").read_text())
+    except (OSError, ValueError):
+        return 0
+    return -1 if state.get("complete") else state.get("batches", 0)
+
+
+@pytest.mark.parametrize("name", ["in.jsonl", "in.jsonl.gz", "in.csv"])
+def test_resume_after_sigkill_gives_the_clean_result(tmp_path: Path, name: str) -> None:
+    src = tmp_path / name
+    _write_input(src, 12000)
+    clean = partition([src], tmp_path / "clean", items_per_batch=50)
+    out = tmp_path / "out"
+    kills = 0
+    for threshold in (2, 40, 120):
+        child = subprocess.Popen([sys.executable, "-c", _CHILD, str(src), str(out)])
+        deadline = time.monotonic() + 60
+        while child.poll() is None and time.monotonic() < deadline:
+            if _batches_in_state(out) >= threshold:
+                os.kill(child.pid, signal.SIGKILL)
+                kills += 1
+                break
+            time.sleep(0.001)
+        child.wait()
+    assert kills >= 2, "the child finished before it could be killed; slow it down"
+    resumed = partition([src], out, items_per_batch=50)
+    assert resumed == partition([src], out, items_per_batch=50)  # and a re-run is a no-op
+    assert tree(out) == tree(tmp_path / "clean")
+    assert [b.sha256 for b in resumed.batches] == [b.sha256 for b in clean.batches]
+    assert resumed.total_items == clean.total_items and resumed.rejected == clean.rejected == 13
+    assert resumed.inputs == clean.inputs
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == []
+
+
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    max_leaves=6,
+)
+_lines = st.one_of(
+    _json_values.map(lambda v: json.dumps(v).encode()),
+    _json_values.map(lambda v: json.dumps(v, ensure_ascii=False, separators=(" , ", " : ")).encode()),
+    st.sampled_from([b"", b"  ", b"\t", b"{", b"[1,]", b"NaN", b"1 2", b'"\xff"', b"\xc3", b"{}\r{}"]),
+    st.just(b'{"a":\r1}'),
+    st.binary(max_size=12).filter(lambda b: b"\n" not in b),
+)
+
+
+def _oracle(line: bytes) -> bool | None:
+    """True: accepted; None: blank; False: rejected — judged by Python's json module alone."""
+    if not line.strip(b" \t\r"):
+        return None
+    try:
+        text = line.decode("utf-8")
+        json.loads(text, parse_constant=lambda c: (_ for _ in ()).throw(ValueError(c)))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return False
+    return True
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    lines=st.lists(_lines, max_size=40),
+    crlf=st.lists(st.booleans(), max_size=40),
+    ipb=st.one_of(st.none(), st.integers(1, 7)),
+    bpb=st.one_of(st.none(), st.integers(1, 120)),
+    block=st.integers(8, 200),
+    final_newline=st.booleans(),
+)
+def test_every_accepted_record_appears_once_in_order(
+    lines: list[bytes], crlf: list[bool], ipb: int | None, bpb: int | None, block: int, final_newline: bool
+) -> None:
+    if ipb is None and bpb is None:
+        ipb = 3
+    ends = [b"\r\n" if i < len(crlf) and crlf[i] else b"\n" for i in range(len(lines))]
+    data = b"".join(line + end for line, end in zip(lines, ends, strict=True))
+    if lines and not final_newline:
+        data = data[: -len(ends[-1])]
+    verdicts = [_oracle(line) for line in lines]
+    accepted = [line.replace(b"\r", b" ") for line, v in zip(lines, verdicts, strict=True) if v]
+    rejected_lines = [i + 1 for i, v in enumerate(verdicts) if v is False]
+    old = jsonl_mod.BLOCK_BYTES
+    jsonl_mod.BLOCK_BYTES = block
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            src = Path(tmp) / "in.jsonl"
+            src.write_bytes(data)
+            if not accepted:
+                with pytest.raises(InputError, match=r"no records|were rejected"):
+                    partition([src], Path(tmp) / "out", items_per_batch=ipb, bytes_per_batch=bpb)
+                return
+            s = partition([src], Path(tmp) / "out", items_per_batch=ipb, bytes_per_batch=bpb)
+            assert batch_lines(Path(tmp) / "out", s) == accepted
+            assert [r["line"] for r in read_rejects(s)] == rejected_lines
+            assert s.inputs[0]["blank_lines"] == verdicts.count(None)
+            for b in s.batches:
+                assert ipb is None or b.items <= ipb
+                assert bpb is None or b.bytes <= bpb or b.items == 1
+    finally:
+        jsonl_mod.BLOCK_BYTES = old
