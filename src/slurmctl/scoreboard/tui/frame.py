@@ -20,6 +20,7 @@ from .viewmodel import COLUMNS, TableView
 Segment = Tuple[str, str]
 Line = List[Segment]
 
+HEADER_LINES = 5  # title, meta line, rule, column headers, rule: player rows start on this line
 MIN_WIDTH = 44
 MIN_HEIGHT = 10
 MAX_TABLE_WIDTH = 100  # a centred panel, like the OSRS hiscores page, rather than a stretched table
