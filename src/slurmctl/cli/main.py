@@ -24,7 +24,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-out = Console()
+out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)  # never wrap messages: file paths must stay greppable
 
 # The job finished, but some items failed (their errors are listed by `results`).
@@ -137,12 +137,14 @@ class _progress_bar:
 
 
 def _follow(backend: Any, job_id: str) -> int:
-    """Poll the backend (not the scheduler) until the job ends; exit code 0 iff it succeeded."""
+    """Follow the job until it ends (see slurmctl.watch); exit code 0 iff every item succeeded."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from slurmctl.status import progress
+    from slurmctl.coordinator import load_job
+    from slurmctl.executors import executor_for
+    from slurmctl.watch import watch
 
-    delay = 0.2
+    executor = executor_for(backend, load_job(backend, job_id))
     with Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -153,24 +155,35 @@ def _follow(backend: Any, job_id: str) -> int:
         disable=not err.is_terminal,
     ) as bar:
         task = bar.add_task(job_id, total=None, extra="")
-        while True:
-            p = progress(backend, job_id)
+
+        def show(p: Any) -> None:
             bar.update(
-                task,
-                completed=p.items_done,
-                total=p.items_total,
-                extra=f"{p.state} failed={p.items_failed}",
+                task, completed=p.items_done, total=p.items_total, extra=f"{p.state} failed={p.items_failed}"
             )
-            if p.state in ("succeeded", "failed", "cancelled"):
-                break
-            time.sleep(delay)
-            delay = min(delay * 1.5, 5.0)
+
+        p = watch(executor, show, min_s=0.2 if executor.kind == "local" else None)
     err.print(f"job {job_id}: {p.state} — {p.items_done}/{p.items_total} items, {p.items_failed} failed")
     if p.state != "succeeded":
         for f in p.failed_tasks[:5]:
             err.print(f"  failed {f['task_id']}: {f['error']}", highlight=False, markup=False)
         return 1
     return EXIT_ITEMS_FAILED if p.items_failed else 0
+
+
+@app.command()
+def resubmit(job_id: str, root: RootOpt = None) -> None:
+    """Submit again the tasks of a job that nothing will run any more (failed with attempts left,
+    interrupted, or never submitted after a failed sbatch)."""
+    from slurmctl.coordinator import load_job
+    from slurmctl.executors import executor_for
+
+    backend = _backend(root)
+    executor = executor_for(backend, load_job(backend, job_id))
+    tids = executor.resubmittable()
+    if not tids:
+        out.print(f"job {job_id}: nothing to resubmit")
+        return
+    out.print(f"resubmitted {len(tids)} task(s): {executor.submit(tids)}")
 
 
 @app.command()

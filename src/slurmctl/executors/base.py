@@ -63,9 +63,10 @@ class Executor(ABC):
         """The commands/scripts ``submit`` would run, as text."""
 
     @abstractmethod
-    def resubmittable(self) -> list[str]:
+    def resubmittable(self, states: dict[str, object] | None = None) -> list[str]:
         """Unfinished tasks that nothing the executor started will run any more (their worker or
-        Slurm element ended, attempts left): what ``resubmit`` hands to ``submit`` again."""
+        Slurm element ended, attempts left): what ``resubmit`` hands to ``submit`` again.
+        ``states`` is the result of a ``poll()`` just made (saves a scheduler call)."""
 
     def poll(self) -> dict[str, object]:
         """Reconcile task records with the scheduler (at most one scheduler command). Returns the

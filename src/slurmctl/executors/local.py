@@ -110,7 +110,7 @@ class LocalExecutor(Executor):
             return True
         return Path(f"/proc/{st.runner_pid}").exists() and "Z" not in _proc_state(st.runner_pid)
 
-    def resubmittable(self) -> list[str]:
+    def resubmittable(self, states: dict[str, object] | None = None) -> list[str]:
         if self.runner_alive():
             return []
         max_attempts = int(self.job.config["retry"]["max_attempts"])

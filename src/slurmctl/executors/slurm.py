@@ -43,6 +43,9 @@ from slurmctl.storage.open import default_root
 # the worker, this many seconds before killing it; the worker checkpoints and exits 75.
 SIGNAL_LEAD_S = 60
 
+# A submitted element that sacct has never listed for this long is presumed lost (e.g. purged).
+LOST_AFTER_S = 600.0
+
 DEFAULT_TEMPLATE = """#!/bin/bash
 #SBATCH --job-name=${job_name}
 #SBATCH --array=${array}
@@ -336,22 +339,42 @@ class SlurmExecutor(Executor):
                 error="every pilot worker ended before this task was published",
             )
 
-    def resubmittable(self) -> list[str]:
-        """Tasks that no live Slurm element will run: failed with attempts left, queued but orphaned,
-        cancelled. Uses one poll."""
-        states = self.poll()
+    def resubmittable(self, states: dict[str, Any] | None = None) -> list[str]:
+        """Tasks that no live Slurm element will run: failed with attempts left, interrupted, or
+        never submitted. Polls (one sacct) unless ``states`` from a poll just made is given.
+
+        An element sacct does not list yet counts as live: slurmdbd learns of a new job a few
+        seconds after sbatch returns. Only after ``LOST_AFTER_S`` of silence is it presumed lost."""
+        if states is None:
+            states = self.poll()
+        now = time.time()
+        latest: dict[str, float] = {}  # task (or "pilots") -> when its latest submission was made
+        for g in self.job.groups:
+            for sub in g.submissions:
+                for tid in g.task_ids if g.mode == "array" else ["pilots"]:
+                    latest[tid] = max(latest.get(tid, 0.0), sub["submitted_at"])
+
+        def live(name: str, submitted: float | None) -> bool:
+            if submitted is None:
+                return False
+            state = states.get(name)
+            if state is None:
+                return now - submitted < LOST_AFTER_S
+            return not state.is_terminal
+
+        pilots_live = self.ecfg["mode"] == "pilot" and (
+            any(not s.is_terminal for s in states.values())
+            or (not states and now - latest.get("pilots", 0.0) < LOST_AFTER_S)
+        )
         max_attempts = int(self.job.config["retry"]["max_attempts"])
         out = []
         for t in task_statuses(self.backend, self.job.job_id):
-            if t.state == TaskState.SUCCEEDED:
+            if t.state in (TaskState.SUCCEEDED, TaskState.CANCELLED):
                 continue
             if t.state == TaskState.FAILED and t.attempt >= max_attempts:
                 continue
-            if self.ecfg["mode"] == "array":
-                live = t.task_id in states and not states[t.task_id].is_terminal
-            else:
-                live = any(not s.is_terminal for s in states.values())
-            if not live:
+            array = self.ecfg["mode"] == "array"
+            if not (live(t.task_id, latest.get(t.task_id)) if array else pilots_live):
                 out.append(t.task_id)
         return out
 
