@@ -182,3 +182,19 @@ def test_completed_partition_is_a_no_op_and_refuses_other_inputs(tmp_path: Path)
     assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "out").iterdir()} == mtimes
     with pytest.raises(StateError, match="other inputs or options"):
         partition([tmp_path / "in.jsonl"], tmp_path / "out", items_per_batch=50)
+
+
+def test_progress_reports_bytes_of_all_inputs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    make_jsonl(tmp_path / "a.jsonl", 800)
+    make_jsonl(tmp_path / "b.jsonl", 800)
+    total = sum((tmp_path / n).stat().st_size for n in ("a.jsonl", "b.jsonl"))
+    monkeypatch.setattr(jsonl_mod, "BLOCK_BYTES", 4096)
+    calls: list[tuple[int, int]] = []
+    partition(
+        [tmp_path / "a.jsonl", tmp_path / "b.jsonl"],
+        tmp_path / "out",
+        progress=lambda d, t: calls.append((d, t)),
+    )
+    assert len(calls) > 10 and all(t == total for _, t in calls)
+    done = [d for d, _ in calls]
+    assert done == sorted(done) and done[-1] == total
