@@ -150,7 +150,7 @@ def _coerce(key: str, value: Any, where: str) -> Any:
         raise bad("a string")
     if key == "backfill_start" and not _DATE_RE.match(value):
         raise bad("YYYY-MM-DD or YYYY-MM")
-    if key == "cluster" and value and not layout.valid_cluster(value):
+    if key == "cluster" and value and value != layout.ALL and not layout.valid_cluster(value):
         raise bad("a cluster name (letters, digits, _ . -)")
     return value
 

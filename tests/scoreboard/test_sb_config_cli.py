@@ -1,0 +1,95 @@
+"""Config precedence and errors; the CLI's exit codes and messages; zero-install bin on Python 3.6."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+from sbhelpers import BIN, PY36, REPO
+
+from slurmctl.scoreboard import config
+from slurmctl.scoreboard.errors import UsageError
+
+
+def write(path, text):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as fh:
+        fh.write(text)
+    return path
+
+
+def test_precedence_defaults_policy_file_env_flags(tmp_path):
+    root = str(tmp_path / "root")
+    write(os.path.join(root, "config", "policy.json"), '{"rate_limit_per_min": 1, "min_jobs_to_show": 5}')
+    cfgfile = write(
+        str(tmp_path / "config.yaml"),
+        f"# my poller\nroot: {root}\ncluster: hammer\nrate_limit_per_min: 1.5  # politer\n"
+        "failure_states: [FAILED, TIMEOUT]\ncount_cancelled_as_failure: true\n",
+    )
+    c = config.load({"cluster": "bell"}, environ={"SLURM_SB_POLL_INTERVAL_SEC": "300"}, config_path=cfgfile)
+    assert c["root"] == root and c["cluster"] == "bell" and c.sources["cluster"] == "--cluster"
+    assert c["rate_limit_per_min"] == 1.5 and c.sources["rate_limit_per_min"] == f"{cfgfile}:4"
+    assert c["min_jobs_to_show"] == 5 and c["poll_interval_sec"] == 300
+    assert c.failure_states() == ["FAILED", "TIMEOUT", "CANCELLED"]
+    assert c["backfill_start"] == "2000-01-01"
+
+
+@pytest.mark.parametrize(
+    "text,match",
+    [
+        ("root: /x\n  nested: 1\n", r"config.yaml:2: expected 'key: value'"),
+        ("rate_limit_per_min: fast\n", r"config.yaml:1: rate_limit_per_min: expected a number"),
+        ("rollup_retention_months: 12\n", r"config.yaml:1: rollup_retention_months"),
+        ("colour: red\n", r"config.yaml:1: unknown setting 'colour'"),
+        ("backfill_start: last year\n", r"expected YYYY-MM-DD"),
+    ],
+)
+def test_bad_config_names_file_line_and_field(tmp_path, text, match):
+    path = write(str(tmp_path / "config.yaml"), text)
+    with pytest.raises(UsageError, match=match):
+        config.load({}, environ={}, config_path=path)
+
+
+def run(*args, python=sys.executable, env=None):
+    e = dict(os.environ)
+    e.update(env or {})
+    return subprocess.run([python, BIN, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          universal_newlines=True, env=e, cwd="/")  # fmt: skip
+
+
+def test_bad_input_gives_message_not_traceback(tmp_path):
+    r = run("poll", "--once", "--root", str(tmp_path), "--cluster", "../etc", "--config", "/nonexistent.yaml")
+    assert r.returncode == 2 and "--cluster: cluster: expected a cluster name" in r.stderr and "Traceback" not in r.stderr
+    r = run("leaderboard", "--root", str(tmp_path), "--window", "weekly", "--config", "/nonexistent.yaml")
+    assert r.returncode == 2 and "--window" in r.stderr
+    r = run("leaderboard", "--root", str(tmp_path), "--config", "/nonexistent.yaml")
+    assert r.returncode == 3 and "file not found" in r.stderr and "Traceback" not in r.stderr
+    bad = write(str(tmp_path / "c.yaml"), "min_uid: -3\n")
+    r = run("config", "--config", bad)
+    assert r.returncode == 2 and "c.yaml:1: min_uid" in r.stderr
+
+
+def test_doctor_on_empty_root_fails_clearly(tmp_path):
+    r = run("doctor", "--root", str(tmp_path / "missing"), "--config", "/nonexistent.yaml")
+    assert r.returncode == 1 and "FAIL" in r.stdout
+
+
+def test_bin_runs_without_installation_and_imports_nothing_else_from_slurmctl(tmp_path):
+    code = (
+        "import sys, runpy; sys.argv = ['slurm-sb', 'config', '--config', '/nonexistent.yaml'];"
+        f"\ntry:\n    runpy.run_path({BIN!r}, run_name='__main__')\nexcept SystemExit:\n    pass\n"
+        "bad = [m for m in sys.modules if m.startswith('slurmctl') and not m.startswith('slurmctl.scoreboard')"
+        " and m != 'slurmctl']\nprint('OTHER', bad)"
+    )
+    r = subprocess.run([sys.executable, "-S", "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       universal_newlines=True, cwd=str(tmp_path))  # fmt: skip
+    assert "OTHER []" in r.stdout, r.stdout + r.stderr
+    assert os.path.realpath(os.path.join(REPO, "src")) in open(BIN).read() or "realpath" in open(BIN).read()
+
+
+@pytest.mark.skipif(not os.path.exists(PY36), reason="Python 3.6 interpreter not installed here")
+def test_bin_help_on_python36():
+    r = run("--help", python=PY36)
+    assert r.returncode == 0 and "poll" in r.stdout, r.stderr
+    r = run("config", "--config", "/nonexistent.yaml", python=PY36)
+    assert r.returncode == 0 and "rate_limit_per_min" in r.stdout, r.stderr

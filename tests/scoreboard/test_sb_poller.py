@@ -1,0 +1,232 @@
+"""The poller's logic on a temp root: backfill resume, month close, retries, timeouts, rate limit, lock,
+new users, retention. sacct is replaced by fake_sacct.py here (it replays a file the way slurmdbd selects
+by end time); real Slurm is exercised in test_sb_slurm_integration.py."""
+
+import io
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import sbhelpers
+from sbhelpers import BIN, cfg, month_totals, utc
+
+from slurmctl.scoreboard import layout, synth
+from slurmctl.scoreboard.errors import LockHeldError, SacctError
+from slurmctl.scoreboard.jsonlog import JsonLog
+from slurmctl.scoreboard.lock import PollLock
+from slurmctl.scoreboard.poller import Poller
+from slurmctl.scoreboard.ratelimit import TokenBucket
+
+
+def add(acc, other):
+    for u, s in other.items():
+        a = acc.setdefault(u, [0] * 10)
+        for i, v in enumerate(s):
+            a[i] += v
+
+
+def make_data(path, months=("2026-08", "2026-09", "2026-10"), n=800, extra=""):
+    """Write synthetic months (distinct id ranges) to ``path``; return the exact expected totals."""
+    expected = {}
+    with open(path, "w") as fh:
+        for i, month in enumerate(months):
+            buf = io.StringIO()
+            add(expected, synth.generate(buf, n, month=month, n_users=60, seed=10 + i, first_job_id=1_000_000 * (i + 1)))
+            fh.write(buf.getvalue())
+        fh.write(extra)
+    return expected
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    data = str(tmp_path / "sacct.txt")
+    monkeypatch.setenv("FAKE_SACCT_DATA", data)
+    monkeypatch.setenv("FAKE_SACCT_LOG", str(tmp_path / "calls.jsonl"))
+    root = str(tmp_path / "root")
+
+    def calls():
+        p = str(tmp_path / "calls.jsonl")
+        return [json.loads(x) for x in open(p)] if os.path.exists(p) else []
+
+    return root, data, calls, tmp_path
+
+
+def poller(root, now, **over):
+    over.setdefault("backfill_start", "2026-08-01")
+    c = cfg(root, **over)
+    return Poller(c, log=JsonLog("c1", None, stream=io.StringIO()), clock=lambda: now, sleep=lambda s: None)
+
+
+def test_backfill_resumes_from_cursor_without_duplicates(env):
+    root, data, calls, _ = env
+    expected = make_data(data)
+    now = utc(2026, 11, 2, 12, 0, 0)
+    s1 = poller(root, now).poll(backfill_months=2)  # current month (Nov: empty) + Aug + Sep
+    assert s1["backfilled_months"] == 2 and not s1["backfill_done"]
+    cur = json.load(open(layout.cursor_file(root, "c1")))
+    assert cur["next_backfill_month"] == "2026-10"
+    s2 = poller(root, now).poll(backfill_months=5)  # resume: October only
+    assert s2["backfilled_months"] == 1 and s2["backfill_done"]
+    assert month_totals(root, "c1") == expected
+    s3 = poller(root, now).poll()  # nothing left: one call for the current month, no new jobs
+    assert s3["jobs_new"] == 0 and s3["calls"] == 1
+    argv = calls()[0]["argv"]
+    assert calls()[0]["tz"] == "UTC"
+    assert {"-a", "-n", "-P", "--noconvert", "-s"} <= set(argv)
+    assert argv[argv.index("-s") + 1] == "BF,CA,CD,DL,F,NF,OOM,PR,TO"
+    assert [c["argv"][c["argv"].index("-S") + 1 : c["argv"].index("-S") + 4 : 2] for c in calls()][:3] == [
+        ["2026-11-01T00:00:00", "2026-11-02T12:00:00"],
+        ["2026-08-01T00:00:00", "2026-08-31T23:59:59"],
+        ["2026-09-01T00:00:00", "2026-09-30T23:59:59"],
+    ]
+
+
+def test_month_close_reads_the_rest_of_the_month_once(env):
+    root, data, calls, _ = env
+    expected = make_data(data, months=("2026-10",), n=1500)
+    poller(root, utc(2026, 10, 15), backfill_start="2026-10-01").poll()
+    mid = month_totals(root, "c1")
+    assert 0 < sum(s[0] for s in mid.values()) < 1500
+    s = poller(root, utc(2026, 11, 1, 0, 30), backfill_start="2026-10-01").poll()
+    assert month_totals(root, "c1") == expected
+    cur = json.load(open(layout.cursor_file(root, "c1")))
+    assert cur["current"]["month"] == "2026-11" and cur["last_complete_month"] == "2026-10"
+    # month close started at last_end - overlap (15 min re-read, deduplicated), ended at the last second
+    close = calls()[1]["argv"]
+    assert close[close.index("-S") + 1] == "2026-10-14T23:45:00" and close[close.index("-E") + 1] == "2026-10-31T23:59:59"
+    assert s["duplicates"] >= 0
+
+
+def test_retries_with_backoff_then_success(env, monkeypatch):
+    root, data, calls, tmp = env
+    expected = make_data(data, months=("2026-11",), n=300)
+    monkeypatch.setenv("FAKE_SACCT_COUNTER", str(tmp / "n"))
+    monkeypatch.setenv("FAKE_SACCT_FAIL_FIRST", "2")
+    slept = []
+    p = poller(root, utc(2026, 11, 30, 23), backfill_start="2026-11-01", sacct_retries=3, backoff_base_sec=10.0)
+    p.sacct.sleep = slept.append
+    s = p.poll()
+    assert s["calls"] == 3 and len(slept) == 2
+    assert 9.0 <= slept[0] <= 11.0 and 18.0 <= slept[1] <= 22.0  # exponential backoff with +-10 % jitter
+    assert month_totals(root, "c1") == expected
+
+
+def test_persistent_failure_raises_keeps_cursor_and_records_health(env, monkeypatch):
+    root, data, _calls, tmp = env
+    make_data(data, months=("2026-11",), n=50)
+    monkeypatch.setenv("FAKE_SACCT_COUNTER", str(tmp / "n"))
+    monkeypatch.setenv("FAKE_SACCT_FAIL_FIRST", "100")
+    with pytest.raises(SacctError, match="Connection refused"):
+        poller(root, utc(2026, 11, 30), backfill_start="2026-11-01", sacct_retries=1).poll()
+    assert not os.path.exists(layout.cursor_file(root, "c1"))
+    health = json.load(open(layout.health_file(root, "c1")))
+    assert "Connection refused" in health["last_error"]["message"] and "last_success" not in health
+    assert not os.path.exists(layout.lock_file(root, "c1"))  # released on error
+
+
+def test_timeout_kills_sacct_and_commits_nothing(env, monkeypatch):
+    root, data, _calls, _ = env
+    make_data(data, months=("2026-11",), n=50)
+    monkeypatch.setenv("FAKE_SACCT_SLEEP", "30")
+    with pytest.raises(SacctError, match="timed out"):
+        poller(root, utc(2026, 11, 30), backfill_start="2026-11-01", sacct_retries=0, sacct_timeout_sec=0.5).poll()
+    assert month_totals(root, "c1") == {}
+
+
+def test_token_bucket_limits_calls_across_processes(tmp_path):
+    clock = [1000.0]
+    slept = []
+
+    def sleep(s):
+        slept.append(s)
+        clock[0] += s
+
+    path = str(tmp_path / "rl.json")
+    b = TokenBucket(2, path=path, clock=lambda: clock[0], sleep=sleep)
+    for _ in range(2):
+        b.acquire()  # burst of 2
+    assert slept == []
+    b2 = TokenBucket(2, path=path, clock=lambda: clock[0], sleep=sleep)  # a later cron run shares the bucket
+    b2.acquire()
+    b2.acquire()
+    assert [round(s, 6) for s in slept] == [30.0, 30.0]  # 2 per minute
+    clock[0] += 600
+    b3 = TokenBucket(2, path=path, clock=lambda: clock[0], sleep=sleep)
+    b3.acquire()
+    b3.acquire()
+    assert len(slept) == 2  # refilled to the burst, no more
+
+
+def test_second_poller_exits_when_lock_held(env):
+    root, data, _calls, _ = env
+    make_data(data, months=("2026-11",), n=10)
+    with PollLock(layout.lock_file(root, "c1")):
+        with pytest.raises(LockHeldError):
+            poller(root, utc(2026, 11, 30), backfill_start="2026-11-01").poll()
+        r = subprocess.run([sys.executable, BIN, "poll", "--once", "--root", root, "--cluster", "c1",
+                            "--sacct", sbhelpers.FAKE_SACCT, "--config", os.path.join(root, "none.yaml")],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)  # fmt: skip
+        assert r.returncode == 75 and "another poller holds" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_stale_lock_of_dead_process_is_taken_over(env):
+    root, data, _calls, _ = env
+    make_data(data, months=("2026-11",), n=10)
+    path = layout.lock_file(root, "c1")
+    os.makedirs(os.path.dirname(path))
+    import socket
+
+    with open(path, "w") as fh:
+        fh.write(f"999999 {socket.gethostname()} 0\n")  # pid 999999 does not exist
+    poller(root, utc(2026, 11, 30), backfill_start="2026-11-01").poll()
+    assert not os.path.exists(path)
+
+
+NEWBIE = "".join(
+    f"{jid}|newbie|COMPLETED|3600|2|1|1000M|||cpu=2,mem=1000M,node=1|{end}\n"
+    f"{jid}.batch||COMPLETED|3600|2|1||1000000|500000|cpu=2,mem=1000M,node=1|{end}\n"
+    for jid, end in ((9_000_001, "2026-08-05T10:00:00"), (9_000_002, "2026-09-05T10:00:00"), (9_000_003, "2026-11-02T10:00:00"))
+)
+
+
+def test_new_user_gets_one_user_scoped_backfill_and_no_double_count(env):
+    root, data, calls, _ = env
+    expected = make_data(data, extra=NEWBIE)
+    expected["newbie"] = [3, 0, 0, 3 * 3600, 3 * 7200, 0, 0, 3 * 1000 * 1024**2, 3 * 500000, 3 * 1000000]
+    poller(root, utc(2026, 11, 1, 12)).poll(backfill_months=0)  # registry created
+    poller(root, utc(2026, 11, 3, 0)).poll(backfill_months=0)  # newbie's Nov job arrives: queued + backfilled
+    totals = month_totals(root, "c1")
+    assert totals["newbie"] == expected["newbie"]  # history from the not-yet-backfilled months is there
+    user_calls = [c["argv"] for c in calls() if "-u" in c["argv"]]
+    assert len(user_calls) == 1
+    u = user_calls[0]
+    assert u[u.index("-u") + 1] == "newbie" and u[u.index("-S") + 1] == "2026-08-01T00:00:00"
+    assert u[u.index("-E") + 1] == "2026-10-31T23:59:59"  # only months the global backfill has not read
+    poller(root, utc(2026, 11, 3, 1)).poll(backfill_months=10)  # global backfill reads Aug-Oct
+    assert month_totals(root, "c1") == expected  # newbie's Aug/Sep jobs were not counted twice
+    reg = json.load(open(layout.users_registry(root, "c1")))
+    assert reg["queue"] == [] and "newbie" in reg["users"]
+
+
+def test_retention_archives_old_months_and_keeps_alltime(env):
+    root, data, _calls, _ = env
+    expected = make_data(data, months=("2022-01", "2022-02", "2025-06"), n=200)
+    from slurmctl.scoreboard import derive, ingest, store
+
+    ingest.ingest(root, "c1", open(data).readlines(), sbhelpers.FAIL)  # months already read earlier
+    now = utc(2026, 11, 2)
+    p = poller(root, now, backfill_start="2026-11-01")
+    p.poll()  # the poll prunes what is older than 36 months
+    months = store.list_months(root, "c1")
+    assert "2022-01" not in months and "2022-02" not in months and "2025-06" in months
+    assert not os.path.exists(layout.bloom_file(root, "c1", "2022-01"))
+    assert not os.path.exists(layout.rollup_file(root, "c1", "2022-01"))
+    assert month_totals(root, "c1") == expected  # per-user totals are kept forever (archive.json)
+    archive = json.load(open(layout.archive_file(root, "c1")))
+    assert archive["months"] == ["2022-01", "2022-02"]
+    alltime = json.load(open(layout.table_file(root, "c1", "alltime")))
+    shown = {row[0]: row[1] for row in alltime["rows"]}
+    assert all(shown[u] == expected[u][0] for u in shown) and shown
+    assert derive.derived_is_current(root, "c1")
