@@ -8,7 +8,14 @@ import pytest
 
 from slurmctl.scoreboard.tui.controller import Controller
 from slurmctl.scoreboard.tui.store import Store, read_optout
-from slurmctl.scoreboard.tui.viewmodel import ViewState, build_view, parse_sort, rank_entries, user_matcher
+from slurmctl.scoreboard.tui.viewmodel import (
+    MainClusters,
+    ViewState,
+    build_view,
+    parse_sort,
+    rank_entries,
+    user_matcher,
+)
 
 ENTRIES = [("carol", 800.0), ("alice", 1234.5), ("bob", 800.0), ("eve", 0.5), ("dave", 12.25)]
 
@@ -85,11 +92,14 @@ def test_cells_are_humanised_strings_and_window_slices():
     assert view.window(9, 3) == []
 
 
-def test_main_column_only_with_cluster_mapping():
+def test_main_column_only_with_cluster_mapping_and_sortable():
     assert build_view(ViewState(), ENTRIES, set()).columns == ["rank", "user", "xp", "share"]
-    view = build_view(ViewState(), ENTRIES, set(), mains={"alice": "hammer"})
-    assert view.columns[-1] == "main"
-    assert view.cells(view.records[0])[-1] == "hammer" and view.cells(view.records[1])[-1] == ""
+    mains = MainClusters([("bell", {"alice": 5.0, "bob": 9.0}), ("hammer", {"alice": 7.0, "bob": 9.0})])
+    view = build_view(ViewState(), ENTRIES, set(), mains=mains)
+    assert view.columns[-1] == "main" and mains.width == 6
+    assert [view.cells(r)[-1] for r in view.records[:3]] == ["hammer", "bell", ""]  # bob: tie -> first
+    view = build_view(ViewState(sort_col="main", sort_desc=True), ENTRIES, set(), mains=mains)
+    assert users(view)[:2] == ["alice", "bob"]
 
 
 def test_no_board_is_distinguished_from_an_empty_board():
@@ -126,13 +136,13 @@ def test_store_reports_a_corrupt_file_with_its_path_and_keeps_going(sb_root):
 
 def test_store_rereads_a_replaced_file_and_main_clusters(sb_root):
     store = Store(sb_root)
-    assert store.main_clusters("alltime", "clock_hours") == {
+    mains = MainClusters(store.cluster_values("alltime", "clock_hours"))
+    assert {u: mains.of(u) for u in ["alice", "bob", "carol", "frank", "nobody"]} == {
         "alice": "hammer",
         "bob": "hammer",
         "carol": "hammer",
-        "dave": "hammer",
-        "eve": "hammer",
         "frank": "bell",
+        "nobody": "",
     }
     path = os.path.join(sb_root, "clusters", "bell", "agg", "leaderboards", "alltime", "clock_hours.json")
     with open(path) as handle:
@@ -266,3 +276,24 @@ def test_selected_player_stays_selected_across_sort_and_reload(ctrl):
 def test_q_quits_and_unknown_keys_are_ignored(ctrl):
     assert ctrl.handle("@") is True and ctrl.handle("F12") is True
     assert ctrl.handle("q") is False
+
+
+def test_a_bad_row_is_reported_with_row_and_field(sb_root, board_writer):
+    path = board_writer(sb_root, "hammer", "alltime", "failed_jobs", {"alice": 3, "bob": 1})
+    with open(path) as handle:
+        text = handle.read()
+    with open(path, "w") as handle:
+        handle.write(text.replace('"value": 1}', '"value": "1"}'))
+    store = Store(sb_root)
+    assert store.board("hammer", "alltime", "failed_jobs") is None
+    assert "rows[1].value: expected a number" in store.problems[0]
+    board_writer(sb_root, "hammer", "alltime", "failed_jobs", {"alice": 3, "bob": 1})  # fixed by the poller
+    assert dict(store.board("hammer", "alltime", "failed_jobs").entries) == {"alice": 3.0, "bob": 1.0}
+
+
+def test_a_board_whose_metric_field_disagrees_with_its_name_is_skipped(sb_root, board_writer):
+    path = board_writer(sb_root, "hammer", "alltime", "elapsed_hours", {"alice": 3})
+    os.replace(path, path.replace("elapsed_hours", "gpu_elapsed_hours"))
+    store = Store(sb_root)
+    assert store.board("hammer", "alltime", "gpu_elapsed_hours") is None
+    assert "field 'metric' is 'elapsed_hours'" in store.problems[0]

@@ -11,7 +11,7 @@ from typing import List, Optional
 
 from . import labels
 from .store import ALL, Store
-from .viewmodel import COLUMNS, TableView, ViewState, build_view
+from .viewmodel import COLUMNS, MainClusters, TableView, ViewState, build_view
 
 PROMPTS = {
     "filter": "Filter players (text or glob like al*; empty = everyone)",
@@ -52,7 +52,7 @@ class Controller:
         board = self.store.board(st.cluster, st.window, st.metric)
         mains = None
         if st.cluster == ALL and len(self.store.clusters()) > 1 and board is not None:
-            mains = self.store.main_clusters(st.window, st.metric)
+            mains = MainClusters(self.store.cluster_values(st.window, st.metric))
         return build_view(
             st,
             board.entries if board is not None else None,

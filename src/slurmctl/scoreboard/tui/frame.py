@@ -134,7 +134,7 @@ def _widths(view: TableView, available: int) -> Tuple[List[str], List[int]]:
         "rank": max(len("Rank") + 2, len(str(biggest_rank)) + 2),  # crown, space, digits
         "xp": 8 + len(labels.unit(view.state.metric)),
         "share": 7,  # "100.0%" plus room for the sort arrow in the header
-        "main": min(12, max([len("Main") + 2] + [len(r.main) for r in records])),
+        "main": min(12, view.mains.width if view.mains else 6),
     }
     columns = list(view.columns)
     while True:

@@ -65,29 +65,48 @@ class ViewState:
 
 
 class Record:
-    """One player row: true rank, user, raw value, share of the total, and main cluster (or "")."""
+    """One player row: true rank, user, raw value, and share of the total."""
 
-    __slots__ = ("main", "rank", "share", "user", "value")
+    __slots__ = ("rank", "share", "user", "value")
 
-    def __init__(self, rank: int, user: str, value: float, share: float, main: str) -> None:
+    def __init__(self, rank: int, user: str, value: float, share: float) -> None:
         self.rank = rank
         self.user = user
         self.value = value
         self.share = share
-        self.main = main
 
 
-def rank_entries(
-    entries: Iterable[Tuple[str, float]], hidden: Set[str], mains: Optional[Dict[str, str]] = None
-) -> List[Record]:
+class MainClusters:
+    """For the ALL view: which cluster contributes most to a user's value, looked up per user.
+
+    Built from each cluster's ``{user: value}`` of the same window and metric. Looked up only for
+    the rows on screen (and for all rows only when sorting by it), so the first paint does not pay
+    for 10k users x N clusters. Ties go to the cluster listed first.
+    """
+
+    def __init__(self, boards: Sequence[Tuple[str, Dict[str, float]]]) -> None:
+        self.boards = list(boards)
+        self.width = max([len("Main") + 2] + [len(name) for name, _ in self.boards])
+
+    def of(self, user: str) -> str:
+        """Return the cluster with the largest value for ``user`` ("" when on none). Pure."""
+        best = None  # type: Optional[float]
+        name = ""
+        for cluster, values in self.boards:
+            value = values.get(user)
+            if value is not None and (best is None or value > best):
+                best, name = value, cluster
+        return name
+
+
+def rank_entries(entries: Iterable[Tuple[str, float]], hidden: Set[str]) -> List[Record]:
     """Return Records in rank order (value descending, then user), hidden users removed.
 
     ``hidden`` holds lower-cased user names. Ties share a rank (competition ranking). Pure.
     """
-    kept = [(u, v) for u, v in entries if u.lower() not in hidden]
+    kept = [(u, v) for u, v in entries if u.lower() not in hidden] if hidden else list(entries)
     kept.sort(key=lambda pair: (-pair[1], pair[0]))
     total = sum(v for _, v in kept)
-    mains = mains or {}
     records = []  # type: List[Record]
     previous = None  # type: Optional[float]
     rank = 0
@@ -96,7 +115,7 @@ def rank_entries(
             rank = position
             previous = value
         share = value / total if total > 0 else 0.0
-        records.append(Record(rank, user, value, share, mains.get(user, "")))
+        records.append(Record(rank, user, value, share))
     return records
 
 
@@ -119,7 +138,6 @@ _SORT_KEYS = {
     "user": lambda r: r.user.lower(),
     "xp": lambda r: r.value,
     "share": lambda r: r.share,
-    "main": lambda r: r.main,
 }
 
 
@@ -135,6 +153,7 @@ class TableView:
         asof: str,
         note: str,
         available: bool,
+        mains: Optional[MainClusters] = None,
     ) -> None:
         self.state = state
         self.records = records
@@ -143,6 +162,7 @@ class TableView:
         self.asof = asof
         self.note = note
         self.available = available  # False when no leaderboard file exists for this view
+        self.mains = mains
 
     def cells(self, record: Record) -> List[str]:
         """Return the display strings of ``record`` in ``columns`` order. Pure."""
@@ -157,7 +177,7 @@ class TableView:
             elif col == "share":
                 out.append(f"{100.0 * record.share:.1f}%")
             else:
-                out.append(record.main)
+                out.append(self.mains.of(record.user) if self.mains else "")
         return out
 
     def window(self, top: int, height: int) -> List[Tuple[int, List[str]]]:
@@ -186,16 +206,16 @@ def build_view(
     hidden: Set[str],
     asof: str = "",
     note: str = "",
-    mains: Optional[Dict[str, str]] = None,
+    mains: Optional[MainClusters] = None,
 ) -> TableView:
     """Return the TableView for ``state`` over a board's ``(user, value)`` entries.
 
     ``entries`` None means no leaderboard file exists for this cluster/window/metric. ``mains``
-    (user -> cluster) adds the "Main" column; pass it only for the ALL view over several clusters.
+    adds the "Main" column; pass it only for the ALL view over several clusters.
     Pure: ``state`` is read, never changed.
     """
     columns = ["rank", "user", "xp", "share"] + (["main"] if mains else [])
-    records = rank_entries(entries or [], hidden, mains)
+    records = rank_entries(entries or [], hidden)
     total = len(records)
     match = user_matcher(state.user_filter)
     if state.user_filter.strip():
@@ -203,5 +223,9 @@ def build_view(
     sort_col = state.sort_col if state.sort_col in columns else "rank"
     if sort_col != "rank" or state.sort_desc:
         # Records arrive in rank order and sorted() is stable, so ties keep their rank order.
-        records = sorted(records, key=_SORT_KEYS[sort_col], reverse=state.sort_desc)
-    return TableView(state, records, total, columns, asof, note, entries is not None)
+        if sort_col == "main" and mains is not None:
+            key = lambda r: mains.of(r.user)  # noqa: E731 -- every row's main only when sorting by it
+        else:
+            key = _SORT_KEYS[sort_col]
+        records = sorted(records, key=key, reverse=state.sort_desc)
+    return TableView(state, records, total, columns, asof, note, entries is not None, mains)
