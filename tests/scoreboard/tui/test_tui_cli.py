@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from slurmctl.scoreboard.tui.errors import UsageError
-from slurmctl.scoreboard.tui.settings import parse_config, resolve
+from slurmctl.scoreboard.tui.settings import resolve
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 BIN = os.path.join(REPO, "bin", "slurm-sb-tui")
@@ -59,14 +59,23 @@ def test_warning_for_a_bad_file_goes_to_stderr(sb_root):
     )
 
 
+def user_config(tmp_path, text, name="config.yaml"):
+    """Write the user's config where the scoreboard looks for it (HOME is a temp dir in these tests)."""
+    path = tmp_path / "home" / ".slurm_scoreboard" / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return {"HOME": str(tmp_path / "home")}
+
+
 def test_env_and_config_file_supply_root_and_cluster(sb_root, tmp_path):
     res = tui("--once", "--size", "80x12", env={"SLURM_SB_ROOT": sb_root, "SLURM_SB_CLUSTER": "bell"})
     assert res.returncode == 0 and "Cluster: bell" in res.stdout
-    cfg = tmp_path / "cfg.yaml"
-    cfg.write_text(f"# mine\nroot: '{sb_root}'\ncluster: hammer   # my home cluster\nrate_limit_per_min: 2\n")
-    res = tui("--once", "--size", "80x12", env={"SLURM_SB_CONFIG": str(cfg)})
+    env = user_config(
+        tmp_path, f"# mine\nroot: '{sb_root}'\ncluster: hammer   # my cluster\nrate_limit_per_min: 2\n"
+    )
+    res = tui("--once", "--size", "80x12", env=env)
     assert res.returncode == 0 and "Cluster: hammer" in res.stdout
-    res = tui("--once", "--size", "80x12", "--cluster", "ALL", env={"SLURM_SB_CONFIG": str(cfg)})
+    res = tui("--once", "--size", "80x12", "--cluster", "all", env=env)
     assert "All clusters (2)" in res.stdout
 
 
@@ -92,10 +101,12 @@ def test_missing_root_and_bad_config_explain_what_to_do(tmp_path):
     assert res.returncode == 2 and "no scoreboard root given" in res.stderr and "SLURM_SB_ROOT" in res.stderr
     res = tui("--once", "--root", str(tmp_path / "nope"))
     assert res.returncode == 2 and "is not a directory" in res.stderr and "slurm-sb poll" in res.stderr
-    cfg = tmp_path / "bad.yaml"
-    cfg.write_text("root: /x\nthis line is wrong\n")
-    res = tui("--once", env={"SLURM_SB_CONFIG": str(cfg)})
-    assert res.returncode == 2 and "bad.yaml:2: expected 'key: value'" in res.stderr
+    env = user_config(tmp_path, "root: /x\nthis line is wrong\n")
+    res = tui("--once", env=env)
+    assert res.returncode == 2 and "config.yaml:2: expected 'key: value'" in res.stderr
+    env = user_config(tmp_path, "root: /x\nrate_limit_per_min: lots\n")
+    res = tui("--once", env=env)
+    assert res.returncode == 2 and "config.yaml:2: rate_limit_per_min: expected a number" in res.stderr
     assert "Traceback" not in res.stderr
 
 
@@ -148,37 +159,22 @@ def test_ascii_fallback_when_the_locale_is_not_utf8(sb_root):
 
 
 def test_precedence_flags_over_env_over_config(tmp_path):
-    cfg = tmp_path / "c.yaml"
-    cfg.write_text("root: /from/config\ncluster: cfgc\n")
-    env = {"SLURM_SB_CONFIG": str(cfg)}
+    env = user_config(tmp_path, "root: /from/config\ncluster: cfgc\n")
     s = resolve(None, None, env)
-    assert (s.root, s.cluster) == ("/from/config", "cfgc") and "c.yaml" in s.root_source
+    assert (s.root, s.cluster) == ("/from/config", "cfgc") and "config.yaml:1" in s.root_source
     env.update(SLURM_SB_ROOT="/from/env", SLURM_SB_CLUSTER="envc")
     s = resolve(None, None, env)
-    assert (s.root, s.cluster) == ("/from/env", "envc")
+    assert (s.root, s.cluster, s.root_source) == ("/from/env", "envc", "$SLURM_SB_ROOT")
     s = resolve("/from/flag", "all", env)
     assert (s.root, s.cluster, s.root_source) == ("/from/flag", "ALL", "--root")
 
 
-def test_config_json_and_yaml_subset():
-    assert parse_config('{"root": "/r", "failure_states": ["FAILED"]}', "c.json") == {
-        "root": "/r",
-        "failure_states": ["FAILED"],
-    }
-    parsed = parse_config('---\nroot: "/a b"\nfailure_states: [FAILED, TIMEOUT]\n\n# c\n', "c.yaml")
-    assert parsed == {"root": "/a b", "failure_states": ["FAILED", "TIMEOUT"]}
+def test_json_config_and_cluster_default(tmp_path):
+    env = user_config(tmp_path, '{"root": "/r"}', name="config.json")
+    s = resolve(None, None, env)
+    assert (s.root, s.cluster, s.cluster_source) == ("/r", "ALL", "default")
 
 
-@pytest.mark.parametrize(
-    "text, where",
-    [
-        ("root /x\n", "c.yaml:1"),
-        ("a: 1\nroot: 'x\n", "c.yaml:2"),
-        ("a:\n  - nested\n", "c.yaml:2"),
-        ("{bad", "c.yaml"),
-    ],
-)
-def test_config_errors_name_file_and_line(text, where):
-    with pytest.raises(UsageError) as info:
-        parse_config(text, "c.yaml")
-    assert str(info.value).startswith(where)
+def test_bad_cluster_name_names_its_source(tmp_path):
+    with pytest.raises(UsageError, match="--cluster: cluster: expected a cluster name"):
+        resolve("/r", "../etc", {"HOME": str(tmp_path)})
