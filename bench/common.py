@@ -1,0 +1,148 @@
+"""Shared helpers for the benchmarks in bench/: child-process timing, peak RSS, ratio and result lines.
+
+Every benchmark prints, besides its human-readable report,
+
+* ``RESULT {json}`` lines — one per contender or figure, machine-readable (``bench`` names the script);
+* ``RATIO <name> = <x>x ...`` lines — contender / baseline, both measured in the same run.
+
+The smoke tests (tests/bench/test_bench_smoke.py) only check that a script runs and prints its RATIO
+line; nothing ever asserts a time.
+
+Import it from a benchmark script as ``from common import ...`` (bench/ is the script's directory, so it
+is on ``sys.path`` when a script is run as ``python bench/<name>.py``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+
+# Runs in a fresh intermediate process, so that getrusage(RUSAGE_CHILDREN) sees exactly one child: the
+# contender. (In the benchmark process itself RUSAGE_CHILDREN is the maximum over every child reaped so
+# far, so a second contender could never report a smaller peak than the first.)
+_MEASURE = r"""
+import json, resource, subprocess, sys, time
+spec = json.loads(sys.argv[1])
+t0 = time.perf_counter()
+p = subprocess.run(spec["argv"], env=spec["env"], cwd=spec["cwd"], capture_output=True, text=True,
+                   timeout=spec["timeout"])
+wall = time.perf_counter() - t0
+rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+print(json.dumps({"wall_s": wall, "peak_rss_kib": rss, "returncode": p.returncode,
+                  "stdout": p.stdout, "stderr": p.stderr}))
+"""
+
+
+class BenchError(Exception):
+    """A contender failed (non-zero exit or unusable output); the message says which and why."""
+
+
+@dataclass(frozen=True)
+class ChildRun:
+    """One contender run in a child process."""
+
+    wall_s: float  # wall time of the child process, interpreter start-up included
+    peak_rss_kib: int  # the child's peak resident set size (ru_maxrss, KiB on Linux)
+    returncode: int
+    stdout: str
+    stderr: str
+
+    def last_json(self) -> dict[str, Any]:
+        """Return the last stdout line that parses as a JSON object (a child's self-timed figures).
+
+        Raises BenchError if there is none."""
+        for line in reversed(self.stdout.splitlines()):
+            line = line.strip()
+            if line.startswith("{"):
+                try:
+                    value = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                if isinstance(value, dict):
+                    return value
+        raise BenchError(f"child printed no JSON result line; stderr tail:\n{self.stderr[-2000:]}")
+
+
+def run_child(
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    timeout: float = 3600.0,
+    check: bool = True,
+    label: str = "child",
+) -> ChildRun:
+    """Run ``argv`` as a child of a fresh measuring process; return its wall time and peak RSS.
+
+    Raises BenchError if ``check`` and the child exits non-zero (message: label, code, stderr tail).
+    Not idempotent in general: it runs whatever ``argv`` does."""
+    spec = {
+        "argv": list(argv),
+        "env": dict(os.environ if env is None else env),
+        "cwd": str(cwd) if cwd else None,
+        "timeout": timeout,
+    }
+    p = subprocess.run(
+        [sys.executable, "-c", _MEASURE, json.dumps(spec)], capture_output=True, text=True, check=False
+    )
+    if p.returncode != 0:
+        raise BenchError(f"{label}: measuring process failed ({p.returncode}):\n{p.stderr[-2000:]}")
+    out = json.loads(p.stdout)
+    run = ChildRun(out["wall_s"], out["peak_rss_kib"], out["returncode"], out["stdout"], out["stderr"])
+    if check and run.returncode != 0:
+        raise BenchError(
+            f"{label} exited {run.returncode}: {' '.join(argv)[:300]}\n"
+            f"stderr tail:\n{run.stderr[-3000:]}\nstdout tail:\n{run.stdout[-1000:]}"
+        )
+    return run
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    """The environment for a contender: ours, with src/ importable, plus ``extra``. Pure."""
+    env = dict(os.environ)
+    src = str(REPO / "src")
+    env["PYTHONPATH"] = src + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env.update(extra)
+    return env
+
+
+def summary(values: Sequence[float]) -> dict[str, float]:
+    """Return {min, median, max} of repeated measurements (rounded to 4 places). Pure."""
+    return {
+        "min": round(min(values), 4),
+        "median": round(statistics.median(values), 4),
+        "max": round(max(values), 4),
+    }
+
+
+def result(bench: str, **fields: Any) -> dict[str, Any]:
+    """Print one ``RESULT {json}`` line and return the record."""
+    record = {"bench": bench, **fields}
+    print("RESULT " + json.dumps(record, sort_keys=False), flush=True)
+    return record
+
+
+def ratio(name: str, value: float, baseline: float, *, unit: str = "s", target: str | None = None) -> float:
+    """Print ``RATIO <name> = <value/baseline>x (value vs baseline unit) [target]``; return the ratio.
+
+    ``baseline`` must be positive (a baseline measured in the same run)."""
+    r = value / baseline if baseline > 0 else float("inf")
+    line = f"RATIO {name} = {r:.2f}x ({value:.4g} {unit} vs baseline {baseline:.4g} {unit})"
+    if target:
+        line += f"; target {target}"
+    print(line, flush=True)
+    return r
+
+
+def mib(kib: int) -> float:
+    """KiB → MiB, one decimal. Pure."""
+    return round(kib / 1024, 1)

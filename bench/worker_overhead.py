@@ -1,0 +1,286 @@
+"""Benchmark: the real worker against a bare Python loop, N items through a no-op handler.
+
+Usage: python bench/worker_overhead.py [N] [--repeat R] [--dir DIR] [--profile]
+  N: items in ONE task (default 1,000,000; CI runs ~20,000). R: runs per contender (default 3).
+
+Contenders, each in its own child process, alternating, all in the same run:
+
+* **worker** — ``Worker.run_task`` of a job prepared by ``slurmctl submit --dry-run`` on the local backend
+  (claim, checkpoint in SQLite on scratch, handler per item, publish rows + manifest + .done). Timed inside
+  the child around ``run_task`` only (the handler is imported before): its processing, not Python start-up.
+  The ``_process`` (item loop) and ``_publish`` parts are timed separately by wrapping the two methods.
+* **bare** — the baseline: read the same batch file, ``json.loads`` each line, call the same handler,
+  ``json.dumps`` the same row (with ``_item_id``) and insert it into ONE SQLite file in ONE transaction.
+  Timed inside the child around that loop.
+* **worker CLI** (once) — ``python -m slurmctl worker --task`` end to end, start-up included, against the
+  bare script end to end (also start-up included).
+
+The rows the worker publishes are checked byte-for-byte (sha256) against the bare loop's rows.
+Prints items/s, ratios worker/bare (targets: >= 200k items/s, <= 1.3x) and peak RSS.
+``--profile`` also runs the worker once under cProfile and prints the top functions by own time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import BenchError, child_env, mib, ratio, result, run_child, summary
+
+BENCH = "worker_overhead"
+HANDLER = "def handle(r, ctx):\n    return r\n"
+TASK = "t0000000"
+
+_BARE = r"""
+import hashlib, json, sqlite3, sys, time
+sys.path.insert(0, sys.argv[3])
+from noop import handle
+batch, out = sys.argv[1], sys.argv[2]
+first = 0
+dumps, loads = json.dumps, json.loads
+t0 = time.perf_counter()
+db = sqlite3.connect(out, isolation_level=None)
+db.execute("CREATE TABLE items (item_id INTEGER PRIMARY KEY, ok INTEGER, nrows INTEGER, rows TEXT NOT NULL)")
+
+def rows():
+    with open(batch, "rb") as f:
+        for k, line in enumerate(f):
+            r = handle(loads(line), None)
+            r["_item_id"] = first + k
+            yield (first + k, 1, 1, dumps(r))
+
+db.execute("BEGIN")
+db.executemany("INSERT INTO items VALUES (?,?,?,?)", rows())
+db.execute("COMMIT")
+db.close()
+seconds = time.perf_counter() - t0
+h = hashlib.sha256()
+with __import__("contextlib").closing(sqlite3.connect(out)) as db:
+    n = 0
+    for (text,) in db.execute("SELECT rows FROM items ORDER BY item_id"):
+        h.update(text.encode() + b"\n")
+        n += 1
+print(json.dumps({"seconds": seconds, "items": n, "rows_sha256": h.hexdigest()}))
+"""
+
+_WORKER = r"""
+import cProfile, json, pstats, sys, time
+from slurmctl.storage import keys
+from slurmctl.storage.open import open_backend
+from slurmctl.worker.runtime import Worker
+root, job_id, task, profile = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4] == "1"
+backend = open_backend({"kind": "local", "root": root})
+w = Worker(backend, job_id)
+w.handler()  # import the handler outside the timed region
+parts = {"process_s": 0.0, "publish_s": 0.0}
+
+def timed(name, fn):
+    def wrapper(*a, **k):
+        t = time.perf_counter()
+        try:
+            return fn(*a, **k)
+        finally:
+            parts[name] += time.perf_counter() - t
+    return wrapper
+
+w._process = timed("process_s", w._process)
+w._publish = timed("publish_s", w._publish)
+prof = cProfile.Profile() if profile else None
+t0 = time.perf_counter()
+if prof:
+    prof.enable()
+code = w.run_task(task)
+if prof:
+    prof.disable()
+seconds = time.perf_counter() - t0
+if prof:
+    pstats.Stats(prof, stream=sys.stderr).sort_stats("tottime").print_stats(18)
+done = json.loads(backend.objects.get(keys.done_marker(job_id, task)))
+manifest = json.loads(backend.objects.get(done["manifest_key"]))
+print(json.dumps({"code": code, "seconds": seconds, **parts, "items": manifest["items_ok"],
+                  "rows": manifest["rows"], "rows_sha256": manifest["data_sha256"],
+                  "handler_s": manifest["handler_seconds"]}))
+"""
+
+
+def generate(path: Path, n: int) -> None:
+    """Write ``n`` JSONL records of about 80 bytes, deterministically."""
+    with open(path, "w", encoding="utf-8") as f:
+        for start in range(0, n, 10_000):
+            f.write(
+                "".join(
+                    f'{{"id": {i}, "name": "user_{i % 99991:06d}", "score": {(i * 7919) % 1000 / 7:.4f}, '
+                    f'"ok": true}}\n'
+                    for i in range(start, min(start + 10_000, n))
+                )
+            )
+
+
+def prepare(work: Path, n: int) -> tuple[Path, str]:
+    """Partition the input into one task with the real CLI (``submit --dry-run``); return (root, job id)."""
+    (work / "noop.py").write_text(HANDLER)
+    generate(work / "in.jsonl", n)
+    (work / "job.yaml").write_text(
+        "name: bench-overhead\ninput: {path: in.jsonl}\nhandler: {function: 'noop:handle'}\n"
+        f"batch: {{items: {n}}}\noutput: {{format: jsonl}}\n"
+    )
+    root = work / "root0"
+    run = run_child(
+        [
+            sys.executable,
+            "-m",
+            "slurmctl",
+            "submit",
+            str(work / "job.yaml"),
+            "--dry-run",
+            "--root",
+            str(root),
+        ],
+        env=child_env(),
+        cwd=work,
+        label="slurmctl submit --dry-run",
+    )
+    job_id = run.stdout.strip().splitlines()[-1]
+    return root, job_id
+
+
+def fresh_root(root0: Path, dest: Path) -> Path:
+    """A copy of the prepared job (each worker run needs an unclaimed task)."""
+    shutil.rmtree(dest, ignore_errors=True)
+    shutil.copytree(root0, dest)
+    return dest
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("n", nargs="?", type=int, default=1_000_000, help="items (default 1,000,000)")
+    ap.add_argument("--repeat", type=int, default=3, help="runs per contender (default 3)")
+    ap.add_argument("--dir", type=Path, default=None, help="work directory (default: a temp dir)")
+    ap.add_argument("--profile", action="store_true", help="also profile one worker run (cProfile)")
+    args = ap.parse_args()
+    if args.n < 1 or args.repeat < 1:
+        print("error: N and --repeat must be positive", file=sys.stderr)
+        return 2
+    work = Path(tempfile.mkdtemp(prefix="worker-bench-", dir=args.dir))
+    try:
+        root0, job_id = prepare(work, args.n)
+        batch = root0 / "jobs" / job_id / "batches" / "b0000000.jsonl"
+        env = child_env(SLURMCTL_SCRATCH=str(work / "scratch"))
+        worker_s: list[float] = []
+        process_s: list[float] = []
+        publish_s: list[float] = []
+        bare_s: list[float] = []
+        rss_worker = rss_bare = 0
+        shas: set[str] = set()
+        for k in range(args.repeat):
+            out = work / f"bare{k}.sqlite"
+            bare = run_child(
+                [sys.executable, "-c", _BARE, str(batch), str(out), str(work)], env=env, label="bare loop"
+            )
+            b = bare.last_json()
+            out.unlink()
+            bare_s.append(b["seconds"])
+            rss_bare = max(rss_bare, bare.peak_rss_kib)
+            shas.add(b["rows_sha256"])
+            root = fresh_root(root0, work / "root")
+            run = run_child(
+                [sys.executable, "-c", _WORKER, str(root), job_id, TASK, "0"], env=env, label="worker"
+            )
+            w = run.last_json()
+            if w["code"] != 0 or w["items"] != args.n:
+                raise BenchError(f"worker run: exit {w['code']}, {w['items']} of {args.n} items ok")
+            worker_s.append(w["seconds"])
+            process_s.append(w["process_s"])
+            publish_s.append(w["publish_s"])
+            rss_worker = max(rss_worker, run.peak_rss_kib)
+            shas.add(w["rows_sha256"])
+        if len(shas) != 1:
+            raise BenchError(f"the worker's published rows differ from the bare loop's rows: {shas}")
+
+        # End to end, start-up included: the CLI worker and the bare script.
+        root = fresh_root(root0, work / "root")
+        cli = run_child(
+            [
+                sys.executable,
+                "-m",
+                "slurmctl",
+                "worker",
+                "--backend",
+                json.dumps({"kind": "local", "root": str(root)}),
+                "--job",
+                job_id,
+                "--task",
+                TASK,
+            ],
+            env=env,
+            label="slurmctl worker --task",
+        )
+        bare_e2e = run_child(
+            [sys.executable, "-c", _BARE, str(batch), str(work / "bare-e2e.sqlite"), str(work)],
+            env=env,
+            label="bare loop (end to end)",
+        )
+        if args.profile:
+            root = fresh_root(root0, work / "root")
+            prof = run_child(
+                [sys.executable, "-c", _WORKER, str(root), job_id, TASK, "1"], env=env, label="worker profile"
+            )
+            print(prof.stderr, file=sys.stderr)
+
+        n = args.n
+        w_best, b_best = min(worker_s), min(bare_s)
+        result(
+            BENCH,
+            contender="worker",
+            items=n,
+            seconds=summary(worker_s),
+            process_s=summary(process_s),
+            publish_s=summary(publish_s),
+            items_per_s=round(n / w_best),
+            peak_rss_mib=mib(rss_worker),
+        )
+        result(
+            BENCH,
+            contender="bare",
+            items=n,
+            seconds=summary(bare_s),
+            items_per_s=round(n / b_best),
+            peak_rss_mib=mib(rss_bare),
+        )
+        result(
+            BENCH,
+            contender="cli_end_to_end",
+            items=n,
+            worker_cli_s=round(cli.wall_s, 4),
+            bare_script_s=round(bare_e2e.wall_s, 4),
+            worker_cli_peak_rss_mib=mib(cli.peak_rss_kib),
+        )
+        print(
+            f"{n:,} items, best of {args.repeat}: worker {w_best:.3f}s ({n / w_best:,.0f} items/s; item loop "
+            f"{min(process_s):.3f}s, publish {min(publish_s):.3f}s), bare loop {b_best:.3f}s "
+            f"({n / b_best:,.0f} items/s); end to end: `slurmctl worker --task` {cli.wall_s:.3f}s, "
+            f"bare script {bare_e2e.wall_s:.3f}s"
+        )
+        ratio("worker_items_per_s_vs_200k", n / w_best, 200_000, unit="items/s", target=">= 1.00x")
+        ratio("worker_vs_bare", w_best, b_best, target="<= 1.30x")
+        ratio("worker_cli_vs_bare_script_end_to_end", cli.wall_s, bare_e2e.wall_s)
+        return 0
+    except BenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    t = time.perf_counter()
+    rc = main()
+    print(f"bench wall time {time.perf_counter() - t:.1f}s", file=sys.stderr)
+    sys.exit(rc)
