@@ -178,3 +178,31 @@ def test_json_config_and_cluster_default(tmp_path):
 def test_bad_cluster_name_names_its_source(tmp_path):
     with pytest.raises(UsageError, match="--cluster: cluster: expected a cluster name"):
         resolve("/r", "../etc", {"HOME": str(tmp_path)})
+
+
+def test_ansi_refresh_loop_redraws_in_place_or_appends_on_dumb_terminals(sb_root, monkeypatch):
+    import io
+
+    monkeypatch.setattr("slurmctl.scoreboard.tui.backend_ansi.MIN_REFRESH_SEC", 0.01)
+
+    from slurmctl.scoreboard.tui.backend_ansi import run_loop
+    from slurmctl.scoreboard.tui.controller import Controller
+    from slurmctl.scoreboard.tui.frame import Glyphs
+    from slurmctl.scoreboard.tui.store import Store
+    from slurmctl.scoreboard.tui.viewmodel import ViewState
+
+    for ansi in (True, False):
+        calls = []
+
+        def size(calls=calls):
+            calls.append(1)
+            if len(calls) > 2:
+                raise KeyboardInterrupt  # the user's Ctrl-C, after two frames
+            return (80, 12)
+
+        out = io.StringIO()
+        ctrl = Controller(Store(sb_root), ViewState())
+        assert run_loop(ctrl, size, Glyphs(True), color=False, refresh_sec=0, ansi=ansi, out=out) == 0
+        text = out.getvalue()
+        assert text.count("SlurmScoreboard Hiscores") == 2
+        assert ("\x1b[H\x1b[2J" in text) == ansi

@@ -13,6 +13,8 @@ from .controller import Controller
 from .frame import Glyphs, Line, layout, to_text
 from .palette import BASIC, PALETTE, XTERM256
 
+MIN_REFRESH_SEC = 1.0  # never re-read the shared filesystem more often than this
+
 
 def sgr(style: str, colors256: bool) -> str:
     """Return the SGR escape sequence that starts ``style`` ("" for unknown or plain). Pure."""
@@ -83,7 +85,7 @@ def run_loop(
             text = render_once(ctrl, cols, lines, glyphs, color, colors256)
             stream.write(("\x1b[H\x1b[2J" if ansi else "\n") + text)
             stream.flush()
-            time.sleep(max(1.0, refresh_sec))
+            time.sleep(max(MIN_REFRESH_SEC, refresh_sec))
             ctrl.reload()
     except KeyboardInterrupt:
         return 0
