@@ -80,3 +80,12 @@ def test_ingest_and_rollup_files(tmp_path):
     t30 = model.load_table(layout.table_file(root, "c1", "rolling-30d"))
     assert "alice" not in t30["rows"]  # only 1 job left in the window (< 3)
     assert os.path.exists(layout.leaderboard_file(root, "ALL", "rolling-365d", "gpu_clock_hours"))
+
+
+def test_real_sacct_22_05_output_from_the_dev_cluster(tmp_path):
+    """Real rows: no MaxRSS on job rows, typed+untyped GPU, 'CANCELLED by 0', array raw ids, TIMEOUT."""
+    exp = json.load(open(golden("dev-22.05.expected.json")))
+    root = str(tmp_path)
+    r = ingest.ingest(root, "dev", read_lines(golden("dev-22.05.sacct")), FAIL)
+    assert r.skipped == 0 and r.orphan_steps == 0 and r.jobs_new == 9
+    assert sbhelpers.month_totals(root, "dev") == exp["sums"]
