@@ -11,6 +11,7 @@ Bad files never raise here: they are skipped and described in ``problems`` (file
 
 import json
 import os
+from operator import itemgetter
 from typing import Dict, List, Optional, Set, Tuple
 
 from .. import layout, model
@@ -86,9 +87,9 @@ def read_board(path: str, metric: str) -> Tuple[str, List[Tuple[str, float]]]:
         with open(path, "rb") as handle:
             data = json.loads(handle.read().decode("utf-8"))
         rows = data["rows"]
-        users = [row["user"] for row in rows]
-        values = [row["value"] for row in rows]
-        ranks = [row["rank"] for row in rows]
+        users = list(map(itemgetter("user"), rows))
+        values = list(map(itemgetter("value"), rows))
+        ranks = list(map(itemgetter("rank"), rows))
         ok = (
             isinstance(data["asof"], str)
             and normalize_window(data["window"])
