@@ -99,6 +99,9 @@ class BackendConfig(Strict):
     queue_prefix: str = Field("slurmctl-", description="aws: SQS queues are <prefix>work, retry, work-dlq")
     region: str | None = Field(None, description="aws: default AWS_REGION / the profile's region")
     endpoint_url: str | None = Field(None, description="aws: S3-compatible / test endpoint (not for AWS)")
+    sse: Literal["AES256", "aws:kms"] | None = Field(
+        "AES256", description="aws: S3 server-side encryption header; null for stores without SSE (SeaweedFS)"
+    )
 
     @model_validator(mode="after")
     def _aws_needs_bucket(self) -> BackendConfig:
@@ -123,6 +126,9 @@ class ExecutorConfig(Strict):
     poll_min_s: float = Field(1.0, gt=0)
     poll_max_s: float = Field(30.0, gt=0)
     sbatch_template: str | None = Field(None, description="path to a user sbatch template (string.Template)")
+    signal_lead_s: int = Field(
+        60, ge=0, description="slurm: SIGUSR1 this long before the time limit, to checkpoint and exit 75"
+    )
 
 
 class JobConfig(Strict):

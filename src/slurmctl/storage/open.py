@@ -23,4 +23,8 @@ def open_backend(spec: dict[str, Any] | None, root_override: str | None = None) 
 
         root = root_override or spec.get("root") or default_root()
         return local_backend(Path(root))
-    raise ConfigError(f"backend.kind {kind!r} is not available", hint="use kind: local")
+    if kind == "aws":
+        from slurmctl.storage.aws import aws_backend
+
+        return aws_backend({k: v for k, v in spec.items() if k != "root"})
+    raise ConfigError(f"backend.kind {kind!r} is not available", hint="use kind: local or kind: aws")
