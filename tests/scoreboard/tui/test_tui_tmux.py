@@ -4,6 +4,7 @@ Needs tmux (``apt-get install -y tmux``): skipped with a reason when absent, a f
 Each test uses its own tmux server socket and kills only that server.
 """
 
+import contextlib
 import os
 import shlex
 import shutil
@@ -75,7 +76,11 @@ class Tmux:
         pytest.fail(f"screen never showed {texts!r} (gone={gone!r}):\n{screen}")
 
     def close(self) -> None:
+        path = self.run("display-message", "-p", "#{socket_path}").strip()
         subprocess.run([self.tmux, "-L", self.socket, "kill-server"], stderr=subprocess.DEVNULL, timeout=30)
+        if path and os.path.basename(path) == self.socket:  # tmux leaves the socket file behind
+            with contextlib.suppress(OSError):
+                os.unlink(path)
 
 
 @pytest.fixture
