@@ -76,7 +76,10 @@ class Tmux:
         pytest.fail(f"screen never showed {texts!r} (gone={gone!r}):\n{screen}")
 
     def close(self) -> None:
-        path = self.run("display-message", "-p", "#{socket_path}").strip()
+        try:
+            path = self.run("display-message", "-p", "#{socket_path}").strip()
+        except AssertionError:  # the server is already gone
+            path = ""
         subprocess.run([self.tmux, "-L", self.socket, "kill-server"], stderr=subprocess.DEVNULL, timeout=30)
         if path and os.path.basename(path) == self.socket:  # tmux leaves the socket file behind
             with contextlib.suppress(OSError):
