@@ -27,7 +27,10 @@ def main() -> int:
     counter = os.environ.get("FAKE_SACCT_COUNTER")
     fail_first = int(os.environ.get("FAKE_SACCT_FAIL_FIRST", "0"))
     if counter:
-        n = int(open(counter).read()) if os.path.exists(counter) else 0
+        n = 0
+        if os.path.exists(counter):
+            with open(counter) as fh:
+                n = int(fh.read())
         with open(counter, "w") as fh:
             fh.write(str(n + 1))
         if n < fail_first:

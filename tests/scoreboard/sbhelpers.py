@@ -3,7 +3,6 @@
 import datetime
 import os
 import sys
-from typing import Dict, List
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
@@ -24,7 +23,7 @@ def golden(name: str) -> str:
     return os.path.join(GOLDEN, name)
 
 
-def read_lines(path: str) -> List[str]:
+def read_lines(path: str) -> list[str]:
     with open(path) as fh:
         return fh.readlines()
 
@@ -45,7 +44,7 @@ def cfg(root: str, cluster: str = "c1", **over) -> config.Config:
     return config.load(flags, environ={}, config_path=os.path.join(root, "no-such-config.yaml"))
 
 
-def month_totals(root: str, cluster: str) -> Dict[str, List[int]]:
+def month_totals(root: str, cluster: str) -> dict[str, list[int]]:
     """Exact all-time sums per user as committed (independent of derived files)."""
     return derive.alltime_totals(root, cluster)[0]
 
@@ -55,3 +54,13 @@ def utc(*a: int) -> float:
 
 
 __all__ = ["store"]
+
+
+def load_json(path: str):
+    with open(path) as fh:
+        return __import__("json").load(fh)
+
+
+def read_text(path: str) -> str:
+    with open(path) as fh:
+        return fh.read()

@@ -5,7 +5,8 @@ import subprocess
 import sys
 
 import pytest
-from sbhelpers import BIN, PY36, REPO
+import sbhelpers
+from sbhelpers import BIN, PY36
 
 from slurmctl.scoreboard import config
 from slurmctl.scoreboard.errors import UsageError
@@ -53,13 +54,16 @@ def test_bad_config_names_file_line_and_field(tmp_path, text, match):
 def run(*args, python=sys.executable, env=None):
     e = dict(os.environ)
     e.update(env or {})
-    return subprocess.run([python, BIN, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          universal_newlines=True, env=e, cwd="/")  # fmt: skip
+    return subprocess.run([python, BIN, *args], capture_output=True, text=True, env=e, cwd="/")
 
 
 def test_bad_input_gives_message_not_traceback(tmp_path):
     r = run("poll", "--once", "--root", str(tmp_path), "--cluster", "../etc", "--config", "/nonexistent.yaml")
-    assert r.returncode == 2 and "--cluster: cluster: expected a cluster name" in r.stderr and "Traceback" not in r.stderr
+    assert (
+        r.returncode == 2
+        and "--cluster: cluster: expected a cluster name" in r.stderr
+        and "Traceback" not in r.stderr
+    )
     r = run("leaderboard", "--root", str(tmp_path), "--window", "weekly", "--config", "/nonexistent.yaml")
     assert r.returncode == 2 and "--window" in r.stderr
     r = run("leaderboard", "--root", str(tmp_path), "--config", "/nonexistent.yaml")
@@ -78,13 +82,17 @@ def test_bin_runs_without_installation_and_imports_nothing_else_from_slurmctl(tm
     code = (
         "import sys, runpy; sys.argv = ['slurm-sb', 'config', '--config', '/nonexistent.yaml'];"
         f"\ntry:\n    runpy.run_path({BIN!r}, run_name='__main__')\nexcept SystemExit:\n    pass\n"
-        "bad = [m for m in sys.modules if m.startswith('slurmctl') and not m.startswith('slurmctl.scoreboard')"
-        " and m != 'slurmctl']\nprint('OTHER', bad)"
+        "bad = [m for m in sys.modules if m.startswith('slurmctl')"
+        " and not m.startswith('slurmctl.scoreboard') and m != 'slurmctl']\nprint('OTHER', bad)"
     )
-    r = subprocess.run([sys.executable, "-S", "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                       universal_newlines=True, cwd=str(tmp_path))  # fmt: skip
+    r = subprocess.run(
+        [sys.executable, "-S", "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=str(tmp_path),
+    )
     assert "OTHER []" in r.stdout, r.stdout + r.stderr
-    assert os.path.realpath(os.path.join(REPO, "src")) in open(BIN).read() or "realpath" in open(BIN).read()
+    assert "realpath" in sbhelpers.read_text(BIN)  # a symlinked bin/ still finds <checkout>/src
 
 
 @pytest.mark.skipif(not os.path.exists(PY36), reason="Python 3.6 interpreter not installed here")

@@ -41,7 +41,7 @@ def test_file_round_trip_and_bit_packing():
 
 
 def test_corrupt_bloom_is_reported_and_rebuilt(tmp_path):
-    with pytest.raises(FormatError, match="bad.bloom"):
+    with pytest.raises(FormatError, match=r"bad\.bloom"):
         dedupe.Bloom.from_bytes(b"SLURMSB-BLOOM 1 m=64 k=4 n=0 p=0.05 hash=sha1-words\nxx", "bad.bloom")
     root = str(tmp_path)
     buf = io.StringIO()

@@ -14,7 +14,6 @@ were computed by hand, not by running the code:
   skipped: a garbage line, 111 (ElapsedRaw "abc"), 112 (ReqMem "12Q"); 999.batch has no job row
 """
 
-import json
 import os
 
 import sbhelpers
@@ -23,7 +22,7 @@ from sbhelpers import FAIL, golden, read_lines
 from slurmctl.scoreboard import derive, ingest, layout, model
 from slurmctl.scoreboard.parser import SacctParser
 
-EXPECTED = json.load(open(golden("handmade.expected.json")))
+EXPECTED = sbhelpers.load_json(golden("handmade.expected.json"))
 
 
 def parse_handmade():
@@ -58,7 +57,9 @@ def test_cancelled_counts_as_failure_only_when_configured():
 def test_ingest_and_rollup_files(tmp_path):
     root = str(tmp_path)
     r = ingest.ingest(root, "c1", read_lines(golden("handmade.sacct")), FAIL)
-    assert r.jobs_new == EXPECTED["jobs"] and r.months == {"2026-10": {"seen": 10, "new": 10, "duplicates": 0}}
+    assert r.jobs_new == EXPECTED["jobs"] and r.months == {
+        "2026-10": {"seen": 10, "new": 10, "duplicates": 0}
+    }
     assert sbhelpers.month_totals(root, "c1") == EXPECTED["sums"]
     import datetime
 
@@ -67,7 +68,7 @@ def test_ingest_and_rollup_files(tmp_path):
     assert roll["month"] == "2026-10"
     assert set(roll["users"]) == {"alice", "bob", "carol", "dave"}  # rollups are not filtered by min_jobs
     assert roll["users"]["alice"] == EXPECTED["metrics"]["alice"]
-    raw = json.load(open(layout.rollup_file(root, "c1", "2026-10")))
+    raw = sbhelpers.load_json(layout.rollup_file(root, "c1", "2026-10"))
     assert set(raw) == {"asof", "month", "cluster", "users"} and raw["asof"].endswith("Z")
     assert set(raw["users"][0]) == {"username", *EXPECTED["metrics"]["alice"]}
     # leaderboards hide users with fewer than 3 jobs (alice and dave have 2)
@@ -84,7 +85,7 @@ def test_ingest_and_rollup_files(tmp_path):
 
 def test_real_sacct_22_05_output_from_the_dev_cluster(tmp_path):
     """Real rows: no MaxRSS on job rows, typed+untyped GPU, 'CANCELLED by 0', array raw ids, TIMEOUT."""
-    exp = json.load(open(golden("dev-22.05.expected.json")))
+    exp = sbhelpers.load_json(golden("dev-22.05.expected.json"))
     root = str(tmp_path)
     r = ingest.ingest(root, "dev", read_lines(golden("dev-22.05.sacct")), FAIL)
     assert r.skipped == 0 and r.orphan_steps == 0 and r.jobs_new == 9

@@ -67,8 +67,10 @@ ingest.ingest({root!r}, "c1", read_lines({data!r}), FAIL)
 
 
 def run_crash(root, data, target):
-    code = CRASH.format(src=os.path.join(REPO, "src"), tests=sbhelpers.HERE, target=target, root=root, data=data)
-    return subprocess.run([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE).returncode
+    code = CRASH.format(
+        src=os.path.join(REPO, "src"), tests=sbhelpers.HERE, target=target, root=root, data=data
+    )
+    return subprocess.run([sys.executable, "-c", code], capture_output=True).returncode
 
 
 def test_crash_before_state_rename_then_repoll(tmp_path):
@@ -76,14 +78,20 @@ def test_crash_before_state_rename_then_repoll(tmp_path):
     lines, exp = synth_lines(2000, seed=3)
     data = str(tmp_path / "month.sacct")
     with open(data, "w") as fh:
-        fh.writelines(ln for block in job_blocks(lines)[:1000] for ln in block)  # first poll: part of the month
-    ingest.ingest(root, "c1", open(data).readlines(), FAIL)
+        fh.writelines(
+            ln for block in job_blocks(lines)[:1000] for ln in block
+        )  # first poll: part of the month
+    ingest.ingest(root, "c1", sbhelpers.read_lines(data), FAIL)
     partial = sbhelpers.month_totals(root, "c1")
     with open(data, "w") as fh:
         fh.writelines(lines)  # the next poll overlaps and sees everything
     assert run_crash(root, data, ".state") == 9
     assert sbhelpers.month_totals(root, "c1") == partial  # the commit never happened
-    stray = [n for n in os.listdir(os.path.dirname(layout.month_state(root, "c1", "2026-10"))) if n.startswith(".tmp")]
+    stray = [
+        n
+        for n in os.listdir(os.path.dirname(layout.month_state(root, "c1", "2026-10")))
+        if n.startswith(".tmp")
+    ]
     assert stray, "the crash should leave the temp file behind"
     ingest.ingest(root, "c1", lines, FAIL)  # re-poll
     assert sbhelpers.month_totals(root, "c1") == exp
@@ -104,7 +112,7 @@ def test_crash_before_bloom_rename_then_repoll(tmp_path):
 
 def test_derived_files_repaired_after_interrupted_derive(tmp_path):
     root = str(tmp_path)
-    lines, exp = synth_lines(1000, seed=6)
+    lines, _exp = synth_lines(1000, seed=6)
     ingest.ingest(root, "c1", lines, FAIL)
     assert not derive.derived_is_current(root, "c1")  # committed but never derived: a poll repairs it
     derive.derive(root, "c1", derive.Policy())

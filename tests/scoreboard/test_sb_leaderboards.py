@@ -1,8 +1,8 @@
 """Leaderboards: 30d/365d window edges, ranks with ties, cross-cluster merge, privacy (opt-out, < 3 jobs)."""
 
 import datetime
-import json
 
+import sbhelpers
 from sbhelpers import FAIL
 
 from slurmctl.scoreboard import derive, ingest, layout, model
@@ -13,7 +13,10 @@ def job(jid, user, end, elapsed=3600, cpus=1):
 
 
 def board(root, scope, window, metric="jobs"):
-    return {u: v for _r, u, v in model.load_leaderboard(layout.leaderboard_file(root, scope, window, metric))["rows"]}
+    return {
+        u: v
+        for _r, u, v in model.load_leaderboard(layout.leaderboard_file(root, scope, window, metric))["rows"]
+    }
 
 
 def test_rolling_window_edges(tmp_path):
@@ -45,7 +48,12 @@ def test_ranks_ties_and_order():
 def test_merge_across_clusters_counts_users_hidden_per_cluster(tmp_path):
     root = str(tmp_path)
     end = "2026-11-10T10:00:00"
-    ingest.ingest(root, "c1", [job(1, "split", end), job(2, "split", end)] + [job(10 + i, "big", end) for i in range(5)], FAIL)
+    ingest.ingest(
+        root,
+        "c1",
+        [job(1, "split", end), job(2, "split", end)] + [job(10 + i, "big", end) for i in range(5)],
+        FAIL,
+    )
     ingest.ingest(root, "c2", [job(1, "split", end, elapsed=60), job(2, "split", end, elapsed=60)], FAIL)
     now = datetime.datetime(2026, 11, 20)
     derive.derive(root, "c1", derive.Policy(), now=now, write_merged=False)
@@ -54,7 +62,7 @@ def test_merge_across_clusters_counts_users_hidden_per_cluster(tmp_path):
     assert "split" not in board(root, "c2", "alltime")
     merged = board(root, "ALL", "alltime", "elapsed_hours")
     assert merged == {"big": 5.0, "split": round((7200 + 120) / 3600, 6)}  # 4 jobs across clusters
-    lb = json.load(open(layout.leaderboard_file(root, "ALL", "alltime", "elapsed_hours")))
+    lb = sbhelpers.load_json(layout.leaderboard_file(root, "ALL", "alltime", "elapsed_hours"))
     assert set(lb) == {"asof", "window", "metric", "cluster", "rows"} and lb["cluster"] == "ALL"
     assert set(lb["rows"][0]) == {"rank", "user", "value"}
     cols, rows, _asof = model.load_scope(root, "ALL", "365d")
@@ -73,4 +81,4 @@ def test_opt_out_hides_user_everywhere(tmp_path):
     import os
 
     assert not os.path.exists(layout.user_file(root, "c1", "shy"))
-    assert "shy" not in open(layout.table_file(root, "ALL", "alltime")).read()
+    assert "shy" not in sbhelpers.read_text(layout.table_file(root, "ALL", "alltime"))

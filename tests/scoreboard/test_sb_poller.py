@@ -33,7 +33,12 @@ def make_data(path, months=("2026-08", "2026-09", "2026-10"), n=800, extra=""):
     with open(path, "w") as fh:
         for i, month in enumerate(months):
             buf = io.StringIO()
-            add(expected, synth.generate(buf, n, month=month, n_users=60, seed=10 + i, first_job_id=1_000_000 * (i + 1)))
+            add(
+                expected,
+                synth.generate(
+                    buf, n, month=month, n_users=60, seed=10 + i, first_job_id=1_000_000 * (i + 1)
+                ),
+            )
             fh.write(buf.getvalue())
         fh.write(extra)
     return expected
@@ -65,7 +70,7 @@ def test_backfill_resumes_from_cursor_without_duplicates(env):
     now = utc(2026, 11, 2, 12, 0, 0)
     s1 = poller(root, now).poll(backfill_months=2)  # current month (Nov: empty) + Aug + Sep
     assert s1["backfilled_months"] == 2 and not s1["backfill_done"]
-    cur = json.load(open(layout.cursor_file(root, "c1")))
+    cur = sbhelpers.load_json(layout.cursor_file(root, "c1"))
     assert cur["next_backfill_month"] == "2026-10"
     s2 = poller(root, now).poll(backfill_months=5)  # resume: October only
     assert s2["backfilled_months"] == 1 and s2["backfill_done"]
@@ -91,21 +96,26 @@ def test_month_close_reads_the_rest_of_the_month_once(env):
     assert 0 < sum(s[0] for s in mid.values()) < 1500
     s = poller(root, utc(2026, 11, 1, 0, 30), backfill_start="2026-10-01").poll()
     assert month_totals(root, "c1") == expected
-    cur = json.load(open(layout.cursor_file(root, "c1")))
+    cur = sbhelpers.load_json(layout.cursor_file(root, "c1"))
     assert cur["current"]["month"] == "2026-11" and cur["last_complete_month"] == "2026-10"
     # month close started at last_end - overlap (15 min re-read, deduplicated), ended at the last second
     close = calls()[1]["argv"]
-    assert close[close.index("-S") + 1] == "2026-10-14T23:45:00" and close[close.index("-E") + 1] == "2026-10-31T23:59:59"
+    assert (
+        close[close.index("-S") + 1] == "2026-10-14T23:45:00"
+        and close[close.index("-E") + 1] == "2026-10-31T23:59:59"
+    )
     assert s["duplicates"] >= 0
 
 
 def test_retries_with_backoff_then_success(env, monkeypatch):
-    root, data, calls, tmp = env
+    root, data, _calls, tmp = env
     expected = make_data(data, months=("2026-11",), n=300)
     monkeypatch.setenv("FAKE_SACCT_COUNTER", str(tmp / "n"))
     monkeypatch.setenv("FAKE_SACCT_FAIL_FIRST", "2")
     slept = []
-    p = poller(root, utc(2026, 11, 30, 23), backfill_start="2026-11-01", sacct_retries=3, backoff_base_sec=10.0)
+    p = poller(
+        root, utc(2026, 11, 30, 23), backfill_start="2026-11-01", sacct_retries=3, backoff_base_sec=10.0
+    )
     p.sacct.sleep = slept.append
     s = p.poll()
     assert s["calls"] == 3 and len(slept) == 2
@@ -121,7 +131,7 @@ def test_persistent_failure_raises_keeps_cursor_and_records_health(env, monkeypa
     with pytest.raises(SacctError, match="Connection refused"):
         poller(root, utc(2026, 11, 30), backfill_start="2026-11-01", sacct_retries=1).poll()
     assert not os.path.exists(layout.cursor_file(root, "c1"))
-    health = json.load(open(layout.health_file(root, "c1")))
+    health = sbhelpers.load_json(layout.health_file(root, "c1"))
     assert "Connection refused" in health["last_error"]["message"] and "last_success" not in health
     assert not os.path.exists(layout.lock_file(root, "c1"))  # released on error
 
@@ -131,7 +141,9 @@ def test_timeout_kills_sacct_and_commits_nothing(env, monkeypatch):
     make_data(data, months=("2026-11",), n=50)
     monkeypatch.setenv("FAKE_SACCT_SLEEP", "30")
     with pytest.raises(SacctError, match="timed out"):
-        poller(root, utc(2026, 11, 30), backfill_start="2026-11-01", sacct_retries=0, sacct_timeout_sec=0.5).poll()
+        poller(
+            root, utc(2026, 11, 30), backfill_start="2026-11-01", sacct_retries=0, sacct_timeout_sec=0.5
+        ).poll()
     assert month_totals(root, "c1") == {}
 
 
@@ -165,9 +177,24 @@ def test_second_poller_exits_when_lock_held(env):
     with PollLock(layout.lock_file(root, "c1")):
         with pytest.raises(LockHeldError):
             poller(root, utc(2026, 11, 30), backfill_start="2026-11-01").poll()
-        r = subprocess.run([sys.executable, BIN, "poll", "--once", "--root", root, "--cluster", "c1",
-                            "--sacct", sbhelpers.FAKE_SACCT, "--config", os.path.join(root, "none.yaml")],
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)  # fmt: skip
+        r = subprocess.run(
+            [
+                sys.executable,
+                BIN,
+                "poll",
+                "--once",
+                "--root",
+                root,
+                "--cluster",
+                "c1",
+                "--sacct",
+                sbhelpers.FAKE_SACCT,
+                "--config",
+                os.path.join(root, "none.yaml"),
+            ],
+            capture_output=True,
+            text=True,
+        )
         assert r.returncode == 75 and "another poller holds" in r.stderr and "Traceback" not in r.stderr
 
 
@@ -187,7 +214,11 @@ def test_stale_lock_of_dead_process_is_taken_over(env):
 NEWBIE = "".join(
     f"{jid}|newbie|COMPLETED|3600|2|1|1000M|||cpu=2,mem=1000M,node=1|{end}\n"
     f"{jid}.batch||COMPLETED|3600|2|1||1000000|500000|cpu=2,mem=1000M,node=1|{end}\n"
-    for jid, end in ((9_000_001, "2026-08-05T10:00:00"), (9_000_002, "2026-09-05T10:00:00"), (9_000_003, "2026-11-02T10:00:00"))
+    for jid, end in (
+        (9_000_001, "2026-08-05T10:00:00"),
+        (9_000_002, "2026-09-05T10:00:00"),
+        (9_000_003, "2026-11-02T10:00:00"),
+    )
 )
 
 
@@ -206,7 +237,7 @@ def test_new_user_gets_one_user_scoped_backfill_and_no_double_count(env):
     assert u[u.index("-E") + 1] == "2026-10-31T23:59:59"  # only months the global backfill has not read
     poller(root, utc(2026, 11, 3, 1)).poll(backfill_months=10)  # global backfill reads Aug-Oct
     assert month_totals(root, "c1") == expected  # newbie's Aug/Sep jobs were not counted twice
-    reg = json.load(open(layout.users_registry(root, "c1")))
+    reg = sbhelpers.load_json(layout.users_registry(root, "c1"))
     assert reg["queue"] == [] and "newbie" in reg["users"]
 
 
@@ -215,7 +246,7 @@ def test_retention_archives_old_months_and_keeps_alltime(env):
     expected = make_data(data, months=("2022-01", "2022-02", "2025-06"), n=200)
     from slurmctl.scoreboard import derive, ingest, store
 
-    ingest.ingest(root, "c1", open(data).readlines(), sbhelpers.FAIL)  # months already read earlier
+    ingest.ingest(root, "c1", sbhelpers.read_lines(data), sbhelpers.FAIL)  # months already read earlier
     now = utc(2026, 11, 2)
     p = poller(root, now, backfill_start="2026-11-01")
     p.poll()  # the poll prunes what is older than 36 months
@@ -224,9 +255,9 @@ def test_retention_archives_old_months_and_keeps_alltime(env):
     assert not os.path.exists(layout.bloom_file(root, "c1", "2022-01"))
     assert not os.path.exists(layout.rollup_file(root, "c1", "2022-01"))
     assert month_totals(root, "c1") == expected  # per-user totals are kept forever (archive.json)
-    archive = json.load(open(layout.archive_file(root, "c1")))
+    archive = sbhelpers.load_json(layout.archive_file(root, "c1"))
     assert archive["months"] == ["2022-01", "2022-02"]
-    alltime = json.load(open(layout.table_file(root, "c1", "alltime")))
+    alltime = sbhelpers.load_json(layout.table_file(root, "c1", "alltime"))
     shown = {row[0]: row[1] for row in alltime["rows"]}
     assert all(shown[u] == expected[u][0] for u in shown) and shown
     assert derive.derived_is_current(root, "c1")

@@ -6,7 +6,6 @@ checks are not disturbed by other engineers' jobs on the shared dev cluster.
 """
 
 import datetime
-import json
 import os
 import pwd
 import subprocess
@@ -15,14 +14,14 @@ import time
 
 import pytest
 import sbhelpers
-from sbhelpers import BIN, FAIL
+from sbhelpers import BIN
 
 sys.path.insert(0, os.path.dirname(sbhelpers.HERE))  # tests/: slurm_fixtures
-from slurm_fixtures import slurm_cluster  # noqa: E402, F401
+from slurm_fixtures import slurm_cluster  # noqa: F401
 
-from slurmctl.scoreboard import derive, layout, model  # noqa: E402
-from slurmctl.scoreboard.jsonlog import JsonLog  # noqa: E402
-from slurmctl.scoreboard.poller import Poller  # noqa: E402
+from slurmctl.scoreboard import derive, layout, model
+from slurmctl.scoreboard.jsonlog import JsonLog
+from slurmctl.scoreboard.poller import Poller
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 USER = "sbtest"
@@ -44,8 +43,20 @@ def _need_user():
 
 
 def sbatch(*args):
-    cmd = ["sbatch", "--parsable", f"--uid={USER}", f"--gid={USER}", "-p", "debug", "-o", "/dev/null", "-e", "/dev/null", *args]
-    out = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, cwd="/tmp")
+    cmd = [
+        "sbatch",
+        "--parsable",
+        f"--uid={USER}",
+        f"--gid={USER}",
+        "-p",
+        "debug",
+        "-o",
+        "/dev/null",
+        "-e",
+        "/dev/null",
+        *args,
+    ]
+    out = subprocess.run(cmd, capture_output=True, text=True, cwd="/tmp")
     assert out.returncode == 0, out.stderr
     return out.stdout.strip().split(";")[0]
 
@@ -53,9 +64,25 @@ def sbatch(*args):
 def sacct_x(start, ids):
     """Independent oracle: job-level rows (-X), Elapsed as [D-]HH:MM:SS, parsed here, not by the package."""
     out = subprocess.run(
-        ["sacct", "-n", "-P", "-X", "-u", USER, "-S", start, "-E", "now", "-o", "JobID,JobIDRaw,State,Elapsed,AllocCPUS,AllocTRES"],
-        stdout=subprocess.PIPE, universal_newlines=True, env=dict(os.environ, TZ="UTC"), check=True,
-    ).stdout  # fmt: skip
+        [
+            "sacct",
+            "-n",
+            "-P",
+            "-X",
+            "-u",
+            USER,
+            "-S",
+            start,
+            "-E",
+            "now",
+            "-o",
+            "JobID,JobIDRaw,State,Elapsed,AllocCPUS,AllocTRES",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ, TZ="UTC"),
+        check=True,
+    ).stdout
     rows = {}
     for line in out.splitlines():
         jobid, raw, state, elapsed, cpus, tres = line.split("|")
@@ -74,8 +101,15 @@ def ran_jobs(slurm_cluster):  # noqa: F811
         "ok": sbatch("-J", "ok", "-c", "2", "--mem=100M", "-t", "2", "--wrap", "sleep 3"),
         "fail": sbatch("-J", "fail", "--mem=60M", "-t", "2", "--wrap", "exit 3"),
         "timeout": sbatch("-J", "tmo", "--mem=60M", "-t", "1", "--wrap", "sleep 300"),
-        "oom": sbatch("-J", "oom", "--mem=50M", "-t", "2", "--wrap",
-                      "python3 -c 'x=bytearray(400*1024*1024); import time; time.sleep(10)'"),  # fmt: skip
+        "oom": sbatch(
+            "-J",
+            "oom",
+            "--mem=50M",
+            "-t",
+            "2",
+            "--wrap",
+            "python3 -c 'x=bytearray(400*1024*1024); import time; time.sleep(10)'",
+        ),
         "array": sbatch("-J", "arr", "--mem=40M", "-t", "2", "--array=0-2", "--wrap", "sleep 1"),
         "gpu": sbatch("-J", "gpu", "--mem=60M", "-t", "2", "--gres=gpu:a100:1", "--wrap", "sleep 2"),
         "cancel": sbatch("-J", "can", "--mem=60M", "-t", "5", "--wrap", "sleep 300"),
@@ -89,7 +123,9 @@ def ran_jobs(slurm_cluster):  # noqa: F811
             subprocess.run(["scancel", ids["cancel"]], check=True)
             cancelled = True
         states = [r[1] for r in rows.values()]
-        if len(rows) == 9 and all(s.split()[0] not in ("PENDING", "RUNNING", "COMPLETING", "REQUEUED") for s in states):
+        if len(rows) == 9 and all(
+            s.split()[0] not in ("PENDING", "RUNNING", "COMPLETING", "REQUEUED") for s in states
+        ):
             break
         time.sleep(3)
     else:
@@ -113,7 +149,15 @@ def test_window_poll_matches_what_ran(ran_jobs, tmp_path):
     elapsed = sum(v[2] for v in rows.values())
     cpu = sum(v[2] * v[3] for v in rows.values())
     gpu_el = rows[ids["gpu"]][2]
-    assert s[:7] == [9, 1, 3, elapsed, cpu, gpu_el, gpu_el]  # ONE a100: gres/gpu:a100=1 + gres/gpu=1 not summed
+    assert s[:7] == [
+        9,
+        1,
+        3,
+        elapsed,
+        cpu,
+        gpu_el,
+        gpu_el,
+    ]  # ONE a100: gres/gpu:a100=1 + gres/gpu=1 not summed
     assert s[7] == (100 + 60 * 4 + 50 + 40 * 3) * MIB  # ReqMem as requested (22.05: job total)
     assert s[9] > 400 * 10**6  # the memory-killed job's MaxRSS comes from its step row: steps were folded
     assert 0 < s[8] <= s[9]
@@ -126,24 +170,42 @@ def test_cli_poll_once_on_real_slurm_is_idempotent(ran_jobs, tmp_path):
     _t0, ids, _rows = ran_jobs
     root = str(tmp_path)
     month = datetime.datetime.utcnow().strftime("%Y-%m")
-    args = [sys.executable, BIN, "poll", "--once", "--root", root, "--cluster", "dev", "--backfill-start", month + "-01",
-            "--rate-limit", "60", "--config", "/nonexistent.yaml", "--quiet"]  # fmt: skip
+    args = [
+        sys.executable,
+        BIN,
+        "poll",
+        "--once",
+        "--root",
+        root,
+        "--cluster",
+        "dev",
+        "--backfill-start",
+        month + "-01",
+        "--rate-limit",
+        "60",
+        "--config",
+        "/nonexistent.yaml",
+        "--quiet",
+    ]
     env = dict(os.environ, SLURM_SB_LAG_SEC="0", SLURM_SB_HOME_DIR="")
-    r1 = subprocess.run(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, env=env)
+    r1 = subprocess.run(args, capture_output=True, text=True, env=env)
     assert r1.returncode == 0, r1.stderr
     from slurmctl.scoreboard import store
 
     st = store.read_state(layout.month_state(root, "dev", month), month)
     assert all(int(i) in set(st.ids) for i in ids.values() if i)  # every job we ran was read
     assert st.totals()[USER][0] >= 9
-    health = json.load(open(layout.health_file(root, "dev")))
+    health = sbhelpers.load_json(layout.health_file(root, "dev"))
     assert health["last_error"] is None and "22.05" in health.get("sacct_version", "")
     before = sbhelpers.month_totals(root, "dev")
-    r2 = subprocess.run(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, env=env)
+    r2 = subprocess.run(args, capture_output=True, text=True, env=env)
     assert r2.returncode == 0, r2.stderr
     after = sbhelpers.month_totals(root, "dev")
     # a second poll re-reads the overlap: nothing already counted changes (new jobs of others may appear)
     assert all(after[u][:1] >= before[u][:1] for u in before) and after[USER] == before[USER]
-    out = subprocess.run([sys.executable, BIN, "doctor", "--root", root, "--config", "/nonexistent.yaml"],
-                         stdout=subprocess.PIPE, universal_newlines=True)  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, BIN, "doctor", "--root", root, "--config", "/nonexistent.yaml"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert out.returncode == 0, out.stdout

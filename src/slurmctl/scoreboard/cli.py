@@ -101,8 +101,11 @@ def _poller(args: argparse.Namespace) -> Any:
     cfg = _load_cfg(args, need_cluster=True)
     if not cfg["root"]:
         raise UsageError("no root given", hint="pass --root, set SLURM_SB_ROOT, or `root:` in the config")
-    log = JsonLog(cfg["cluster"], layout.log_file(cfg["root"], cfg["cluster"]) if cfg["cluster"] else None,
-                  quiet=getattr(args, "quiet", False))  # fmt: skip
+    log = JsonLog(
+        cfg["cluster"],
+        layout.log_file(cfg["root"], cfg["cluster"]) if cfg["cluster"] else None,
+        quiet=getattr(args, "quiet", False),
+    )
     return Poller(cfg, log=log)
 
 

@@ -41,10 +41,24 @@ DEFAULTS = {
     "stale_lock_sec": 6 * 3600,
 }  # type: Dict[str, Any]
 
-_INT = ("poll_interval_sec", "backfill_months_per_poll", "sacct_retries", "lag_sec", "overlap_sec",
-        "min_jobs_to_show", "rollup_retention_months", "min_uid")  # fmt: skip
-_FLOAT = ("backfill_sleep_sec", "rate_limit_per_min", "sacct_timeout_sec", "backoff_base_sec", "bloom_fp_rate",
-          "stale_lock_sec")  # fmt: skip
+_INT = (
+    "poll_interval_sec",
+    "backfill_months_per_poll",
+    "sacct_retries",
+    "lag_sec",
+    "overlap_sec",
+    "min_jobs_to_show",
+    "rollup_retention_months",
+    "min_uid",
+)
+_FLOAT = (
+    "backfill_sleep_sec",
+    "rate_limit_per_min",
+    "sacct_timeout_sec",
+    "backoff_base_sec",
+    "bloom_fp_rate",
+    "stale_lock_sec",
+)
 _BOOL = ("count_cancelled_as_failure",)
 _LIST = ("failure_states", "opt_out")
 _DATE_RE = re.compile(r"^\d{4}-\d{2}(-\d{2})?$")
@@ -173,8 +187,11 @@ class Config:
         return states
 
 
-def load(flags: Optional[Dict[str, Any]] = None, environ: Optional[Dict[str, str]] = None,
-         config_path: Optional[str] = None) -> Config:  # fmt: skip
+def load(
+    flags: Optional[Dict[str, Any]] = None,
+    environ: Optional[Dict[str, str]] = None,
+    config_path: Optional[str] = None,
+) -> Config:
     """Return the effective Config. Reads the user config and the root's policy.json.
 
     Raises UsageError (bad value, with its source) or FormatError-like UsageError for unreadable files.

@@ -5,6 +5,7 @@ any time (``slurm-sb rebuild``) and a crash between the commit and these writes 
 poll (``derived.json`` records the state generations the files reflect).
 """
 
+import contextlib
 import datetime
 import json
 import os
@@ -104,12 +105,20 @@ def visible(totals: Dict[str, Sums], policy: Policy) -> Dict[str, Sums]:
 
 
 def write_scope(
-    root: str, scope: str, window: str, totals: Dict[str, Sums], asof: str, policy: Policy
+    root: str,
+    scope: str,
+    window: str,
+    totals: Dict[str, Sums],
+    asof: str,
+    policy: Policy,
+    writer: Optional[fsutil.BatchWriter] = None,
 ) -> int:
     """Write the table and every metric's leaderboard of ``scope`` (cluster or ALL) for ``window``.
 
     Returns the number of users shown. Idempotent. Raises StorageError.
     """
+    own = writer is None
+    writer = writer or fsutil.BatchWriter()
     shown = visible(totals, policy)
     vectors = {u: metric_vector(s) for u, s in shown.items()}
     table = {
@@ -119,7 +128,7 @@ def write_scope(
         "columns": list(METRICS),
         "rows": [[u, *vectors[u]] for u in sorted(vectors)],
     }
-    fsutil.atomic_write_json(layout.table_file(root, scope, window), table)
+    writer.add_json(layout.table_file(root, scope, window), table)
     for j, metric in enumerate(METRICS):
         doc = {
             "asof": asof,
@@ -128,7 +137,9 @@ def write_scope(
             "cluster": scope,
             "rows": rank_rows([(u, v[j]) for u, v in vectors.items()]),
         }
-        fsutil.atomic_write_json(layout.leaderboard_file(root, scope, window, metric), doc)
+        writer.add_json(layout.leaderboard_file(root, scope, window, metric), doc)
+    if own:
+        writer.commit()
     return len(shown)
 
 
@@ -176,13 +187,14 @@ def derive(
     asof = now.strftime("%Y-%m-%dT%H:%M:%SZ")
     today = now.date()
     month_list = store.list_months(root, cluster) if months is None else sorted(set(months))
+    writer = fsutil.BatchWriter()
     generations = {}
     for month in month_list:
         got = store.read_totals(layout.month_state(root, cluster, month))
         if got is None:
             continue
         generations[month] = got[0]["generation"]
-        fsutil.atomic_write_json(
+        writer.add_json(
             layout.rollup_file(root, cluster, month), rollup_doc(cluster, month, got[1], asof, policy)
         )
     alltime, span = alltime_totals(root, cluster)
@@ -198,7 +210,7 @@ def derive(
         first, last = span.get(user, ("", ""))
         doc["first_month"], doc["last_month"] = first, last
         doc.update(to_metrics(alltime[user]))
-        fsutil.atomic_write_json(path, doc)
+        writer.add_json(path, doc)
         n_user_files += 1
     if users is None and user_files:
         _remove_stale_user_files(root, cluster, set(alltime), policy)
@@ -210,12 +222,14 @@ def derive(
     shown = {}
     for window, totals in per_window.items():
         full = {u: s for u, s in totals.items() if u not in policy.opt_out}
-        fsutil.atomic_write_json(_full_table_path(root, cluster, window), {"asof": asof, "users": full})
-        shown[window] = write_scope(root, cluster, window, totals, asof, policy)
+        writer.add_json(_full_table_path(root, cluster, window), {"asof": asof, "users": full})
+        shown[window] = write_scope(root, cluster, window, totals, asof, policy, writer)
+    writer.commit()  # this cluster's files first: the merge below reads its full totals back
     merged = {}
     if write_merged:
         for window in WINDOWS:
-            merged[window] = write_merged_scope(root, window, asof, policy)
+            merged[window] = write_merged_scope(root, window, asof, policy, writer)
+        writer.commit()
     all_generations = {}
     for month in store.list_months(root, cluster):
         h = store.read_header(layout.month_state(root, cluster, month))
@@ -227,8 +241,13 @@ def derive(
     return {"rollups": len(generations), "user_files": n_user_files, "shown": shown, "merged": merged}
 
 
-def write_merged_scope(root: str, window: str, asof: str, policy: Policy) -> int:
-    """Write the ALL table and leaderboards of ``window`` from every cluster's full totals; return users shown."""
+def write_merged_scope(
+    root: str, window: str, asof: str, policy: Policy, writer: Optional[fsutil.BatchWriter] = None
+) -> int:
+    """Write the ALL table and leaderboards of ``window`` from every cluster's full totals.
+
+    Returns the number of users shown.
+    """
     merged = {}  # type: Dict[str, Sums]
     for c in layout.list_cluster_dirs(root):
         for user, sums in read_full_table(root, c, window).items():
@@ -237,7 +256,7 @@ def write_merged_scope(root: str, window: str, asof: str, policy: Policy) -> int
                 merged[user] = list(sums)
             else:
                 add_into(acc, sums)
-    return write_scope(root, layout.ALL, window, merged, asof, policy)
+    return write_scope(root, layout.ALL, window, merged, asof, policy, writer)
 
 
 def derived_is_current(root: str, cluster: str) -> bool:
@@ -270,10 +289,8 @@ def _remove_stale_user_files(root: str, cluster: str, present: Set[str], policy:
             continue
         user = name[:-5]
         if user not in present or user in policy.opt_out:
-            try:
+            with contextlib.suppress(OSError):
                 os.unlink(os.path.join(d, name))
-            except OSError:
-                pass
 
 
 _ = zero_sums  # re-exported for callers building sums by hand

@@ -57,7 +57,7 @@ class Registry:
         self.queue = list(data.get("queue", []))  # type: List[str]
 
     def register(self, names: Iterable[str], source: str, asof: str, enqueue: bool) -> List[str]:
-        """Add unknown ``names``; queue them for user-scoped backfill when ``enqueue``. Return the new ones."""
+        """Add unknown ``names``; queue them for a user-scoped backfill when ``enqueue``; return the new."""
         new = []
         for name in sorted(set(names)):
             if name in self.users:

@@ -16,8 +16,13 @@ _ROTATE_BYTES = 5 * 1024 * 1024
 class JsonLog:
     """Writes log records; keeps the last error records for the health file."""
 
-    def __init__(self, cluster: str = "", path: Optional[str] = None, stream: Optional[IO[str]] = None,
-                 quiet: bool = False) -> None:  # fmt: skip
+    def __init__(
+        self,
+        cluster: str = "",
+        path: Optional[str] = None,
+        stream: Optional[IO[str]] = None,
+        quiet: bool = False,
+    ) -> None:
         self.cluster = cluster
         self.path = path
         self.stream = stream if stream is not None else sys.stderr

@@ -5,6 +5,7 @@ file holds ``<pid> <hostname> <epoch>``; a lock whose process is gone on this ho
 ``stale_sec`` from another host, is taken over.
 """
 
+import contextlib
 import os
 import socket
 import time
@@ -64,10 +65,8 @@ class PollLock:
                         f"another poller holds {self.path} (pid {info['pid']} on {info['host']})",
                         hint="nothing to do: the running poller covers this cycle",
                     ) from None
-                try:
+                with contextlib.suppress(FileNotFoundError):
                     os.unlink(self.path)  # stale: the holder died without releasing
-                except FileNotFoundError:
-                    pass
                 continue
             except OSError as exc:
                 raise StorageError(f"cannot create lock {self.path}: {exc}") from exc

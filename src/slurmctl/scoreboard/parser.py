@@ -12,8 +12,19 @@ from . import units
 from .schemas import AVG_MEM, MAX_MEM
 
 # The -o list every query uses; the parser relies on this order.
-FIELDS = ("JobIDRaw", "User", "State", "ElapsedRaw", "AllocCPUS", "NNodes", "ReqMem", "MaxRSS", "AveRSS",
-          "AllocTRES", "End")  # fmt: skip
+FIELDS = (
+    "JobIDRaw",
+    "User",
+    "State",
+    "ElapsedRaw",
+    "AllocCPUS",
+    "NNodes",
+    "ReqMem",
+    "MaxRSS",
+    "AveRSS",
+    "AllocTRES",
+    "End",
+)
 N_FIELDS = len(FIELDS)
 FORMAT = ",".join(FIELDS)
 

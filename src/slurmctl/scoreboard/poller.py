@@ -4,6 +4,7 @@ One poll is idempotent: every ingest commits by atomic rename with exact dedupe,
 only after the data it describes is committed, and derived files are recomputed from committed state.
 """
 
+import contextlib
 import datetime
 import os
 import platform
@@ -79,8 +80,13 @@ class Cursor:
 class Poller:
     """Runs polls for one cluster. ``clock`` returns epoch seconds (tests pass a fixed one)."""
 
-    def __init__(self, cfg: Config, log: Optional[JsonLog] = None, clock: Callable[[], float] = time.time,
-                 sleep: Callable[[float], None] = time.sleep) -> None:  # fmt: skip
+    def __init__(
+        self,
+        cfg: Config,
+        log: Optional[JsonLog] = None,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self.cfg = cfg
         self.root = cfg["root"]
         self.cluster = cfg["cluster"]
@@ -94,8 +100,12 @@ class Poller:
         self.clock = clock
         self.sleep = sleep
         self.log = log or JsonLog(self.cluster, layout.log_file(self.root, self.cluster))
-        self.bucket = TokenBucket(cfg["rate_limit_per_min"], path=layout.ratelimit_file(self.root, self.cluster),
-                                  clock=clock, sleep=sleep)  # fmt: skip
+        self.bucket = TokenBucket(
+            cfg["rate_limit_per_min"],
+            path=layout.ratelimit_file(self.root, self.cluster),
+            clock=clock,
+            sleep=sleep,
+        )
         self.sacct = Sacct(
             cfg["sacct"],
             bucket=self.bucket,
@@ -111,8 +121,9 @@ class Poller:
         self.totals = {"jobs_seen": 0, "jobs_new": 0, "duplicates": 0}
 
     # ------------------------------------------------------------------ reading
-    def read_window(self, start: str, end: str, phase: str, user: Optional[str] = None,
-                    months: Optional[Set[str]] = None) -> BatchResult:  # fmt: skip
+    def read_window(
+        self, start: str, end: str, phase: str, user: Optional[str] = None, months: Optional[Set[str]] = None
+    ) -> BatchResult:
         """Read jobs that ended in [start, end] (UTC, inclusive) and commit them; return the BatchResult."""
         self.log.phase = phase
         calls0, bytes0, sleep0 = self.sacct.calls, self.sacct.bytes, self.sacct.rate_sleep_ms
@@ -152,7 +163,7 @@ class Poller:
 
     # ------------------------------------------------------------------ steps
     def step_current(self, cursor: Cursor, now: datetime.datetime) -> None:
-        """Close any months the live cursor left behind, then read the current month up to now − lag."""
+        """Close any months the live cursor left behind, then read the current month up to now - lag."""
         cur = cursor.data["current"]
         overlap = datetime.timedelta(seconds=self.cfg["overlap_sec"])
         now_month = month_of(now)
@@ -256,13 +267,13 @@ class Poller:
         # the month both archived and present, which alltime_totals counts once (archive wins).
         fsutil.atomic_write_json(layout.archive_file(self.root, self.cluster), archive)
         for month in victims:
-            for path in (layout.month_state(self.root, self.cluster, month),
-                         layout.bloom_file(self.root, self.cluster, month),
-                         layout.rollup_file(self.root, self.cluster, month)):  # fmt: skip
-                try:
+            for path in (
+                layout.month_state(self.root, self.cluster, month),
+                layout.bloom_file(self.root, self.cluster, month),
+                layout.rollup_file(self.root, self.cluster, month),
+            ):
+                with contextlib.suppress(FileNotFoundError):
                     os.unlink(path)
-                except FileNotFoundError:
-                    pass
         self.log("info", "retention pruned months", months=victims)
         return victims
 
@@ -285,8 +296,14 @@ class Poller:
         now = datetime.datetime.utcfromtimestamp(self.clock())
         asof = iso_z(now)
         health = _read_health(self.root, self.cluster)
-        health.update({"cluster": self.cluster, "last_attempt": asof, "version": __version__,
-                       "python": platform.python_version()})  # fmt: skip
+        health.update(
+            {
+                "cluster": self.cluster,
+                "last_attempt": asof,
+                "version": __version__,
+                "python": platform.python_version(),
+            }
+        )
         with PollLock(layout.lock_file(self.root, self.cluster), self.cfg["stale_lock_sec"]):
             try:
                 full = not derive.derived_is_current(self.root, self.cluster)
@@ -312,13 +329,27 @@ class Poller:
                 self.log("error", str(exc), phase="poll")
                 raise
             summary = dict(self.totals)
-            summary.update({"backfilled_months": backfilled, "new_users": len(new_users), "pruned": pruned,
-                            "calls": self.sacct.calls, "bytes": self.sacct.bytes,
-                            "rate_sleep_ms": self.sacct.rate_sleep_ms, "derived": d,
-                            "seconds": round(time.time() - start_t, 3),
-                            "backfill_done": not cursor.data.get("next_backfill_month")})  # fmt: skip
-            health.update({"last_success": asof, "last_error": None, "jobs_new": self.totals["jobs_new"],
-                           "calls": self.sacct.calls})  # fmt: skip
+            summary.update(
+                {
+                    "backfilled_months": backfilled,
+                    "new_users": len(new_users),
+                    "pruned": pruned,
+                    "calls": self.sacct.calls,
+                    "bytes": self.sacct.bytes,
+                    "rate_sleep_ms": self.sacct.rate_sleep_ms,
+                    "derived": d,
+                    "seconds": round(time.time() - start_t, 3),
+                    "backfill_done": not cursor.data.get("next_backfill_month"),
+                }
+            )
+            health.update(
+                {
+                    "last_success": asof,
+                    "last_error": None,
+                    "jobs_new": self.totals["jobs_new"],
+                    "calls": self.sacct.calls,
+                }
+            )
             sv = self.sacct.version()
             if sv:
                 health["sacct_version"] = sv

@@ -113,8 +113,11 @@ def _doctor_cluster(root: str, c: str, stale_sec: float, max_age_sec: float, say
         say("OK", f"[{c}] locked by pid {info['pid']} on {info['host']} for {age:.0f} s")
     try:
         cur = read_json(layout.cursor_file(root, c))
-        say("OK", f"[{c}] cursor: current {cur['current']['month']} up to {cur['current'].get('last_end')}, "
-                  f"next backfill {cur.get('next_backfill_month') or 'done'}")  # fmt: skip
+        say(
+            "OK",
+            f"[{c}] cursor: current {cur['current']['month']} up to {cur['current'].get('last_end')}, "
+            f"next backfill {cur.get('next_backfill_month') or 'done'}",
+        )
     except FileNotFoundError:
         say("WARN", f"[{c}] no cursor yet (never polled)")
     except (FormatError, KeyError, TypeError) as exc:
@@ -158,8 +161,7 @@ def _doctor_cluster(root: str, c: str, stale_sec: float, max_age_sec: float, say
             say("FAIL", f"[{c}] {exc}")
     if not bad:
         say("OK", f"[{c}] {len(store.list_months(root, c))} month states readable")
-    say("OK" if derive.derived_is_current(root, c) else "WARN",
-        f"[{c}] derived files match the month states")  # fmt: skip
+    say("OK" if derive.derived_is_current(root, c) else "WARN", f"[{c}] derived files match the month states")
 
 
 def format_rows(rows: List[Tuple[str, str]]) -> str:

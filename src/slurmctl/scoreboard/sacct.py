@@ -75,7 +75,7 @@ class Sacct:
 
     def _once(self, args: List[str], consume: Callable[[Iterator[str], Callable[[], None]], Any]) -> Any:
         cmd = [self.sacct, *args]
-        err = tempfile.TemporaryFile()
+        err = tempfile.TemporaryFile()  # noqa: SIM115 -- closed in the finally below
         try:
             try:
                 proc = subprocess.Popen(
@@ -151,8 +151,13 @@ class Sacct:
                     break
                 delay = min(self.backoff_max_sec, self.backoff_base_sec * (2**attempt))
                 delay *= random.uniform(0.9, 1.1)  # jitter: pollers of several clusters must not sync up
-                self.log("warning", "sacct call failed; backing off", attempt=attempt + 1, delay_sec=round(delay, 1),
-                         error=last)  # fmt: skip
+                self.log(
+                    "warning",
+                    "sacct call failed; backing off",
+                    attempt=attempt + 1,
+                    delay_sec=round(delay, 1),
+                    error=last,
+                )
                 self.sleep(delay)
         raise SacctError(
             f"sacct failed {self.retries + 1} times; last error: {last}",
@@ -160,7 +165,7 @@ class Sacct:
         )
 
     def version(self) -> str:
-        """Return ``sacct --version`` output ("" when sacct is missing or fails). No token taken: no dbd load."""
+        """Return ``sacct --version`` ("" when missing or failing). Takes no token: no slurmdbd load."""
         try:
             out = subprocess.check_output(
                 [self.sacct, "--version"], stderr=subprocess.STDOUT, universal_newlines=True, timeout=30

@@ -30,8 +30,14 @@ Days = Dict[str, Dict[str, Sums]]
 class MonthState:
     """In-memory month state. ``ids`` is an ascending uint32 array; ``days[user][DD]`` exact sums."""
 
-    def __init__(self, month: str, generation: int = 0, asof: str = "", ids: Optional[array] = None,
-                 days: Optional[Days] = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        month: str,
+        generation: int = 0,
+        asof: str = "",
+        ids: Optional[array] = None,
+        days: Optional[Days] = None,
+    ) -> None:
         self.month = month
         self.generation = generation
         self.asof = asof
@@ -107,7 +113,7 @@ def _json_blob(data: bytes, path: str, what: str) -> Any:
 def read_totals(path: str) -> Optional[Tuple[Dict[str, Any], Dict[str, Sums]]]:
     """Return ``(header, {user: month sums})`` without decoding ids or days; None if absent."""
     try:
-        fh = open(path, "rb")
+        fh = open(path, "rb")  # noqa: SIM115 -- closed by the `with fh` below; only the open may be ENOENT
     except FileNotFoundError:
         return None
     with fh:
@@ -121,7 +127,7 @@ def read_totals(path: str) -> Optional[Tuple[Dict[str, Any], Dict[str, Sums]]]:
 def read_state(path: str, month: str) -> MonthState:
     """Return the full month state in ``path`` (an empty one when absent). Raises FormatError."""
     try:
-        fh = open(path, "rb")
+        fh = open(path, "rb")  # noqa: SIM115 -- closed by the `with fh` below; only the open may be ENOENT
     except FileNotFoundError:
         return MonthState(month)
     with fh:
@@ -181,7 +187,7 @@ def read_archive(root: str, cluster: str) -> Dict[str, Any]:
     except ValueError as exc:
         raise FormatError(
             f"{path}: invalid JSON: {exc}", hint="restore it from backup; it holds pruned totals"
-        )
+        ) from exc
     if not isinstance(data, dict) or not isinstance(data.get("months"), list):
         raise FormatError(f"{path}: expected {{'months': [...], 'users': {{...}}}}")
     _check_sums_map(data.get("users"), f"{path}: users")

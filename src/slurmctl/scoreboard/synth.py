@@ -104,13 +104,26 @@ def generate(
             av = mx // 2
             max_rss = max(max_rss, mx)
             ave_rss = max(ave_rss, av)
-            write(f"{job_id}.{name}||{state.split()[0]}|{elapsed}|{cpus}|{nnodes}||{mx}|{av}|cpu={cpus},mem={req // MIB}M,node={nnodes}|{end_s}\n")  # fmt: skip
+            step_tres = f"cpu={cpus},mem={req // MIB}M,node={nnodes}"
+            write(
+                f"{job_id}.{name}||{state.split()[0]}|{elapsed}|{cpus}|{nnodes}||{mx}|{av}|{step_tres}|{end_s}\n"
+            )
         acc = expected.get(user)
         if acc is None:
             acc = expected[user] = zero_sums()
         failed = 1 if state.split()[0] in FAILURES else 0
-        contrib = (1, 1 if gpus else 0, failed, elapsed, cpus * elapsed, elapsed if gpus else 0, gpus * elapsed,
-                   req, ave_rss, max_rss)  # fmt: skip
+        contrib = (
+            1,
+            1 if gpus else 0,
+            failed,
+            elapsed,
+            cpus * elapsed,
+            elapsed if gpus else 0,
+            gpus * elapsed,
+            req,
+            ave_rss,
+            max_rss,
+        )
         for i in range(N_SUMS):
             acc[i] += contrib[i]
     return expected
@@ -127,7 +140,7 @@ def write_root(
     user_files: bool = False,
     now: Optional[datetime.datetime] = None,
 ) -> None:
-    """Write a complete scoreboard root: month states for ``months`` months × ``clusters`` with ``n_users``
+    """Write a complete scoreboard root: month states for ``months`` months by ``clusters`` with ``n_users``
     Zipf-active users, then every derived file (tables, leaderboards, merged, rollups; per-user files
     only with ``user_files`` because they dominate the time). Overwrites what is there."""
     from . import derive, store
@@ -152,7 +165,18 @@ def write_root(
                 day = f"{rng.randint(1, ndays):02d}"
                 el = jobs * rng.randint(60, 7200)
                 gpu = jobs // 4
-                sums = [jobs, gpu, jobs // 10, el, el * 4, el // 4, el // 2, jobs * 4 * 10**9, jobs * 10**9, jobs * 2 * 10**9]  # fmt: skip
+                sums = [
+                    jobs,
+                    gpu,
+                    jobs // 10,
+                    el,
+                    el * 4,
+                    el // 4,
+                    el // 2,
+                    jobs * 4 * 10**9,
+                    jobs * 10**9,
+                    jobs * 2 * 10**9,
+                ]
                 st.days[user] = {day: sums}
                 n_ids += jobs
             from array import array
