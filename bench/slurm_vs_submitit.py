@@ -40,7 +40,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import BenchError, child_env, ratio, result, run_child
+from common import BenchError, ChildRun, child_env, ratio, result, run_child
 
 BENCH = "slurm_vs_submitit"
 SHIMMED = ("sbatch", "squeue", "sacct", "scancel", "scontrol", "sinfo", "srun")
@@ -112,6 +112,37 @@ def cancel_by_name(name: str) -> None:
         subprocess.run([real, f"--name={name}"], capture_output=True, check=False, timeout=30)
 
 
+def check_slurmctl_run(
+    run: ChildRun, root: Path, out: Path, items: int, row: dict[str, object]
+) -> str | None:
+    """Verify a ``submit --wait`` run: job succeeded with every item, and ``slurmctl results`` merges
+    exactly ``items`` rows (its time goes into ``row``). Returns None, or what went wrong."""
+    if run.returncode != 0:
+        tail = " | ".join(line.strip() for line in run.stderr.strip().splitlines()[-3:])
+        return f"submit --wait exited {run.returncode}: {tail}"
+    job_id = run.stdout.strip().splitlines()[-1]
+    status = run_child(
+        [sys.executable, "-m", "slurmctl", "status", job_id, "--json", "--root", str(root)],
+        env=child_env(),
+        label="slurmctl status",
+    )
+    st = json.loads(status.stdout)
+    if st["state"] != "succeeded" or st["items_done"] != items or st["items_failed"]:
+        return f"job {job_id} ended {st['state']}, {st['items_done']}/{items} items done"
+    merged = run_child(
+        [sys.executable, "-m", "slurmctl", "results", job_id, "--root", str(root), "-o", str(out)],
+        env=child_env(),
+        check=False,
+        label="slurmctl results",
+    )
+    if merged.returncode != 0:
+        return f"slurmctl results exited {merged.returncode}: {merged.stderr.strip()[-300:]}"
+    row["results_merge_s"] = round(merged.wall_s, 3)
+    with open(out, "rb") as f:
+        rows = sum(1 for _ in f)
+    return None if rows == items else f"merged output has {rows} rows, expected {items}"
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("items", nargs="?", type=int, default=200_000)
@@ -120,6 +151,7 @@ def main() -> int:
     ap.add_argument("--modes", default="pilot,array", help="slurmctl modes (default pilot,array)")
     ap.add_argument("--timeout", type=float, default=900.0, help="per contender, seconds (default 900)")
     ap.add_argument("--dir", type=Path, default=None, help="work directory (default: a temp dir)")
+    ap.add_argument("--keep", action="store_true", help="keep the work directory (logs, job roots)")
     args = ap.parse_args()
     if args.items < 1 or not 1 <= args.batches <= args.items:
         print("error: need ITEMS >= BATCHES >= 1", file=sys.stderr)
@@ -206,51 +238,28 @@ def main() -> int:
             root = work / f"root-{slug}"
             argv = [sys.executable, "-m", "slurmctl", "submit", str(job), "--wait", "--root", str(root)]
             try:
-                run = run_child(argv, env=env_for(log), cwd=work, timeout=args.timeout, label=label)
+                run = run_child(
+                    argv, env=env_for(log), cwd=work, timeout=args.timeout, label=label, check=False
+                )
             except BaseException:
                 cancel_by_name(f"slurmctl-{job_name}")  # job names are slurmctl-<job id>, id starts with name
                 for p in (root / "jobs").glob(f"{job_name}-*"):
                     cancel_by_name(f"slurmctl-{p.name}")
                 raise
-            job_id = run.stdout.strip().splitlines()[-1]
             counts = read_counts(log)
-            status = run_child(
-                [sys.executable, "-m", "slurmctl", "status", job_id, "--json", "--root", str(root)],
-                env=child_env(),
-                label="slurmctl status",
-            )
-            st = json.loads(status.stdout)
-            if st["state"] != "succeeded" or st["items_done"] != args.items or st["items_failed"]:
-                raise BenchError(f"{label}: job {job_id} ended {st['state']}, {st['items_done']} items done")
-            merged = run_child(
-                [
-                    sys.executable,
-                    "-m",
-                    "slurmctl",
-                    "results",
-                    job_id,
-                    "--root",
-                    str(root),
-                    "-o",
-                    str(work / f"{slug}.out.jsonl"),
-                ],
-                env=child_env(),
-                label="slurmctl results",
-            )
-            with open(work / f"{slug}.out.jsonl", "rb") as f:
-                out_rows = sum(1 for _ in f)
-            if out_rows != args.items:
-                raise BenchError(f"{label}: merged output has {out_rows} rows, expected {args.items}")
             row = {
                 "contender": label,
                 "wall_s": round(run.wall_s, 3),
-                "results_merge_s": round(merged.wall_s, 3),
                 "client_commands": dict(counts["client"]),
                 "job_commands": dict(counts["job"]),
             }
+            problem = check_slurmctl_run(run, root, work / f"{slug}.out.jsonl", args.items, row)
+            if problem:
+                row["failed"] = problem
             result(BENCH, items=args.items, batches=args.batches, **row)
             rows.append(row)
-            shutil.rmtree(root, ignore_errors=True)
+            if not args.keep:
+                shutil.rmtree(root, ignore_errors=True)
 
         print()
         print(f"{args.items:,} items in {args.batches} batches of {per:,}, no-op handler, dev cluster:")
@@ -258,13 +267,16 @@ def main() -> int:
             client = sum(r["client_commands"].values())
             detail = ", ".join(f"{k} {v}" for k, v in sorted(r["client_commands"].items()))
             jobside = sum(r["job_commands"].values())
+            flag = f"  FAILED: {r['failed']}" if r.get("failed") else ""
             print(
                 f"  {r['contender']:<20} {r['wall_s']:8.2f}s  client Slurm commands {client:3d} ({detail})"
-                f"; inside jobs {jobside}"
+                f"; inside jobs {jobside}{flag}"
             )
         b_wall = rows[0]["wall_s"]
         b_cmds = sum(rows[0]["client_commands"].values())
         for r in rows[1:]:
+            if r.get("failed"):
+                continue
             ratio(
                 f"submitit_vs_{r['contender'].replace(' ', '_')}_speedup",
                 b_wall,
@@ -278,12 +290,19 @@ def main() -> int:
                 unit="commands",
                 target="<= 1.00x",
             )
+        failed = [r["contender"] for r in rows if r.get("failed")]
+        if failed:
+            print(f"error: contender(s) failed, no ratio for them: {', '.join(failed)}", file=sys.stderr)
+            return 1
         return 0
     except BenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        if args.keep:
+            print(f"work directory kept: {work}", file=sys.stderr)
+        else:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
