@@ -45,7 +45,10 @@ def test_textual_ui_keys_mouse_and_quit(sb_root):
             await pilot.press("g")
             assert ctrl.state.cluster == "bell" and "Cluster: bell" in board_text(app)
             await pilot.resize_terminal(30, 8)
-            await pilot.pause()
+            for _ in range(200):  # the resize reaches the widget asynchronously; slower under load
+                await pilot.pause(0.05)
+                if tuple(app.screen.focused.size) == (30, 8):
+                    break
             assert "Terminal too small" in board_text(app)
             await pilot.press("q")
             await pilot.pause()
