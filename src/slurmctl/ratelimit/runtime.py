@@ -1,0 +1,44 @@
+"""Glue between a job and its limiters: which store a backend uses, and ``ctx.rate_limits``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from slurmctl.errors import ConfigError
+from slurmctl.ratelimit.config import LimitConfig
+from slurmctl.ratelimit.limiter import Limiter
+from slurmctl.ratelimit.stores import BucketStore, SqliteBucketStore, StateBucketStore
+from slurmctl.storage.base import Backend
+
+# One limiter per (backend, job, name) per process: a pilot running many tasks keeps its lease.
+_cache: dict[tuple[str, str, str], Limiter] = {}
+_stores: dict[str, BucketStore] = {}
+
+
+def bucket_store(backend: Backend) -> BucketStore:
+    """The bucket store of a backend: SQLite beside a local root, the ``limits`` table on aws.
+    Cached per process. Raises ConfigError for a backend kind without one."""
+    ident = backend.description
+    if ident not in _stores:
+        kind = backend.spec.get("kind", "local")
+        if kind == "local":
+            _stores[ident] = SqliteBucketStore(Path(backend.spec["root"]) / "ratelimit.sqlite")
+        elif kind == "aws":
+            _stores[ident] = StateBucketStore(backend.state, "limits")
+        else:
+            raise ConfigError(f"backend kind {kind!r} has no rate-limit store")
+    return _stores[ident]
+
+
+def limits_for(backend: Backend, job_id: str, job_config: dict[str, Any]) -> dict[str, Limiter]:
+    """The ``ctx.rate_limits`` mapping for a task of ``job_id``: one Limiter per entry of the
+    job's ``limits:`` block (empty if it has none). Idempotent per process."""
+    declared = job_config.get("limits") or {}
+    out: dict[str, Limiter] = {}
+    for name, raw in declared.items():
+        key = (backend.description, job_id, name)
+        if key not in _cache:
+            _cache[key] = Limiter(bucket_store(backend), name, LimitConfig.model_validate(raw), job_id=job_id)
+        out[name] = _cache[key]
+    return out
