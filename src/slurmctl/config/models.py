@@ -11,6 +11,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from slurmctl.ratelimit.config import LimitConfig, LimitName
+
 CONFIG_SCHEMA_VERSION = 1
 
 
@@ -142,3 +144,7 @@ class JobConfig(Strict):
     output: OutputConfig = Field(default_factory=OutputConfig)
     backend: BackendConfig = Field(default_factory=BackendConfig)
     executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
+    limits: dict[LimitName, LimitConfig] = Field(
+        default_factory=dict,
+        description="named rate limits shared by all workers; handlers use ctx.rate_limits[name]",
+    )

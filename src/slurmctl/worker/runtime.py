@@ -38,6 +38,7 @@ from slurmctl.fsutil import sha256_file
 from slurmctl.model.core import Job, Task, TaskStatus
 from slurmctl.model.manifests import DoneMarker, ResultManifest
 from slurmctl.model.states import TaskState
+from slurmctl.ratelimit.runtime import limits_for
 from slurmctl.storage import keys
 from slurmctl.storage.base import Backend
 from slurmctl.worker.checkpoint import Checkpoint
@@ -331,6 +332,7 @@ class Worker:
             logger=logging.getLogger(f"slurmctl.handler.{task.task_id}"),
             scratch_dir=scratch / "handler",
             resources=dict(self.job.config.get("resources", {})),
+            rate_limits=limits_for(self.backend, self.job_id, self.job.config),
         )
         ctx.scratch_dir.mkdir(exist_ok=True)
         path = self._batch_path(task, scratch)
