@@ -1,0 +1,69 @@
+"""Smoke checks of the benchmarks in bench/: each runs at a tiny size, exits 0, and prints its ratio lines
+and RESULT records. Nothing here asserts a time (the machine is shared); the benchmarks themselves check
+that their contenders produced the same output (rows, counts) and exit non-zero if not."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+
+
+def run_bench(script: str, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    p = subprocess.run(
+        [sys.executable, str(BENCH / script), *args], capture_output=True, text=True, timeout=timeout
+    )
+    assert p.returncode == 0, f"{script} exited {p.returncode}\nstdout:\n{p.stdout}\nstderr:\n{p.stderr}"
+    return p
+
+
+def results(stdout: str) -> list[dict]:
+    return [json.loads(line[len("RESULT ") :]) for line in stdout.splitlines() if line.startswith("RESULT ")]
+
+
+def ratio_names(stdout: str) -> set[str]:
+    return {line.split()[1] for line in stdout.splitlines() if line.startswith("RATIO ")}
+
+
+def test_worker_overhead_smoke():
+    p = run_bench("worker_overhead.py", "3000", "--repeat", "1")
+    assert {"worker_vs_bare", "worker_items_per_s_vs_200k"} <= ratio_names(p.stdout)
+    by = {r["contender"]: r for r in results(p.stdout)}
+    assert by["worker"]["items"] == by["bare"]["items"] == 3000
+    assert by["worker"]["items_per_s"] > 0 and by["worker"]["peak_rss_mib"] > 0
+
+
+def test_status_10k_smoke():
+    p = run_bench("status_10k.py", "60", "--repeat", "1")
+    assert {"status_cli_vs_0.3s_target", "progress_vs_bare_scan_in_process"} <= ratio_names(p.stdout)
+    contenders = {r["contender"] for r in results(p.stdout)}
+    assert {"status_cli", "progress_in_process", "bare_scan_in_process"} <= contenders
+
+
+def test_bad_size_is_a_clear_error_not_a_traceback():
+    p = subprocess.run(
+        [sys.executable, str(BENCH / "worker_overhead.py"), "0"], capture_output=True, text=True, timeout=60
+    )
+    assert p.returncode == 2
+    assert "must be positive" in p.stderr and "Traceback" not in p.stderr
+
+
+@pytest.mark.slurm
+def test_slurm_vs_submitit_smoke(slurm_cluster):
+    if importlib.util.find_spec("submitit") is None:
+        pytest.fail(
+            "submitit is not installed: pip install submitit==1.5.4 (a dev dependency)", pytrace=False
+        )
+    p = run_bench("slurm_vs_submitit.py", "600", "3", "--workers", "2", timeout=600)
+    names = ratio_names(p.stdout)
+    assert "submitit_vs_slurmctl_pilot_W=2_speedup" in names
+    assert "submitit_vs_slurmctl_array_speedup" in names
+    rows = {r["contender"]: r for r in results(p.stdout)}
+    assert rows["submitit"]["client_commands"].get("sbatch") == 1  # the shims saw submitit's submission
+    assert rows["slurmctl pilot W=2"]["client_commands"].get("sbatch") == 1
