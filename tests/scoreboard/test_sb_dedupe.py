@@ -7,7 +7,7 @@ import pytest
 import sbhelpers
 from sbhelpers import FAIL
 
-from slurmctl.scoreboard import dedupe, ingest, layout, synth
+from slurmctl.scoreboard import dedupe, ingest, layout, store, synth
 from slurmctl.scoreboard.errors import FormatError
 
 
@@ -64,38 +64,45 @@ def test_ids_codec():
 
 
 def test_bloom_false_positives_never_drop_jobs(tmp_path):
-    """A saturated filter flags almost every id; the exact set must still accept every new job."""
+    """A saturated filter flags every id; the exact set must still accept every new job."""
     root = str(tmp_path)
     buf = io.StringIO()
     expected = synth.generate(buf, 5000, n_users=40, seed=9)
     lines = buf.getvalue().splitlines(True)
-    # Pre-seed a tiny, fully saturated Bloom file for the month with n matching an empty state: the
-    # ingest treats it as stale (no state) and starts fresh; so saturate through the API instead.
-    b = dedupe.Bloom(1024, 0.5)
+    blocks = [i for i, ln in enumerate(lines) if "." not in ln.split("|", 1)[0]]
+    first = lines[: blocks[100]]  # the first 100 jobs
+    ingest.ingest(root, "c1", first, FAIL)
+    b = dedupe.read_bloom(layout.bloom_file(root, "c1", "2026-10"))
+    assert b.n == 100
     b.cells = bytearray(b"\x01" * b.m)  # every bit set: every id is a "suspect"
-    mb = ingest.MonthBatch(root, "c1", "2026-10", 0.05)
-    mb.bloom = b
-    from slurmctl.scoreboard.parser import SacctParser
-
-    for job_id, user, end, sums in SacctParser(FAIL).parse(lines):
-        mb.seen += 1
-        if mb.bloom.add(job_id):
-            mb.suspects.append((job_id, user, end[8:10], sums))
-        else:  # pragma: no cover - a saturated filter never says "new"
-            raise AssertionError("saturated filter said new")
-    assert len(mb.suspects) == 5000
-    assert mb.settle() == 5000 and mb.duplicates == 0
-    mb.commit("2026-11-01T00:00:00Z")
+    with open(layout.bloom_file(root, "c1", "2026-10"), "wb") as fh:
+        fh.write(b.to_bytes())
+    r = ingest.ingest(root, "c1", lines, FAIL)
+    assert (r.jobs_new, r.duplicates) == (4900, 100)
     assert sbhelpers.month_totals(root, "c1") == expected
 
 
-def test_exact_count_on_a_month_bigger_than_the_initial_filter(tmp_path):
-    """70k jobs: the filter grows (65536 initial capacity) and every job is counted exactly once."""
+def test_filter_grows_when_a_month_outgrows_it(tmp_path):
+    """10k jobs, then 70k (overlapping): the 12.5k-capacity filter is rebuilt; every job counted once."""
     root = str(tmp_path)
     buf = io.StringIO()
     expected = synth.generate(buf, 70000, n_users=500, seed=11)
-    r = ingest.ingest(root, "c1", buf.getvalue().splitlines(True), FAIL)
-    assert r.jobs_new == 70000
+    lines = buf.getvalue().splitlines(True)
+    blocks = [i for i, ln in enumerate(lines) if "." not in ln.split("|", 1)[0]]
+    ingest.ingest(root, "c1", lines[: blocks[10000]], FAIL)
+    assert dedupe.read_bloom(layout.bloom_file(root, "c1", "2026-10")).capacity < 70000
+    r = ingest.ingest(root, "c1", lines, FAIL)
+    assert (r.jobs_new, r.duplicates) == (60000, 10000)
     assert sbhelpers.month_totals(root, "c1") == expected
     b = dedupe.read_bloom(layout.bloom_file(root, "c1", "2026-10"))
     assert b.n == 70000 and b.capacity >= 70000
+    assert all(
+        i in b for i in list(store.read_state(layout.month_state(root, "c1", "2026-10"), "2026-10").ids)[::97]
+    )
+
+
+def test_duplicate_within_one_stream_counts_once(tmp_path):
+    root = str(tmp_path)
+    lines = sbhelpers.read_lines(sbhelpers.golden("handmade.sacct"))
+    r = ingest.ingest(root, "c1", lines + lines[:4], FAIL)  # job 100 (with its 3 steps) printed twice
+    assert (r.jobs_new, r.duplicates) == (10, 1)

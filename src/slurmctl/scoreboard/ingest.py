@@ -2,14 +2,14 @@
 
 The stream is parsed once (``parser``); each job goes to the month of its End. Per month, the Bloom
 filter answers "definitely new" for most ids and those are summed at once; ids it flags ("suspects")
-are kept aside and settled at the end against the exact id set and the ids accepted in this batch, so a
-Bloom false positive never drops a job and a re-read never counts one twice. Nothing is written until
+are kept aside and settled at the end against the exact id set, and ids repeated within the stream are
+caught by the batch's own id set, so a Bloom false positive never drops a job and a re-read never
+counts one twice. Nothing is written until
 the whole stream was read without error; then each month's state is written with one atomic rename
 (the commit), and its Bloom file after it (derived: rebuilt when it disagrees with the state).
 """
 
 import datetime
-from array import array
 from typing import Iterable, List, Optional, Set
 
 from . import dedupe, fsutil, layout, store
@@ -17,11 +17,16 @@ from .errors import FormatError
 from .parser import SacctParser
 from .schemas import N_SUMS
 
-_INITIAL_CAPACITY = 65536
-
 
 class MonthBatch:
-    """Accumulators of one month within one batch."""
+    """Accumulators of one month within one batch.
+
+    During the stream a job id is settled at once when possible: an id already accepted in this batch
+    is an exact duplicate (``batch`` is a set); an id the month's existing Bloom filter does not hold is
+    certainly new. Ids the filter flags are "suspects", settled after the stream against the exact id
+    set. A month with no ids yet (a backfill read) never consults a filter at all; its filter is built
+    once, at the exact size, when the month commits.
+    """
 
     def __init__(self, root: str, cluster: str, month: str, p: float) -> None:
         self.root = root
@@ -30,60 +35,40 @@ class MonthBatch:
         self.p = p
         self.header = store.read_header(layout.month_state(root, cluster, month))
         self._state = None  # type: Optional[store.MonthState]
-        n_existing = int(self.header["n_ids"]) if self.header else 0
+        self.n_existing = int(self.header["n_ids"]) if self.header else 0
         bloom = None
-        if n_existing:
+        if self.n_existing:
             try:
                 bloom = dedupe.read_bloom(layout.bloom_file(root, cluster, month))
             except FormatError:
                 bloom = None  # derived data: rebuilt below from the exact set
-            if bloom is None or bloom.n != n_existing or bloom.p != p:
-                bloom = dedupe.Bloom.build(self.state().ids, n_existing, p)
-        if bloom is None:
-            bloom = dedupe.Bloom(_INITIAL_CAPACITY, p)
-        self.bloom = bloom
-        self.new_ids = array("I")
+            if bloom is None or bloom.n != self.n_existing or bloom.p != p:
+                bloom = dedupe.Bloom.build(self.state().ids, self.n_existing, p)
+        self.bloom = bloom  # type: Optional[dedupe.Bloom]
+        self.batch = set()  # type: Set[int]
         self.acc = {}  # type: Dict[Tuple[str, str], List[int]]
         self.suspects = []  # type: List[Tuple[int, str, str, List[int]]]
         self.seen = 0
         self.duplicates = 0
-        self.users = set()  # type: Set[str]
 
     def state(self) -> store.MonthState:
         """Return the month's committed state (read once, lazily)."""
         if self._state is None:
-            self._state = store.read_state(
-                layout.month_state(self.root, self.cluster, self.month), self.month
-            )
+            path = layout.month_state(self.root, self.cluster, self.month)
+            self._state = store.read_state(path, self.month)
         return self._state
-
-    def grow(self) -> None:
-        """Rebuild the Bloom filter 4x larger from every id known so far (it filled up)."""
-        existing = self.state().ids if self.header else array("I")
-        n = len(existing) + len(self.new_ids)
-        b = dedupe.Bloom(max(4 * n, _INITIAL_CAPACITY), self.p)
-        add = b.add
-        for i in existing:
-            add(i)
-        for i in self.new_ids:
-            add(i)
-        b.n = n
-        self.bloom = b
 
     def settle(self) -> int:
         """Resolve the Bloom suspects exactly; return how many were new. Call once, after the stream."""
         if not self.suspects:
             return 0
         existing = self.state().ids
-        batch = array("I", sorted(self.new_ids))
-        accepted = set()  # type: Set[int]
         n_new = 0
         for job_id, user, day, sums in self.suspects:
-            if dedupe.contains(existing, job_id) or dedupe.contains(batch, job_id) or job_id in accepted:
+            if job_id in self.batch or dedupe.contains(existing, job_id):
                 self.duplicates += 1
                 continue
-            accepted.add(job_id)
-            self.new_ids.append(job_id)
+            self.batch.add(job_id)
             self._add(user, day, sums)
             n_new += 1
         self.suspects = []
@@ -104,10 +89,10 @@ class MonthBatch:
         Idempotent in effect: a second commit of the same batch finds every id already present. Raises
         StorageError / FormatError.
         """
-        if not self.new_ids and self.header is not None:
+        if not self.batch and self.header is not None:
             return 0
         st = self.state() if self.header else store.MonthState(self.month)
-        st.ids = dedupe.merge_sorted(st.ids, self.new_ids)
+        st.ids = dedupe.merge_sorted(st.ids, self.batch)
         for (user, day), sums in self.acc.items():
             per_day = st.days.setdefault(user, {})
             cur = per_day.get(day)
@@ -120,17 +105,16 @@ class MonthBatch:
         st.asof = asof
         store.write_state(self.root, self.cluster, st)
         # Derived, after the commit: a crash here leaves a Bloom file whose n disagrees with the state,
-        # which the next batch detects and rebuilds.
-        bloom = self.bloom
+        # which the next batch of this month detects and rebuilds.
         n = len(st.ids)
-        if bloom.full() or bloom.capacity > 4 * max(n, _INITIAL_CAPACITY):
-            bloom = dedupe.Bloom.build(st.ids, n, self.p)
-        else:
-            # Every new id is in the filter already: the "definitely new" ones were added as they came,
-            # and settled suspects had all their bits set (that is what made them suspects).
+        bloom = self.bloom
+        if bloom is not None and n <= bloom.capacity:
+            bloom.add_all(self.batch)
             bloom.n = n
+        else:
+            bloom = dedupe.Bloom.build(st.ids, n, self.p)  # first ids of the month, or the filter filled up
         fsutil.atomic_write_bytes(layout.bloom_file(self.root, self.cluster, self.month), bloom.to_bytes())
-        return len(self.new_ids)
+        return len(self.batch)
 
 
 class BatchResult:
@@ -174,7 +158,7 @@ def ingest(
     cluster: str,
     lines: Iterable[str],
     failure_states: Iterable[str],
-    bloom_p: float = 0.05,
+    bloom_p: float = 0.1,
     source: str = "sacct",
     months_allowed: Optional[Set[str]] = None,
     asof: Optional[str] = None,
@@ -206,12 +190,14 @@ def ingest(
                 batches[month] = mb
             last_month = month
         mb.seen += 1
-        day = end[8:10]
-        if mb.bloom.add(job_id):
-            mb.suspects.append((job_id, user, day, sums))
+        if job_id in mb.batch:
+            mb.duplicates += 1  # the same job twice in one stream: exact, no filter needed
             continue
-        mb.new_ids.append(job_id)
-        key = (user, day)
+        if mb.bloom is not None and job_id in mb.bloom:
+            mb.suspects.append((job_id, user, end[8:10], sums))
+            continue
+        mb.batch.add(job_id)
+        key = (user, end[8:10])
         acc = mb.acc.get(key)
         if acc is None:
             mb.acc[key] = sums
@@ -226,8 +212,6 @@ def ingest(
             acc[7] += sums[7]
             acc[8] += sums[8]
             acc[9] += sums[9]
-        if mb.bloom.n > mb.bloom.capacity:
-            mb.grow()
     if after_parse is not None:
         after_parse()
     stamp = asof or utc_now_iso()

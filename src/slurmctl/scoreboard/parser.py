@@ -135,54 +135,62 @@ class SacctParser:
         """Yield one record per job in ``lines`` (sacct -P output, in sacct's order), steps folded in.
 
         Malformed rows are skipped and described in ``problems``; never raises on bad content.
+        This loop runs once per sacct row (3M rows for a 1M-job month), so it keeps counters and
+        caches in locals and handles the common step row inline.
         """
         current = None  # type: Optional[Record]
-        current_raw = ""
-        lineno = 0
+        prefix = "\0"  # "<JobIDRaw>." of the current job: its step rows start with it
+        lineno = rows = steps = orphans = jobs = 0
         mem = units.mem_bytes
-        for line in lines:
-            lineno += 1
-            f = line.split("|")
-            if len(f) != N_FIELDS:
-                if line.strip():
-                    self._problem(lineno, f"expected {N_FIELDS} '|'-separated fields, found {len(f)}", line)
-                continue
-            self.rows += 1
-            jid = f[0]
-            dot = jid.find(".")
-            if dot >= 0:
-                self.steps += 1
-                parent = jid[:dot]
-                if parent != current_raw or current is None:
+        parse_job = self._parse_job
+        try:
+            for line in lines:
+                lineno += 1
+                f = line.split("|")
+                if len(f) != N_FIELDS:
+                    if line.strip():
+                        self._problem(lineno, f"expected {N_FIELDS} '|'-separated fields, got {len(f)}", line)
+                    continue
+                rows += 1
+                jid = f[0]
+                if jid.startswith(prefix):
+                    steps += 1
+                    sums = current[3]
+                    a = f[8]
+                    if a:
+                        v = int(a) if a.isdigit() else mem(a)
+                        if v is None:
+                            self._problem(lineno, f"bad AveRSS {a!r}", line)
+                        elif v > sums[AVG_MEM]:
+                            sums[AVG_MEM] = v
+                    a = f[7]
+                    if a:
+                        v = int(a) if a.isdigit() else mem(a)
+                        if v is None:
+                            self._problem(lineno, f"bad MaxRSS {a!r}", line)
+                        elif v > sums[MAX_MEM]:
+                            sums[MAX_MEM] = v
+                    continue
+                if "." in jid:
                     # sacct prints a job's steps right after it; a step without its job row just before
                     # (its job was malformed or outside the window) cannot be attributed.
-                    self.orphan_steps += 1
+                    steps += 1
+                    orphans += 1
                     continue
-                sums = current[3]
-                a = f[8]
-                if a:
-                    v = int(a) if a.isdigit() else mem(a)
-                    if v is None:
-                        self._problem(lineno, f"bad AveRSS {a!r}", line)
-                    elif v > sums[AVG_MEM]:
-                        sums[AVG_MEM] = v
-                m = f[7]
-                if m:
-                    v = int(m) if m.isdigit() else mem(m)
-                    if v is None:
-                        self._problem(lineno, f"bad MaxRSS {m!r}", line)
-                    elif v > sums[MAX_MEM]:
-                        sums[MAX_MEM] = v
-                continue
-            rec = self._parse_job(f, lineno, line)
+                rec = parse_job(f, lineno, line)
+                if current is not None:
+                    jobs += 1
+                    yield current
+                current = rec
+                prefix = jid + "." if rec is not None else "\0"
             if current is not None:
-                self.jobs += 1
+                jobs += 1
                 yield current
-            current = rec
-            current_raw = jid if rec is not None else ""
-        if current is not None:
-            self.jobs += 1
-            yield current
+        finally:
+            self.rows += rows
+            self.steps += steps
+            self.orphan_steps += orphans
+            self.jobs += jobs
 
 
 def parse_lines(lines: Iterable[str], failure_states: Iterable[str]) -> List[Record]:
