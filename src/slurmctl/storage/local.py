@@ -193,7 +193,7 @@ class FileStateStore(_DeferrableSync, StateStore):
         return self.root / _check_key(table) / f"{_check_key(key)}.json"
 
     @staticmethod
-    def _read(path: Path, key: str) -> Record | None:
+    def _read(path: str | os.PathLike[str], key: str) -> Record | None:
         try:
             with open(path, "rb") as f:
                 doc = json.loads(f.read())
@@ -289,7 +289,8 @@ class FileStateStore(_DeferrableSync, StateStore):
         records: list[Record] = []
         key_head = f"{head}/" if head else ""
         try:
-            entries = sorted(os.scandir(base), key=lambda e: e.name)
+            with os.scandir(base) as it:
+                entries = sorted(it, key=lambda e: e.name)
         except FileNotFoundError:
             return records
         for entry in entries:
@@ -300,7 +301,8 @@ class FileStateStore(_DeferrableSync, StateStore):
                 continue
             if not name.endswith(".json") or name.startswith(".") or not name.startswith(name_prefix):
                 continue
-            rec = self._read(Path(entry.path), key_head + name[:-5])
+            # entry.path as a str: building a Path per record cost a third of a 10k-task scan.
+            rec = self._read(entry.path, key_head + name[:-5])
             if rec is not None:
                 records.append(rec)
         return records
