@@ -86,7 +86,8 @@ def main() -> int:
         merged = s1.get("merged leaderboards", 0)
         est = 60 * per_month + 5 * per_cluster + merged
         print(
-            f"extrapolated 12 months x 5 clusters: 60 x {per_month / 1e6:.2f} MB + 5 x {per_cluster / 1e6:.2f} MB"
+            f"extrapolated 12 months x 5 clusters: 60 x {per_month / 1e6:.2f} MB"
+            f" + 5 x {per_cluster / 1e6:.2f} MB"
             f" + {merged / 1e6:.2f} MB = {est / 1e6:.1f} MB"
         )
         print(f"target <= {TARGET_MB:.0f} MB: {est / 1e6 <= TARGET_MB}")
@@ -103,7 +104,10 @@ def main() -> int:
         for k in sorted(s2):
             print(f"  {k:24} {s2[k] / 1e6:9.3f} MB")
         small = sum(v for k, v in s2.items() if k in month_kinds) / 60
-        print(f"per cluster-month: {per_month / 1e6:.3f} MB at {a.jobs} jobs vs {small / 1e6:.3f} MB at {a.full_jobs}")
+        print(
+            f"per cluster-month: {per_month / 1e6:.3f} MB at {a.jobs} jobs"
+            f" vs {small / 1e6:.3f} MB at {a.full_jobs}"
+        )
         return 0 if est / 1e6 <= TARGET_MB else 1
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -101,3 +101,37 @@ def test_bin_help_on_python36():
     assert r.returncode == 0 and "poll" in r.stdout, r.stderr
     r = run("config", "--config", "/nonexistent.yaml", python=PY36)
     assert r.returncode == 0 and "rate_limit_per_min" in r.stdout, r.stderr
+
+
+def test_example_config_and_policy_parse(tmp_path):
+    ex = os.path.join(sbhelpers.REPO, "examples", "scoreboard")
+    c = config.load({}, environ={}, config_path=os.path.join(ex, "config.yaml"))
+    assert c["cluster"] == "hammer" and c["rate_limit_per_min"] == 2.0 and not c["count_cancelled_as_failure"]
+    root = str(tmp_path)
+    os.makedirs(os.path.join(root, "config"))
+    with (
+        open(os.path.join(ex, "policy.json")) as src,
+        open(os.path.join(root, "config", "policy.json"), "w") as dst,
+    ):
+        dst.write(src.read())
+    c = config.load({"root": root}, environ={}, config_path="/nonexistent.yaml")
+    assert c["rollup_retention_months"] == 36 and c.sources["bloom_fp_rate"].endswith("policy.json")
+
+
+def test_write_root_builds_a_readable_multi_cluster_root(tmp_path):
+    """The synthetic root the TUI benchmark uses: every scope and window loads through the model."""
+    import datetime
+
+    from slurmctl.scoreboard import model, synth
+
+    root = str(tmp_path)
+    synth.write_root(root, ["a", "b"], 200, months=3, now=datetime.datetime(2026, 11, 23))
+    for scope in ("a", "b", "ALL"):
+        for window in ("alltime", "30d", "365d"):
+            cols, rows, _asof = model.load_scope(root, scope, window)
+            assert cols[0] == "jobs" and rows
+    merged = model.load_table(model.table_path(root, "ALL", "alltime"))["rows"]
+    a = model.load_table(model.table_path(root, "a", "alltime"))["rows"]
+    b = model.load_table(model.table_path(root, "b", "alltime"))["rows"]
+    user = next(u for u in merged if u in a and u in b)
+    assert merged[user][0] == a[user][0] + b[user][0]

@@ -6,6 +6,7 @@ import sbhelpers
 from sbhelpers import FAIL
 
 from slurmctl.scoreboard import derive, ingest, layout, model
+from slurmctl.scoreboard.schemas import TUI_METRICS
 
 
 def job(jid, user, end, elapsed=3600, cpus=1):
@@ -13,10 +14,14 @@ def job(jid, user, end, elapsed=3600, cpus=1):
 
 
 def board(root, scope, window, metric="jobs"):
-    return {
-        u: v
-        for _r, u, v in model.load_leaderboard(layout.leaderboard_file(root, scope, window, metric))["rows"]
-    }
+    """{user: value} shown for ``metric``: from its leaderboard file, or the table's column for the
+    metrics that have no leaderboard file of their own (jobs, memory sums)."""
+    if metric in TUI_METRICS:
+        rows = model.load_leaderboard(layout.leaderboard_file(root, scope, window, metric))["rows"]
+        return {u: v for _r, u, v in rows}
+    t = model.load_table(layout.table_file(root, scope, window))
+    j = t["columns"].index(metric)
+    return {u: v[j] for u, v in t["rows"].items()}
 
 
 def test_rolling_window_edges(tmp_path):

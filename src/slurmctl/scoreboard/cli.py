@@ -14,7 +14,7 @@ from typing import Any, List, Optional
 
 from . import __version__, config, dedupe, humanize, layout, model, probe
 from .errors import LockHeldError, ScoreboardError, UsageError
-from .schemas import METRICS, normalize_window
+from .schemas import METRICS, TUI_METRICS, normalize_window
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -173,7 +173,8 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
         with open(path, encoding="utf-8") as fh:
             sys.stdout.write(fh.read())
         return 0
-    if scope == layout.ALL and not os.path.exists(path):
+    if not os.path.exists(path) and (scope == layout.ALL or args.metric not in TUI_METRICS):
+        # no leaderboard file: the merged one is not written yet, or the metric is a table column only
         columns, rows, asof = model.load_scope(root, scope, window)
         j = columns.index(args.metric)
         from .derive import rank_rows

@@ -6,6 +6,7 @@ The exact set is stored in the month's ``.state`` file (see ``store``) as zlib-c
 """
 
 import hashlib
+import heapq
 import itertools
 import math
 import os
@@ -213,10 +214,18 @@ def contains(sorted_ids: Sequence[int], job_id: int) -> bool:
     return i < len(sorted_ids) and sorted_ids[i] == job_id
 
 
-def merge_sorted(a: Sequence[int], b: Iterable[int]) -> array:
-    """Return the ascending union of ascending ``a`` and ids ``b`` (any order, may repeat ids in a). Pure."""
+def merge_sorted(a: Sequence[int], new: Iterable[int]) -> array:
+    """Return ascending ``a`` merged with ``new`` (ids not in ``a``, any order) as a uint32 array. Pure.
+
+    Memory matters here (a backfill commits a million ids at once): ``new`` is sorted into a list once
+    and merged, never copied into another set. A repeated id raises ValueError when encoded.
+    """
     out = _u32()
-    out.extend(sorted(set(itertools.chain(a, b))))
+    fresh = sorted(new)
+    if not len(a):
+        out.extend(fresh)
+    else:
+        out.extend(heapq.merge(a, fresh))
     return out
 
 

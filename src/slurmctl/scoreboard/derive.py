@@ -13,7 +13,17 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
 from . import fsutil, layout, store
 from .errors import FormatError
-from .schemas import JOBS, METRICS, WINDOW_DAYS, WINDOWS, add_into, metric_vector, to_metrics, zero_sums
+from .schemas import (
+    JOBS,
+    METRICS,
+    TUI_METRICS,
+    WINDOW_DAYS,
+    WINDOWS,
+    add_into,
+    metric_vector,
+    to_metrics,
+    zero_sums,
+)
 
 Sums = List[int]
 
@@ -129,7 +139,8 @@ def write_scope(
         "rows": [[u, *vectors[u]] for u in sorted(vectors)],
     }
     writer.add_json(layout.table_file(root, scope, window), table)
-    for j, metric in enumerate(METRICS):
+    for metric in TUI_METRICS:
+        j = METRICS.index(metric)
         doc = {
             "asof": asof,
             "window": window,

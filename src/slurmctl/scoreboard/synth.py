@@ -159,9 +159,10 @@ def write_root(
             ndays = calendar.monthrange(int(month[:4]), int(month[5:7]))[1]
             n_ids = 0
             for rank, user in enumerate(users):
-                jobs = max(0, int(jobs_per_user_month * 50 / (rank + 1) ** 1.1 * rng.random()))
-                if not jobs:
-                    continue
+                if rng.random() > 0.8:
+                    continue  # inactive this month
+                # every active user has >= 3 jobs (so all of them are shown); a Zipf head has many more
+                jobs = 3 + int(jobs_per_user_month * 50 / (rank + 1) ** 1.1 * rng.random())
                 day = f"{rng.randint(1, ndays):02d}"
                 el = jobs * rng.randint(60, 7200)
                 gpu = jobs // 4
