@@ -3,17 +3,18 @@
 A bucket with ``rate`` R tokens/s and ``burst`` B keeps one number, the *theoretical arrival
 time* ``tat`` of the next token. Token i of a reservation made at time ``now`` may be used at
 
-    u_i = max(now, t0 + i/R - tau),   t0 = max(tat, now),   tau = (B - 1)/R
+    u_i = max(now, t0 + i/R - tau),   t0 = max(tat, now),   tau = (B - 1)/R - L
 
 and the reservation moves ``tat`` to ``t0 + n/R``. The ``u_i`` of all reservations, whoever
 holds them, form one conforming sequence: any window of W seconds holds at most ``R*W + B`` of
-them. So a worker can take a *lease* of n slots with one compare-and-set and spend them locally
-(sleeping until each slot's time) without breaking the shared limit — that is what saves round
-trips. A slot is a time, not a coin: slots of a worker that dies simply pass; a lease never
-reaches further than ``horizon_s`` ahead, so a dead worker's tokens are available again within
-that horizon (the lease TTL). Unused future slots are handed back on exit (``release``): if the
-lease is the newest, ``tat`` moves back; otherwise the slots become *credits* the next
-reservation takes first.
+them, provided no slot is used more than L late (L = jitter allowance, :func:`jitter_s`; the
+worker drops such slots). So a worker can take a *lease* of n slots with one compare-and-set and
+spend them locally (sleeping until each slot's time) without breaking the shared limit — that is
+what saves round trips. A slot is a time, not a coin: slots of a worker that dies simply pass; a
+lease never reaches further than ``horizon_s`` ahead, so a dead worker's tokens are available
+again within that horizon (the lease TTL). Unused future slots are handed back on exit
+(``release``): if the lease is the newest, ``tat`` moves back; otherwise the slots become
+*credits* the next reservation takes first.
 
 Pure functions over a JSON-able dict, so the same code runs inside an SQLite transaction and a
 DynamoDB compare-and-set.
@@ -25,6 +26,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+MAX_JITTER_S = 0.25  # lateness a slot may be used with; see jitter_s
+MIN_LATE_S = 0.02  # with burst 1 there is no headroom; tolerate this much (documented)
 MAX_CREDITS = 64  # returned slot runs kept per bucket; older ones are dropped (capacity lost, never gained)
 
 
@@ -37,6 +40,7 @@ class Grant:
     end: float
     step: float
     fresh: tuple[float, ...] = ()  # the slots taken from the schedule (not from credits)
+    late_s: float = MIN_LATE_S  # a slot not used by its time + late_s must be dropped
 
 
 def new_bucket(rate: float, burst: int) -> dict[str, Any]:
@@ -44,8 +48,18 @@ def new_bucket(rate: float, burst: int) -> dict[str, Any]:
     return {"rate": float(rate), "burst": int(burst), "tat": 0.0, "blocked_until": 0.0, "credits": []}
 
 
+def jitter_s(doc: dict[str, Any]) -> float:
+    """How late a worker may use a slot: half the burst's span, at most MAX_JITTER_S.
+
+    Workers never send exactly at a slot's time (scheduling, GIL, network). A slot used up to
+    ``L`` late can join a window with the slots after it, so a window of 1 s could see the slots
+    of 1 + L seconds. Taking ``R*L`` tokens out of the burst keeps the server's view within
+    ``R*W + burst`` anyway; slots later than ``L`` are dropped by the worker, not spent."""
+    return min(MAX_JITTER_S, (max(1, int(doc["burst"])) - 1) / (2 * float(doc["rate"])))
+
+
 def _tau(doc: dict[str, Any]) -> float:
-    return (max(1, int(doc["burst"])) - 1) / float(doc["rate"])
+    return (max(1, int(doc["burst"])) - 1) / float(doc["rate"]) - jitter_s(doc)
 
 
 def reserve(doc: dict[str, Any], n: int, now: float, horizon_s: float) -> tuple[Grant | None, float]:
@@ -84,7 +98,8 @@ def reserve(doc: dict[str, Any], n: int, now: float, horizon_s: float) -> tuple[
     if not slots:
         return None, t0 - tau - horizon_s
     slots.sort()
-    return Grant(tuple(slots), float(doc["tat"]), step, tuple(fresh)), 0.0
+    late = max(MIN_LATE_S, jitter_s(doc))
+    return Grant(tuple(slots), float(doc["tat"]), step, tuple(fresh), late), 0.0
 
 
 def release(doc: dict[str, Any], grant: Grant, unused: list[float], now: float) -> int:

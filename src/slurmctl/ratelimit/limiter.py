@@ -135,7 +135,8 @@ class Limiter:
             for _ in range(n):
                 while True:
                     now = self.clock()
-                    while self._slots and self._slots[0] < now - self.config.max_late_s:
+                    late = self._grant.late_s if self._grant is not None else gcra.MIN_LATE_S
+                    while self._slots and self._slots[0] < now - late:
                         # Spending a stale slot now could bunch requests beyond rate + burst.
                         self._slots.popleft()
                         self.dropped_late += 1

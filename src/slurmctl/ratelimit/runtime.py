@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,8 @@ from slurmctl.ratelimit.config import LimitConfig
 from slurmctl.ratelimit.limiter import Limiter
 from slurmctl.ratelimit.stores import BucketStore, SqliteBucketStore, StateBucketStore
 from slurmctl.storage.base import Backend
+
+log = logging.getLogger("slurmctl.ratelimit")
 
 # One limiter per (backend, job, name) per process: a pilot running many tasks keeps its lease.
 _cache: dict[tuple[str, str, str], Limiter] = {}
@@ -31,11 +34,31 @@ def bucket_store(backend: Backend) -> BucketStore:
     return _stores[ident]
 
 
-def limits_for(backend: Backend, job_id: str, job_config: dict[str, Any]) -> dict[str, Limiter]:
+class TaskLimits(dict[str, Limiter]):
+    """``ctx.rate_limits``: name -> Limiter. When the task's context is dropped (the worker has
+    handled the last item and moves on to publishing), the leases go back at once: a worker
+    publishing for half a second must not sit on slots the other workers could use. CPython frees
+    the context when ``Worker._process`` returns, so this runs then; atexit is the backstop."""
+
+    def release(self) -> int:
+        """Hand back every lease's unused slots. Returns how many. Idempotent."""
+        returned = 0
+        for limiter in self.values():
+            try:
+                returned += limiter.close()
+            except Exception as exc:  # never fail a task over returning tokens
+                log.warning("could not return tokens of %s: %s", limiter.name, exc)
+        return returned
+
+    def __del__(self) -> None:
+        self.release()
+
+
+def limits_for(backend: Backend, job_id: str, job_config: dict[str, Any]) -> TaskLimits:
     """The ``ctx.rate_limits`` mapping for a task of ``job_id``: one Limiter per entry of the
     job's ``limits:`` block (empty if it has none). Idempotent per process."""
     declared = job_config.get("limits") or {}
-    out: dict[str, Limiter] = {}
+    out = TaskLimits()
     for name, raw in declared.items():
         key = (backend.description, job_id, name)
         if key not in _cache:
