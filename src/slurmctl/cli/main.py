@@ -369,6 +369,106 @@ def worker(
     raise typer.Exit(w.run_task(task))
 
 
+BackendOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--backend", help='backend block as JSON, e.g. \'{"kind":"aws","bucket":"b"}\' (default: local)'
+    ),
+]
+
+
+def _backend_of(root: str | None, spec: str | None) -> Any:
+    from slurmctl.errors import ConfigError
+    from slurmctl.storage.open import open_backend
+
+    if spec is None:
+        return _backend(root)
+    try:
+        block = json.loads(spec)
+    except ValueError as exc:
+        raise ConfigError(
+            f"--backend: not valid JSON: {exc}", hint='e.g. --backend \'{"kind":"aws","bucket":"b"}\''
+        ) from None
+    if not isinstance(block, dict):
+        raise ConfigError("--backend: expected a JSON object")
+    return open_backend(block, root)
+
+
+aws_app = typer.Typer(help="AWS backend resources (S3 + DynamoDB + SQS).", no_args_is_help=True)
+app.add_typer(aws_app, name="aws")
+limits_app = typer.Typer(help="Shared rate limits (token buckets) of running jobs.", no_args_is_help=True)
+app.add_typer(limits_app, name="limits")
+
+
+@aws_app.command("bootstrap")
+def aws_bootstrap(
+    bucket: Annotated[str, typer.Option("--bucket", help="S3 bucket (created if missing)")],
+    table_prefix: Annotated[str, typer.Option("--table-prefix")] = "slurmctl-",
+    queue_prefix: Annotated[str, typer.Option("--queue-prefix")] = "slurmctl-",
+    region: Annotated[str | None, typer.Option("--region")] = None,
+    endpoint_url: Annotated[
+        str | None, typer.Option("--endpoint-url", help="S3-compatible/test endpoint")
+    ] = None,
+    queues: Annotated[bool, typer.Option("--queues/--no-queues", help="also create the SQS queues")] = True,
+) -> None:
+    """Create (or correct) the bucket, tables and queues of the aws backend. Idempotent."""
+    from slurmctl.storage.aws.bootstrap import bootstrap
+    from slurmctl.storage.aws.settings import AwsSettings
+
+    settings = AwsSettings.from_spec(
+        {
+            "bucket": bucket,
+            "table_prefix": table_prefix,
+            "queue_prefix": queue_prefix,
+            "region": region,
+            "endpoint_url": endpoint_url,
+        }
+    )
+    for action in bootstrap(settings, queues=queues):
+        out.print(action, highlight=False)
+    block = json.dumps(settings.to_spec())
+    out.print(f"backend block for job files: {block}", markup=False, highlight=False)
+
+
+@limits_app.command("set")
+def limits_set(
+    name: str,
+    rate: Annotated[float | None, typer.Option("--rate", help="tokens per second")] = None,
+    burst: Annotated[int | None, typer.Option("--burst", help="tokens at once")] = None,
+    job: Annotated[
+        str | None, typer.Option("--job", help="the job's bucket (default: the shared one)")
+    ] = None,
+    root: RootOpt = None,
+    backend: BackendOpt = None,
+) -> None:
+    """Change a rate limit while jobs run; workers pick it up with their next lease."""
+    from slurmctl.ratelimit import bucket_store, set_limit
+
+    if rate is None and burst is None:
+        raise SlurmctlError("give --rate and/or --burst")
+    doc = set_limit(bucket_store(_backend_of(root, backend)), name, rate=rate, burst=burst, job_id=job)
+    scope = f"job {job}" if job else "shared"
+    out.print(f"limit {name} ({scope}): rate {doc['rate']:g}/s, burst {doc['burst']}")
+
+
+@app.command()
+def pause(job_id: str, root: RootOpt = None, backend: BackendOpt = None) -> None:
+    """Stop issuing rate-limit tokens to a job's workers (they wait; tasks stay claimed)."""
+    from slurmctl.ratelimit import bucket_store, set_paused
+
+    set_paused(bucket_store(_backend_of(root, backend)), job_id, True)
+    out.print(f"paused rate-limited work of {job_id} (within about a second plus one lease)")
+
+
+@app.command()
+def resume(job_id: str, root: RootOpt = None, backend: BackendOpt = None) -> None:
+    """Issue rate-limit tokens to a paused job's workers again."""
+    from slurmctl.ratelimit import bucket_store, set_paused
+
+    set_paused(bucket_store(_backend_of(root, backend)), job_id, False)
+    out.print(f"resumed {job_id}")
+
+
 def main() -> None:
     """Console entry point: runs the app and turns our errors into a message and an exit code."""
     try:
