@@ -109,6 +109,7 @@ def main() -> int:
     ap.add_argument("--jobs", type=int, default=1000000, help="jobs in the month (CI: e.g. 20000)")
     ap.add_argument("--users", type=int, default=2000)
     ap.add_argument("--keep", action="store_true", help="keep the temp dir")
+    ap.add_argument("--array-share", type=float, default=0.057, help="share of submissions that are arrays")
     a = ap.parse_args()
     from slurmctl.scoreboard import derive, synth
 
@@ -117,7 +118,9 @@ def main() -> int:
         data = os.path.join(tmp, "month.sacct")
         t = time.time()
         with open(data, "w", buffering=1 << 20) as fh:
-            expected = synth.generate(fh, a.jobs, month=MONTH, n_users=a.users, seed=1)
+            expected = synth.generate(
+                fh, a.jobs, month=MONTH, n_users=a.users, seed=1, array_share=a.array_share
+            )
         size_mb = os.path.getsize(data) / 1e6
         with open(data) as fh:
             rows = sum(1 for _ in fh)

@@ -54,10 +54,15 @@ def sizes(root: str) -> dict:
     return out
 
 
+ARRAY_SHARE = [synth.generate.__defaults__[-1]]
+
+
 def ingest_month(root: str, cluster: str, month: str, jobs: int, users: int, seed: int, first: int) -> None:
     data = os.path.join(os.path.dirname(root), "month.sacct")
     with open(data, "w", buffering=1 << 20) as fh:
-        synth.generate(fh, jobs, month=month, n_users=users, seed=seed, first_job_id=first)
+        synth.generate(
+            fh, jobs, month=month, n_users=users, seed=seed, first_job_id=first, array_share=ARRAY_SHARE[0]
+        )
     with open(data) as fh:
         ingest.ingest(root, cluster, fh, DEFAULT_FAILURE_STATES)
     os.unlink(data)
@@ -68,7 +73,14 @@ def main() -> int:
     ap.add_argument("--jobs", type=int, default=1000000, help="jobs in the full-size cluster-month")
     ap.add_argument("--users", type=int, default=2000)
     ap.add_argument("--full-jobs", type=int, default=20000, help="jobs/month in the real 12 x 5 layout")
+    ap.add_argument(
+        "--array-share",
+        type=float,
+        default=ARRAY_SHARE[0],
+        help="share of submissions that are job arrays (0: every job independent, the worst case)",
+    )
     a = ap.parse_args()
+    ARRAY_SHARE[0] = a.array_share
     tmp = tempfile.mkdtemp(prefix="sb-storage-")
     now = datetime.datetime(2026, 11, 30, 12)
     try:

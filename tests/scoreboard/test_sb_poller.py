@@ -261,3 +261,53 @@ def test_retention_archives_old_months_and_keeps_alltime(env):
     shown = {row[0]: row[1] for row in alltime["rows"]}
     assert all(shown[u] == expected[u][0] for u in shown) and shown
     assert derive.derived_is_current(root, "c1")
+
+
+def test_cli_backfill_bloom_stats_and_daemon(env, monkeypatch):
+    root, data, _calls, _ = env
+    make_data(data, months=("2026-08", "2026-09"), n=300)
+    base = [
+        "--root",
+        root,
+        "--cluster",
+        "c1",
+        "--config",
+        "/nonexistent.yaml",
+    ]
+    fake = ["--sacct", sbhelpers.FAKE_SACCT]
+    monkeypatch.setenv("SLURM_SB_BACKFILL_START", "2026-08-01")
+    monkeypatch.setenv("SLURM_SB_RATE_LIMIT_PER_MIN", "600")
+    monkeypatch.setenv("SLURM_SB_BACKFILL_SLEEP_SEC", "0.01")
+    monkeypatch.setenv("SLURM_SB_HOME_DIR", "")
+
+    def run(*args):
+        return subprocess.run([sys.executable, BIN, *args, *base], capture_output=True, text=True)
+
+    r = run("backfill", "--months", "1", *fake)
+    assert r.returncode == 0 and "1 months read" in r.stdout, r.stderr
+    assert sbhelpers.load_json(layout.cursor_file(root, "c1"))["next_backfill_month"] == "2026-09"
+    r = run("bloom", "stats", "--month", "2026-08")
+    assert r.returncode == 0, r.stderr
+    stats = json.loads(r.stdout)
+    assert stats["n"] == stats["exact_ids"] == 300 and stats["k"] == 3 and 0 < stats["fill_ratio"] < 0.5
+    r = run("bloom", "stats", "--month", "2026-09")
+    assert r.returncode == 2 and "has not been read yet" in r.stderr
+    monkeypatch.setenv("SLURM_SB_POLL_INTERVAL_SEC", "1")
+    proc = subprocess.Popen(
+        [sys.executable, BIN, "daemon", "--quiet", *fake, *base], stderr=subprocess.PIPE, text=True
+    )
+    try:
+        import time
+
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            cur = layout.cursor_file(root, "c1")
+            if os.path.exists(cur) and sbhelpers.load_json(cur)["next_backfill_month"] is None:
+                break
+            time.sleep(0.2)
+        assert proc.poll() is None, proc.stderr.read()  # still running: a daemon
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    assert sbhelpers.load_json(layout.cursor_file(root, "c1"))["next_backfill_month"] is None
+    assert sum(s[0] for s in month_totals(root, "c1").values()) == 600

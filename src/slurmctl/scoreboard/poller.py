@@ -143,7 +143,10 @@ class Poller:
         result = self.sacct.run(window_args(start, end, user), consume)
         self.touched_months.update(m for m, c in result.months.items() if c["new"])
         self.touched_users.update(result.touched_users)
-        self.batch_users.update(result.users)
+        if phase in ("current", "month-close"):
+            # Users new in the live window get a user-scoped backfill of the months the global backfill
+            # has not reached; users first met while backfilling are covered as it moves forward.
+            self.batch_users.update(result.users)
         for k in self.totals:
             self.totals[k] += getattr(result, k)
         for problem in result.problems:

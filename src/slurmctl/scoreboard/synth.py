@@ -45,11 +45,16 @@ def generate(
     zipf_s: float = 1.1,
     old_reqmem: bool = False,
     realm: bool = False,
+    array_share: float = 0.057,
 ) -> Dict[str, List[int]]:
     """Write ``n_jobs`` jobs (with steps) ending in ``month`` to ``out``; return ``{user: exact sums}``.
 
     Deterministic for a given seed. Job ids are ascending from ``first_job_id`` (with gaps where a job
-    is still running and therefore not listed).
+    is still running and therefore not listed). A submission is a job array with probability
+    ``array_share`` (sizes exponential, mean 25 tasks: about 60 % of all jobs are array tasks, as on
+    busy clusters); its tasks share user and resources and end within 4 hours of each other.
+    ``array_share=0`` gives independent jobs with uniformly random end times (the worst case for the
+    number of distinct user-days the daily sums must store).
     """
     rng = random.Random(seed)
     users = user_names(n_users)
@@ -61,37 +66,50 @@ def generate(
     days = calendar.monthrange(y, m)[1]
     base = datetime.datetime(y, m, 1)
     span = days * 86400
+    last_second = base + datetime.timedelta(seconds=span - 1)
     expected = {}  # type: Dict[str, List[int]]
     job_id = first_job_id
     write = out.write
     rand = rng.random
+    left_in_array = 0
+    array_end = base
     for _ in range(n_jobs):
         job_id += 1 if rand() < 0.97 else 2
-        user = users[bisect.bisect_left(cum, rand() * total_w)]
         r = rand()
         state = state_names[min(bisect.bisect_left(state_cum, r * state_cum[-1]), len(STATES) - 1)]
         elapsed = int(rng.expovariate(1 / 1800.0)) if rand() < 0.9 else rng.randint(3600, 86400)
-        cpus = rng.choice((1, 1, 1, 2, 4, 8, 16, 32))
-        nnodes = 1 if cpus <= 16 or rand() < 0.5 else 2
-        g = rand()
-        if g < 0.85:
-            gpus, tres_gpu = 0, ""
-        elif g < 0.95:
-            gpus = rng.choice((1, 2, 4))
-            tres_gpu = f",gres/gpu:a100={gpus},gres/gpu={gpus}"
+        if left_in_array:
+            # an array task: same user and resources as its siblings, ending within hours of them
+            left_in_array -= 1
+            end = min(array_end + datetime.timedelta(seconds=rng.randrange(4 * 3600)), last_second)
         else:
-            gpus = rng.choice((1, 2))
-            tres_gpu = f",gres/gpu={gpus}"
-        per_cpu_mib = rng.choice((1000, 2000, 4000))
-        if old_reqmem:
-            if rand() < 0.5:
-                req_text, req = f"{per_cpu_mib}Mc", per_cpu_mib * MIB * cpus
+            user = users[bisect.bisect_left(cum, rand() * total_w)]
+            if rand() < array_share:
+                left_in_array = max(1, int(rng.expovariate(1 / 25.0))) - 1
+                array_end = base + datetime.timedelta(seconds=rng.randrange(span))
+                end = array_end
             else:
-                gb = rng.choice((16, 64))
-                req_text, req = f"{gb}Gn", gb * 1024 * MIB * nnodes
-        else:
-            req_text, req = f"{per_cpu_mib * cpus}M", per_cpu_mib * cpus * MIB
-        end = base + datetime.timedelta(seconds=rng.randrange(span))
+                end = base + datetime.timedelta(seconds=rng.randrange(span))
+            cpus = rng.choice((1, 1, 1, 2, 4, 8, 16, 32))
+            nnodes = 1 if cpus <= 16 or rand() < 0.5 else 2
+            g = rand()
+            if g < 0.85:
+                gpus, tres_gpu = 0, ""
+            elif g < 0.95:
+                gpus = rng.choice((1, 2, 4))
+                tres_gpu = f",gres/gpu:a100={gpus},gres/gpu={gpus}"
+            else:
+                gpus = rng.choice((1, 2))
+                tres_gpu = f",gres/gpu={gpus}"
+            per_cpu_mib = rng.choice((1000, 2000, 4000))
+            if old_reqmem:
+                if rand() < 0.5:
+                    req_text, req = f"{per_cpu_mib}Mc", per_cpu_mib * MIB * cpus
+                else:
+                    gb = rng.choice((16, 64))
+                    req_text, req = f"{gb}Gn", gb * 1024 * MIB * nnodes
+            else:
+                req_text, req = f"{per_cpu_mib * cpus}M", per_cpu_mib * cpus * MIB
         end_s = end.strftime("%Y-%m-%dT%H:%M:%S")
         tres = f"billing={cpus},cpu={cpus}{tres_gpu},mem={req // MIB}M,node={nnodes}"
         shown_user = user.upper() + "@EXAMPLE.ORG" if realm and rand() < 0.1 else user
