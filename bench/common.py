@@ -107,9 +107,12 @@ def run_child(
 
 
 def child_env(**extra: str) -> dict[str, str]:
-    """The environment for a contender: ours, with src/ importable, plus ``extra``. Pure."""
+    """The environment for a contender: ours, with src/ first on PYTHONPATH, plus ``extra``. Pure.
+
+    ``SLURMCTL_BENCH_SRC=<dir>`` puts another source tree first instead (before/after comparisons:
+    ``git archive <commit> src | tar -x -C /tmp/before`` then ``SLURMCTL_BENCH_SRC=/tmp/before/src``)."""
     env = dict(os.environ)
-    src = str(REPO / "src")
+    src = os.environ.get("SLURMCTL_BENCH_SRC") or str(REPO / "src")
     env["PYTHONPATH"] = src + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     env.update(extra)
     return env
