@@ -135,3 +135,66 @@ def test_write_root_builds_a_readable_multi_cluster_root(tmp_path):
     b = model.load_table(model.table_path(root, "b", "alltime"))["rows"]
     user = next(u for u in merged if u in a and u in b)
     assert merged[user][0] == a[user][0] + b[user][0]
+
+
+@pytest.mark.skipif(not os.path.exists(PY36), reason="Python 3.6 interpreter not installed here")
+def test_full_poll_and_leaderboard_on_python36(tmp_path):
+    """vermin proves the syntax; this runs the whole poll path (ingest, derive, lock, logs) on 3.6."""
+    data = sbhelpers.golden("handmade.sacct")
+    root = str(tmp_path / "root")
+    env = {"FAKE_SACCT_DATA": data, "SLURM_SB_HOME_DIR": "", "SLURM_SB_LAG_SEC": "0"}
+    r = run(
+        "poll",
+        "--once",
+        "--quiet",
+        "--root",
+        root,
+        "--cluster",
+        "c1",
+        "--backfill-start",
+        "2026-10-01",
+        "--rate-limit",
+        "600",
+        "--sacct",
+        sbhelpers.FAKE_SACCT,
+        "--config",
+        "/nonexistent.yaml",
+        python=PY36,
+        env=env,
+    )
+    assert r.returncode == 0, r.stderr
+    r = run(
+        "leaderboard",
+        "--root",
+        root,
+        "--cluster",
+        "c1",
+        "--metric",
+        "clock_hours",
+        "--config",
+        "/x.yaml",
+        python=PY36,
+    )
+    assert r.returncode == 0 and "bob" in r.stdout and "alice" not in r.stdout, r.stdout + r.stderr
+
+
+def test_probe_exit_codes(tmp_path):
+    r = run("probe", "--root", str(tmp_path), "--sacct", "/nonexistent/sacct", "--config", "/x.yaml")
+    assert r.returncode == 1 and "NOT FOUND" in r.stdout and str(tmp_path) in r.stdout
+    r = run("probe", "--root", str(tmp_path), "--sacct", sbhelpers.FAKE_SACCT, "--config", "/x.yaml")
+    assert r.returncode == 0 and "slurm 22.05.8 (fake)" in r.stdout
+
+
+def test_corrupt_month_state_is_reported_with_its_path(tmp_path):
+    from slurmctl.scoreboard import ingest, layout
+
+    root = str(tmp_path)
+    ingest.ingest(root, "c1", sbhelpers.read_lines(sbhelpers.golden("handmade.sacct")), sbhelpers.FAIL)
+    path = layout.month_state(root, "c1", "2026-10")
+    with open(path, "r+b") as fh:
+        fh.seek(-40, os.SEEK_END)
+        fh.write(b"\0" * 40)  # damage the end of the days blob
+    r = run("rebuild", "--root", root, "--cluster", "c1", "--config", "/x.yaml")
+    assert r.returncode == 3 and "2026-10.state" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    r = run("doctor", "--root", root, "--config", "/x.yaml")
+    assert r.returncode == 1 and "FAIL" in r.stdout and "2026-10.state" in r.stdout, r.stdout

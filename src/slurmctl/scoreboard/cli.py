@@ -21,6 +21,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--root", help="shared root directory (env SLURM_SB_ROOT)")
     p.add_argument("--cluster", help="this cluster's name (env SLURM_SB_CLUSTER; default: ClusterName)")
     p.add_argument("--config", help="config file (default ~/.slurm_scoreboard/config.yaml)")
+    p.add_argument("--sacct", help="sacct executable (default: sacct on PATH)")
     p.add_argument("--debug", action="store_true", help="print tracebacks of internal errors")
 
 
@@ -29,7 +30,6 @@ def _poll_flags(p: argparse.ArgumentParser) -> None:
         "--rate-limit", type=float, dest="rate_limit_per_min", help="sacct calls per minute (default 2)"
     )
     p.add_argument("--backfill-start", help="first month to read, YYYY-MM[-DD] (default 2000-01-01)")
-    p.add_argument("--sacct", help="sacct executable (default: sacct on PATH)")
     p.add_argument("--quiet", action="store_true", help="log only warnings and errors on stderr")
 
 

@@ -143,7 +143,9 @@ def _doctor_cluster(root: str, c: str, stale_sec: float, max_age_sec: float, say
     bad = 0
     for month in store.list_months(root, c):
         try:
-            h = store.read_header(layout.month_state(root, c, month))
+            path = layout.month_state(root, c, month)
+            h = store.read_header(path)
+            store.read_state(path, month)  # decodes every blob: a damaged file fails here, not in a poll
             b = None
             try:
                 from .dedupe import read_bloom
