@@ -177,6 +177,7 @@ def ingest(
     result = BatchResult()
     last_month = ""
     mb = None  # type: Optional[MonthBatch]
+    batch = acc_map = bloom = None  # the current month's structures, held in locals: this loop runs per job
     outside = 0
     for job_id, user, end, sums in parser.parse(lines):
         month = end[:7]
@@ -189,18 +190,18 @@ def ingest(
                 mb = MonthBatch(root, cluster, month, bloom_p)
                 batches[month] = mb
             last_month = month
-        mb.seen += 1
-        if job_id in mb.batch:
+            batch, acc_map, bloom = mb.batch, mb.acc, mb.bloom
+        if job_id in batch:
             mb.duplicates += 1  # the same job twice in one stream: exact, no filter needed
             continue
-        if mb.bloom is not None and job_id in mb.bloom:
+        if bloom is not None and job_id in bloom:
             mb.suspects.append((job_id, user, end[8:10], sums))
             continue
-        mb.batch.add(job_id)
+        batch.add(job_id)
         key = (user, end[8:10])
-        acc = mb.acc.get(key)
+        acc = acc_map.get(key)
         if acc is None:
-            mb.acc[key] = sums
+            acc_map[key] = sums
         else:
             acc[0] += sums[0]
             acc[1] += sums[1]
@@ -217,6 +218,7 @@ def ingest(
     stamp = asof or utc_now_iso()
     for month in sorted(batches):
         mb = batches[month]
+        mb.seen = len(mb.batch) + mb.duplicates + len(mb.suspects)
         mb.settle()
         new = mb.commit(stamp)
         result.months[month] = {"seen": mb.seen, "new": new, "duplicates": mb.duplicates}

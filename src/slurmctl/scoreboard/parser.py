@@ -146,14 +146,14 @@ class SacctParser:
         try:
             for line in lines:
                 lineno += 1
-                f = line.split("|")
-                if len(f) != N_FIELDS:
-                    if line.strip():
+                if line.startswith(prefix):
+                    # A step of the current job (2 of every 3 rows): MaxRSS and AveRSS are fields 7
+                    # and 8, so the rest of the row is not split.
+                    f = line.split("|", 9)
+                    if len(f) != 10:
                         self._problem(lineno, f"expected {N_FIELDS} '|'-separated fields, got {len(f)}", line)
-                    continue
-                rows += 1
-                jid = f[0]
-                if jid.startswith(prefix):
+                        continue
+                    rows += 1
                     steps += 1
                     sums = current[3]
                     a = f[8]
@@ -171,6 +171,13 @@ class SacctParser:
                         elif v > sums[MAX_MEM]:
                             sums[MAX_MEM] = v
                     continue
+                f = line.split("|")
+                if len(f) != N_FIELDS:
+                    if line.strip():
+                        self._problem(lineno, f"expected {N_FIELDS} '|'-separated fields, got {len(f)}", line)
+                    continue
+                rows += 1
+                jid = f[0]
                 if "." in jid:
                     # sacct prints a job's steps right after it; a step without its job row just before
                     # (its job was malformed or outside the window) cannot be attributed.
@@ -182,7 +189,7 @@ class SacctParser:
                     jobs += 1
                     yield current
                 current = rec
-                prefix = jid + "." if rec is not None else "\0"
+                prefix = jid + "." if rec is not None else "\0"  # "123." also guards "1234.batch"
             if current is not None:
                 jobs += 1
                 yield current

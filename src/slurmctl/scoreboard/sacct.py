@@ -6,6 +6,7 @@ ingest), never held in memory; a call that fails (non-zero exit, timeout, killed
 consumer read its partial output, and the ingest commits nothing in that case.
 """
 
+import io
 import os
 import random
 import subprocess
@@ -18,6 +19,23 @@ from .errors import SacctError
 from .parser import FORMAT
 from .ratelimit import TokenBucket
 from .schemas import TERMINAL_STATE_CODES
+
+
+class _CountingReader(io.RawIOBase):
+    """A raw reader over sacct's stdout pipe that counts the bytes it passes on (for the logs)."""
+
+    def __init__(self, pipe: Any) -> None:
+        self.pipe = pipe
+        self.count = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf: Any) -> int:
+        n = self.pipe.readinto(buf)
+        if n:
+            self.count += n
+        return n or 0
 
 
 class CallFailed(Exception):
@@ -84,9 +102,7 @@ class Sacct:
                     stderr=err,
                     stdin=subprocess.DEVNULL,
                     env=sacct_env(),
-                    universal_newlines=True,
-                    encoding="utf-8",
-                    errors="replace",
+                    bufsize=1 << 16,
                 )
             except FileNotFoundError as exc:
                 raise SacctError(
@@ -100,20 +116,17 @@ class Sacct:
             timer = threading.Timer(self.timeout_sec, lambda: (timed_out.append(1), proc.kill()))
             timer.daemon = True
             timer.start()
-            counted = [0]
-
-            def lines() -> Iterator[str]:
-                for line in proc.stdout:
-                    counted[0] += len(line)
-                    yield line
+            # Bytes are counted per 64 KiB read, not per line: the stream is millions of lines.
+            raw = _CountingReader(proc.stdout)
+            text = io.TextIOWrapper(io.BufferedReader(raw, 1 << 16), encoding="utf-8", errors="replace")
 
             def finish() -> None:
                 # Drain what the consumer did not read so sacct never blocks on a full pipe.
-                for _ in proc.stdout:
+                while raw.readinto(bytearray(1 << 16)):
                     pass
                 rc = proc.wait()
                 timer.cancel()
-                self.bytes += counted[0]
+                self.bytes += raw.count
                 if timed_out:
                     raise CallFailed(f"sacct timed out after {self.timeout_sec:g} s: {' '.join(cmd)}")
                 if rc != 0:
@@ -122,7 +135,7 @@ class Sacct:
                     raise CallFailed(f"sacct exited with {rc}: {msg or '(no stderr)'}")
 
             try:
-                return consume(lines(), finish)
+                return consume(text, finish)
             finally:
                 timer.cancel()
                 if proc.poll() is None:
