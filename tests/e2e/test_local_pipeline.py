@@ -114,7 +114,7 @@ def test_sigkill_mid_task_then_rerun_is_exactly_once(tmp_path):
         "t0000000",
     ]
     w = subprocess.Popen(argv, env=env, stderr=subprocess.PIPE)
-    ckpt = tmp_path / "scratch" / "slurmctl" / job_id / "t0000000" / "checkpoint.sqlite"
+    ckpt = tmp_path / "scratch" / "slurmctl" / job_id / "t0000000" / "a1" / "checkpoint.sqlite"
     deadline = time.time() + 60
     import sqlite3
 
@@ -141,6 +141,7 @@ def test_sigkill_mid_task_then_rerun_is_exactly_once(tmp_path):
     assert sorted(row["_item_id"] for row in rows) == list(range(3000))
     status = json.loads(slurmctl("inspect", job_id, "t0000000", root=root).out)
     assert status["state"]["attempt"] == 2
+    assert status["result"]["items_resumed"] >= done_before  # resumed from the node-local checkpoint
 
 
 def test_interrupted_worker_resumes_from_checkpoint(tmp_path):
@@ -174,7 +175,7 @@ def test_interrupted_worker_resumes_from_checkpoint(tmp_path):
     assert w2.returncode == 0, w2.stderr
     manifest = json.loads(slurmctl("inspect", job_id, "t0000000", root=root).out)["result"]
     assert manifest["items_ok"] == 2000 and manifest["rows"] == 2000
-    assert manifest["handler_seconds"] < 2000 * 0.002 * 0.95  # the resumed attempt skipped finished items
+    assert manifest["items_resumed"] > 0  # the resumed attempt skipped the items of the snapshot
 
 
 # --- bad input: a clear message, a non-zero exit code, nothing finished lost --------------------

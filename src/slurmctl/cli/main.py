@@ -489,10 +489,10 @@ def main() -> None:
         err.print("interrupted")
         sys.exit(130)
     except Exception as exc:  # click usage errors and genuine bugs
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
+        # typer vendors its own click: recognise its usage errors by shape, not by class.
+        show = getattr(exc, "show", None)
+        if callable(show) and isinstance(getattr(exc, "exit_code", None), int):
+            show()
             sys.exit(exc.exit_code)
         if os.environ.get("SLURMCTL_DEBUG"):
             raise

@@ -132,7 +132,7 @@ class SlurmExecutor(Executor):
             "group_id": group_id,
             "array": array,
             "log_dir": str(self.log_dir()),
-            "signal_lead_s": str(SIGNAL_LEAD_S),
+            "signal_lead_s": str(self.ecfg.get("signal_lead_s", SIGNAL_LEAD_S)),
             "sbatch_options": "\n".join(f"#SBATCH {o}" for o in resource_options(self.job.config)),
             "mode": self.ecfg["mode"],
             "what": what,
@@ -272,17 +272,24 @@ class SlurmExecutor(Executor):
         since = datetime.fromtimestamp(first) - timedelta(minutes=5)
         rows = self.client.sacct(ids, start=since, allocations_only=True)
         offsets = {s["array_job_id"]: (g, s["offset"]) for g in self.job.groups for s in g.submissions}
+        # Only the latest submission of a task speaks for it: an older, cancelled element must not
+        # make a resubmitted task look dead while slurmdbd has not yet heard of its new element.
+        latest = {
+            tid: s["array_job_id"] for g in self.job.groups for s in g.submissions for tid in g.task_ids
+        }
         states: dict[str, SlurmState] = {}
         for row in rows:
             parent = str(row.ref.job)
             if parent not in offsets:
                 continue
             group, offset = offsets[parent]
-            if row.ref.pending_tasks is not None:
-                for i in row.ref.pending_tasks:
-                    states[self._element_name(group, offset, i)] = SlurmState.PENDING
-            elif row.ref.task is not None:
-                states[self._element_name(group, offset, row.ref.task)] = row.state
+            tasks = row.ref.pending_tasks if row.ref.pending_tasks is not None else [row.ref.task]
+            for i in tasks:
+                if i is None:
+                    continue
+                name = self._element_name(group, offset, i)
+                if group.mode == "pilot" or latest.get(name) == parent:
+                    states[name] = SlurmState.PENDING if row.ref.pending_tasks is not None else row.state
         if self.ecfg["mode"] == "array":
             self._settle(states)
         else:

@@ -24,6 +24,7 @@ class ResultManifest(Doc):
     items: int  # items in the batch
     items_ok: int
     items_failed: int
+    items_resumed: int = 0  # items this attempt found already done in its checkpoint
     first_item: int
     batch_sha256: str
     started_at: float

@@ -64,6 +64,15 @@ class Checkpoint:
         except sqlite3.DatabaseError:
             return 0
 
+    @staticmethod
+    def copy(src: Path, dest: Path) -> None:
+        """Consistent copy of a checkpoint that another process may still be writing (backup API)."""
+        for suffix in ("", "-wal", "-shm"):
+            with contextlib.suppress(FileNotFoundError):
+                Path(str(dest) + suffix).unlink()
+        with contextlib.closing(sqlite3.connect(src)) as a, contextlib.closing(sqlite3.connect(dest)) as b:
+            a.backup(b)
+
     def done_ids(self) -> set[int]:
         return {r[0] for r in self.db.execute("SELECT item_id FROM items")}
 

@@ -296,7 +296,9 @@ class Worker:
             return EXIT_OK
         attempt = status.attempt
         log.info("task %s attempt %d on %s", task_id, attempt, self.id)
-        scratch = scratch_root() / "slurmctl" / self.job_id / task_id
+        # One directory per attempt: a worker that lost its lease may still be running here.
+        task_dir = scratch_root() / "slurmctl" / self.job_id / task_id
+        scratch = task_dir / f"a{attempt}"
         scratch.mkdir(parents=True, exist_ok=True)
         try:
             handler = self.handler()
@@ -306,6 +308,7 @@ class Worker:
         ckpt = self._open_checkpoint(task_id, scratch)
         beat = _Heartbeat(self, task_id, lambda: (len(done_ids), failed[0]))
         done_ids: set[int] = ckpt.done_ids()
+        resumed = len(done_ids)
         failed = [0]
         beat.start()
         started = time.time()
@@ -314,7 +317,7 @@ class Worker:
             ckpt.commit_if_due(force=True)
             if beat.lost:
                 raise LeaseLost(task_id)
-            self._publish(task, attempt, ckpt, scratch, started, handler_s)
+            self._publish(task, attempt, ckpt, scratch, started, handler_s, resumed)
         except Interrupted:
             ckpt.commit_if_due(force=True)
             self._save_checkpoint(task_id, ckpt, scratch)
@@ -325,31 +328,34 @@ class Worker:
         except LeaseLost:
             log.warning("task %s was taken over by another worker; not publishing", task_id)
             return EXIT_LEASE_LOST
-        except SlurmctlError as exc:
-            ckpt.commit_if_due(force=True)
-            with contextlib.suppress(SlurmctlError):
+        except Exception as exc:  # ours or a bug: keep the checkpoint, record why, let the caller report
+            with contextlib.suppress(Exception):
+                ckpt.commit_if_due(force=True)
                 self._save_checkpoint(task_id, ckpt, scratch)
-            self._finish(task_id, TaskState.FAILED, exit_code=EXIT_FAILED, error=str(exc))
+            error = str(exc) if isinstance(exc, SlurmctlError) else f"{type(exc).__name__}: {exc}"
+            self._finish(task_id, TaskState.FAILED, exit_code=EXIT_FAILED, error=error)
             raise
         finally:
             beat.stop_event.set()
             ckpt.close()
-        shutil.rmtree(scratch, ignore_errors=True)
+        shutil.rmtree(task_dir, ignore_errors=True)
         return EXIT_OK
 
     def _open_checkpoint(self, task_id: str, scratch: Path) -> Checkpoint:
+        """Start from the furthest checkpoint there is: an earlier attempt's on this node (it may
+        be newer than the store's, e.g. after SIGKILL) or the store's snapshot."""
         local = scratch / "checkpoint.sqlite"
+        candidates = [p for p in scratch.parent.glob("a*/checkpoint.sqlite") if p != local]
         key = keys.checkpoint(self.job_id, task_id)
         if self.objects.exists(key):
             remote_copy = scratch / "checkpoint.remote.sqlite"
             self.objects.get_file(key, remote_copy)
-            if Checkpoint.count(remote_copy) > Checkpoint.count(local):
-                for suffix in ("", "-wal", "-shm"):
-                    with contextlib.suppress(FileNotFoundError):
-                        Path(str(local) + suffix).unlink()
-                remote_copy.replace(local)
-            else:
-                remote_copy.unlink()
+            candidates.append(remote_copy)
+        best = max(candidates, key=Checkpoint.count, default=None)
+        if best is not None and Checkpoint.count(best) > 0:
+            Checkpoint.copy(best, local)
+        with contextlib.suppress(FileNotFoundError):
+            (scratch / "checkpoint.remote.sqlite").unlink()
         return Checkpoint(local)
 
     def _save_checkpoint(self, task_id: str, ckpt: Checkpoint, scratch: Path) -> None:
@@ -482,7 +488,14 @@ class Worker:
         return handler_s
 
     def _publish(
-        self, task: Task, attempt: int, ckpt: Checkpoint, scratch: Path, started: float, handler_s: float
+        self,
+        task: Task,
+        attempt: int,
+        ckpt: Checkpoint,
+        scratch: Path,
+        started: float,
+        handler_s: float,
+        resumed: int,
     ) -> None:
         job, tid = self.job_id, task.task_id
         ok, failed, rows = ckpt.counts()
@@ -518,6 +531,7 @@ class Worker:
             items=task.batch.items,
             items_ok=ok,
             items_failed=failed,
+            items_resumed=resumed,
             first_item=task.batch.first_item,
             batch_sha256=task.batch.sha256,
             started_at=started,

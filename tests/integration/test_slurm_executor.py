@@ -1,0 +1,167 @@
+"""Issue 4 acceptance: the Slurm executor on the real dev cluster."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from slurmctl.coordinator import load_job, task_statuses
+from slurmctl.executors.slurm import SlurmExecutor
+from slurmctl.model.states import TaskState
+from slurmctl.slurm.client import SlurmClient
+from slurmctl.slurm.runner import CommandRunner
+from slurmctl.storage.local import local_backend
+from tests.e2e.cli import REPO, read_jsonl, slurmctl, submit_wait
+
+pytestmark = pytest.mark.slurm
+
+SLOW = """
+import time
+def handle(record, ctx):
+    time.sleep(record.get("sleep", 0.0))
+    return {"n": record["n"], "sq": record["n"] * record["n"]}
+"""
+
+
+def make_job(tmp: Path, n: int, items: int, executor: str, *, sleep: float = 0.0, extra: str = "") -> Path:
+    (tmp / "h.py").write_text(SLOW)
+    with open(tmp / "in.jsonl", "w") as f:
+        for i in range(n):
+            f.write(json.dumps({"n": i, "sleep": sleep}) + "\n")
+    job = tmp / "job.yaml"
+    job.write_text(
+        "name: sl\ninput: {path: in.jsonl}\nhandler: {function: 'h:handle'}\n"
+        f"batch: {{items: {items}}}\nresources: {{mem_gb: 0.25}}\nexecutor: {executor}\n{extra}"
+    )
+    return job
+
+
+def rows_by_item(path: Path) -> list[tuple[int, str]]:
+    rows = read_jsonl(path)
+    return sorted((r["_item_id"], json.dumps(r, sort_keys=True)) for r in rows)
+
+
+@pytest.mark.parametrize("mode", ["array", "pilot"])
+def test_example_outputs_identical_to_local(slurm_cluster, tmp_path, mode):
+    outputs = {}
+    for kind, executor in (("local", "{kind: local}"), (mode, f"{{kind: slurm, mode: {mode}, workers: 3}}")):
+        ex = tmp_path / kind
+        shutil.copytree(REPO / "examples" / "textstats", ex, ignore=shutil.ignore_patterns("out"))
+        job = ex / "job.yaml"
+        # The example ends with its executor block: swap it for the one under test.
+        job.write_text(job.read_text().split("executor:")[0] + f"executor: {executor}\n")
+        job_id, r = submit_wait(job, tmp_path / f"root-{kind}")
+        assert r.code == 0, r.err
+        out = tmp_path / f"{kind}.jsonl"
+        assert slurmctl("results", job_id, "-o", str(out), root=tmp_path / f"root-{kind}").code == 0
+        outputs[kind] = rows_by_item(out)
+    assert [i for i, _ in outputs["local"]] == list(range(2000))
+    assert outputs[mode] == outputs["local"]  # item by item
+
+
+def test_one_status_poll_is_one_slurm_command(slurm_cluster, tmp_path):
+    job = make_job(tmp_path, 60, 2, "{kind: slurm, mode: array}")
+    root = tmp_path / "root"
+    job_id, r = submit_wait(job, root)
+    assert r.code == 0, r.err
+    backend = local_backend(root)
+    runner = CommandRunner()
+    executor = SlurmExecutor(backend, load_job(backend, job_id), client=SlurmClient(runner))
+    # slurmdbd may lag a second behind the last element: poll until it lists all 30.
+    polls = 0
+    states: dict = {}
+    while len(states) < 30 and polls < 20:
+        states = executor.poll()
+        polls += 1
+        assert sum(runner.calls.values()) == polls  # exactly one Slurm command per poll
+        time.sleep(0.5 * (len(states) < 30))
+    assert len(states) == 30 and runner.calls["sacct"] == polls
+
+
+def test_pilot_killed_mid_task_is_reclaimed_after_lease(slurm_cluster, tmp_path):
+    job = make_job(tmp_path, 40, 10, "{kind: slurm, mode: pilot, workers: 2, lease_s: 6}", sleep=0.25)
+    root = tmp_path / "root"
+    r = slurmctl("submit", str(job), root=root)
+    assert r.code == 0, r.err
+    job_id = r.out.strip().splitlines()[-1]
+    backend = local_backend(root)
+    victim = None
+    deadline = time.time() + 120
+    while victim is None and time.time() < deadline:
+        for t in task_statuses(backend, job_id):
+            if t.state == TaskState.RUNNING and t.items_done > 0 and t.owner:
+                victim = t
+                break
+        time.sleep(0.2)
+    assert victim is not None, "no task started running"
+    pid = int(victim.owner.split(":")[1])
+    os.kill(pid, signal.SIGKILL)
+    r = slurmctl("status", job_id, "--watch", root=root)
+    assert r.code == 0, r.err
+    final = {t.task_id: t for t in task_statuses(backend, job_id)}[victim.task_id]
+    assert final.state == TaskState.SUCCEEDED and final.attempt >= 2
+    assert final.owner != victim.owner
+    out = tmp_path / "o.jsonl"
+    assert slurmctl("results", job_id, "-o", str(out), root=root).code == 0
+    assert [i for i, _ in rows_by_item(out)] == list(range(40))
+
+
+def test_scancel_running_element_then_resubmission(slurm_cluster, tmp_path):
+    job = make_job(tmp_path, 30, 10, "{kind: slurm, mode: array}", sleep=0.5)
+    root = tmp_path / "root"
+    r = slurmctl("submit", str(job), root=root)
+    assert r.code == 0, r.err
+    job_id = r.out.strip().splitlines()[-1]
+    backend = local_backend(root)
+    target = None
+    deadline = time.time() + 120
+    while target is None and time.time() < deadline:
+        for t in task_statuses(backend, job_id):
+            if t.state == TaskState.RUNNING and t.slurm_job_id:
+                target = t
+                break
+        time.sleep(0.2)
+    assert target is not None
+    time.sleep(1.5)  # mid-task: a few of its 10 items (0.5 s each) are done
+    array_id = load_job(backend, job_id).groups[0].submissions[0]["array_job_id"]
+    element = f"{array_id}_{int(target.task_id[1:])}"
+    subprocess.run(["scancel", element], check=True)
+    r = slurmctl("status", job_id, "--watch", root=root)
+    assert r.code == 0, r.err
+    job = load_job(backend, job_id)
+    assert len(job.groups) >= 2  # the cancelled task was resubmitted in a new array
+    out = tmp_path / "o.jsonl"
+    assert slurmctl("results", job_id, "-o", str(out), root=root).code == 0
+    assert [i for i, _ in rows_by_item(out)] == list(range(30))
+
+
+def test_time_limit_resumes_from_checkpoint(slurm_cluster, tmp_path):
+    # One task of 150 items x 0.3 s = 45 s of work; time limit 1 min with SIGUSR1 30 s before it:
+    # the first attempt checkpoints and exits 75, the resubmitted one finishes the rest.
+    job = make_job(
+        tmp_path,
+        150,
+        150,
+        "{kind: slurm, mode: array, signal_lead_s: 40}",
+        sleep=0.3,
+        extra="resources: {mem_gb: 0.25, time_min: 1}\n",
+    )
+    job.write_text(job.read_text().replace("resources: {mem_gb: 0.25}\n", ""))
+    root = tmp_path / "root"
+    job_id, r = submit_wait(job, root)
+    assert r.code == 0, r.err
+    backend = local_backend(root)
+    (status,) = task_statuses(backend, job_id)
+    assert status.attempt >= 2
+    manifest = json.loads(slurmctl("inspect", job_id, "t0000000", root=root).out)["result"]
+    assert manifest["items_resumed"] > 0  # the last attempt did only the rest
+    out = tmp_path / "o.jsonl"
+    assert slurmctl("results", job_id, "-o", str(out), root=root).code == 0
+    assert [i for i, _ in rows_by_item(out)] == list(range(150))
