@@ -176,6 +176,11 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     if not os.path.exists(path) and (scope == layout.ALL or args.metric not in TUI_METRICS):
         # no leaderboard file: the merged one is not written yet, or the metric is a table column only
         columns, rows, asof = model.load_scope(root, scope, window)
+        if args.metric not in columns:
+            raise UsageError(
+                f"--metric {args.metric} is not kept for the {window} window (columns: {', '.join(columns)})",
+                hint="memory sums are in the alltime window and the monthly rollups",
+            )
         j = columns.index(args.metric)
         from .derive import rank_rows
 

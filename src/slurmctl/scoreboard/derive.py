@@ -18,6 +18,7 @@ from .schemas import (
     METRICS,
     TUI_METRICS,
     WINDOW_DAYS,
+    WINDOW_METRICS,
     WINDOWS,
     add_into,
     metric_vector,
@@ -130,12 +131,13 @@ def write_scope(
     own = writer is None
     writer = writer or fsutil.BatchWriter()
     shown = visible(totals, policy)
-    vectors = {u: metric_vector(s) for u, s in shown.items()}
+    columns = METRICS if window == "alltime" else WINDOW_METRICS
+    vectors = {u: metric_vector(s)[: len(columns)] for u, s in shown.items()}
     table = {
         "asof": asof,
         "window": window,
         "cluster": scope,
-        "columns": list(METRICS),
+        "columns": list(columns),
         "rows": [[u, *vectors[u]] for u in sorted(vectors)],
     }
     writer.add_json(layout.table_file(root, scope, window), table)

@@ -94,13 +94,7 @@ class MonthBatch:
         st = self.state() if self.header else store.MonthState(self.month)
         st.ids = dedupe.merge_sorted(st.ids, self.batch)
         for (user, day), sums in self.acc.items():
-            per_day = st.days.setdefault(user, {})
-            cur = per_day.get(day)
-            if cur is None:
-                per_day[day] = list(sums)
-            else:
-                for i in range(N_SUMS):
-                    cur[i] += sums[i]
+            st.add(user, day, sums)
         st.generation += 1
         st.asof = asof
         store.write_state(self.root, self.cluster, st)

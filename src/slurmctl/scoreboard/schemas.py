@@ -21,6 +21,8 @@ SUM_FIELDS = (
     "max_mem_bytes",
 )
 N_SUMS = len(SUM_FIELDS)
+# The fields kept per user and DAY (for rolling windows): counts and seconds, not the memory sums.
+DAY_FIELDS = (0, 1, 2, 3, 4, 5, 6)
 JOBS, GPU_JOBS, FAILED_JOBS, ELAPSED_S, CPU_S, GPU_ELAPSED_S, GPU_S, REQ_MEM, AVG_MEM, MAX_MEM = range(N_SUMS)
 
 # Public metric names, in the order of the monthly rollup and table columns.
@@ -37,6 +39,8 @@ METRICS = (
     "sum_max_mem_mb",
 )
 COUNT_METRICS = ("jobs", "gpu_jobs", "failed_jobs")
+# Columns of the rolling-window tables (what DAY_FIELDS yield); all-time tables have every metric.
+WINDOW_METRICS = METRICS[:7]
 # The metrics the TUI offers with --metric (leaderboard files exist for every METRICS entry).
 TUI_METRICS = ("clock_hours", "elapsed_hours", "gpu_clock_hours", "gpu_elapsed_hours", "failed_jobs")
 

@@ -196,7 +196,7 @@ def write_root(
                     jobs * 10**9,
                     jobs * 2 * 10**9,
                 ]
-                st.days[user] = {day: sums}
+                st.add(user, day, sums)
                 n_ids += jobs
             from array import array
 
