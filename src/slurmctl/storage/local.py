@@ -194,13 +194,25 @@ class FileStateStore(_DeferrableSync, StateStore):
 
     @staticmethod
     def _read(path: str | os.PathLike[str], key: str) -> Record | None:
+        """The record at ``path``, or None if there is none. Raises StorageError if unreadable.
+
+        Plain os.open/os.read rather than a buffered file object: a scan reads thousands of tiny
+        records, and the file object's set-up was a third of each read."""
         try:
-            with open(path, "rb") as f:
-                doc = json.loads(f.read())
+            fd = os.open(path, os.O_RDONLY)
         except FileNotFoundError:
             return None
+        except OSError as exc:
+            raise StorageError(f"cannot read state record {path}: {exc}") from exc
+        try:
+            chunks = []
+            while chunk := os.read(fd, 65536):  # until EOF: a regular file may still return short reads
+                chunks.append(chunk)
+            doc = json.loads(b"".join(chunks))
         except (OSError, ValueError) as exc:
             raise StorageError(f"cannot read state record {path}: {exc}") from exc
+        finally:
+            os.close(fd)
         return Record(key, doc["version"], doc["value"])
 
     def get(self, table: str, key: str) -> Record | None:
