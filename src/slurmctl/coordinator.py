@@ -203,19 +203,36 @@ def task_statuses(backend: Backend, job_id: str) -> list[TaskStatus]:
     ]
 
 
-def mark_tasks(backend: Backend, job_id: str, task_ids: list[str], new: TaskState, **changes: Any) -> None:
-    """Move tasks to ``new`` where that is a legal move; others are left as they are."""
+def mark_tasks(
+    backend: Backend,
+    job_id: str,
+    task_ids: list[str],
+    new: TaskState,
+    *,
+    only_from: frozenset[TaskState] | None = None,
+    **changes: Any,
+) -> None:
+    """Move tasks to ``new`` where that is a legal move (and, with ``only_from``, only from those
+    states); others are left as they are. One durability point for the whole batch."""
     from slurmctl.model.states import can_advance_task
 
-    for tid in task_ids:
+    with backend.deferred_sync():
+        for tid in task_ids:
 
-        def change(value: dict[str, Any] | None, tid: str = tid) -> dict[str, Any] | None:
-            st = TaskStatus(task_id=tid) if value is None else TaskStatus.model_validate(value)
-            if st.state == new or not can_advance_task(st.state, new):
-                return None
-            return st.advance(new, **changes).model_dump(mode="json")
+            def change(value: dict[str, Any] | None, tid: str = tid) -> dict[str, Any] | None:
+                st = TaskStatus(task_id=tid) if value is None else TaskStatus.model_validate(value)
+                if st.state == new or not can_advance_task(st.state, new):
+                    return None
+                if only_from is not None and st.state not in only_from:
+                    return None
+                return st.advance(new, **changes).model_dump(mode="json")
 
-        backend.state.update(keys.TASKS_TABLE, keys.task_state(job_id, tid), change)
+            backend.state.update(keys.TASKS_TABLE, keys.task_state(job_id, tid), change)
+
+
+# States a task may be queued from by a (re)submission: never from running — a worker that has
+# already claimed it would otherwise see its lease vanish.
+SUBMITTABLE = frozenset({TaskState.PENDING, TaskState.FAILED, TaskState.CANCELLED, TaskState.QUEUED})
 
 
 def refresh_job_state(backend: Backend, job_id: str, statuses: list[TaskStatus] | None = None) -> JobStatus:

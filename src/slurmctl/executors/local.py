@@ -21,7 +21,14 @@ import sys
 import time
 from pathlib import Path
 
-from slurmctl.coordinator import load_job, mark_tasks, refresh_job_state, set_job_state, task_statuses
+from slurmctl.coordinator import (
+    SUBMITTABLE,
+    load_job,
+    mark_tasks,
+    refresh_job_state,
+    set_job_state,
+    task_statuses,
+)
 from slurmctl.errors import SchedulerError
 from slurmctl.executors.base import Executor, shell_join, worker_command
 from slurmctl.model.core import JobStatus
@@ -66,7 +73,7 @@ class LocalExecutor(Executor):
         return "\n".join(lines)
 
     def submit(self, task_ids: list[str]) -> str:
-        mark_tasks(self.backend, self.job.job_id, task_ids, TaskState.QUEUED)
+        mark_tasks(self.backend, self.job.job_id, task_ids, TaskState.QUEUED, only_from=SUBMITTABLE)
         log_key = keys.log_prefix(self.job.job_id) + "runner.log"
         # Remote backends (S3) hold no log files: the runner then logs beside the default root.
         log_path = self.backend.objects.local_path(log_key) or default_root() / log_key

@@ -28,7 +28,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from slurmctl.coordinator import mark_tasks, save_job, set_job_state, task_statuses
+from slurmctl.coordinator import SUBMITTABLE, mark_tasks, save_job, set_job_state, task_statuses
 from slurmctl.errors import ConfigError, SubmissionError
 from slurmctl.executors.base import Executor, shell_join, worker_command
 from slurmctl.model.core import Job, TaskGroup
@@ -210,10 +210,14 @@ class SlurmExecutor(Executor):
         """One sbatch per chunk; each success is recorded before the next, so a failure leaves a
         job that ``resubmit`` can complete without submitting anything twice."""
         self.log_dir().mkdir(parents=True, exist_ok=True)
+        set_job_state(self.backend, self.job.job_id, JobState.SUBMITTED)
         submitted = []
         for p in self.plan(task_ids):
             key = keys.sbatch_script(self.job.job_id, p["group_id"])
             self.backend.objects.put(key, p["script"].encode())
+            # Queue before sbatch: elements may start (and claim) before sbatch even returns. If
+            # sbatch fails, the tasks stay queued with no submission, which resubmit picks up.
+            mark_tasks(self.backend, self.job.job_id, p["tasks"], TaskState.QUEUED, only_from=SUBMITTABLE)
             try:
                 array_job = self.client.sbatch(script_text=p["script"])
             except SubmissionError as exc:
@@ -245,9 +249,7 @@ class SlurmExecutor(Executor):
             )
             self.job.groups.append(group)
             save_job(self.backend, self.job)
-            mark_tasks(self.backend, self.job.job_id, p["tasks"], TaskState.QUEUED)
             submitted.append(p)
-        set_job_state(self.backend, self.job.job_id, JobState.SUBMITTED)
         arrays = [g.submissions[0]["array_job_id"] for g in self.job.groups if g.submissions]
         return f"slurm array job(s) {', '.join(arrays[-len(submitted) :])} ({self.ecfg['mode']} mode)"
 
