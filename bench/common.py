@@ -146,6 +146,21 @@ def ratio(name: str, value: float, baseline: float, *, unit: str = "s", target: 
     return r
 
 
+def machine(bench: str, when: str) -> dict[str, Any]:
+    """Print a ``RESULT`` line describing the machine now (CPUs, load averages, Python); return it.
+
+    Call it at the start and the end of a run: on a shared machine the load says how far the
+    absolute figures can be trusted (ratios of contenders run alternately are sturdier)."""
+    load = [round(x, 2) for x in os.getloadavg()]
+    return result(
+        bench,
+        machine=when,
+        cpus=os.cpu_count(),
+        loadavg_1_5_15=load,
+        python=sys.version.split()[0],
+    )
+
+
 def mib(kib: int) -> float:
     """KiB → MiB, one decimal. Pure."""
     return round(kib / 1024, 1)

@@ -40,7 +40,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import BenchError, ChildRun, child_env, ratio, result, run_child
+from common import BenchError, ChildRun, child_env, machine, ratio, result, run_child
 
 BENCH = "slurm_vs_submitit"
 SHIMMED = ("sbatch", "squeue", "sacct", "scancel", "scontrol", "sinfo", "srun")
@@ -156,6 +156,7 @@ def main() -> int:
     if args.items < 1 or not 1 <= args.batches <= args.items:
         print("error: need ITEMS >= BATCHES >= 1", file=sys.stderr)
         return 2
+    machine(BENCH, "start")
     try:
         workers = [int(w) for w in args.workers.split(",") if w]
     except ValueError:
@@ -290,6 +291,7 @@ def main() -> int:
                 unit="commands",
                 target="<= 1.00x",
             )
+        machine(BENCH, "end")
         failed = [r["contender"] for r in rows if r.get("failed")]
         if failed:
             print(f"error: contender(s) failed, no ratio for them: {', '.join(failed)}", file=sys.stderr)

@@ -34,7 +34,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import BenchError, child_env, mib, ratio, result, run_child, summary
+from common import BenchError, child_env, machine, mib, ratio, result, run_child, summary
 
 BENCH = "status_10k"
 MIX = (("succeeded", 0.55), ("running", 0.08), ("failed", 0.02), ("queued", 0.20), ("pending", 0.15))
@@ -148,6 +148,7 @@ def main() -> int:
         print("error: TASKS and --repeat must be positive", file=sys.stderr)
         return 2
     work = Path(tempfile.mkdtemp(prefix="status-bench-", dir=args.dir))
+    machine(BENCH, "start")
     try:
         t_build = time.perf_counter()
         root, job_id, expected = build(work, args.tasks)
@@ -205,6 +206,7 @@ def main() -> int:
         ratio("status_cli_vs_0.3s_target", med["cli"], 0.3, target="<= 1.00x")
         ratio("status_cli_vs_bare_scan_end_to_end", med["cli"], summary(bare_e2e_s)["median"])
         ratio("progress_vs_bare_scan_in_process", med["prog"], med["bare"])
+        machine(BENCH, "end")
         return 0
     except BenchError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -34,7 +34,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import BenchError, child_env, mib, ratio, result, run_child, summary
+from common import BenchError, child_env, machine, mib, ratio, result, run_child, summary
 
 BENCH = "worker_overhead"
 HANDLER = "def handle(r, ctx):\n    return r\n"
@@ -176,6 +176,7 @@ def main() -> int:
         print("error: N and --repeat must be positive", file=sys.stderr)
         return 2
     work = Path(tempfile.mkdtemp(prefix="worker-bench-", dir=args.dir))
+    machine(BENCH, "start")
     try:
         root0, job_id = prepare(work, args.n)
         batch = root0 / "jobs" / job_id / "batches" / "b0000000.jsonl"
@@ -291,6 +292,7 @@ def main() -> int:
         ratio("worker_vs_bare", w_best, b_best, target="<= 1.30x")
         ratio("worker_vs_bare_same_codec", w_best, f_best)
         ratio("worker_cli_vs_bare_script_end_to_end", cli.wall_s, bare_e2e.wall_s)
+        machine(BENCH, "end")
         return 0
     except BenchError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -24,7 +24,10 @@ def run_bench(script: str, *args: str, timeout: float = 300) -> subprocess.Compl
 
 
 def results(stdout: str) -> list[dict]:
-    return [json.loads(line[len("RESULT ") :]) for line in stdout.splitlines() if line.startswith("RESULT ")]
+    records = [
+        json.loads(line[len("RESULT ") :]) for line in stdout.splitlines() if line.startswith("RESULT ")
+    ]
+    return [r for r in records if "contender" in r]  # machine lines (CPUs, load) have none
 
 
 def ratio_names(stdout: str) -> set[str]:
