@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from slurmctl.clusters import apply_profile, resolve
 from slurmctl.config.models import JobConfig
 from slurmctl.errors import ConflictError, InputError, JobNotFoundError
 from slurmctl.model.core import Batch, Job, JobStatus, Task, TaskStatus, task_id
@@ -90,6 +91,10 @@ def prepare(
     from slurmctl.partition import CsvOptions, expand_inputs, partition
 
     cfg = config_dict(config)
+    profile = resolve(config.executor.cluster) if config.executor.kind == "slurm" else None
+    if profile is not None:
+        cfg = apply_profile(cfg, profile[1])
+        cfg["executor"]["cluster"] = profile[0]
     backend = open_backend(cfg["backend"], root_override)
     cfg["backend"] = backend.spec
     inputs = expand_inputs(config.input.path, Path.cwd())

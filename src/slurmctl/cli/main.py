@@ -335,6 +335,50 @@ def cancel(
     out.print(f"cancelled {job_id}")
 
 
+@app.command()
+def doctor(
+    cluster: Annotated[str | None, typer.Option("--cluster", help="a named cluster profile")] = None,
+    tasks: Annotated[
+        int | None, typer.Option("--tasks", help="check MaxArraySize against this many tasks")
+    ] = None,
+    root: RootOpt = None,
+) -> None:
+    """Check Slurm (commands, controller, MaxArraySize, accounting), scratch space and the backend
+    root; print what to do about each problem. Exit 1 on errors, 0 otherwise (warnings included)."""
+    from slurmctl.clusters import resolve
+    from slurmctl.doctor import check_backend_root
+    from slurmctl.slurm.client import SlurmClient
+    from slurmctl.slurm.doctor import Severity, run_slurm_checks
+
+    profile = resolve(cluster)
+    client = SlurmClient(bin_dir=profile[1].slurm_bin if profile else None)
+    root = root or (profile[1].root if profile else None)
+    findings = [*run_slurm_checks(client, wanted_tasks=tasks), check_backend_root(root)]
+    colour = {Severity.OK: "green", Severity.WARNING: "yellow", Severity.ERROR: "red"}
+    for f in findings:
+        out.print(f"[{colour[f.severity]}]{f.severity.value:>7}[/] {f.check}: {f.message}", highlight=False)
+        if f.hint and f.severity != Severity.OK:
+            out.print(f"          → {f.hint}", highlight=False)
+    if any(f.severity == Severity.ERROR for f in findings):
+        raise typer.Exit(1)
+
+
+@app.command()
+def clusters() -> None:
+    """List the named cluster profiles (~/.config/slurmctl/clusters.yaml or $SLURMCTL_CLUSTERS)."""
+    from slurmctl.clusters import load_profiles, profiles_path
+
+    profiles = load_profiles()
+    if not profiles.clusters:
+        out.print(f"no cluster profiles in {profiles_path()}")
+        return
+    t = Table("cluster", "partition", "account", "root", "slurm_bin")
+    for name, p in sorted(profiles.clusters.items()):
+        mark = " (default)" if name == profiles.default else ""
+        t.add_row(name + mark, p.partition or "-", p.account or "-", p.root or "-", p.slurm_bin or "PATH")
+    out.print(t)
+
+
 @app.command(hidden=False)
 def worker(
     job: Annotated[str, typer.Option("--job", help="job id")],

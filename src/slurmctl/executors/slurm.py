@@ -106,7 +106,16 @@ class SlurmExecutor(Executor):
 
     def __init__(self, backend: Backend, job: Job, client: SlurmClient | None = None) -> None:
         super().__init__(backend, job)
-        self.client = client or SlurmClient()
+        if client is None:
+            from slurmctl.clusters import resolve
+
+            profile = (
+                resolve(job.config["executor"].get("cluster"))
+                if job.config["executor"].get("cluster")
+                else None
+            )
+            client = SlurmClient(bin_dir=profile[1].slurm_bin if profile else None)
+        self.client = client
         self.ecfg = job.config["executor"]
         self._max_array: int | None = None
 
