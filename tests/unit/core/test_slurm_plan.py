@@ -86,7 +86,9 @@ def test_user_template_and_its_errors(tmp_path):
 def test_cluster_profiles(tmp_path, monkeypatch):
     f = tmp_path / "clusters.yaml"
     f.write_text(
-        "default: a\nclusters:\n  a: {partition: batch, account: p1, root: /shared/x}\n  b: {slurm_bin: /opt/s}\n"
+        "default: a\nclusters:\n"
+        "  a: {partition: batch, account: p1, root: /shared/x}\n"
+        "  b: {slurm_bin: /opt/s}\n"
     )
     monkeypatch.setenv("SLURMCTL_CLUSTERS", str(f))
     name, prof = resolve(None)
