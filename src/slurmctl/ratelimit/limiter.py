@@ -87,6 +87,7 @@ class Limiter:
         self._lock = threading.Lock()
         self._paused_checked = -1e18
         self._paused = False
+        self._rtt = 0.0  # moving average of a reservation's store round trip, seconds
         # Statistics, for logs and benchmarks.
         self.tokens = 0
         self.reservations = 0
@@ -97,7 +98,10 @@ class Limiter:
     # -- booking ---------------------------------------------------------------------------
     def _job_paused(self, now: float) -> bool:
         if now - self._paused_checked >= PAUSE_CHECK_S:
+            t0 = time.monotonic()
             doc = self.store.get(pause_key(self.job_id))
+            if self._rtt == 0.0:  # the first reservation's lead: a read costs about a write
+                self._rtt = time.monotonic() - t0
             self._paused = bool(doc and doc.get("paused"))
             self._paused_checked = now
         return self._paused
@@ -109,13 +113,20 @@ class Limiter:
             return now + min(PAUSE_CHECK_S, 0.5)
         cfg = self.config
 
+        # Book slots from "now + one store round trip": the grant reaches us that much later,
+        # and slots already past on arrival would count as late and be dropped.
+        lead = min(self._rtt, 0.5)
+
         def change(doc: dict[str, Any]) -> tuple[gcra.Grant | None, float, bool]:
             if doc.get("paused"):
                 return None, 0.0, True
-            grant, retry_at = gcra.reserve(doc, cfg.batch_size, self.clock(), cfg.lease_s)
+            grant, retry_at = gcra.reserve(doc, cfg.batch_size, self.clock() + lead, cfg.lease_s)
             return grant, retry_at, False
 
+        t0 = time.monotonic()
         grant, retry_at, paused = self.store.modify(self.key, change, gcra.new_bucket(cfg.rate, cfg.burst))
+        rtt = time.monotonic() - t0
+        self._rtt = rtt if self._rtt == 0.0 else 0.7 * self._rtt + 0.3 * rtt
         if paused:
             return now + 0.5
         if grant is None:
