@@ -31,7 +31,7 @@ DEFAULTS = {
     "backoff_base_sec": 30.0,
     "lag_sec": 120,
     "overlap_sec": 900,
-    "bloom_fp_rate": 0.1,
+    "bloom_fp_rate": 0.25,
     "min_jobs_to_show": 3,
     "opt_out": [],
     "rollup_retention_months": 36,

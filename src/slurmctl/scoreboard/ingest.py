@@ -152,7 +152,7 @@ def ingest(
     cluster: str,
     lines: Iterable[str],
     failure_states: Iterable[str],
-    bloom_p: float = 0.1,
+    bloom_p: float = 0.25,
     source: str = "sacct",
     months_allowed: Optional[Set[str]] = None,
     asof: Optional[str] = None,
