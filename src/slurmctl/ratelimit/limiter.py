@@ -98,10 +98,10 @@ class Limiter:
     # -- booking ---------------------------------------------------------------------------
     def _job_paused(self, now: float) -> bool:
         if now - self._paused_checked >= PAUSE_CHECK_S:
-            t0 = time.monotonic()
+            t0 = self.clock()
             doc = self.store.get(pause_key(self.job_id))
             if self._rtt == 0.0:  # the first reservation's lead: a read costs about a write
-                self._rtt = time.monotonic() - t0
+                self._rtt = min(0.5, max(0.0, self.clock() - t0))
             self._paused = bool(doc and doc.get("paused"))
             self._paused_checked = now
         return self._paused
@@ -123,9 +123,9 @@ class Limiter:
             grant, retry_at = gcra.reserve(doc, cfg.batch_size, self.clock() + lead, cfg.lease_s)
             return grant, retry_at, False
 
-        t0 = time.monotonic()
+        t0 = self.clock()  # the limiter's clock (a wall clock; clamped against jumps)
         grant, retry_at, paused = self.store.modify(self.key, change, gcra.new_bucket(cfg.rate, cfg.burst))
-        rtt = time.monotonic() - t0
+        rtt = min(0.5, max(0.0, self.clock() - t0))
         self._rtt = rtt if self._rtt == 0.0 else 0.7 * self._rtt + 0.3 * rtt
         if paused:
             return now + 0.5

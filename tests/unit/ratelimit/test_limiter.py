@@ -37,7 +37,7 @@ def make(tmp_path: Path, clock: FakeClock, **cfg: Any) -> Limiter:
 
 def test_acquire_paces_at_the_rate(tmp_path: Path) -> None:
     clock = FakeClock()
-    lim = make(tmp_path, clock)
+    lim = make(tmp_path, clock, batch=5)
     times = []
     for _ in range(12):
         lim.acquire()
