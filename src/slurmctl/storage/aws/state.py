@@ -18,8 +18,11 @@ eventually consistent and serve only listings (:meth:`DynamoStateStore.query_sta
 
 from __future__ import annotations
 
+import collections
 import json
+import threading
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from slurmctl.errors import ConflictError, StorageError
@@ -44,6 +47,11 @@ class DynamoStateStore(StateStore):
         self.settings = settings
         self.counter = counter or RequestCounter()
         self.ddb = client or make_client(settings, "dynamodb", self.counter)
+        # The last record this process read or wrote per key (bounded LRU): update() tries a
+        # compare-and-set against it first and skips the GetItem when nobody wrote in between.
+        self._seen: collections.OrderedDict[tuple[str, str], Record] = collections.OrderedDict()
+        self._seen_lock = threading.Lock()
+        self.seen_limit = 4096
 
     # -- helpers ----------------------------------------------------------------------------
     def _table(self, table: str) -> str:
@@ -133,9 +141,21 @@ class DynamoStateStore(StateStore):
             raise ConflictError(f"{name}/{key}", "version changed (or record exists)") from None
 
     # -- contract ---------------------------------------------------------------------------
+    def _remember(self, table: str, rec: Record | None, key: str) -> None:
+        with self._seen_lock:
+            if rec is None:
+                self._seen.pop((table, key), None)
+                return
+            self._seen[(table, key)] = rec
+            self._seen.move_to_end((table, key))
+            while len(self._seen) > self.seen_limit:
+                self._seen.popitem(last=False)
+
     def get(self, table: str, key: str) -> Record | None:
         item = self._get_item(self._table(table), key)
-        return None if item is None else self._record(item)
+        rec = None if item is None else self._record(item)
+        self._remember(table, rec, key)
+        return rec
 
     def create(self, table: str, key: str, value: dict[str, Any]) -> Record:
         name = self._table(table)
@@ -144,7 +164,9 @@ class DynamoStateStore(StateStore):
             self._conditional_put(name, key, item, "attribute_not_exists(pk)", None)
         except ConflictError:
             raise ConflictError(f"{table}/{key}", "record already exists") from None
-        return Record(key, 1, value)
+        rec = Record(key, 1, value)
+        self._remember(table, rec, key)
+        return rec
 
     def compare_and_set(self, table: str, key: str, value: dict[str, Any], expected_version: int) -> Record:
         name = self._table(table)
@@ -152,8 +174,38 @@ class DynamoStateStore(StateStore):
         try:
             self._conditional_put(name, key, item, "ver = :e", {":e": {"N": str(expected_version)}})
         except ConflictError:
+            self._remember(table, None, key)
             raise ConflictError(f"{table}/{key}", f"version is no longer {expected_version}") from None
-        return Record(key, expected_version + 1, value)
+        rec = Record(key, expected_version + 1, value)
+        self._remember(table, rec, key)
+        return rec
+
+    def update(
+        self,
+        table: str,
+        key: str,
+        change: Callable[[dict[str, Any] | None], dict[str, Any] | None],
+        *,
+        attempts: int = 50,
+    ) -> Record | None:
+        """As StateStore.update, but first tries one compare-and-set against the record this
+        process last saw, saving the GetItem. Same semantics: that write succeeds only if the
+        cached version is still current — i.e. ``change`` saw the current value. If the cache is
+        stale (conflict), or ``change`` declines or raises on the cached value, it falls back to
+        the read-modify-write loop on a fresh read, whose answer is the one that counts."""
+        with self._seen_lock:
+            cached = self._seen.get((table, key))
+        if cached is not None:
+            try:
+                new = change(json.loads(json.dumps(cached.value)))
+            except Exception:
+                new = None  # maybe an artefact of a stale cache: decide on fresh data below
+            if new is not None:
+                try:
+                    return self.compare_and_set(table, key, new, cached.version)
+                except ConflictError:
+                    pass
+        return super().update(table, key, change, attempts=attempts)
 
     def _paged(self, what: str, op: Any, kwargs: dict[str, Any]) -> list[Record]:
         records: list[Record] = []
@@ -188,6 +240,7 @@ class DynamoStateStore(StateStore):
         return records
 
     def delete(self, table: str, key: str) -> None:
+        self._remember(table, None, key)
         name = self._table(table)
         pk, sk = split_key(key)
         self._call(
