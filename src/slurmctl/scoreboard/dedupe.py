@@ -165,9 +165,9 @@ class Bloom:
                     cells[w % m] = 1
 
     @classmethod
-    def build(cls, ids: Iterable[int], n: int, p: float) -> "Bloom":
-        """Return a filter sized for ``n`` ids (with 25 % headroom) holding ``ids``; ``n`` is set exactly."""
-        b = cls(capacity=max(int(n * 1.25), 1024), p=p)
+    def build(cls, ids: Iterable[int], n: int, p: float, headroom: float = 1.25) -> "Bloom":
+        """Return a filter sized for ``n * headroom`` ids holding ``ids``; ``n`` is set exactly."""
+        b = cls(capacity=max(int(n * headroom), 1024), p=p)
         b.add_all(ids)
         b.n = n
         return b

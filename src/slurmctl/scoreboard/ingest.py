@@ -106,7 +106,10 @@ class MonthBatch:
             bloom.add_all(self.batch)
             bloom.n = n
         else:
-            bloom = dedupe.Bloom.build(st.ids, n, self.p)  # first ids of the month, or the filter filled up
+            # First ids of the month, or the filter filled up. A past month gets no more jobs (ends are
+            # final), so its filter is sized exactly; the current month's keeps 25 % room to grow.
+            current = self.month >= datetime.datetime.utcnow().strftime("%Y-%m")
+            bloom = dedupe.Bloom.build(st.ids, n, self.p, headroom=1.25 if current else 1.0)
         fsutil.atomic_write_bytes(layout.bloom_file(self.root, self.cluster, self.month), bloom.to_bytes())
         return len(self.batch)
 
