@@ -3,7 +3,7 @@
 * :class:`SqliteBucketStore` — the local backend: one SQLite file, every change in a
   ``BEGIN IMMEDIATE`` transaction (SQLite's POSIX file locks). Holds across processes on one node
   on any local filesystem, and across nodes only where POSIX (fcntl) locks are coherent between
-  nodes: GPFS/Spectrum Scale, Lustre mounted with ``-o flock``, BeeGFS with tuneFileLocking.
+  nodes: GPFS/Spectrum Scale, Lustre mounted with ``-o flock``, BeeGFS with tuneUseGlobalFileLocks.
   NOT on NFS (lock daemons and attribute caching make SQLite locking unreliable there) — use
   the aws backend for limits shared by workers on several nodes of an NFS cluster. The rollback
   journal (not WAL) is used because WAL needs shared memory, i.e. a single host.
