@@ -98,6 +98,19 @@ def test_every_reject_kind_is_reported_with_its_line(tmp_path: Path) -> None:
     assert [(b.first_line, b.last_line) for b in s.batches] == [(1, 12)]
 
 
+@pytest.mark.parametrize("blank", [b"", b"\n"])  # a blank line sends the block down the line-by-line path
+def test_null_and_bare_scalars_are_items(tmp_path: Path, blank: bytes) -> None:
+    values = [b"null", b"0", b"-1.5e3", b'"s"', b"true", b"false", b"[]", b"{}", b"null"]
+    src = tmp_path / "in.jsonl"
+    src.write_bytes(b"\n".join(values[:4]) + b"\n" + blank + b"\n".join(values[4:]))  # no final newline
+    s = partition([src], tmp_path / "out", items_per_batch=4)
+    assert batch_lines(tmp_path / "out", s) == values
+    assert [json.loads(x) for x in batch_lines(tmp_path / "out", s)][:5] == [None, 0, -1500.0, "s", True]
+    assert s.total_items == 9 and s.rejected == 0 and s.inputs[0]["blank_lines"] == len(blank)
+    assert [(b.first_item, b.items) for b in s.batches] == [(0, 4), (4, 4), (8, 1)]
+    assert s.batches[-1].last_line == 9 + len(blank)
+
+
 def test_huge_record_is_skipped_without_reading_it_into_memory(tmp_path: Path) -> None:
     src = tmp_path / "in.jsonl"
     with open(src, "wb") as fh:
