@@ -311,3 +311,20 @@ def test_cli_backfill_bloom_stats_and_daemon(env, monkeypatch):
         proc.wait(timeout=30)
     assert sbhelpers.load_json(layout.cursor_file(root, "c1"))["next_backfill_month"] is None
     assert sum(s[0] for s in month_totals(root, "c1").values()) == 600
+
+
+def test_home_listing_filters_names_and_uids(tmp_path):
+    from slurmctl.scoreboard import discover
+
+    if os.geteuid() != 0:
+        pytest.skip("needs root to chown test directories")
+    home = tmp_path / "home"
+    for name in ("alice", "bob", "lost+found", ".snapshot", "Bad Name"):
+        (home / name).mkdir(parents=True)
+    os.chown(str(home / "bob"), 50, 50)  # a system account
+    os.chown(str(home / "alice"), 23456, 23456)
+    assert discover.home_users(str(home), 1000) == {"alice"}
+    assert discover.home_users(str(home), 1000, known={"alice"}) == set()
+    assert (
+        discover.home_users("", 1000) == set() and discover.home_users(str(tmp_path / "none"), 1000) == set()
+    )

@@ -17,12 +17,15 @@ from .model import read_json
 _NAME_RE = re.compile(r"^[a-z_][a-z0-9_.-]{0,31}$")
 
 
-def home_users(home_dir: str, min_uid: int) -> Set[str]:
-    """Return the names of directories in ``home_dir`` that look like users with UID >= ``min_uid``.
+def home_users(home_dir: str, min_uid: int, known: Iterable[str] = ()) -> Set[str]:
+    """Return the names of directories in ``home_dir`` that look like users with UID >= ``min_uid``,
+    leaving out ``known`` names (already registered: no need to stat them again).
 
-    Owners are checked with ``os.stat`` (no NSS lookup per entry); empty when the directory is
-    unreadable. ``home_dir`` "" disables the listing.
+    Owners are checked with ``os.stat`` (no NSS lookup per entry; /home is often NFS with thousands of
+    entries, so only unknown names are stat'ed); empty when the directory is unreadable. ``home_dir``
+    "" disables the listing.
     """
+    known = set(known)
     if not home_dir:
         return set()
     try:
@@ -31,7 +34,7 @@ def home_users(home_dir: str, min_uid: int) -> Set[str]:
         return set()
     out = set()
     for name in entries:
-        if not _NAME_RE.match(name):
+        if name in known or not _NAME_RE.match(name):
             continue
         try:
             st = os.stat(os.path.join(home_dir, name))

@@ -219,7 +219,7 @@ class Poller:
         enqueue = reg.existed and uncovered
         new = reg.register(self.batch_users, "sacct", asof, enqueue)
         new += reg.register(
-            discover.home_users(self.cfg["home_dir"], self.cfg["min_uid"]), "home", asof, enqueue
+            discover.home_users(self.cfg["home_dir"], self.cfg["min_uid"], reg.users), "home", asof, enqueue
         )
         if not uncovered:
             reg.queue = []
