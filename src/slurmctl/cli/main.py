@@ -391,26 +391,11 @@ def worker(
     index: Annotated[int, typer.Option("--index", help="pilot: this worker's index")] = -1,
     workers: Annotated[int, typer.Option("--workers", help="pilot: number of pilots")] = 1,
 ) -> None:
-    """The worker entry point every executor launches (one task, an array element, or a pilot)."""
-    import logging
+    """The worker entry point every executor launches (one task, an array element, or a pilot).
+    Executors call the lighter ``python -m slurmctl.worker``, which runs the same code."""
+    from slurmctl.worker.entry import run
 
-    from slurmctl.model.core import task_id
-    from slurmctl.storage.open import open_backend
-    from slurmctl.worker.runtime import Worker
-
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
-    w = Worker(open_backend(json.loads(backend_spec)), job)
-    w.stop.install()
-    if pilot:
-        i = index if index >= 0 else int(os.environ.get("SLURM_ARRAY_TASK_ID", "0"))
-        raise typer.Exit(w.run_pilot(i, workers))
-    if task is None:
-        if array_offset is None or "SLURM_ARRAY_TASK_ID" not in os.environ:
-            raise SlurmctlError("worker needs --task, --pilot, or --array-offset inside a Slurm array job")
-        task = task_id(int(os.environ["SLURM_ARRAY_TASK_ID"]) + array_offset)
-    raise typer.Exit(w.run_task(task))
+    raise typer.Exit(run(job, backend_spec, task, array_offset, pilot, index, workers))
 
 
 BackendOpt = Annotated[

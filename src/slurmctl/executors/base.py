@@ -28,8 +28,7 @@ def worker_command(backend: Backend, job_id: str, *extra: str, python: str | Non
     return [
         python or sys.executable,
         "-m",
-        "slurmctl",
-        "worker",
+        "slurmctl.worker",
         "--backend",
         json.dumps(backend.spec, separators=(",", ":")),
         "--job",

@@ -1,0 +1,3 @@
+from slurmctl.worker.entry import main
+
+main()
