@@ -129,6 +129,7 @@ def ran_jobs(slurm_cluster):  # noqa: F811
             break
         time.sleep(3)
     else:
+        subprocess.run(["scancel", *ids.values()], check=False)  # leave nothing queued on a shared cluster
         pytest.fail(f"dev cluster jobs did not finish within 500 s: {rows}")
     time.sleep(2)  # slurmctld -> slurmdbd: let the last job records land
     return t0, ids, rows
