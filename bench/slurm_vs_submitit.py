@@ -26,6 +26,7 @@ e.g. submitit's ``srun`` in its batch script). Prints wall-time and command-coun
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import secrets
@@ -156,11 +157,13 @@ def main() -> int:
     if args.items < 1 or not 1 <= args.batches <= args.items:
         print("error: need ITEMS >= BATCHES >= 1", file=sys.stderr)
         return 2
-    machine(BENCH, "start")
     try:
         workers = [int(w) for w in args.workers.split(",") if w]
     except ValueError:
         print(f"error: --workers must be comma-separated integers, got {args.workers!r}", file=sys.stderr)
+        return 2
+    if importlib.util.find_spec("submitit") is None:
+        print("error: submitit is not installed: .venv/bin/pip install submitit==1.5.4", file=sys.stderr)
         return 2
     modes = [m for m in args.modes.split(",") if m]
     if set(modes) - {"pilot", "array"}:
@@ -168,6 +171,7 @@ def main() -> int:
         return 2
     # The work dir must be visible from the compute node: on the one-node dev cluster any local dir is.
     work = Path(tempfile.mkdtemp(prefix="slurm-bench-", dir=args.dir))
+    machine(BENCH, "start")
     token = secrets.token_hex(3)
     try:
         per = -(-args.items // args.batches)
