@@ -8,8 +8,13 @@ Why fsync runs in a child process: waiting for the disk is most of the cost of a
 must overlap the parsing. A Python thread cannot do that well: after each fsync it has to win the GIL
 back from the parser, which holds it through long C calls (milliseconds per block), so one thread per
 fsync stalls for every batch. Instead each group of temp files is handed to coreutils ``sync FILE...``
-(it fsyncs each file) in a child process while parsing continues; when it exits 0, the group is
-renamed and committed. Without ``sync`` on PATH, files are fsynced in-process.
+(it fsyncs each file) in child processes while parsing continues; when they all exit 0, the group is
+renamed and committed. Without ``sync`` on PATH, files are fsynced in-process by a few threads.
+
+Why several ``sync`` children per group: on ext4 (and XFS) every fsync of a freshly written file waits
+for a journal commit and a device cache flush, about 5 ms here, so one ``sync`` over 1000 batch files
+takes 5-6 s however fast the disk is. fsyncs that are in flight *at the same time* share one commit
+(jbd2 group commit): 8 children over the same 1000 files (91 MB) finish in about 0.5 s.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -126,6 +132,7 @@ class BatchWriter:
 
     GROUP_BATCHES = 512
     GROUP_SECONDS = 5.0
+    SYNC_PARALLEL = 8  # fsyncs in flight at once; see the module docstring
 
     def __init__(self, out_dir: Path, log_bytes: int, batches: list[BatchInfo], rejects: RejectsFile) -> None:
         self.out_dir = out_dir
@@ -134,22 +141,23 @@ class BatchWriter:
         self._log_path = out_dir / BATCH_LOG_NAME
         self._log_bytes = log_bytes
         self._fd: int | None = None
-        self._tmp: Path | None = None
+        self._dir = str(out_dir)  # plain strings: pathlib costs ~10 us per batch file name
+        self._tmp: str | None = None
         self._hash: Any = None
         self._size = 0
         # closed batches not yet handed to a sync: (temp path, BatchInfo)
-        self._pending: list[tuple[Path, BatchInfo]] = []
+        self._pending: list[tuple[str, BatchInfo]] = []
         # the group being synced: its batches, the state to commit after, the child
-        self._syncing: tuple[list[tuple[Path, BatchInfo]], dict[str, Any], subprocess.Popen[bytes]] | None = (
-            None
-        )
+        self._syncing: (
+            tuple[list[tuple[str, BatchInfo]], dict[str, Any], list[subprocess.Popen[bytes]]] | None
+        ) = None
         self._last_group = time.monotonic()
         self._sync_cmd = shutil.which("sync")
         self._committed = len(batches)
 
     def open_batch(self, index: int) -> None:
         """Start batch ``index`` in a temp file. Raises: StorageError."""
-        self._tmp = self.out_dir / f".{batch_id(index)}.jsonl.tmp"
+        self._tmp = f"{self._dir}/.{batch_id(index)}.jsonl.tmp"
         try:
             self._fd = os.open(self._tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
         except OSError as exc:
@@ -187,7 +195,7 @@ class BatchWriter:
         ``state()`` is what to record once every batch closed so far is durable.
         Raises: StorageError.
         """
-        if self._syncing is not None and self._syncing[2].poll() is not None:
+        if self._syncing is not None and all(c.poll() is not None for c in self._syncing[2]):
             self._complete_sync()
         due = (
             len(self._pending) >= self.GROUP_BATCHES
@@ -210,46 +218,57 @@ class BatchWriter:
             os.close(self._fd)
             self._fd = None
         if self._syncing is not None:
-            self._syncing[2].wait()
+            for child in self._syncing[2]:
+                child.wait()
             self._syncing = None
 
     def _start_sync(self, state: dict[str, Any]) -> None:
         group, self._pending = self._pending, []
         self._last_group = time.monotonic()
         self.rejects.flush()
-        paths = [str(tmp) for tmp, _ in group]
+        paths = [tmp for tmp, _ in group]
         if self.rejects.exists():
             paths.append(str(self.rejects.path))
         if self._sync_cmd is None or not paths:
-            for path in paths:
-                _fsync_path(path)
+            try:
+                with ThreadPoolExecutor(self.SYNC_PARALLEL) as pool:
+                    list(pool.map(_fsync_path, paths))
+            except OSError as exc:
+                raise StorageError(f"cannot fsync the batch files in {self.out_dir}: {exc}") from exc
             self._commit(group, state)
             return
-        child = subprocess.Popen(
-            [self._sync_cmd, "--", *paths],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-        self._syncing = (group, state, child)
+        per_child = -(-len(paths) // self.SYNC_PARALLEL)
+        children = [
+            subprocess.Popen(
+                [self._sync_cmd, "--", *paths[i : i + per_child]],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+            )
+            for i in range(0, len(paths), per_child)
+        ]
+        self._syncing = (group, state, children)
 
     def _complete_sync(self) -> None:
         assert self._syncing is not None
-        group, state, child = self._syncing
+        group, state, children = self._syncing
         self._syncing = None
-        _, stderr = child.communicate()
-        if child.returncode != 0:
+        failures = []
+        for child in children:
+            _, stderr = child.communicate()
+            if child.returncode != 0:
+                failures.append(f"exit code {child.returncode}: {stderr.decode(errors='replace').strip()}")
+        if failures:
             raise StorageError(
-                f"fsync of the batch files in {self.out_dir} failed (sync exit code {child.returncode}): "
-                f"{stderr.decode(errors='replace').strip()}",
+                f"fsync of the batch files in {self.out_dir} failed (sync {'; '.join(failures)})",
                 hint="check free space and the file system; the partition resumes from its last commit",
             )
         self._commit(group, state)
 
-    def _commit(self, group: list[tuple[Path, BatchInfo]], state: dict[str, Any]) -> None:
+    def _commit(self, group: list[tuple[str, BatchInfo]], state: dict[str, Any]) -> None:
         try:
             for tmp, info in group:
-                os.replace(tmp, self.out_dir / f"{info.batch_id}.jsonl")
+                os.replace(tmp, f"{self._dir}/{info.batch_id}.jsonl")
             if group:
                 data = b"".join(_log_line(info) for _, info in group)
                 with open(self._log_path, "ab") as log:

@@ -170,3 +170,22 @@ def test_every_accepted_record_appears_once_in_order(
                 assert bpb is None or b.bytes <= bpb or b.items == 1
     finally:
         jsonl_mod.BLOCK_BYTES = old
+
+
+def test_fsync_without_coreutils_sync_gives_the_same_result(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from slurmctl.partition import durable
+
+    src = tmp_path / "in.jsonl"
+    _write_input(src, 3000)
+    monkeypatch.setattr(durable.BatchWriter, "GROUP_BATCHES", 4)  # many groups, each over several children
+    with_sync = partition([src], tmp_path / "a", items_per_batch=50)
+    monkeypatch.setenv("PATH", str(tmp_path / "no-such-dir"))  # no `sync`: fsyncs run on threads in-process
+    assert durable.shutil.which("sync") is None
+    without = partition([src], tmp_path / "b", items_per_batch=50)
+    assert tree(tmp_path / "a") == tree(tmp_path / "b")
+    assert [b.sha256 for b in with_sync.batches] == [b.sha256 for b in without.batches]
+    assert len(without.batches) == 60 and without.rejected == 4
+    state = json.loads((tmp_path / "b" / "_partition.json").read_text())
+    assert state["complete"] and state["batches"] == 60
