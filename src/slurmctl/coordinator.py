@@ -20,7 +20,7 @@ from typing import Any
 
 from slurmctl.clusters import apply_profile, resolve
 from slurmctl.config.models import JobConfig
-from slurmctl.errors import ConflictError, InputError, JobNotFoundError
+from slurmctl.errors import ConflictError, InputError, JobNotFoundError, StateError
 from slurmctl.model.core import Batch, Job, JobStatus, Task, TaskStatus, task_id
 from slurmctl.model.states import JobState, TaskState
 from slurmctl.storage import keys
@@ -101,9 +101,16 @@ def prepare(
     job_id = job_id or new_job_id(config.name)
     cfg_bytes = json.dumps(cfg, sort_keys=True).encode()
     status = JobStatus(job_id=job_id, name=config.name, state=JobState.CREATED, executor=config.executor.kind)
-    # Re-running prepare for the same id carries on from where it stopped.
-    with contextlib.suppress(ConflictError):
+    # Re-running prepare for the same id carries on from where it stopped (partitioning resumes).
+    try:
         backend.state.create(keys.JOBS_TABLE, keys.job_state(job_id), status.model_dump(mode="json"))
+    except ConflictError:
+        current = job_status(backend, job_id)
+        if current.state != JobState.CREATED:
+            raise StateError(
+                f"job {job_id} is {current.state.value}: its submission is not interrupted",
+                hint=f"`slurmctl resubmit {job_id}` runs what is left of a submitted job",
+            ) from None
     backend.objects.put(keys.job_config(job_id), cfg_bytes)
 
     out_dir = backend.objects.local_path(keys.batches_prefix(job_id) + "x")
@@ -260,3 +267,19 @@ def refresh_job_state(backend: Backend, job_id: str, statuses: list[TaskStatus] 
     if st.state == JobState.FAILED and new == JobState.RUNNING:
         new = JobState.SUBMITTED  # a retry is under way
     return set_job_state(backend, job_id, new)
+
+
+def record_retry(backend: Backend, job_id: str, task_ids: list[str], reason: str) -> int:
+    """Write the next retry manifest (which tasks were resubmitted, and why). Returns its number."""
+    from slurmctl.model.manifests import RetryManifest
+
+    number = sum(1 for _ in backend.objects.list(keys.retries_prefix(job_id)))
+    while True:
+        doc = RetryManifest(
+            job_id=job_id, number=number, created_at=time.time(), reason=reason, task_ids=task_ids
+        )
+        try:
+            backend.objects.put_if_absent(keys.retry_manifest(job_id, number), doc.to_json())
+            return number
+        except ConflictError:
+            number += 1

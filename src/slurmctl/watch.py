@@ -15,6 +15,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 
+from slurmctl.coordinator import record_retry
 from slurmctl.executors.base import Executor
 from slurmctl.status import JobProgress, progress
 
@@ -50,6 +51,7 @@ def watch(
             again = [t for t in executor.resubmittable(states) if resubmitted[t] < budget] if resubmit else []
             if again:
                 resubmitted.update(again)
+                record_retry(executor.backend, executor.job.job_id, again, "no live worker will run them")
                 executor.submit(again)
                 states = None  # something changed: look again soon
             elif failed:

@@ -167,11 +167,13 @@ def test_time_limit_resumes_from_checkpoint(slurm_cluster, tmp_path):
     assert [i for i, _ in rows_by_item(out)] == list(range(150))
 
 
+@pytest.mark.slow
 def test_2500_tasks_split_at_max_array_size_1001(slurm_cluster, tmp_path):
     assert slurm_cluster.config.max_array_size == 1001  # the dev cluster's default (scripts/dev-cluster)
     job = make_job(tmp_path, 2500, 1, "{kind: slurm, mode: array, poll_max_s: 5}")
     root = tmp_path / "root"
-    job_id, r = submit_wait(job, root)
+    # 2,500 one-item elements: the dev cluster starts ~9 elements/s, so this takes minutes.
+    job_id, r = submit_wait(job, root, timeout=1500)
     assert r.code == 0, r.err
     backend = local_backend(root)
     groups = load_job(backend, job_id).groups
@@ -183,3 +185,63 @@ def test_2500_tasks_split_at_max_array_size_1001(slurm_cluster, tmp_path):
     out = tmp_path / "o.jsonl"
     assert slurmctl("results", job_id, "-o", str(out), root=root).code == 0
     assert [i for i, _ in rows_by_item(out)] == list(range(2500))
+
+
+def test_failed_sbatch_is_reported_and_leaves_the_job_consistent(slurm_cluster, tmp_path):
+    job = make_job(tmp_path, 6, 2, "{kind: slurm, mode: array}")
+    job.write_text(
+        job.read_text().replace("resources: {mem_gb: 0.25}", "resources: {mem_gb: 0.25, partition: nope}")
+    )
+    root = tmp_path / "root"
+    r = slurmctl("submit", str(job), root=root)
+    assert r.code == 7, r.err
+    assert "sbatch failed" in r.err and "Invalid partition" in r.err and "slurmctl resubmit" in r.err
+    assert "Traceback" not in r.err
+    job_id = r.err.split("job ", 1)[1].split(":", 1)[0]
+    backend = local_backend(root)
+    assert load_job(backend, job_id).groups == []  # nothing recorded as submitted
+    assert {t.state for t in task_statuses(backend, job_id)} == {TaskState.QUEUED}
+    # Fix the cause (here: the partition in the stored config) and resubmit: every task exactly once.
+    job_doc = load_job(backend, job_id)
+    job_doc.config["resources"]["partition"] = None
+    from slurmctl.coordinator import save_job
+
+    save_job(backend, job_doc)
+    r = slurmctl("resubmit", job_id, root=root)
+    assert r.code == 0, r.err
+    assert slurmctl("status", job_id, "--watch", root=root).code == 0
+    out = tmp_path / "o.jsonl"
+    assert slurmctl("results", job_id, "-o", str(out), root=root).code == 0
+    assert [i for i, _ in rows_by_item(out)] == list(range(6))
+
+
+def test_cancel_stops_the_arrays(slurm_cluster, tmp_path):
+    job = make_job(tmp_path, 20, 5, "{kind: slurm, mode: array}", sleep=1.0)
+    root = tmp_path / "root"
+    r = slurmctl("submit", str(job), root=root)
+    assert r.code == 0, r.err
+    job_id = r.out.strip().splitlines()[-1]
+    r = slurmctl("cancel", job_id, root=root)  # no --yes and no terminal: refuses
+    assert r.code != 0
+    r = slurmctl("cancel", job_id, "--yes", root=root)
+    assert r.code == 0, r.err
+    backend = local_backend(root)
+    array_id = load_job(backend, job_id).groups[0].submissions[0]["array_job_id"]
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        q = subprocess.run(["squeue", "-h", "-j", array_id], capture_output=True, text=True)
+        if not q.stdout.strip():
+            break
+        time.sleep(1)
+    assert not q.stdout.strip()
+    st = json.loads(slurmctl("status", job_id, "--json", root=root).out)
+    assert st["state"] == "cancelled"
+
+
+def test_doctor_on_the_dev_cluster(slurm_cluster, tmp_path):
+    r = slurmctl("doctor", "--tasks", "2500", root=tmp_path / "root")
+    assert r.code == 0, r.out + r.err
+    assert "controller" in r.out and "backend root" in r.out
+    (tmp_path / "f").write_text("")
+    r = slurmctl("doctor", root=tmp_path / "f" / "sub")
+    assert r.code == 1 and "cannot write under" in r.out

@@ -76,6 +76,9 @@ def submit(
     check_handler: Annotated[
         bool, typer.Option(help="import the handler before submitting (off if it only imports on nodes)")
     ] = True,
+    resume: Annotated[
+        str | None, typer.Option("--resume", help="carry on an interrupted submission of this job id")
+    ] = None,
     root: RootOpt = None,
 ) -> None:
     """Partition the input, create the tasks and hand them to the executor; prints the job id."""
@@ -89,8 +92,13 @@ def submit(
         from slurmctl.worker.handler import load_handler
 
         load_handler(cfg.handler.function, cfg.handler.python_path, cfg.handler.mode)
+    from slurmctl.coordinator import new_job_id
+
+    job_id = resume or new_job_id(cfg.name)
+    # Said first, so an interrupted submission can be carried on with --resume.
+    err.print(f"job {job_id}: partitioning {cfg.input.path}", highlight=False)
     with _progress_bar("partitioning") as bar:
-        backend, job = prepare(cfg, root_override=root, progress=bar)
+        backend, job = prepare(cfg, root_override=root, progress=bar, job_id=job_id)
     executor = executor_for(backend, job)
     task_ids = job.task_ids()
     if job.rejected:
@@ -183,7 +191,10 @@ def resubmit(job_id: str, root: RootOpt = None) -> None:
     if not tids:
         out.print(f"job {job_id}: nothing to resubmit")
         return
-    out.print(f"resubmitted {len(tids)} task(s): {executor.submit(tids)}")
+    from slurmctl.coordinator import record_retry
+
+    n = record_retry(backend, job_id, tids, "slurmctl resubmit")
+    out.print(f"resubmitted {len(tids)} task(s) (retry manifest {n}): {executor.submit(tids)}")
 
 
 @app.command()

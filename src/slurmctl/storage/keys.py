@@ -90,6 +90,10 @@ def checkpoint(job_id: str, task_id: str) -> str:
     return f"{_job(job_id)}/checkpoints/{task_id}.sqlite"
 
 
+def retries_prefix(job_id: str) -> str:
+    return f"{_job(job_id)}/retries/"
+
+
 def retry_manifest(job_id: str, number: int) -> str:
     return f"{_job(job_id)}/retries/{number:04d}.json"
 
