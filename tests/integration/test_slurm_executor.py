@@ -22,6 +22,18 @@ from tests.e2e.cli import REPO, read_jsonl, slurmctl, submit_wait
 
 pytestmark = pytest.mark.slurm
 
+
+@pytest.fixture(autouse=True)
+def _cancel_leftover_arrays(tmp_path):
+    """A failed or timed-out test must not leave its arrays queued for the next tests."""
+    yield
+    ids = []
+    for manifest in tmp_path.glob("**/jobs/*/job.json"):
+        doc = json.loads(manifest.read_text())
+        ids += [s["array_job_id"] for g in doc.get("groups", []) for s in g.get("submissions", [])]
+    if ids:
+        subprocess.run(["scancel", *ids], check=False)
+
 SLOW = """
 import time
 def handle(record, ctx):
