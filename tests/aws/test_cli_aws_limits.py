@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import pytest
 
 
 def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -22,6 +23,7 @@ def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
     )
 
 
+@pytest.mark.aws
 def test_aws_bootstrap_creates_everything_and_is_idempotent(moto: Any) -> None:
     args = ["aws", "bootstrap", "--bucket", "boot-strap-1", "--table-prefix", "bs-", "--queue-prefix", "bsq-"]
     args += ["--region", "us-east-1", "--endpoint-url", moto.url]

@@ -10,6 +10,8 @@ import pytest
 from slurmctl.storage.aws.state import DynamoStateStore
 from slurmctl.storage.open import open_backend
 
+pytestmark = pytest.mark.aws
+
 
 def test_update_with_a_stale_cache_still_sees_the_current_value(moto_spec: dict[str, Any]) -> None:
     a = open_backend(moto_spec).state

@@ -20,7 +20,7 @@ import yaml
 from slurmctl.storage import keys
 from slurmctl.storage.open import open_backend
 
-pytestmark = [pytest.mark.slow]
+pytestmark = [pytest.mark.aws, pytest.mark.slow]
 
 HANDLER = """
 import time

@@ -38,7 +38,7 @@ def handle(record, ctx):
 pytestmark = [pytest.mark.slow]
 
 
-@pytest.fixture(params=["local", "moto"])
+@pytest.fixture(params=["local", pytest.param("moto", marks=pytest.mark.aws)])
 def backend_block(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, Any]:
     if request.param == "local":
         return {"kind": "local", "root": str(tmp_path / "root")}

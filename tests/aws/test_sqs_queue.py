@@ -14,6 +14,8 @@ from slurmctl.storage.aws.bootstrap import ensure_queues
 from slurmctl.storage.aws.queue import SqsWorkQueue
 from slurmctl.storage.aws.settings import AwsSettings
 
+pytestmark = pytest.mark.aws
+
 
 @pytest.fixture
 def settings(moto_spec: dict[str, Any]) -> AwsSettings:

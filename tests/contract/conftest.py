@@ -27,7 +27,13 @@ aws_env, moto, seaweed, moto_spec, seaweed_spec = (
 )
 
 
-@pytest.fixture(params=["local", "moto", "seaweedfs"])
+@pytest.fixture(
+    params=[
+        "local",
+        pytest.param("moto", marks=pytest.mark.aws),
+        pytest.param("seaweedfs", marks=pytest.mark.aws),
+    ]
+)
 def object_spec(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, Any]:
     if request.param == "local":
         return {"kind": "local", "root": str(tmp_path / "root")}
@@ -36,7 +42,7 @@ def object_spec(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, Any
     return request.getfixturevalue("seaweed_spec")
 
 
-@pytest.fixture(params=["local", "moto"])
+@pytest.fixture(params=["local", pytest.param("moto", marks=pytest.mark.aws)])
 def state_spec(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, Any]:
     if request.param == "local":
         return {"kind": "local", "root": str(tmp_path / "root")}
