@@ -34,6 +34,7 @@ def _cancel_leftover_arrays(tmp_path):
     if ids:
         subprocess.run(["scancel", *ids], check=False)
 
+
 SLOW = """
 import time
 def handle(record, ctx):
