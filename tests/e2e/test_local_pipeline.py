@@ -92,6 +92,12 @@ def make_job(tmp: Path, n: int, *, items: int = 1000, handler: str = SLOW_HANDLE
     )
 
 
+def worker_argv(root: Path, job_id: str, task: str) -> list[str]:
+    """The CLI's worker command for one task, as an executor would run it."""
+    spec = json.dumps({"kind": "local", "root": str(root)})
+    return [sys.executable, "-m", "slurmctl", "worker", "--backend", spec, "--job", job_id, "--task", task]
+
+
 def test_sigkill_mid_task_then_rerun_is_exactly_once(tmp_path):
     from slurmctl.storage import keys
 
@@ -101,18 +107,7 @@ def test_sigkill_mid_task_then_rerun_is_exactly_once(tmp_path):
     assert r.code == 0, r.err
     job_id = r.out.strip().splitlines()[-1]
     env = dict(os.environ, SLURMCTL_ROOT=str(root), SLURMCTL_SCRATCH=str(tmp_path / "scratch"))
-    argv = [
-        sys.executable,
-        "-m",
-        "slurmctl",
-        "worker",
-        "--backend",
-        json.dumps({"kind": "local", "root": str(root)}),
-        "--job",
-        job_id,
-        "--task",
-        "t0000000",
-    ]
+    argv = worker_argv(root, job_id, "t0000000")
     w = subprocess.Popen(argv, env=env, stderr=subprocess.PIPE)
     ckpt = tmp_path / "scratch" / "slurmctl" / job_id / "t0000000" / "a1" / "checkpoint.sqlite"
     deadline = time.time() + 60
@@ -150,18 +145,7 @@ def test_interrupted_worker_resumes_from_checkpoint(tmp_path):
     r = slurmctl("submit", str(job), "--dry-run", root=root)
     job_id = r.out.strip().splitlines()[-1]
     env = dict(os.environ, SLURMCTL_SCRATCH=str(tmp_path / "scratch-a"))
-    argv = [
-        sys.executable,
-        "-m",
-        "slurmctl",
-        "worker",
-        "--backend",
-        json.dumps({"kind": "local", "root": str(root)}),
-        "--job",
-        job_id,
-        "--task",
-        "t0000000",
-    ]
+    argv = worker_argv(root, job_id, "t0000000")
     w = subprocess.Popen(argv, env=env, stderr=subprocess.PIPE, text=True)
     time.sleep(2.0)
     w.send_signal(signal.SIGTERM)

@@ -61,6 +61,22 @@ def rows_by_item(path: Path) -> list[tuple[int, str]]:
     return sorted((r["_item_id"], json.dumps(r, sort_keys=True)) for r in rows)
 
 
+def submit_and_wait_for_a_running_task(job: Path, root: Path, started) -> tuple[str, object]:
+    """Submit without waiting, then return (job id, the first task record for which ``started``
+    holds), polling the records for up to two minutes."""
+    r = slurmctl("submit", str(job), root=root)
+    assert r.code == 0, r.err
+    job_id = r.out.strip().splitlines()[-1]
+    backend = local_backend(root)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        for t in task_statuses(backend, job_id):
+            if t.state == TaskState.RUNNING and started(t):
+                return job_id, t
+        time.sleep(0.2)
+    raise AssertionError("no task started running within 120 s")
+
+
 @pytest.mark.parametrize("mode", ["array", "pilot"])
 def test_example_outputs_identical_to_local(slurm_cluster, tmp_path, mode):
     outputs = {}
@@ -101,19 +117,8 @@ def test_one_status_poll_is_one_slurm_command(slurm_cluster, tmp_path):
 def test_pilot_killed_mid_task_is_reclaimed_after_lease(slurm_cluster, tmp_path):
     job = make_job(tmp_path, 40, 10, "{kind: slurm, mode: pilot, workers: 2, lease_s: 6}", sleep=0.25)
     root = tmp_path / "root"
-    r = slurmctl("submit", str(job), root=root)
-    assert r.code == 0, r.err
-    job_id = r.out.strip().splitlines()[-1]
+    job_id, victim = submit_and_wait_for_a_running_task(job, root, lambda t: t.items_done > 0 and t.owner)
     backend = local_backend(root)
-    victim = None
-    deadline = time.time() + 120
-    while victim is None and time.time() < deadline:
-        for t in task_statuses(backend, job_id):
-            if t.state == TaskState.RUNNING and t.items_done > 0 and t.owner:
-                victim = t
-                break
-        time.sleep(0.2)
-    assert victim is not None, "no task started running"
     pid = int(victim.owner.split(":")[1])
     os.kill(pid, signal.SIGKILL)
     r = slurmctl("status", job_id, "--watch", root=root)
@@ -129,19 +134,8 @@ def test_pilot_killed_mid_task_is_reclaimed_after_lease(slurm_cluster, tmp_path)
 def test_scancel_running_element_then_resubmission(slurm_cluster, tmp_path):
     job = make_job(tmp_path, 30, 10, "{kind: slurm, mode: array}", sleep=0.5)
     root = tmp_path / "root"
-    r = slurmctl("submit", str(job), root=root)
-    assert r.code == 0, r.err
-    job_id = r.out.strip().splitlines()[-1]
+    job_id, target = submit_and_wait_for_a_running_task(job, root, lambda t: t.slurm_job_id)
     backend = local_backend(root)
-    target = None
-    deadline = time.time() + 120
-    while target is None and time.time() < deadline:
-        for t in task_statuses(backend, job_id):
-            if t.state == TaskState.RUNNING and t.slurm_job_id:
-                target = t
-                break
-        time.sleep(0.2)
-    assert target is not None
     time.sleep(1.5)  # mid-task: a few of its 10 items (0.5 s each) are done
     array_id = load_job(backend, job_id).groups[0].submissions[0]["array_job_id"]
     element = f"{array_id}_{int(target.task_id[1:])}"
