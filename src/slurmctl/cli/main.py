@@ -42,6 +42,31 @@ def _backend(root: str | None) -> Any:
     return open_backend({"kind": "local"}, root)
 
 
+BackendOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--backend", help='backend block as JSON, e.g. \'{"kind":"aws","bucket":"b"}\' (default: local)'
+    ),
+]
+
+
+def _backend_of(root: str | None, spec: str | None) -> Any:
+    from slurmctl.errors import ConfigError
+    from slurmctl.storage.open import open_backend
+
+    if spec is None:
+        return _backend(root)
+    try:
+        block = json.loads(spec)
+    except ValueError as exc:
+        raise ConfigError(
+            f"--backend: not valid JSON: {exc}", hint='e.g. --backend \'{"kind":"aws","bucket":"b"}\''
+        ) from None
+    if not isinstance(block, dict):
+        raise ConfigError("--backend: expected a JSON object")
+    return open_backend(block, root)
+
+
 def _fmt_s(s: float | None) -> str:
     if s is None:
         return "-"
@@ -179,13 +204,13 @@ def _follow(backend: Any, job_id: str) -> int:
 
 
 @app.command()
-def resubmit(job_id: str, root: RootOpt = None) -> None:
+def resubmit(job_id: str, root: RootOpt = None, backend_spec: BackendOpt = None) -> None:
     """Submit again the tasks of a job that nothing will run any more (failed with attempts left,
     interrupted, or never submitted after a failed sbatch)."""
     from slurmctl.coordinator import load_job
     from slurmctl.executors import executor_for
 
-    backend = _backend(root)
+    backend = _backend_of(root, backend_spec)
     executor = executor_for(backend, load_job(backend, job_id))
     tids = executor.resubmittable()
     if not tids:
@@ -203,11 +228,12 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
     watch: Annotated[bool, typer.Option("--watch", help="refresh until the job ends")] = False,
     root: RootOpt = None,
+    backend_spec: BackendOpt = None,
 ) -> None:
     """Progress of a job: tasks per state, items done/failed, throughput, ETA."""
     from slurmctl.status import progress
 
-    backend = _backend(root)
+    backend = _backend_of(root, backend_spec)
     if watch and not as_json:
         raise typer.Exit(_follow(backend, job_id))
     p = progress(backend, job_id)
@@ -240,11 +266,12 @@ def results(
         bool, typer.Option("--allow-failed-items", help="exit 0 even if some items failed")
     ] = False,
     root: RootOpt = None,
+    backend_spec: BackendOpt = None,
 ) -> None:
     """Verify every task's result (checksums, item accounting) and merge them into one file."""
     from slurmctl.results import merge
 
-    backend = _backend(root)
+    backend = _backend_of(root, backend_spec)
     if output is None:
         from slurmctl.coordinator import load_job
 
@@ -266,12 +293,16 @@ def results(
 
 
 @app.command()
-def jobs(root: RootOpt = None, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+def jobs(
+    root: RootOpt = None,
+    backend_spec: BackendOpt = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
     """List jobs in the backend, newest first."""
     from slurmctl.model.core import JobStatus
     from slurmctl.storage import keys
 
-    backend = _backend(root)
+    backend = _backend_of(root, backend_spec)
     rows = sorted(
         (JobStatus.model_validate(r.value) for r in backend.state.scan(keys.JOBS_TABLE)),
         key=lambda s: s.created_at,
@@ -289,7 +320,10 @@ def jobs(root: RootOpt = None, as_json: Annotated[bool, typer.Option("--json")] 
 
 @app.command()
 def inspect(
-    job_id: str, task_id: Annotated[str | None, typer.Argument()] = None, root: RootOpt = None
+    job_id: str,
+    task_id: Annotated[str | None, typer.Argument()] = None,
+    root: RootOpt = None,
+    backend_spec: BackendOpt = None,
 ) -> None:
     """Show the job manifest, or a task's manifest, state and result manifest (JSON)."""
     from slurmctl.coordinator import load_job
@@ -298,7 +332,7 @@ def inspect(
     from slurmctl.model.manifests import DoneMarker
     from slurmctl.storage import keys
 
-    backend = _backend(root)
+    backend = _backend_of(root, backend_spec)
     job = load_job(backend, job_id)
     if task_id is None:
         doc = job.model_dump(mode="json")
@@ -325,13 +359,14 @@ def cancel(
     job_id: str,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask for confirmation")] = False,
     root: RootOpt = None,
+    backend_spec: BackendOpt = None,
 ) -> None:
     """Stop a job's running work and mark it cancelled."""
     from slurmctl.coordinator import job_status, load_job, mark_tasks, set_job_state, task_statuses
     from slurmctl.executors import executor_for
     from slurmctl.model.states import JobState, TaskState
 
-    backend = _backend(root)
+    backend = _backend_of(root, backend_spec)
     st = job_status(backend, job_id)
     if st.state.is_terminal:
         out.print(f"job {job_id} is already {st.state.value}")
@@ -407,31 +442,6 @@ def worker(
     from slurmctl.worker.entry import run
 
     raise typer.Exit(run(job, backend_spec, task, array_offset, pilot, index, workers))
-
-
-BackendOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--backend", help='backend block as JSON, e.g. \'{"kind":"aws","bucket":"b"}\' (default: local)'
-    ),
-]
-
-
-def _backend_of(root: str | None, spec: str | None) -> Any:
-    from slurmctl.errors import ConfigError
-    from slurmctl.storage.open import open_backend
-
-    if spec is None:
-        return _backend(root)
-    try:
-        block = json.loads(spec)
-    except ValueError as exc:
-        raise ConfigError(
-            f"--backend: not valid JSON: {exc}", hint='e.g. --backend \'{"kind":"aws","bucket":"b"}\''
-        ) from None
-    if not isinstance(block, dict):
-        raise ConfigError("--backend: expected a JSON object")
-    return open_backend(block, root)
 
 
 aws_app = typer.Typer(help="AWS backend resources (S3 + DynamoDB + SQS).", no_args_is_help=True)
