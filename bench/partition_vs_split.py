@@ -1,42 +1,60 @@
 """Benchmark: the streaming partitioner against `split -l` on the same JSONL file.
 
-Usage: python bench/partition_vs_split.py [N] [--items-per-batch K] [--dir DIR]
+Usage: python bench/partition_vs_split.py [N] [--items-per-batch K] [--repeat R] [--dir DIR]
+                                          [--workers W] [--compare-src DIR]
   N: records of ~100 bytes to generate (default 5,000,000; CI runs ~50,000).
+  --workers W: the partitioner's ``workers`` option (default: its own default).
+  --compare-src DIR: also run the partitioner from another source tree (a "before" contender, e.g.
+      ``git archive <commit> src | tar -x -C /tmp/before`` then ``--compare-src /tmp/before/src``).
 
-Each contender runs in a child process; wall time and the child's peak RSS (getrusage
-RUSAGE_CHILDREN ru_maxrss, measured in a fresh intermediate process per contender) are printed.
+Contenders run alternately, R times each (the median is reported), each in a child of a fresh measuring
+process: wall time, CPU time (user + system of the contender and all its children: sync, workers) and
+peak RSS. Peak RSS is the largest single process's (getrusage RUSAGE_CHILDREN ru_maxrss); the
+partitioner also reports the sum over its own processes (VmHWM of the main process + its workers).
 Baselines, measured in the same run: `split -l K` (no fsync, no validation), and `split -l K` followed
-by `sync` of its output files (the durability the partitioner provides). Prints ratios; exits non-zero
-only if a contender fails or the outputs differ.
+by `sync` of its output files (the durability the partitioner provides). Prints RESULT and RATIO lines
+(bench/common.py); exits non-zero only if a contender fails or an output differs from the input.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import random
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from common import REPO, machine, ratio, result
+
+BENCH = "partition_vs_split"
+
 _MEASURE = """
-import resource, subprocess, sys, time
+import json, resource, subprocess, sys, time
 t0 = time.perf_counter()
-subprocess.run(sys.argv[1:], check=True)
+p = subprocess.run(sys.argv[2:], env=json.loads(sys.argv[1]), capture_output=True, text=True)
 wall = time.perf_counter() - t0
-print(wall, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+print(json.dumps({"wall_s": wall, "cpu_s": ru.ru_utime + ru.ru_stime, "peak_rss_kib": ru.ru_maxrss,
+                  "returncode": p.returncode, "stdout": p.stdout, "stderr": p.stderr}))
 """
 
 _PARTITION = """
-import sys
+import json, re, sys
 from pathlib import Path
 from slurmctl.partition import partition
-s = partition([Path(sys.argv[1])], Path(sys.argv[2]), items_per_batch=int(sys.argv[3]))
-print(len(s.batches), s.total_items, file=sys.stderr)
+kw = {"items_per_batch": int(sys.argv[3])}
+if sys.argv[4] != "default":
+    kw["workers"] = int(sys.argv[4])
+s = partition([Path(sys.argv[1])], Path(sys.argv[2]), **kw)
+hwm = int(re.search(r"VmHWM:\\s+(\\d+) kB", Path("/proc/self/status").read_text()).group(1))
+print(json.dumps({"batches": len(s.batches), "items": s.total_items, "main_hwm_kib": hwm}))
 """
 
 _SPLIT_SYNC = 'split -l "$1" "$2" "$3/x" && sync -- "$3"/x*'
@@ -59,61 +77,128 @@ def generate(path: Path, n: int) -> None:
         fh.write(b"".join(buf))
 
 
-def measure(cmd: list[str]) -> tuple[float, int]:
-    """Returns (wall seconds, peak RSS KiB) of ``cmd`` run in a child of a fresh process."""
-    out = subprocess.run([sys.executable, "-c", _MEASURE, *cmd], check=True, capture_output=True, text=True)
-    wall, rss = out.stdout.split()
-    return float(wall), int(rss)
+def measure(cmd: list[str], env: dict[str, str]) -> dict:
+    """Returns {wall_s, cpu_s, peak_rss_kib, stdout, ...} of ``cmd`` run in a child of a fresh process.
+
+    Raises: SystemExit naming the command when it fails."""
+    out = subprocess.run(
+        [sys.executable, "-c", _MEASURE, json.dumps(env), *cmd], check=True, capture_output=True, text=True
+    )
+    run = json.loads(out.stdout)
+    if run["returncode"] != 0:
+        raise SystemExit(f"{cmd[0]} failed ({run['returncode']}):\n{run['stderr'][-3000:]}")
+    return run
+
+
+def concat_digest(paths: list[Path]) -> str:
+    """Returns the sha256 of the files' bytes concatenated, read in 1 MiB chunks (bounded memory)."""
+    h = hashlib.sha256()
+    for p in paths:
+        with open(p, "rb") as fh:
+            while chunk := fh.read(1 << 20):
+                h.update(chunk)
+    return h.hexdigest()
+
+
+def _env(src: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = src + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    return env
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("n", nargs="?", type=int, default=5_000_000)
     ap.add_argument("--items-per-batch", type=int, default=1000)
+    ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--workers", default="default", help="partition(workers=...), default: its default")
+    ap.add_argument("--compare-src", type=Path, default=None, help="also run the partitioner from here")
     ap.add_argument("--dir", type=Path, default=None, help="work directory (default: a temp dir)")
     args = ap.parse_args()
+    if args.n < 1 or args.repeat < 1 or args.items_per_batch < 1:
+        print("N, --repeat and --items-per-batch must be positive", file=sys.stderr)
+        return 2
     if shutil.which("split") is None:
         print("split (coreutils) is not installed", file=sys.stderr)
         return 2
+    machine(BENCH, "start")
     work = Path(tempfile.mkdtemp(prefix="partition-bench-", dir=args.dir))
     try:
         src = work / "in.jsonl"
         generate(src, args.n)
         size = src.stat().st_size
+        want = concat_digest([src])
         k = str(args.items_per_batch)
-        (work / "split").mkdir()
-        (work / "split-sync").mkdir()
-        subprocess.run(["sync"], check=False)  # start every contender with clean page-cache writeback
-        t_split, rss_split = measure(["split", "-l", k, str(src), str(work / "split" / "x")])
-        subprocess.run(["sync"], check=False)
-        t_sync, _ = measure(["sh", "-c", _SPLIT_SYNC, "sh", k, str(src), str(work / "split-sync")])
-        subprocess.run(["sync"], check=False)
-        t_part, rss_part = measure([sys.executable, "-c", _PARTITION, str(src), str(work / "part"), k])
-        same = b"".join(p.read_bytes() for p in sorted((work / "part").glob("b*.jsonl"))) == src.read_bytes()
-        report = {
-            "records": args.n,
-            "input_mb": round(size / 2**20, 1),
-            "items_per_batch": args.items_per_batch,
-            "split_s": round(t_split, 3),
-            "split_sync_s": round(t_sync, 3),
-            "partition_s": round(t_part, 3),
-            "ratio_vs_split": round(t_part / t_split, 2),
-            "ratio_vs_split_sync": round(t_part / t_sync, 2),
-            "partition_mb_per_s": round(size / 2**20 / t_part, 1),
-            "partition_peak_rss_mb": round(rss_part / 1024, 1),
-            "split_peak_rss_mb": round(rss_split / 1024, 1),
-            "output_identical_to_input": same,
+        contenders: dict[str, tuple[list[str], dict[str, str], str]] = {
+            "split": (["split", "-l", k, str(src), "{out}/x"], dict(os.environ), "x*"),
+            "split+sync": (["sh", "-c", _SPLIT_SYNC, "sh", k, str(src), "{out}"], dict(os.environ), "x*"),
+            "partition": (
+                [sys.executable, "-c", _PARTITION, str(src), "{out}", k, args.workers],
+                _env(str(REPO / "src")),
+                "b*.jsonl",
+            ),
         }
-        print(json.dumps(report, indent=1))
+        if args.compare_src:
+            contenders["partition_before"] = (
+                [sys.executable, "-c", _PARTITION, str(src), "{out}", k, "default"],
+                _env(str(args.compare_src.resolve())),
+                "b*.jsonl",
+            )
+        runs: dict[str, list[dict]] = {name: [] for name in contenders}
+        for rep in range(args.repeat):
+            for name, (argv, env, pattern) in contenders.items():
+                out = work / f"{name}-{rep}"
+                out.mkdir()
+                subprocess.run(["sync"], check=False)  # every contender starts with clean writeback
+                run = measure([a.replace("{out}", str(out)) for a in argv], env)
+                if concat_digest(sorted(out.glob(pattern))) != want:
+                    print(f"{name}: the output files do not concatenate to the input", file=sys.stderr)
+                    return 1
+                if name.startswith("partition"):
+                    run.update(json.loads(run["stdout"].strip().splitlines()[-1]))
+                runs[name].append(run)
+                shutil.rmtree(out)
+        med = {
+            n: {f: statistics.median(r[f] for r in rs) for f in ("wall_s", "cpu_s")} for n, rs in runs.items()
+        }
+        for name, rs in runs.items():
+            result(
+                BENCH,
+                contender=name,
+                records=args.n,
+                input_mib=round(size / 2**20, 1),
+                items_per_batch=args.items_per_batch,
+                repeat=args.repeat,
+                wall_s=round(med[name]["wall_s"], 3),
+                wall_s_all=[round(r["wall_s"], 3) for r in rs],
+                cpu_s=round(med[name]["cpu_s"], 3),
+                peak_rss_mib=round(max(r["peak_rss_kib"] for r in rs) / 1024, 1),
+                **(
+                    {"main_peak_rss_mib": round(max(r["main_hwm_kib"] for r in rs) / 1024, 1)}
+                    if name.startswith("partition")
+                    else {}
+                ),
+                mib_per_s=round(size / 2**20 / med[name]["wall_s"], 1),
+            )
+        part = med["partition"]
+        ratio("partition_vs_split", part["wall_s"], med["split"]["wall_s"], target="<= 1.5x")
+        ratio("partition_vs_split_sync", part["wall_s"], med["split+sync"]["wall_s"])
+        ratio("partition_cpu_vs_split_cpu", part["cpu_s"], med["split"]["cpu_s"])
+        if "partition_before" in med:
+            ratio("partition_vs_before", part["wall_s"], med["partition_before"]["wall_s"])
         print(
-            f"partition {t_part:.2f}s = {t_part / t_split:.2f}x split ({t_split:.2f}s), "
-            f"{t_part / t_sync:.2f}x split+sync ({t_sync:.2f}s); peak RSS {rss_part / 1024:.0f} MB "
-            f"(targets: <=1.5x split, <=100 MB)"
+            f"partition {part['wall_s']:.2f}s wall, {part['cpu_s']:.2f}s CPU = "
+            f"{part['wall_s'] / med['split']['wall_s']:.2f}x split ({med['split']['wall_s']:.2f}s wall, "
+            f"{med['split']['cpu_s']:.2f}s CPU), {part['wall_s'] / med['split+sync']['wall_s']:.2f}x "
+            f"split+sync ({med['split+sync']['wall_s']:.2f}s); peak RSS "
+            f"{max(r['peak_rss_kib'] for r in runs['partition']) / 1024:.0f} MB "
+            "(targets: <=1.5x split, <=100 MB)"
         )
-        return 0 if same else 1
+        return 0
     finally:
         shutil.rmtree(work, ignore_errors=True)
         os.sync()
+        machine(BENCH, "end")
 
 
 if __name__ == "__main__":

@@ -11,8 +11,9 @@ import zstandard
 from partition_helpers import batch_lines, make_jsonl, read_rejects, tree
 
 from slurmctl.errors import ConfigError, InputError, StateError
+from slurmctl.partition import PartitionSummary, partition
 from slurmctl.partition import jsonl as jsonl_mod
-from slurmctl.partition import partition
+from slurmctl.partition import verdicts as verdicts_mod
 
 
 def test_count_batches_hold_every_record_in_order(tmp_path: Path) -> None:
@@ -141,6 +142,55 @@ def test_huge_record_is_skipped_without_reading_it_into_memory(tmp_path: Path) -
     (reject,) = [json.loads(x) for x in (tmp_path / "out" / "rejects.jsonl").read_text().splitlines()]
     assert reject["line"] == 2 and str(50 * 2**20 + 12) in reject["reason"]
     assert reject["excerpt"].startswith('{"huge": "yyy') and len(reject["excerpt"]) == 200
+
+
+@pytest.mark.parametrize(("ipb", "bpb"), [(7, None), (None, 700), (50, 2000)])
+def test_worker_processes_give_byte_identical_batches(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ipb: int | None, bpb: int | None
+) -> None:
+    src = tmp_path / "in.jsonl"
+    clean = make_jsonl(tmp_path / "clean.jsonl", 600)
+    crlf = [x + b"\r\n" for x in clean[:200]]  # a run of CRLF lines: blocks normalised on the fast path
+    src.write_bytes(
+        b"\xef\xbb\xbf"
+        + b"".join(x + b"\n" for x in clean[:300])
+        + b'\n  \n{oops\nnull\n"caf\xe9"\n'
+        + b"".join(crlf)
+        + b'{"big": "'
+        + b"x" * 3000
+        + b'"}\n'  # over max_record_bytes: rejected while reading
+        + b'{"a":\r1}\n'
+        + b"\n".join(clean[300:])  # no final newline
+    )
+    monkeypatch.setattr(jsonl_mod, "BLOCK_BYTES", 1500)  # many blocks, many verdicts
+    kw = {"items_per_batch": ipb, "bytes_per_batch": bpb, "max_record_bytes": 1000}
+    serial = partition([src], tmp_path / "serial", workers=0, **kw)
+    asked: list[bool] = []  # the real workers' verdicts, counted
+    real_result = verdicts_mod.Verdict.result
+
+    def counted(self: verdicts_mod.Verdict) -> bool:
+        asked.append(real_result(self))
+        return asked[-1]
+
+    monkeypatch.setattr(verdicts_mod.Verdict, "result", counted)
+    parallel = partition([src], tmp_path / "parallel", workers=2, **kw)
+    assert asked.count(True) > 10 and asked.count(False) >= 2  # clean blocks and examined ones
+    assert tree(tmp_path / "parallel") == tree(tmp_path / "serial")
+    assert parallel == PartitionSummary(**{**serial.__dict__, "rejects_path": parallel.rejects_path})
+    assert parallel.total_items == 600 + 200 + 2 and parallel.rejected == 3
+    assert parallel.inputs[0]["blank_lines"] == 2
+
+
+def test_a_worker_that_fails_is_an_input_error(tmp_path: Path) -> None:
+    from slurmctl.partition.verdicts import VerdictPool
+
+    with VerdictPool(1, 100) as pool:
+        verdict = pool.ask(tmp_path / "gone.jsonl", 0, 10)
+        with pytest.raises(InputError, match=r"cannot validate .*gone\.jsonl in a worker process") as err:
+            verdict.result()
+    assert "No such file" in str(err.value) and err.value.hint and "workers=0" in err.value.hint
+    with pytest.raises(ConfigError, match="workers must be a non-negative integer"):
+        partition([tmp_path / "gone.jsonl"], tmp_path / "out", workers=-1)
 
 
 @pytest.mark.parametrize("suffix", [".gz", ".zst"])

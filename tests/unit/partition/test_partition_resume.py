@@ -28,7 +28,8 @@ from pathlib import Path
 from slurmctl.partition import durable, jsonl, partition
 durable.BatchWriter.GROUP_BATCHES = 3
 jsonl.BLOCK_BYTES = 1 << 14
-partition([Path(sys.argv[1])], Path(sys.argv[2]), items_per_batch=50, progress=lambda d, t: time.sleep(0.002))
+partition([Path(sys.argv[1])], Path(sys.argv[2]), items_per_batch=50, workers=int(sys.argv[3]),
+          progress=lambda d, t: time.sleep(0.002))
 """
 
 
@@ -55,15 +56,19 @@ def _batches_in_state(out_dir: Path) -> int:
     return -1 if state.get("complete") else state.get("batches", 0)
 
 
-@pytest.mark.parametrize("name", ["in.jsonl", "in.jsonl.gz", "in.csv"])
-def test_resume_after_sigkill_gives_the_clean_result(tmp_path: Path, name: str) -> None:
+@pytest.mark.parametrize(
+    ("name", "workers"), [("in.jsonl", 0), ("in.jsonl", 2), ("in.jsonl.gz", 0), ("in.csv", 0)]
+)
+def test_resume_after_sigkill_gives_the_clean_result(tmp_path: Path, name: str, workers: int) -> None:
     src = tmp_path / name
     _write_input(src, 12000)
-    clean = partition([src], tmp_path / "clean", items_per_batch=50)
+    clean = partition([src], tmp_path / "clean", items_per_batch=50, workers=2 - workers)
     out = tmp_path / "out"
     kills = 0
     for threshold in (2, 40, 120):
-        child = subprocess.Popen([sys.executable, "-c", _CHILD, str(src), str(out)])
+        # killed runs validate with `workers` processes, the final resume in-process (and the reverse):
+        # the workers are not part of the state, and neither changes a byte
+        child = subprocess.Popen([sys.executable, "-c", _CHILD, str(src), str(out), str(workers)])
         deadline = time.monotonic() + 60
         while child.poll() is None and time.monotonic() < deadline:
             if _batches_in_state(out) >= threshold:
@@ -73,7 +78,7 @@ def test_resume_after_sigkill_gives_the_clean_result(tmp_path: Path, name: str) 
             time.sleep(0.001)
         child.wait()
     assert kills >= 2, "the child finished before it could be killed; slow it down"
-    resumed = partition([src], out, items_per_batch=50)
+    resumed = partition([src], out, items_per_batch=50, workers=0)
     assert resumed == partition([src], out, items_per_batch=50)  # and a re-run is a no-op
     assert tree(out) == tree(tmp_path / "clean")
     assert [b.sha256 for b in resumed.batches] == [b.sha256 for b in clean.batches]
