@@ -397,95 +397,100 @@ class Worker:
             resources=dict(self.job.config.get("resources", {})),
             rate_limits=limits_for(self.backend, self.job_id, self.job.config),
         )
-        ctx.scratch_dir.mkdir(exist_ok=True)
-        path = self._batch_path(task, scratch)
-        fn = handler.function
-        wants_ctx = handler.wants_ctx
-        dumps = _row_encoder()
-        record_ok, done_add = ckpt.record_ok, done_ids.add
-        stop = self.stop
-        first = task.batch.first_item
-        handler_s = 0.0
-        next_snapshot = time.monotonic() + self.checkpoint_s
-        perf = time.perf_counter
+        # Unused rate-limit slots go back to the bucket when the task's items are done.
+        try:
+            ctx.scratch_dir.mkdir(exist_ok=True)
+            path = self._batch_path(task, scratch)
+            fn = handler.function
+            wants_ctx = handler.wants_ctx
+            dumps = _row_encoder()
+            record_ok, done_add = ckpt.record_ok, done_ids.add
+            stop = self.stop
+            first = task.batch.first_item
+            handler_s = 0.0
+            next_snapshot = time.monotonic() + self.checkpoint_s
+            perf = time.perf_counter
 
-        def record_error(item_id: int, exc: BaseException) -> None:
-            failed[0] += 1
-            tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__, limit=-8))
-            ckpt.record_error(item_id, classify(exc), type(exc).__name__, str(exc)[:2000], tb, attempt)
-            done_ids.add(item_id)
+            def record_error(item_id: int, exc: BaseException) -> None:
+                failed[0] += 1
+                tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__, limit=-8))
+                ckpt.record_error(item_id, classify(exc), type(exc).__name__, str(exc)[:2000], tb, attempt)
+                done_ids.add(item_id)
 
-        def record_rows(item_id: int, result: Any) -> None:
-            if type(result) is dict:
-                result["_item_id"] = item_id
-                ckpt.record_ok(item_id, dumps(result), 1)
-            else:
-                rows = rows_of(result)
-                text = "\n".join(dumps({**r, "_item_id": item_id}) for r in rows)
-                ckpt.record_ok(item_id, text, len(rows))
-            done_ids.add(item_id)
+            def record_rows(item_id: int, result: Any) -> None:
+                if type(result) is dict:
+                    result["_item_id"] = item_id
+                    ckpt.record_ok(item_id, dumps(result), 1)
+                else:
+                    rows = rows_of(result)
+                    text = "\n".join(dumps({**r, "_item_id": item_id}) for r in rows)
+                    ckpt.record_ok(item_id, text, len(rows))
+                done_ids.add(item_id)
 
-        with open(path, "rb") as f:
-            if handler.mode == "batch":
-                pending = [(first + k, line) for k, line in enumerate(f) if first + k not in done_ids]
-                chunk = 1000
-                for start in range(0, len(pending), chunk):
+            with open(path, "rb") as f:
+                if handler.mode == "batch":
+                    pending = [(first + k, line) for k, line in enumerate(f) if first + k not in done_ids]
+                    chunk = 1000
+                    for start in range(0, len(pending), chunk):
+                        if stop.requested:
+                            raise Interrupted()
+                        part = pending[start : start + chunk]
+                        records = [_load_line(line) for _, line in part]
+                        t0 = perf()
+                        try:
+                            results = fn(records, ctx) if wants_ctx else fn(records)
+                            results = list(results) if results is not None else []
+                            if len(results) != len(records):
+                                raise HandlerError(
+                                    f"batch handler returned {len(results)} results "
+                                    f"for {len(records)} records"
+                                )
+                        except Exception as exc:
+                            handler_s += perf() - t0
+                            for item_id, _ in part:
+                                record_error(item_id, exc)
+                            continue
+                        handler_s += perf() - t0
+                        for (item_id, _), result in zip(part, results, strict=True):
+                            record_rows(item_id, result)
+                        ckpt.commit_if_due()
+                    return handler_s
+
+                is_gen = handler.is_generator
+                for k, line in enumerate(f):
+                    item_id = first + k
+                    if item_id in done_ids:
+                        continue
                     if stop.requested:
                         raise Interrupted()
-                    part = pending[start : start + chunk]
-                    records = [_load_line(line) for _, line in part]
+                    ctx.item_id = item_id
                     t0 = perf()
                     try:
-                        results = fn(records, ctx) if wants_ctx else fn(records)
-                        results = list(results) if results is not None else []
-                        if len(results) != len(records):
-                            raise HandlerError(
-                                f"batch handler returned {len(results)} results for {len(records)} records"
-                            )
+                        record = _load_line(line)
+                        result = fn(record, ctx) if wants_ctx else fn(record)
+                        if is_gen:
+                            result = list(result)
                     except Exception as exc:
                         handler_s += perf() - t0
-                        for item_id, _ in part:
-                            record_error(item_id, exc)
+                        record_error(item_id, exc)
                         continue
                     handler_s += perf() - t0
-                    for (item_id, _), result in zip(part, results, strict=True):
+                    if type(result) is dict:  # the common case, inlined: one row
+                        result["_item_id"] = item_id
+                        record_ok(item_id, dumps(result), 1)
+                        done_add(item_id)
+                    else:
                         record_rows(item_id, result)
-                    ckpt.commit_if_due()
-                return handler_s
-
-            is_gen = handler.is_generator
-            for k, line in enumerate(f):
-                item_id = first + k
-                if item_id in done_ids:
-                    continue
-                if stop.requested:
-                    raise Interrupted()
-                ctx.item_id = item_id
-                t0 = perf()
-                try:
-                    record = _load_line(line)
-                    result = fn(record, ctx) if wants_ctx else fn(record)
-                    if is_gen:
-                        result = list(result)
-                except Exception as exc:
-                    handler_s += perf() - t0
-                    record_error(item_id, exc)
-                    continue
-                handler_s += perf() - t0
-                if type(result) is dict:  # the common case, inlined: one row
-                    result["_item_id"] = item_id
-                    record_ok(item_id, dumps(result), 1)
-                    done_add(item_id)
-                else:
-                    record_rows(item_id, result)
-                if not k & 1023:
-                    ckpt.commit_if_due()
-                    if beat.lost:
-                        raise LeaseLost(task.task_id)
-                    if time.monotonic() >= next_snapshot:
-                        self._save_checkpoint(task.task_id, ckpt, scratch)
-                        next_snapshot = time.monotonic() + self.checkpoint_s
-        return handler_s
+                    if not k & 1023:
+                        ckpt.commit_if_due()
+                        if beat.lost:
+                            raise LeaseLost(task.task_id)
+                        if time.monotonic() >= next_snapshot:
+                            self._save_checkpoint(task.task_id, ckpt, scratch)
+                            next_snapshot = time.monotonic() + self.checkpoint_s
+            return handler_s
+        finally:
+            ctx.rate_limits.release()
 
     def _publish(
         self,
