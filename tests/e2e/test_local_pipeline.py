@@ -305,3 +305,20 @@ def test_output_formats(tmp_path, fmt):
     from slurmctl.fsutil import sha256_file
 
     assert manifest["output_sha256"] == sha256_file(out)
+
+
+def test_batch_mode_handler(tmp_path):
+    handler = "def handle(records, ctx):\n    return [{'n': r['n'], 'batch': ctx.task_id} for r in records]\n"
+    job = make_job(tmp_path, 55, items=20, handler=handler)
+    job.write_text(
+        job.read_text().replace(
+            "handler: {function: 'h:handle'}", "handler: {function: 'h:handle', mode: batch}"
+        )
+    )
+    root = tmp_path / "root"
+    job_id, r = submit_wait(job, root)
+    assert r.code == 0, r.err
+    assert slurmctl("results", job_id, "-o", str(tmp_path / "o.jsonl"), root=root).code == 0
+    rows = read_jsonl(tmp_path / "o.jsonl")
+    assert sorted(r["n"] for r in rows) == list(range(55))
+    assert {r["batch"] for r in rows} == {"t0000000", "t0000001", "t0000002"}
