@@ -12,12 +12,14 @@ Contenders, each in its own child process, alternating, all in the same run:
 * **bare** — the baseline: read the same batch file, ``json.loads`` each line, call the same handler,
   ``json.dumps`` the same row (with ``_item_id``) and insert it into ONE SQLite file in ONE transaction.
   Timed inside the child around that loop.
-* **bare, same codec** — the bare loop with the worker's JSON shortcuts (UTF-8 decode before ``json.loads``,
-  one C encoder per run): the framework's own overhead, codec aside.
+* **bare, same codec** — the bare loop with the worker's own JSON codec (``runtime._decode_line`` /
+  ``_row_encoder``): the framework's own overhead, codec aside.
 * **worker CLI** (once) — ``python -m slurmctl worker --task`` end to end, start-up included, against the
   bare script end to end (also start-up included).
 
-The rows the worker publishes are checked byte-for-byte (sha256) against the bare loop's rows.
+The rows the worker publishes are checked against every bare loop's as JSON values, and byte-for-byte
+against the bare loop that uses the worker's codec (the RESULT line says whether they are also
+byte-identical to ``json.dumps``, which they are not once the worker uses msgspec: ``{"a":1}``).
 Prints items/s, ratios worker/bare (targets: >= 200k items/s, <= 1.3x) and peak RSS.
 ``--profile`` also runs the worker once under cProfile and prints the top functions by own time.
 """
@@ -47,11 +49,10 @@ from noop import handle
 batch, out, fast = sys.argv[1], sys.argv[2], sys.argv[4] == "fast"
 first = 0
 dumps, loads = json.dumps, json.loads
-if fast:  # the worker's codec: decode UTF-8 before json.loads, one C encoder for every row
-    from slurmctl.worker.runtime import _row_encoder
-    dumps = _row_encoder()
-    _loads = json.loads
-    loads = lambda line: _loads(line.decode("utf-8", "surrogatepass"))
+if fast:  # the worker's own codec (whatever runtime.py uses: json shortcuts or msgspec)
+    from slurmctl.worker import runtime
+    dumps = runtime._row_encoder()
+    loads = getattr(runtime, "_decode_line", None) or getattr(runtime, "_load_line", None) or json.loads
 t0 = time.perf_counter()
 db = sqlite3.connect(out, isolation_level=None)
 db.execute("CREATE TABLE items (item_id INTEGER PRIMARY KEY, ok INTEGER, nrows INTEGER, rows TEXT NOT NULL)")
@@ -68,17 +69,19 @@ db.executemany("INSERT INTO items VALUES (?,?,?,?)", rows())
 db.execute("COMMIT")
 db.close()
 seconds = time.perf_counter() - t0
-h = hashlib.sha256()
+h, canon = hashlib.sha256(), hashlib.sha256()
 with __import__("contextlib").closing(sqlite3.connect(out)) as db:
     n = 0
     for (text,) in db.execute("SELECT rows FROM items ORDER BY item_id"):
         h.update(text.encode() + b"\n")
+        canon.update(json.dumps(json.loads(text), sort_keys=True).encode() + b"\n")
         n += 1
-print(json.dumps({"seconds": seconds, "items": n, "rows_sha256": h.hexdigest()}))
+print(json.dumps({"seconds": seconds, "items": n, "rows_sha256": h.hexdigest(),
+                  "canonical_sha256": canon.hexdigest()}))
 """
 
 _WORKER = r"""
-import cProfile, json, pstats, sys, time
+import cProfile, hashlib, json, pstats, sys, time
 from slurmctl.storage import keys
 from slurmctl.storage.open import open_backend
 from slurmctl.worker.runtime import Worker
@@ -111,9 +114,12 @@ if prof:
     pstats.Stats(prof, stream=sys.stderr).sort_stats("tottime").print_stats(18)
 done = json.loads(backend.objects.get(keys.done_marker(job_id, task)))
 manifest = json.loads(backend.objects.get(done["manifest_key"]))
+canon = hashlib.sha256()  # the rows as values, independent of the codec's spacing
+for line in backend.objects.get(manifest["data_key"]).splitlines():
+    canon.update(json.dumps(json.loads(line), sort_keys=True).encode() + b"\n")
 print(json.dumps({"code": code, "seconds": seconds, **parts, "items": manifest["items_ok"],
                   "rows": manifest["rows"], "rows_sha256": manifest["data_sha256"],
-                  "handler_s": manifest["handler_seconds"]}))
+                  "canonical_sha256": canon.hexdigest(), "handler_s": manifest["handler_seconds"]}))
 """
 
 
@@ -187,7 +193,8 @@ def main() -> int:
         bare_s: list[float] = []
         fast_s: list[float] = []
         rss_worker = rss_bare = 0
-        shas: set[str] = set()
+        canon: set[str] = set()  # rows as values: every contender
+        raw: dict[str, set[str]] = {"plain": set(), "fast": set(), "worker": set()}  # rows as text
         for k in range(args.repeat):
             for codec, times in (("plain", bare_s), ("fast", fast_s)):
                 out = work / f"bare{k}{codec}.sqlite"
@@ -200,7 +207,8 @@ def main() -> int:
                 out.unlink()
                 times.append(b["seconds"])
                 rss_bare = max(rss_bare, bare.peak_rss_kib)
-                shas.add(b["rows_sha256"])
+                canon.add(b["canonical_sha256"])
+                raw[codec].add(b["rows_sha256"])
             root = fresh_root(root0, work / "root")
             run = run_child(
                 [sys.executable, "-c", _WORKER, str(root), job_id, TASK, "0"], env=env, label="worker"
@@ -212,9 +220,15 @@ def main() -> int:
             process_s.append(w["process_s"])
             publish_s.append(w["publish_s"])
             rss_worker = max(rss_worker, run.peak_rss_kib)
-            shas.add(w["rows_sha256"])
-        if len(shas) != 1:
-            raise BenchError(f"the worker's published rows differ from the bare loop's rows: {shas}")
+            canon.add(w["canonical_sha256"])
+            raw["worker"].add(w["rows_sha256"])
+        if len(canon) != 1:
+            raise BenchError(
+                f"the worker's published rows differ (as JSON values) from the bare loop's: {canon}"
+            )
+        if raw["worker"] != raw["fast"] or len(raw["worker"]) != 1:
+            raise BenchError(f"the worker's row text differs from the bare loop with its codec: {raw}")
+        same_text_as_json_dumps = raw["worker"] == raw["plain"]
 
         # End to end, start-up included: the CLI worker and the bare script.
         root = fresh_root(root0, work / "root")
@@ -257,6 +271,7 @@ def main() -> int:
             publish_s=summary(publish_s),
             items_per_s=round(n / w_best),
             peak_rss_mib=mib(rss_worker),
+            rows_text_identical_to_json_dumps=same_text_as_json_dumps,
         )
         result(
             BENCH,
