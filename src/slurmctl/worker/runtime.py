@@ -33,6 +33,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from slurmctl.errors import ConflictError, HandlerError, SlurmctlError, StateError
 from slurmctl.fsutil import sha256_file
 from slurmctl.model.core import Job, Task, TaskStatus
@@ -76,61 +78,21 @@ def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}" + (f":slurm{slurm}" if slurm else "")
 
 
-def _load_line(line: bytes, _loads: Callable[[Any], Any] = json.loads) -> Any:
-    """Return ``json.loads(line)`` for one batch line — the same value, or the same exception.
-
-    Decodes UTF-8 first: ``json.loads(bytes)`` spends about a tenth of a no-op item's time detecting
-    the encoding. A line that is not plain UTF-8 JSON (BOM, UTF-16/32, invalid bytes, malformed) fails
-    the fast path and takes json's own path, outside the ``except`` so no exception context is added.
-    Pure; idempotent."""
-    try:
-        return _loads(line.decode("utf-8", "surrogatepass"))
-    except ValueError:
-        pass
-    return _loads(line)
+# The worker's JSON codec is msgspec: it decodes and encodes a small record ~7x faster than the json
+# module here (bench/RESULTS.md), which is most of a no-op item's cost. Differences from json.dumps,
+# documented in docs/architecture.md: compact row text ({"a":1}), NaN/Infinity are written as null,
+# datetimes as RFC 3339 strings; unsupported objects raise TypeError (a permanent item failure).
+_decode_line = msgspec.json.Decoder().decode
 
 
 def _row_encoder() -> Callable[[Any], str]:
-    """Return a function equal to ``json.dumps(obj)`` with default arguments (same text, same errors).
+    """A row encoder for one task loop: obj -> JSON text."""
+    encode = msgspec.json.Encoder().encode
 
-    ``json.dumps`` builds a new C encoder on every call, about a quarter of a no-op item's time; this
-    builds one per task. It is rebuilt after a failed call (the C encoder may leave entries in its
-    circular-reference markers). Falls back to ``json.dumps`` itself if the C encoder is missing or
-    does not reproduce ``json.dumps`` on a sample. Not thread-safe: one per task loop."""
-    make = getattr(json.encoder, "c_make_encoder", None)
-    if make is None:
-        return json.dumps
+    def encode_text(obj: Any) -> str:
+        return encode(obj).decode()
 
-    def new() -> Callable[[Any, int], Any]:
-        return make(  # the arguments json.JSONEncoder().iterencode passes with default settings
-            {},
-            json.JSONEncoder().default,
-            json.encoder.encode_basestring_ascii,
-            None,
-            ": ",
-            ", ",
-            False,
-            False,
-            True,
-        )
-
-    sample = {"s": 'é\u2028"\x00', "n": [1, -2.5, float("nan"), float("-inf"), None, True, 10**30], "d": {}}
-    try:
-        current = [new()]
-        if "".join(current[0](sample, 0)) != json.dumps(sample):
-            return json.dumps
-    except (TypeError, ValueError):
-        return json.dumps
-    join = "".join
-
-    def encode(obj: Any) -> str:
-        try:
-            return join(current[0](obj, 0))
-        except BaseException:
-            current[0] = new()
-            raise
-
-    return encode
+    return encode_text
 
 
 class _Stop:
@@ -435,7 +397,7 @@ class Worker:
                         if stop.requested:
                             raise Interrupted()
                         part = pending[start : start + chunk]
-                        records = [_load_line(line) for _, line in part]
+                        records = [_decode_line(line) for _, line in part]
                         t0 = perf()
                         try:
                             results = fn(records, ctx) if wants_ctx else fn(records)
@@ -466,7 +428,7 @@ class Worker:
                     ctx.item_id = item_id
                     t0 = perf()
                     try:
-                        record = _load_line(line)
+                        record = _decode_line(line)
                         result = fn(record, ctx) if wants_ctx else fn(record)
                         if is_gen:
                             result = list(result)
