@@ -28,9 +28,9 @@ def slurmctl(*args: str, root: Path, env: dict[str, str] | None = None, timeout:
 
 
 def submit_wait(
-    job_file: Path, root: Path, *extra: str, env: dict[str, str] | None = None
+    job_file: Path, root: Path, *extra: str, env: dict[str, str] | None = None, timeout: float = 300
 ) -> tuple[str, Result]:
-    r = slurmctl("submit", str(job_file), "--wait", *extra, root=root, env=env)
+    r = slurmctl("submit", str(job_file), "--wait", *extra, root=root, env=env, timeout=timeout)
     job_id = r.out.strip().splitlines()[-1] if r.out.strip() else ""
     return job_id, r
 
