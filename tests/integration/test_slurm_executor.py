@@ -175,6 +175,7 @@ def test_time_limit_resumes_from_checkpoint(slurm_cluster, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1600)
 def test_2500_tasks_split_at_max_array_size_1001(slurm_cluster, tmp_path):
     assert slurm_cluster.config.max_array_size == 1001  # the dev cluster's default (scripts/dev-cluster)
     job = make_job(tmp_path, 2500, 1, "{kind: slurm, mode: array, poll_max_s: 5}")
