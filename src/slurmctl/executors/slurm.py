@@ -18,7 +18,6 @@ leaves a consistent job: ``submit_pending`` later submits only what has no live 
 
 from __future__ import annotations
 
-import json
 import math
 import shlex
 import string
@@ -395,7 +394,3 @@ class SlurmExecutor(Executor):
             if not (live(t.task_id, latest.get(t.task_id)) if array else pilots_live):
                 out.append(t.task_id)
         return out
-
-
-def describe(job: Job) -> str:
-    return json.dumps([g.model_dump(mode="json") for g in job.groups], indent=2)
