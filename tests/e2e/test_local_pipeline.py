@@ -322,3 +322,17 @@ def test_batch_mode_handler(tmp_path):
     rows = read_jsonl(tmp_path / "o.jsonl")
     assert sorted(r["n"] for r in rows) == list(range(55))
     assert {r["batch"] for r in rows} == {"t0000000", "t0000001", "t0000002"}
+
+
+def test_unencodable_row_fails_only_its_item(tmp_path):
+    handler = (
+        "def handle(record, ctx):\n    return {'n': record['n'], 'x': object() if record['n'] == 4 else 1}\n"
+    )
+    job = make_job(tmp_path, 10, items=10, handler=handler)
+    root = tmp_path / "root"
+    job_id, r = submit_wait(job, root)
+    assert r.code == 9, r.err  # finished, one item failed
+    r = slurmctl("results", job_id, "-o", str(tmp_path / "o.jsonl"), root=root)
+    assert sorted(row["n"] for row in read_jsonl(tmp_path / "o.jsonl")) == [0, 1, 2, 3, 5, 6, 7, 8, 9]
+    (err,) = read_jsonl(tmp_path / "o.jsonl.errors.jsonl")
+    assert err["item_id"] == 4 and err["type"] == "TypeError" and err["category"] == "permanent"

@@ -414,7 +414,10 @@ class Worker:
                             continue
                         handler_s += perf() - t0
                         for (item_id, _), result in zip(part, results, strict=True):
-                            record_rows(item_id, result)
+                            try:
+                                record_rows(item_id, result)
+                            except Exception as exc:  # unencodable rows fail their item only
+                                record_error(item_id, exc)
                         ckpt.commit_if_due()
                     return handler_s
 
@@ -437,12 +440,15 @@ class Worker:
                         record_error(item_id, exc)
                         continue
                     handler_s += perf() - t0
-                    if type(result) is dict:  # the common case, inlined: one row
-                        result["_item_id"] = item_id
-                        record_ok(item_id, dumps(result), 1)
-                        done_add(item_id)
-                    else:
-                        record_rows(item_id, result)
+                    try:
+                        if type(result) is dict:  # the common case, inlined: one row
+                            result["_item_id"] = item_id
+                            record_ok(item_id, dumps(result), 1)
+                            done_add(item_id)
+                        else:
+                            record_rows(item_id, result)
+                    except Exception as exc:  # a row the codec cannot encode fails its item only
+                        record_error(item_id, exc)
                     if not k & 1023:
                         ckpt.commit_if_due()
                         if beat.lost:
