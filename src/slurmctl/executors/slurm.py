@@ -347,6 +347,14 @@ class SlurmExecutor(Executor):
             for t in task_statuses(self.backend, self.job.job_id)
             if t.state in (TaskState.QUEUED, TaskState.RUNNING, TaskState.PENDING)
         ]
+        # A task whose result is published succeeded, whatever its record says.
+        published = [
+            tid for tid in left if self.backend.objects.exists(keys.done_marker(self.job.job_id, tid))
+        ]
+        if published:
+            mark_tasks(self.backend, self.job.job_id, published, TaskState.RUNNING)
+            mark_tasks(self.backend, self.job.job_id, published, TaskState.SUCCEEDED)
+            left = [tid for tid in left if tid not in set(published)]
         if left:
             mark_tasks(
                 self.backend,
