@@ -98,7 +98,9 @@ def test_sacct_steps_of_a_finished_job(slurm_client: SlurmClient, slurm_jobs):
     rows = []
     for _ in range(60):
         rows = slurm_client.sacct([job], start=t0)
-        if {f"{job}.batch", f"{job}.0", f"{job}.1"} <= {r.job_id for r in rows}:
+        ids = {r.job_id: r for r in rows}
+        # slurmdbd may still hold the allocation as PENDING for a moment after the steps are in.
+        if {f"{job}.batch", f"{job}.0", f"{job}.1"} <= set(ids) and ids[job].state.is_terminal:
             break
         time.sleep(1)
     by_id = {r.job_id: r for r in rows}
