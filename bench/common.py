@@ -164,3 +164,23 @@ def machine(bench: str, when: str) -> dict[str, Any]:
 def mib(kib: int) -> float:
     """KiB → MiB, one decimal. Pure."""
     return round(kib / 1024, 1)
+
+
+def dry_run_submit(work: Path, root: Path) -> str:
+    """Partition ``work/job.yaml`` into ``root`` with ``slurmctl submit --dry-run``; returns the job id."""
+    run = run_child(
+        [
+            sys.executable,
+            "-m",
+            "slurmctl",
+            "submit",
+            str(work / "job.yaml"),
+            "--dry-run",
+            "--root",
+            str(root),
+        ],
+        env=child_env(),
+        cwd=work,
+        label="slurmctl submit --dry-run",
+    )
+    return run.stdout.strip().splitlines()[-1]

@@ -34,7 +34,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import BenchError, child_env, machine, mib, ratio, result, run_child, summary
+from common import BenchError, child_env, dry_run_submit, machine, mib, ratio, result, run_child, summary
 
 BENCH = "status_10k"
 MIX = (("succeeded", 0.55), ("running", 0.08), ("failed", 0.02), ("queued", 0.20), ("pending", 0.15))
@@ -88,22 +88,7 @@ def build(work: Path, tasks: int) -> tuple[Path, str, dict[str, int]]:
         "name: bench-status\ninput: {path: in.jsonl}\nhandler: {function: 'h:handle'}\nbatch: {items: 1}\n"
     )
     root = work / "root"
-    run = run_child(
-        [
-            sys.executable,
-            "-m",
-            "slurmctl",
-            "submit",
-            str(work / "job.yaml"),
-            "--dry-run",
-            "--root",
-            str(root),
-        ],
-        env=child_env(),
-        cwd=work,
-        label="slurmctl submit --dry-run",
-    )
-    job_id = run.stdout.strip().splitlines()[-1]
+    job_id = dry_run_submit(work, root)
     backend = open_backend({"kind": "local", "root": str(root)})
     rnd = random.Random(7)
     states = [s for s, share in MIX for _ in range(round(share * tasks))]

@@ -36,7 +36,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import BenchError, child_env, machine, mib, ratio, result, run_child, summary
+from common import BenchError, child_env, dry_run_submit, machine, mib, ratio, result, run_child, summary
 
 BENCH = "worker_overhead"
 HANDLER = "def handle(r, ctx):\n    return r\n"
@@ -145,22 +145,7 @@ def prepare(work: Path, n: int) -> tuple[Path, str]:
         f"batch: {{items: {n}}}\noutput: {{format: jsonl}}\n"
     )
     root = work / "root0"
-    run = run_child(
-        [
-            sys.executable,
-            "-m",
-            "slurmctl",
-            "submit",
-            str(work / "job.yaml"),
-            "--dry-run",
-            "--root",
-            str(root),
-        ],
-        env=child_env(),
-        cwd=work,
-        label="slurmctl submit --dry-run",
-    )
-    job_id = run.stdout.strip().splitlines()[-1]
+    job_id = dry_run_submit(work, root)
     return root, job_id
 
 

@@ -1,24 +1,17 @@
 """Errors the TUI raises on purpose; ``cli.main`` turns them into a message and an exit code.
 
 The TUI imports nothing from slurmctl outside ``slurmctl.scoreboard`` (login nodes get only this
-subpackage), so it keeps its own small tree instead of ``slurmctl.errors``.
+subpackage), so it builds on the scoreboard's tree instead of ``slurmctl.errors``.
 """
 
+from ..errors import ScoreboardError
 
-class TuiError(Exception):
-    """Root of the TUI's deliberate errors; ``exit_code`` is what the CLI exits with."""
+
+class TuiError(ScoreboardError):
+    """Root of the TUI's deliberate errors; ``exit_code`` is what the CLI exits with. Message and
+    hint handling come from the scoreboard's own root error."""
 
     exit_code = 1
-
-    def __init__(self, message: str, hint: str = "") -> None:
-        super().__init__(message)
-        self.message = message
-        self.hint = hint
-
-    def __str__(self) -> str:
-        if self.hint:
-            return f"{self.message}\n  hint: {self.hint}"
-        return self.message
 
 
 class UsageError(TuiError):
