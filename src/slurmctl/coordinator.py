@@ -249,24 +249,14 @@ SUBMITTABLE = frozenset({TaskState.PENDING, TaskState.FAILED, TaskState.CANCELLE
 
 def refresh_job_state(backend: Backend, job_id: str, statuses: list[TaskStatus] | None = None) -> JobStatus:
     """Derive the job's state from its tasks and store it if it changed."""
+    from slurmctl.model.states import derive_job_state
+
     st = job_status(backend, job_id)
     if st.state in (JobState.CREATED, JobState.PARTITIONED, JobState.CANCELLED, JobState.SUCCEEDED):
         return st
     statuses = statuses if statuses is not None else task_statuses(backend, job_id)
-    states = [t.state for t in statuses]
-    if states and all(s == TaskState.SUCCEEDED for s in states):
-        new = JobState.SUCCEEDED
-    elif states and all(s.is_terminal for s in states):
-        new = JobState.FAILED
-    elif any(s in (TaskState.RUNNING, TaskState.SUCCEEDED, TaskState.FAILED) for s in states):
-        new = JobState.RUNNING
-    else:
-        return st
-    if new == st.state:
-        return st
-    if st.state == JobState.FAILED and new == JobState.RUNNING:
-        new = JobState.SUBMITTED  # a retry is under way
-    return set_job_state(backend, job_id, new)
+    new = derive_job_state(st.state, (t.state for t in statuses))
+    return st if new is None else set_job_state(backend, job_id, new)
 
 
 def record_retry(backend: Backend, job_id: str, task_ids: list[str], reason: str) -> int:

@@ -18,6 +18,7 @@ Job::
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from enum import StrEnum
 
 from slurmctl.errors import StateError
@@ -104,4 +105,31 @@ def advance_job(current: JobState, new: JobState) -> JobState:
     """Return ``new`` if the move is legal (or a no-op), else raise StateError."""
     if new != current and new not in _JOB_MOVES[current]:
         raise StateError(f"illegal job transition {current.value} -> {new.value}")
+    return new
+
+
+def derive_job_state(current: JobState, task_states: Iterable[TaskState]) -> JobState | None:
+    """The job state that its tasks' states imply, or None when they imply no change.
+
+    A job that was never submitted, or was cancelled, or has succeeded keeps its state; all tasks
+    succeeded → succeeded; all terminal with some failed/cancelled → failed; any task started →
+    running (a failed job whose tasks run again is a retry under way: submitted). Pure; used by
+    the coordinator (which stores the result) and by ``status`` (which reads without pydantic)."""
+    if current in (JobState.CREATED, JobState.PARTITIONED, JobState.CANCELLED, JobState.SUCCEEDED):
+        return None
+    seen = set(task_states)
+    if not seen:
+        return None
+    if seen == {TaskState.SUCCEEDED}:
+        new = JobState.SUCCEEDED
+    elif all(s.is_terminal for s in seen):
+        new = JobState.FAILED
+    elif seen & {TaskState.RUNNING, TaskState.SUCCEEDED, TaskState.FAILED}:
+        new = JobState.RUNNING
+    else:
+        return None
+    if new == current:
+        return None
+    if current == JobState.FAILED and new == JobState.RUNNING:
+        return JobState.SUBMITTED
     return new

@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -126,6 +126,12 @@ class StateStore(ABC):
     def scan(self, table: str, prefix: str = "") -> list[Record]:
         """Every record whose key starts with ``prefix``, sorted by key. Key prefixes that end at
         a ``/`` are efficient on every backend (``jobs/<id>/`` style)."""
+
+    def scan_fields(self, table: str, prefix: str, fields: Sequence[str]) -> list[tuple[str, list[Any]]]:
+        """Like ``scan``, but only the named top-level fields of each value, in that order (None
+        where a record lacks one): ``[(key, [v1, v2, ...]), ...]`` sorted by key. Lets a backend
+        read and decode less (the local store keeps a stat-validated cache of the projection)."""
+        return [(r.key, [r.value.get(f) for f in fields]) for r in self.scan(table, prefix)]
 
     @abstractmethod
     def delete(self, table: str, key: str) -> None:

@@ -24,12 +24,13 @@ import shutil
 import socket
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from slurmctl.errors import ConflictError, ObjectNotFoundError, StorageError
 from slurmctl.fsutil import CHUNK, atomic_writer, fsync_dir, sha256_bytes, sha256_file
+from slurmctl.storage import scancache
 from slurmctl.storage.base import Backend, ObjectInfo, ObjectStore, Record, StateStore
 
 
@@ -298,8 +299,12 @@ class FileStateStore(_DeferrableSync, StateStore):
     def scan(self, table: str, prefix: str = "") -> list[Record]:
         head, _, name_prefix = prefix.rpartition("/")
         base = self.root / _check_key(table) / head if head else self.root / _check_key(table)
-        records: list[Record] = []
         key_head = f"{head}/" if head else ""
+        if scancache.enabled():
+            return [
+                Record(k, v, val) for k, v, val in self._scan_cached(table, head, name_prefix, base, key_head)
+            ]
+        records: list[Record] = []
         try:
             with os.scandir(base) as it:
                 entries = sorted(it, key=lambda e: e.name)
@@ -318,6 +323,57 @@ class FileStateStore(_DeferrableSync, StateStore):
             if rec is not None:
                 records.append(rec)
         return records
+
+    def scan_fields(self, table: str, prefix: str, fields: Sequence[str]) -> list[tuple[str, list[Any]]]:
+        if not scancache.enabled():
+            return super().scan_fields(table, prefix, fields)
+        head, _, name_prefix = prefix.rpartition("/")
+        base = self.root / _check_key(table) / head if head else self.root / _check_key(table)
+        key_head = f"{head}/" if head else ""
+        return [
+            (k, val)
+            for k, _, val in self._scan_cached(table, head, name_prefix, base, key_head, tuple(fields))
+        ]
+
+    def _scan_cached(
+        self,
+        table: str,
+        head: str,
+        name_prefix: str,
+        base: Path,
+        key_head: str,
+        fields: tuple[str, ...] | None = None,
+    ) -> list[tuple[str, int, Any]]:
+        """``scan`` through the stat-validated directory cache (:mod:`slurmctl.storage.scancache`):
+        ``[(key, version, value)]`` in the same order as ``scan``, reading only the record files
+        that changed since the last scan."""
+
+        def read(path: str, key: str) -> tuple[int, Any] | None:
+            rec = self._read(path, key_head + key)
+            return None if rec is None else (rec.version, rec.value)
+
+        cache_dir = self.root / ".scan-cache" / table / head if head else self.root / ".scan-cache" / table
+        got = scancache.scan_dir(str(base), cache_dir, read, fields)
+        if got is None:
+            return []
+        rows, subdirs = got
+        subdirs = [d for d in subdirs if d.startswith(name_prefix)]
+        if name_prefix:
+            rows = [r for r in rows if r[0].startswith(name_prefix)]
+        if not subdirs:
+            return [(key_head + n, v, val) for n, v, val in rows]
+        # Same order as a sorted listing of the directory: a record file `x.json` and a
+        # subdirectory `x` sort by their names on disk.
+        merged: list[tuple[str, Any]] = [(f"{r[0]}.json", r) for r in rows] + [(d, None) for d in subdirs]
+        merged.sort(key=lambda t: t[0])
+        out: list[tuple[str, int, Any]] = []
+        for name, row in merged:
+            if row is None:
+                sub = f"{key_head}{name}"
+                out.extend(self._scan_cached(table, sub, "", base / name, f"{sub}/", fields))
+            else:
+                out.append((key_head + row[0], row[1], row[2]))
+        return out
 
     def delete(self, table: str, key: str) -> None:
         with contextlib.suppress(FileNotFoundError):
