@@ -11,12 +11,18 @@ way), 2% failed (attempts left), 20% queued, 15% pending — and the job to ``ru
 Contenders, each in its own child process, alternating, same run, page cache warm for all:
 
 * **status CLI** — ``python -m slurmctl status JOB --json`` end to end (interpreter start-up, imports, the
-  scan, the JSON print). Target <= 0.3 s.
-* **progress()** — ``slurmctl.status.progress`` in-process, timed inside the child after imports.
+  scan, the JSON print), in three situations of the local store's scan cache (storage/scancache.py):
+  - *warm*: nothing changed for > 2 s since the cache was written (a finished or quiet job, or
+    ``status`` run again) — the third of three calls is timed. Target <= 0.3 s.
+  - *10% changed*: right after 1,000 task records (every running task and 200 queued ones) were
+    replaced through the StateStore API, as heartbeats do — those are read, the rest stat'ed.
+  - *cold*: the cache deleted first (the first ``status`` ever run on the job): every record read,
+    and the cache written.
+* **progress()** — ``slurmctl.status.progress`` in-process, timed inside the child after imports (warm).
 * **bare scan** (baseline) — ``os.scandir`` of the task-record directory, read + ``json.loads`` of every
   record file, count the states: timed in-process, and end to end as a ``python -c`` script.
-* **python start-up** (context) — ``python -c pass``, and the imports ``status`` needs before it reads a
-  record (``slurmctl.cli.main``, ``slurmctl.status``, ``typer._adapters``).
+* **python start-up** (context) — ``python -c pass``, and the imports the fast path of ``status`` needs
+  before it reads a record (``slurmctl.cli.fast``, ``slurmctl.status``, ``slurmctl.storage.local``).
 
 The CLI's counts are checked against the mix that was written.
 """
@@ -57,9 +63,8 @@ seconds = time.perf_counter() - t0
 print(json.dumps({"seconds": seconds, "tasks": sum(counts.values()), "states": dict(counts)}))
 """
 
-# What `status` imports before it reads a record: the CLI module, typer's parameter adapters (built at
-# parse time by typer >= 0.2x) and slurmctl.status (coordinator, config models, pydantic).
-_IMPORTS = "import slurmctl.cli.main, slurmctl.status, typer._adapters"
+# What `status` imports before it reads a record (its fast path: no typer, no pydantic).
+_IMPORTS = "import slurmctl.cli.fast, slurmctl.cli.common, slurmctl.status, slurmctl.storage.local"
 
 _PROGRESS = r"""
 import json, sys, time
@@ -71,6 +76,27 @@ p = progress(backend, sys.argv[2])
 seconds = time.perf_counter() - t0
 print(json.dumps({"seconds": seconds, "tasks": p.tasks, "states": p.task_states}))
 """
+
+
+def heartbeat(root: Path, job_id: str, beat: int) -> int:
+    """Replace 10% of the task records through the StateStore API, as workers' heartbeats do: every
+    running task's ``items_done`` moves on, plus queued records rewritten. Returns the items done by
+    the running tasks now (what ``status`` must add to the succeeded tasks' items)."""
+    from slurmctl.storage import keys
+    from slurmctl.storage.open import open_backend
+
+    backend = open_backend({"kind": "local", "root": str(root)})
+    rows = backend.state.scan(keys.TASKS_TABLE, keys.task_states_prefix(job_id))
+    running = [r for r in rows if r.value["state"] == "running"]
+    queued = [r for r in rows if r.value["state"] == "queued"]
+    touch = running + queued[: max(0, len(rows) // 10 - len(running))]
+    with backend.deferred_sync():
+        for r in touch:
+            value = dict(r.value, updated_at=time.time())
+            if r.value["state"] == "running":
+                value["items_done"] = beat % 2  # items_total is 1
+            backend.state.compare_and_set(keys.TASKS_TABLE, r.key, value, r.version)
+    return len(running) * (beat % 2)
 
 
 def build(work: Path, tasks: int) -> tuple[Path, str, dict[str, int]]:
@@ -140,39 +166,61 @@ def main() -> int:
         t_build = time.perf_counter() - t_build
         records = root / "state" / "tasks" / job_id
         env = child_env(SLURMCTL_ROOT=str(root))
-        cli_s: list[float] = []
-        prog_s: list[float] = []
-        bare_s: list[float] = []
-        bare_e2e_s: list[float] = []
+        cache_dir = root / "state" / ".scan-cache"
+        runs: dict[str, list[float]] = {
+            k: [] for k in ("warm", "changed", "cold", "prog", "bare", "bare_e2e")
+        }
         startup_s: list[float] = []
         import_s: list[float] = []
         rss_cli = 0
-        for _ in range(args.repeat):
+        last_change = time.monotonic()
+
+        def status_cli(label: str) -> float:
+            nonlocal rss_cli
             cli = run_child(
-                [sys.executable, "-m", "slurmctl", "status", job_id, "--json"], env=env, label="status --json"
+                [sys.executable, "-m", "slurmctl", "status", job_id, "--json"], env=env, label=label
             )
             got = json.loads(cli.stdout)
             states = {k: v for k, v in got["task_states"].items() if v}
-            if states != expected or got["tasks"] != args.tasks:
-                raise BenchError(f"status --json counted {states} ({got['tasks']} tasks), wrote {expected}")
-            cli_s.append(cli.wall_s)
+            if states != expected or got["tasks"] != args.tasks or got["items_done"] != done_expected[0]:
+                raise BenchError(
+                    f"status --json ({label}) counted {states}, {got['tasks']} tasks, {got['items_done']} "
+                    f"items done; expected {expected}, {done_expected[0]}"
+                )
             rss_cli = max(rss_cli, cli.peak_rss_kib)
+            return cli.wall_s
+
+        done_expected = [expected.get("succeeded", 0)]
+        for rep in range(args.repeat):
+            # warm: quiet for > 2 s (the racy window), two untimed calls, the third timed
+            time.sleep(max(0.0, 2.5 - (time.monotonic() - last_change)))
+            status_cli("status warm (priming)")
+            status_cli("status warm (priming)")
+            runs["warm"].append(status_cli("status warm"))
             p = run_child([sys.executable, "-c", _PROGRESS, str(root), job_id], env=env, label="progress()")
-            prog_s.append(p.last_json()["seconds"])
+            runs["prog"].append(p.last_json()["seconds"])
+            # 10% changed: heartbeats of the running tasks (+ some queued records rewritten)
+            done_expected[0] = expected.get("succeeded", 0) + heartbeat(root, job_id, rep + 1)
+            last_change = time.monotonic()
+            runs["changed"].append(status_cli("status 10% changed"))
+            # cold: no cache at all
+            shutil.rmtree(cache_dir, ignore_errors=True)
+            runs["cold"].append(status_cli("status cold"))
             bare = run_child([sys.executable, "-c", _BARE, str(records)], env=env, label="bare scan")
             b = bare.last_json()
             if b["states"] != expected:
                 raise BenchError(f"bare scan counted {b['states']}, wrote {expected}")
-            bare_s.append(b["seconds"])
-            bare_e2e_s.append(bare.wall_s)
+            runs["bare"].append(b["seconds"])
+            runs["bare_e2e"].append(bare.wall_s)
             startup_s.append(run_child([sys.executable, "-c", "pass"], env=env).wall_s)
             import_s.append(run_child([sys.executable, "-c", _IMPORTS], env=env).wall_s)
-        result(
-            BENCH, contender="status_cli", tasks=args.tasks, seconds=summary(cli_s), peak_rss_mib=mib(rss_cli)
-        )
-        result(BENCH, contender="progress_in_process", tasks=args.tasks, seconds=summary(prog_s))
-        result(BENCH, contender="bare_scan_in_process", tasks=args.tasks, seconds=summary(bare_s))
-        result(BENCH, contender="bare_scan_end_to_end", tasks=args.tasks, seconds=summary(bare_e2e_s))
+        med = {k: summary(v)["median"] for k, v in runs.items()}
+        for k in ("warm", "changed", "cold"):
+            result(BENCH, contender=f"status_cli_{k}", tasks=args.tasks, seconds=summary(runs[k]))
+        result(BENCH, contender="status_cli", tasks=args.tasks, peak_rss_mib=mib(rss_cli))
+        result(BENCH, contender="progress_in_process", tasks=args.tasks, seconds=summary(runs["prog"]))
+        result(BENCH, contender="bare_scan_in_process", tasks=args.tasks, seconds=summary(runs["bare"]))
+        result(BENCH, contender="bare_scan_end_to_end", tasks=args.tasks, seconds=summary(runs["bare_e2e"]))
         result(
             BENCH,
             contender="python_startup",
@@ -181,15 +229,16 @@ def main() -> int:
         )
         print(
             f"{args.tasks:,} tasks ({', '.join(f'{k}={v}' for k, v in expected.items())}; set-up "
-            f"{t_build:.1f}s), median of {args.repeat}: `status --json` {summary(cli_s)['median']:.3f}s, "
-            f"progress() {summary(prog_s)['median']:.3f}s, bare scan {summary(bare_s)['median']:.3f}s "
-            f"in-process / {summary(bare_e2e_s)['median']:.3f}s end to end; python start-up "
-            f"{summary(startup_s)['median']:.3f}s, imports of `status` "
-            f"{summary(import_s)['median']:.3f}s"
+            f"{t_build:.1f}s), median of {args.repeat}: `status --json` warm {med['warm']:.3f}s, "
+            f"10% changed {med['changed']:.3f}s, cold {med['cold']:.3f}s; progress() {med['prog']:.3f}s; "
+            f"bare scan {med['bare']:.3f}s in-process / {med['bare_e2e']:.3f}s end to end; python start-up "
+            f"{summary(startup_s)['median']:.3f}s, imports of `status` {summary(import_s)['median']:.3f}s"
         )
-        med = {k: summary(v)["median"] for k, v in (("cli", cli_s), ("prog", prog_s), ("bare", bare_s))}
-        ratio("status_cli_vs_0.3s_target", med["cli"], 0.3, target="<= 1.00x")
-        ratio("status_cli_vs_bare_scan_end_to_end", med["cli"], summary(bare_e2e_s)["median"])
+        ratio("status_cli_warm_vs_0.3s_target", med["warm"], 0.3, target="<= 1.00x")
+        ratio("status_cli_changed_vs_0.3s_target", med["changed"], 0.3, target="<= 1.00x")
+        ratio("status_cli_cold_vs_0.3s_target", med["cold"], 0.3)
+        ratio("status_cli_warm_vs_bare_scan_end_to_end", med["warm"], med["bare_e2e"])
+        ratio("status_cli_cold_vs_bare_scan_end_to_end", med["cold"], med["bare_e2e"])
         ratio("progress_vs_bare_scan_in_process", med["prog"], med["bare"])
         machine(BENCH, "end")
         return 0

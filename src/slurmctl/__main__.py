@@ -1,3 +1,3 @@
-from slurmctl.cli.main import main
+from slurmctl.cli.fast import main
 
 main()

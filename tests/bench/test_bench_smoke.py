@@ -44,9 +44,20 @@ def test_worker_overhead_smoke():
 
 def test_status_10k_smoke():
     p = run_bench("status_10k.py", "60", "--repeat", "1")
-    assert {"status_cli_vs_0.3s_target", "progress_vs_bare_scan_in_process"} <= ratio_names(p.stdout)
+    assert {
+        "status_cli_warm_vs_0.3s_target",
+        "status_cli_changed_vs_0.3s_target",
+        "status_cli_cold_vs_0.3s_target",
+        "progress_vs_bare_scan_in_process",
+    } <= ratio_names(p.stdout)
     contenders = {r["contender"] for r in results(p.stdout)}
-    assert {"status_cli", "progress_in_process", "bare_scan_in_process"} <= contenders
+    assert {
+        "status_cli_warm",
+        "status_cli_changed",
+        "status_cli_cold",
+        "progress_in_process",
+        "bare_scan_in_process",
+    } <= contenders
 
 
 def test_bad_size_is_a_clear_error_not_a_traceback():

@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from slurmctl.cli.common import open_backend_of, print_progress, progress_json
 from slurmctl.errors import SlurmctlError
 
 app = typer.Typer(
@@ -51,27 +52,7 @@ BackendOpt = Annotated[
 
 
 def _backend_of(root: str | None, spec: str | None) -> Any:
-    from slurmctl.errors import ConfigError
-    from slurmctl.storage.open import open_backend
-
-    if spec is None:
-        return _backend(root)
-    try:
-        block = json.loads(spec)
-    except ValueError as exc:
-        raise ConfigError(
-            f"--backend: not valid JSON: {exc}", hint='e.g. --backend \'{"kind":"aws","bucket":"b"}\''
-        ) from None
-    if not isinstance(block, dict):
-        raise ConfigError("--backend: expected a JSON object")
-    return open_backend(block, root)
-
-
-def _fmt_s(s: float | None) -> str:
-    if s is None:
-        return "-"
-    s = int(s)
-    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+    return open_backend_of(root, spec)
 
 
 @app.command()
@@ -238,18 +219,9 @@ def status(
         raise typer.Exit(_follow(backend, job_id))
     p = progress(backend, job_id)
     if as_json:
-        print(json.dumps(p.to_dict(), indent=2))
+        print(progress_json(p))
         return
-    t = Table(title=f"{p.job_id} — {p.state}", show_header=False, box=None)
-    t.add_row("tasks", " ".join(f"{k}={v}" for k, v in p.task_states.items() if v) or "0")
-    t.add_row("items", f"{p.items_done}/{p.items_total} done, {p.items_failed} failed")
-    t.add_row("throughput", f"{p.items_per_s:,.1f} items/s" if p.items_per_s else "-")
-    t.add_row("elapsed / ETA", f"{_fmt_s(p.elapsed_s)} / {_fmt_s(p.eta_s)}")
-    if p.message:
-        t.add_row("message", p.message)
-    out.print(t)
-    for f in p.failed_tasks:
-        out.print(f"  [red]failed[/] {f['task_id']} (attempt {f['attempt']}): {f['error']}", highlight=False)
+    print_progress(p, out)
 
 
 @app.command()
