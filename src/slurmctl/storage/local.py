@@ -356,10 +356,11 @@ class FileStateStore(_DeferrableSync, StateStore):
         got = scancache.scan_dir(str(base), cache_dir, read, fields)
         if got is None:
             return []
-        rows, subdirs = got
+        found, subdirs = got
         subdirs = [d for d in subdirs if d.startswith(name_prefix)]
-        if name_prefix:
-            rows = [r for r in rows if r[0].startswith(name_prefix)]
+        if not subdirs and not name_prefix:
+            return [(key_head + n, e.version, e.value) for n, e in found.items()]
+        rows = [(n, e.version, e.value) for n, e in found.items() if n.startswith(name_prefix)]
         if not subdirs:
             return [(key_head + n, v, val) for n, v, val in rows]
         # Same order as a sorted listing of the directory: a record file `x.json` and a

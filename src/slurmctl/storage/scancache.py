@@ -52,7 +52,7 @@ REWRITE_EVERY_NS = 5_000_000_000
 Reader = Any  # Callable[[str, str], tuple[int, Any] | None]: (path, key) -> (version, value)
 
 
-class _Entry(msgspec.Struct, array_like=True):
+class Entry(msgspec.Struct, array_like=True):
     ino: int
     mtime_ns: int
     size: int
@@ -66,7 +66,7 @@ class _Cache(msgspec.Struct):
     dir_mtime_ns: int
     scan_ns: int  # how long the scan that wrote this cache took (widens the racy window)
     subdirs: list[str]
-    entries: dict[str, _Entry]
+    entries: dict[str, Entry]
 
 
 _encoder = msgspec.msgpack.Encoder()
@@ -104,7 +104,7 @@ def _store(path: Path, cache: _Cache) -> None:
             tmp.unlink()
 
 
-def _should_rewrite(loaded: tuple[_Cache, int] | None, reread: int, entries: dict[str, _Entry]) -> bool:
+def _should_rewrite(loaded: tuple[_Cache, int] | None, reread: int, entries: dict[str, Entry]) -> bool:
     """Whether this scan should replace the cache: there is none, many records were re-read, the
     set of records changed, or — at most every few seconds — anything at all was not reusable
     (so that a directory that has gone quiet soon qualifies for the no-stat shortcut)."""
@@ -125,11 +125,11 @@ def cache_file(cache_dir: Path, fields: tuple[str, ...] | None) -> Path:
 
 def scan_dir(
     base: str, cache_dir: Path, read: Reader, fields: tuple[str, ...] | None = None
-) -> tuple[list[tuple[str, int, Any]], list[str]] | None:
-    """The records of the directory ``base``: ``([(name, version, value), ...], subdirs)``, names
-    without ``.json``, sorted; with ``fields``, each value is the list of those top-level fields
-    (None where absent) — a smaller cache that decodes several times faster. Returns None when
-    ``base`` does not exist.
+) -> tuple[dict[str, Entry], list[str]] | None:
+    """The records of the directory ``base``: ``({name: Entry}, subdirs)``, names without
+    ``.json``, both sorted (each Entry has ``.version`` and ``.value``). With ``fields``, each
+    value is the list of those top-level fields (None where absent) — a smaller cache that
+    decodes several times faster. Returns None when ``base`` does not exist.
 
     ``read(path, name)`` reads one record file: ``(version, value)``, or None if it vanished.
     Reads only the files the cache cannot vouch for; rewrites the cache when that was many.
@@ -141,7 +141,7 @@ def scan_dir(
         dst = os.stat(base)
     except FileNotFoundError:
         return None
-    old: dict[str, _Entry] = {}
+    old: dict[str, Entry] = {}
     if loaded is not None:
         cache, cache_mtime = loaded
         safe_before = cache_mtime - RACY_NS - cache.scan_ns
@@ -153,10 +153,10 @@ def scan_dir(
         ):
             # Nothing was created, renamed or removed here since the cache was written.
             # Stored sorted by name (msgpack keeps the order): no sort needed here.
-            return [(n, e.version, e.value) for n, e in cache.entries.items()], cache.subdirs
+            return cache.entries, cache.subdirs
         old = {n: e for n, e in cache.entries.items() if e.mtime_ns < safe_before}
 
-    entries: dict[str, _Entry] = {}
+    entries: dict[str, Entry] = {}
     subdirs: list[str] = []
     reread = 0
     fd = os.open(base, os.O_RDONLY | os.O_DIRECTORY)
@@ -190,7 +190,7 @@ def scan_dir(
             # The stat taken before the read: if the file was replaced in between, the entry
             # carries the older identity and is simply read again next time.
             value = got[1] if fields is None else [got[1].get(f) for f in fields]
-            entries[key] = _Entry(st.st_ino, st.st_mtime_ns, st.st_size, got[0], value)
+            entries[key] = Entry(st.st_ino, st.st_mtime_ns, st.st_size, got[0], value)
     finally:
         os.close(fd)
     ordered = dict(sorted(entries.items()))
@@ -199,4 +199,4 @@ def scan_dir(
         _store(
             cache_path, _Cache(CACHE_FORMAT, dst.st_ino, dst.st_mtime_ns, scan_ns, sorted(subdirs), ordered)
         )
-    return [(n, e.version, e.value) for n, e in ordered.items()], sorted(subdirs)
+    return ordered, sorted(subdirs)
