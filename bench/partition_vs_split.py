@@ -7,10 +7,20 @@ Usage: python bench/partition_vs_split.py [N] [--items-per-batch K] [--repeat R]
   --compare-src DIR: also run the partitioner from another source tree (a "before" contender, e.g.
       ``git archive <commit> src | tar -x -C /tmp/before`` then ``--compare-src /tmp/before/src``).
 
-Contenders run alternately, R times each (the median is reported), each in a child of a fresh measuring
-process: wall time, CPU time (user + system of the contender and all its children: sync, workers) and
-peak RSS. Peak RSS is the largest single process's (getrusage RUSAGE_CHILDREN ru_maxrss); the
-partitioner also reports the sum over its own processes (VmHWM of the main process + its workers).
+Contenders run alternately, R times each (the median is reported), in an order rotated by one each
+repetition, each in a child of a fresh measuring process: wall time, CPU time (user + system of the
+contender and all its children: sync, workers) and peak RSS. Peak RSS is the largest single process's
+(getrusage RUSAGE_CHILDREN ru_maxrss); the partitioner also reports the sum over its own processes
+(VmHWM of the main process + its workers). The 1-minute load average after each run is recorded too.
+
+Outputs are deleted only at the end of a repetition: on this ext4, creating a file is slower for up to a
+minute after many files were deleted nearby (the inode allocator skips recently deleted inodes one by
+one), so deleting one contender's 1,000s of files right before the next one runs would slow that one
+(`split` alone, 1M records: 0.22 s right after generating the input, 0.85-1.26 s right after a
+deletion). The contender that runs first in a repetition still runs after the previous repetition's
+deletions; the rotation gives each contender that place equally often when R is a multiple of the
+number of contenders (3, or 4 with --compare-src).
+
 Baselines, measured in the same run: `split -l K` (no fsync, no validation), and `split -l K` followed
 by `sync` of its output files (the durability the partitioner provides). Prints RESULT and RATIO lines
 (bench/common.py); exits non-zero only if a contender fails or an output differs from the input.
@@ -145,10 +155,14 @@ def main() -> int:
                 "b*.jsonl",
             )
         runs: dict[str, list[dict]] = {name: [] for name in contenders}
+        names = list(contenders)
         for rep in range(args.repeat):
-            for name, (argv, env, pattern) in contenders.items():
+            outs = []
+            for name in names[rep % len(names) :] + names[: rep % len(names)]:
+                argv, env, pattern = contenders[name]
                 out = work / f"{name}-{rep}"
                 out.mkdir()
+                outs.append(out)
                 subprocess.run(["sync"], check=False)  # every contender starts with clean writeback
                 run = measure([a.replace("{out}", str(out)) for a in argv], env)
                 if concat_digest(sorted(out.glob(pattern))) != want:
@@ -156,7 +170,9 @@ def main() -> int:
                     return 1
                 if name.startswith("partition"):
                     run.update(json.loads(run["stdout"].strip().splitlines()[-1]))
+                run["load1"] = os.getloadavg()[0]
                 runs[name].append(run)
+            for out in outs:  # see the docstring: never between two contenders of a repetition
                 shutil.rmtree(out)
         med = {
             n: {f: statistics.median(r[f] for r in rs) for f in ("wall_s", "cpu_s")} for n, rs in runs.items()
@@ -171,6 +187,7 @@ def main() -> int:
                 repeat=args.repeat,
                 wall_s=round(med[name]["wall_s"], 3),
                 wall_s_all=[round(r["wall_s"], 3) for r in rs],
+                load1_all=[round(r["load1"], 2) for r in rs],
                 cpu_s=round(med[name]["cpu_s"], 3),
                 peak_rss_mib=round(max(r["peak_rss_kib"] for r in rs) / 1024, 1),
                 **(

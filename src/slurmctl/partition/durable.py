@@ -1,15 +1,16 @@
-"""Durable file writes for the partitioner: atomic JSON files, and a background thread for batch files.
+"""Durable file writes for the partitioner: atomic JSON files, and batch files fsynced in groups.
 
-A batch file is written to a temp name; it counts as done only once a *commit* has recorded it in the
-state file, and a commit happens only after the batch files, the rejects file, the batch log and the
-directory entries are on stable storage.
+A batch file is written under its final name, but it counts as done only once a *commit* has recorded
+it in the state file, and a commit happens only after the batch files, the rejects file, the batch log
+and the directory entries are on stable storage. A resumed run deletes every batch file past the last
+commit, so no temp name (and no rename per batch) is needed.
 
 Why fsync runs in a child process: waiting for the disk is most of the cost of a partition, so it
 must overlap the parsing. A Python thread cannot do that well: after each fsync it has to win the GIL
 back from the parser, which holds it through long C calls (milliseconds per block), so one thread per
-fsync stalls for every batch. Instead each group of temp files is handed to coreutils ``sync FILE...``
+fsync stalls for every batch. Instead each group of files is handed to coreutils ``sync FILE...``
 (it fsyncs each file) in child processes while parsing continues; when they all exit 0, the group is
-renamed and committed. Without ``sync`` on PATH, files are fsynced in-process by a few threads.
+committed. Without ``sync`` on PATH, files are fsynced in-process by a few threads.
 
 Why several ``sync`` children per group: on ext4 (and XFS) every fsync of a freshly written file waits
 for a journal commit and a device cache flush, about 5 ms here, so one ``sync`` over 1000 batch files
@@ -142,10 +143,10 @@ class BatchWriter:
         self._log_bytes = log_bytes
         self._fd: int | None = None
         self._dir = str(out_dir)  # plain strings: pathlib costs ~10 us per batch file name
-        self._tmp: str | None = None
+        self._path: str | None = None
         self._hash: Any = None
         self._size = 0
-        # closed batches not yet handed to a sync: (temp path, BatchInfo)
+        # closed batches not yet handed to a sync: (path, BatchInfo)
         self._pending: list[tuple[str, BatchInfo]] = []
         # the group being synced: its batches, the state to commit after, the child
         self._syncing: (
@@ -157,11 +158,14 @@ class BatchWriter:
 
     def open_batch(self, index: int) -> None:
         """Start batch ``index`` in a temp file. Raises: StorageError."""
-        self._tmp = f"{self._dir}/.{batch_id(index)}.jsonl.tmp"
+        # The final name at once: a batch counts only once a commit has recorded it in the state file
+        # (a resumed run deletes every batch file past the last commit), so a temp name and a rename
+        # per batch would only add directory updates, which contend with the fsyncs of the groups.
+        self._path = f"{self._dir}/{batch_id(index)}.jsonl"
         try:
-            self._fd = os.open(self._tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+            self._fd = os.open(self._path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
         except OSError as exc:
-            raise StorageError(f"cannot create {self._tmp}: {exc}") from exc
+            raise StorageError(f"cannot create {self._path}: {exc}") from exc
         self._hash = hashlib.sha256()
         self._size = 0
 
@@ -171,23 +175,23 @@ class BatchWriter:
         try:
             _write_all(self._fd, data)
         except OSError as exc:
-            raise StorageError(f"cannot write {self._tmp}: {exc}") from exc
+            raise StorageError(f"cannot write {self._path}: {exc}") from exc
         self._hash.update(data)
         self._size += len(data)
 
     def close_batch(self, meta: dict[str, Any]) -> None:
         """Finish the open batch; ``meta`` supplies the rest of its BatchInfo. Raises: StorageError."""
-        assert self._fd is not None and self._tmp is not None
+        assert self._fd is not None and self._path is not None
         fd, self._fd = self._fd, None
         try:
             os.close(fd)
         except OSError as exc:
-            raise StorageError(f"cannot write {self._tmp}: {exc}") from exc
+            raise StorageError(f"cannot write {self._path}: {exc}") from exc
         info = BatchInfo(
             batch_id=batch_id(meta["index"]), bytes=self._size, sha256=self._hash.hexdigest(), **meta
         )
         self.batches.append(info)
-        self._pending.append((self._tmp, info))
+        self._pending.append((self._path, info))
 
     def checkpoint(self, state: Callable[[], dict[str, Any]]) -> None:
         """Called between batches: finish a sync that is done, start one for a due group.
@@ -226,7 +230,7 @@ class BatchWriter:
         group, self._pending = self._pending, []
         self._last_group = time.monotonic()
         self.rejects.flush()
-        paths = [tmp for tmp, _ in group]
+        paths = [path for path, _ in group]
         if self.rejects.exists():
             paths.append(str(self.rejects.path))
         if self._sync_cmd is None or not paths:
@@ -267,8 +271,6 @@ class BatchWriter:
 
     def _commit(self, group: list[tuple[str, BatchInfo]], state: dict[str, Any]) -> None:
         try:
-            for tmp, info in group:
-                os.replace(tmp, f"{self._dir}/{info.batch_id}.jsonl")
             if group:
                 data = b"".join(_log_line(info) for _, info in group)
                 with open(self._log_path, "ab") as log:
@@ -276,7 +278,7 @@ class BatchWriter:
                     log.flush()
                     os.fsync(log.fileno())
                 self._log_bytes += len(data)
-            fsync_dir(self.out_dir)  # the renames, and the log's and the rejects file's entries
+            fsync_dir(self.out_dir)  # the batch files', the log's and the rejects file's entries
         except OSError as exc:
             raise StorageError(f"cannot commit batches in {self.out_dir}: {exc}") from exc
         self._committed += len(group)
