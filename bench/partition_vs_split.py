@@ -13,13 +13,11 @@ contender and all its children: sync, workers) and peak RSS. Peak RSS is the lar
 (getrusage RUSAGE_CHILDREN ru_maxrss); the partitioner also reports the sum over its own processes
 (VmHWM of the main process + its workers). The 1-minute load average after each run is recorded too.
 
-Outputs are deleted only at the end of a repetition: on this ext4, creating a file is slower for up to a
-minute after many files were deleted nearby (the inode allocator skips recently deleted inodes one by
-one), so deleting one contender's 1,000s of files right before the next one runs would slow that one
-(`split` alone, 1M records: 0.22 s right after generating the input, 0.85-1.26 s right after a
-deletion). The contender that runs first in a repetition still runs after the previous repetition's
-deletions; the rotation gives each contender that place equally often when R is a multiple of the
-number of contenders (3, or 4 with --compare-src).
+Outputs are deleted only at the end of a repetition, and the order rotates, so that no contender always
+runs right after the same one or right after a deletion of thousands of files (file creation cost on
+this shared ext4 varies 3x from minute to minute; a fixed order would put any systematic part of that
+on one contender). Use an R that is a multiple of the number of contenders (3, or 4 with
+--compare-src) so that each runs first equally often.
 
 Baselines, measured in the same run: `split -l K` (no fsync, no validation), and `split -l K` followed
 by `sync` of its output files (the durability the partitioner provides). Prints RESULT and RATIO lines
