@@ -37,6 +37,7 @@ from typing import Any
 from slurmctl.errors import StateError
 
 FORMAT = 2
+PAGE_SIZE = 16384
 
 TABLES = """
 CREATE TABLE IF NOT EXISTS chunks (
@@ -103,6 +104,10 @@ class Checkpoint:
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            # Rows are stored as ~100 KB blobs: 16 KiB pages write them ~2x faster than the default
+            # 4 KiB (fewer overflow pages; measured in bench/RESULTS.md). Only takes effect when
+            # the file is created (a no-op on an existing one).
+            self.db.execute(f"PRAGMA page_size = {PAGE_SIZE}")
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
             version = _format_of(self.db)

@@ -14,7 +14,7 @@ import pytest
 from worker_helpers import V1_SCHEMA
 
 from slurmctl.errors import StateError
-from slurmctl.worker.checkpoint import FORMAT, Checkpoint
+from slurmctl.worker.checkpoint import FORMAT, PAGE_SIZE, Checkpoint
 from slurmctl.worker.runtime import pending_runs
 
 
@@ -39,6 +39,8 @@ def test_runs_counts_rows_in_item_order_and_errors(tmp_path):
     assert ck.done_ranges() == [(0, 19)]
     view = ck.db.execute("SELECT item_id, ok FROM items ORDER BY item_id").fetchall()
     assert view == [(i, 0 if i in (3, 4) else 1) for i in range(20)]
+    assert ck.db.execute("PRAGMA page_size").fetchone()[0] == PAGE_SIZE
+    assert ck.db.execute("PRAGMA user_version").fetchone()[0] == FORMAT
     ck.close()
 
 
