@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -35,6 +36,8 @@ from pathlib import Path
 from typing import Any
 
 from slurmctl.errors import StateError
+
+log = logging.getLogger("slurmctl.worker")
 
 FORMAT = 2
 PAGE_SIZE = 16384
@@ -168,8 +171,9 @@ class Checkpoint:
 
     @staticmethod
     def count(path: Path) -> int:
-        """Return the items recorded in a checkpoint file, either format; 0 if it is missing or
-        unreadable (never raises). Read-only."""
+        """Return the items recorded in a checkpoint file, format 1 or 2; 0 if it is missing,
+        unreadable or of a newer format (logged: the task then redoes those items). Never raises;
+        read-only."""
         if not path.exists():
             return 0
         try:
@@ -180,6 +184,14 @@ class Checkpoint:
                 if version == FORMAT:
                     sql = "SELECT coalesce(sum(last_id - first_id + 1), 0) FROM chunks"
                     return db.execute(sql).fetchone()[0]
+                if version > FORMAT:
+                    # Written by a newer slurmctl: its items are redone rather than misread.
+                    log.warning(
+                        "checkpoint %s has format %d, newer than this slurmctl reads (%d); ignoring it",
+                        path,
+                        version,
+                        FORMAT,
+                    )
                 return 0
         except sqlite3.DatabaseError:
             return 0

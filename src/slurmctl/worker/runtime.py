@@ -103,6 +103,32 @@ def _error_row(item_id: int, exc: BaseException, attempt: int) -> ErrorRow:
     return (item_id, classify(exc), type(exc).__name__, str(exc)[:2000], tb, attempt)
 
 
+def _item_call(handler: LoadedHandler) -> Callable[[Any, TaskContext], Any]:
+    """Return ``f(record, ctx)`` calling a per-item handler in its own shape: a generator's rows
+    collected into a list, ``ctx`` dropped if the handler does not take it. Handlers of the usual
+    shape are returned as they are, so the item loop makes one call and tests no flags per item."""
+    fn = handler.function
+    if handler.is_generator:
+        if handler.wants_ctx:
+
+            def gen_ctx(record: Any, ctx: TaskContext) -> Any:
+                return list(fn(record, ctx))
+
+            return gen_ctx
+
+        def gen(record: Any, _ctx: TaskContext) -> Any:
+            return list(fn(record))
+
+        return gen
+    if handler.wants_ctx:
+        return fn
+
+    def no_ctx(record: Any, _ctx: TaskContext) -> Any:
+        return fn(record)
+
+    return no_ctx
+
+
 class _Stop:
     """Set by SIGTERM/SIGINT/SIGUSR1; checked before each item.
 
@@ -445,7 +471,7 @@ class Worker:
         a few thousand items, sized to take ~20-100 ms): each chunk is one run in the checkpoint,
         and the per-chunk work (checkpoint, commit, lease and snapshot checks, timing) is done
         once per chunk instead of once per item."""
-        fn, wants_ctx, is_gen = handler.function, handler.wants_ctx, handler.is_generator
+        call = _item_call(handler)
         decode, encode = _decode_line, msgspec.json.Encoder().encode
         flag = self.stop.flag
         perf = time.perf_counter
@@ -462,10 +488,7 @@ class Worker:
                     return item_id, rows, errors
                 ctx.item_id = item_id
                 try:
-                    record = decode(line)
-                    result = fn(record, ctx) if wants_ctx else fn(record)
-                    if is_gen:
-                        result = list(result)
+                    result = call(decode(line), ctx)
                     if type(result) is dict:  # the common case, inlined: one row
                         result["_item_id"] = item_id
                         append(encode(result))

@@ -191,7 +191,7 @@ def test_format_1_conversion_splits_long_runs(tmp_path, monkeypatch):
     ck.close()
 
 
-def test_newer_format_is_refused_with_a_clear_message(tmp_path):
+def test_newer_format_is_refused_with_a_clear_message(tmp_path, caplog):
     path = tmp_path / "new.sqlite"
     db = sqlite3.connect(path)
     db.execute(f"PRAGMA user_version = {FORMAT + 1}")
@@ -200,6 +200,7 @@ def test_newer_format_is_refused_with_a_clear_message(tmp_path):
         Checkpoint(path)
     assert "delete it" in str(e.value)
     assert Checkpoint.count(path) == 0
+    assert f"format {FORMAT + 1}, newer" in caplog.text
 
 
 def test_garbage_file_is_refused_with_a_clear_message(tmp_path):

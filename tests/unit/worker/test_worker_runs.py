@@ -195,3 +195,41 @@ def test_resume_from_a_format_1_checkpoint_in_the_store(tmp_path, scratch):
     assert {e["message"] for e in errors if e["item_id"] < 150} == {"old"}
     data = (root / manifest["data_key"]).read_text()
     assert data.startswith(json.dumps(want_rows[0]) + "\n")  # the old rows, byte for byte
+
+
+SHAPES = {
+    "no_ctx": "def handle(record):\n    return {'n': record['n']}\n",
+    "generator": (
+        "def handle(record, ctx):\n"
+        "    for k in range(record['n'] % 3):\n"
+        "        yield {'n': record['n'], 'k': k}\n"
+    ),
+    "generator_no_ctx": (
+        "def handle(record):\n    yield from ({'n': record['n'], 'k': k} for k in range(record['n'] % 3))\n"
+    ),
+    "raising_generator": (
+        "def handle(record):\n"
+        "    yield {'n': record['n'], 'k': 0}\n"
+        "    if record['n'] % 5 == 0:\n"
+        "        raise KeyError(record['n'])\n"
+    ),
+}
+
+
+@pytest.mark.parametrize("shape", sorted(SHAPES))
+def test_handler_shapes(tmp_path, scratch, shape):
+    n_items = 300
+    root, job_id = prepare(tmp_path, n_items)
+    (tmp_path / f"{module(tmp_path)}.py").write_text(SHAPES[shape])
+    assert worker(root, job_id).run_task("t0000000") == EXIT_OK
+    manifest, rows, errors = published(root, job_id)
+    if shape == "no_ctx":
+        want = [{"n": n, "_item_id": n} for n in range(n_items)]
+    elif shape == "raising_generator":  # a generator that raises fails its item: none of its rows kept
+        want = [{"n": n, "k": 0, "_item_id": n} for n in range(n_items) if n % 5]
+    else:
+        want = [{"n": n, "k": k, "_item_id": n} for n in range(n_items) for k in range(n % 3)]
+    assert rows == want
+    failed = [n for n in range(n_items) if n % 5 == 0] if shape == "raising_generator" else []
+    assert [e["item_id"] for e in errors] == failed
+    assert manifest["items_ok"] + manifest["items_failed"] == n_items
