@@ -99,8 +99,11 @@ def _format_of(db: sqlite3.Connection) -> int:
 class Checkpoint:
     """The checkpoint of one task attempt. Not thread-safe except where a method says so."""
 
-    def __init__(self, path: Path, *, commit_items: int = 5000, commit_s: float = 1.0) -> None:
-        """Open (creating or converting) the checkpoint at ``path``.
+    def __init__(
+        self, path: Path, *, commit_items: int = 5000, commit_s: float = 1.0, commit_bytes: int = 64 << 20
+    ) -> None:
+        """Open (creating or converting) the checkpoint at ``path``. Pending runs are committed
+        every ``commit_items`` items, ``commit_bytes`` bytes of rows or ``commit_s`` seconds.
 
         Raises StateError if the file is not a checkpoint, is damaged, or has a newer format."""
         self.path = path
@@ -128,9 +131,11 @@ class Checkpoint:
             raise _unreadable(path, exc) from exc
         self.commit_items = commit_items
         self.commit_s = commit_s
+        self.commit_bytes = commit_bytes
         self._chunks: list[tuple[int, int, int, int, bytes]] = []
         self._err: list[ErrorRow] = []
         self._pending_items = 0
+        self._pending_bytes = 0
         self._last_commit = time.monotonic()
 
     def _migrate_v1(self) -> None:
@@ -230,13 +235,15 @@ class Checkpoint:
     ) -> None:
         """Buffer a run: items ``first_id..last_id`` (inclusive, none recorded before), their
         output ``rows`` (each followed by a newline, item order) and the ``errors`` of the run's
-        failed items. Commits when ``commit_items`` items are pending. Not idempotent: a run must
-        be recorded once (a second record of the same ``first_id`` fails at commit)."""
+        failed items. Commits when ``commit_items`` items or ``commit_bytes`` bytes are pending.
+        Not idempotent: a run must be recorded once (a second record of the same ``first_id``
+        fails at commit)."""
         self._chunks.append((first_id, last_id, nrows, len(errors), rows))
         if errors:
             self._err.extend(errors)
         self._pending_items += last_id - first_id + 1
-        if self._pending_items >= self.commit_items:
+        self._pending_bytes += len(rows)
+        if self._pending_items >= self.commit_items or self._pending_bytes >= self.commit_bytes:
             self.commit_if_due(force=True)
 
     def commit_if_due(self, *, force: bool = False) -> bool:
@@ -258,6 +265,7 @@ class Checkpoint:
         self._chunks.clear()
         self._err.clear()
         self._pending_items = 0
+        self._pending_bytes = 0
         self._last_commit = time.monotonic()
         return True
 

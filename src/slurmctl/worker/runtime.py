@@ -50,6 +50,9 @@ from slurmctl.worker.classify import classify
 from slurmctl.worker.context import TaskContext
 from slurmctl.worker.handler import LoadedHandler, load_handler, rows_of
 
+# A chunk of items whose rows exceed this many bytes makes the next chunk smaller.
+_CHUNK_BYTES = 16 << 20
+
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_LEASE_LOST = 3
@@ -514,8 +517,8 @@ class Worker:
                 end, rows, errors = handle_chunk(pos, n)
                 elapsed = perf() - t0
                 handler_s += elapsed
+                block = b"\n".join(rows) + b"\n" if rows else b""
                 if end > pos:
-                    block = b"\n".join(rows) + b"\n" if rows else b""
                     ckpt.record_run(pos, end - 1, block, len(rows), errors)
                     progress.done += end - pos
                     progress.failed += len(errors)
@@ -525,8 +528,11 @@ class Worker:
                     return handler_s  # the batch file is shorter than the task: _publish reports it
                 pos = end
                 # ~20-100 ms per chunk: per-chunk costs vanish for fast handlers, and a slow one
-                # still commits every commit_s and notices a lost lease within ~0.1 s.
-                if elapsed < 0.02 and size < 4096:
+                # still commits every commit_s and notices a lost lease within ~0.1 s. Big rows
+                # shrink the chunk too: its rows are held in memory until the next commit.
+                if len(block) > _CHUNK_BYTES and size > 1:
+                    size //= 2
+                elif elapsed < 0.02 and size < 4096:
                     size *= 2
                 elif elapsed > 0.1 and size > 1:
                     size //= 2

@@ -59,6 +59,10 @@ def test_commit_thresholds(tmp_path):
     assert other.execute(committed).fetchone()[0] == 101
     other.close()
     ck.close()
+    by_bytes = Checkpoint(tmp_path / "b.sqlite", commit_items=10**9, commit_s=3600, commit_bytes=1000)
+    by_bytes.record_run(0, 0, b"x" * 999 + b"\n", 1, [])  # 1,000 bytes pending: commits
+    assert Checkpoint.count(tmp_path / "b.sqlite") == 1
+    by_bytes.close()
 
 
 def test_crash_between_commits_keeps_exactly_the_committed_runs(tmp_path):
