@@ -5,10 +5,12 @@ Whatever it flags is settled against the exact id set, so a false positive never
 The exact set is stored in the month's ``.state`` file (see ``store``) as zlib-compressed uint32 deltas.
 """
 
+import collections
 import hashlib
 import heapq
 import itertools
 import math
+import operator
 import os
 import struct
 import sys
@@ -30,6 +32,9 @@ def _u32() -> array:
 
 
 _WORDS = struct.Struct("<5I").unpack
+_DIGEST = operator.methodcaller("digest")
+_DECIMAL = b"%d".__mod__  # _DECIMAL(123) == b"123", the bytes add() hashes
+_CHUNK = 1 << 16
 MAX_K = 5  # positions come from the five 32-bit words of one sha1 digest
 # Packing a byte-per-bit array into bits: eight 0/1 bytes in a little-endian uint64, times this magic,
 # leave the eight bits (first byte = lowest bit) in bits 56..63 of the product.
@@ -138,31 +143,27 @@ class Bloom:
     def add_all(self, ids: Iterable[int]) -> None:
         """Set the bits of every id in ``ids`` (``n`` is not changed: callers know the exact count).
 
-        The bulk path of a commit (a whole month is up to a million ids), so the loop is unrolled for the
-        usual k and keeps everything local; same bit positions as ``add``.
+        The bulk path of a commit (a whole month is up to a million ids): the same bit positions as
+        ``add``, but every per-id step -- format, sha1, digest, word split, modulo, bit set -- runs inside
+        C iterators (map/join/array slices), about 3x faster than a Python loop. Ids go in chunks so the
+        digests of a million ids (20 MB) are never held at once. Idempotent.
         """
         cells = self.cells
-        m = self.m
-        sha1 = hashlib.sha1
-        words = _WORDS
+        setitem = cells.__setitem__
+        mod_m = self.m.__rmod__  # mod_m(w) == w % m
         k = self.k
-        if k == 3:
-            for i in ids:
-                a, b, c, _d, _e = words(sha1(b"%d" % i).digest())
-                cells[a % m] = 1
-                cells[b % m] = 1
-                cells[c % m] = 1
-        elif k == 4:
-            for i in ids:
-                a, b, c, d, _e = words(sha1(b"%d" % i).digest())
-                cells[a % m] = 1
-                cells[b % m] = 1
-                cells[c % m] = 1
-                cells[d % m] = 1
-        else:
-            for i in ids:
-                for w in words(sha1(b"%d" % i).digest())[:k]:
-                    cells[w % m] = 1
+        it = iter(ids)
+        while True:
+            chunk = list(itertools.islice(it, _CHUNK))
+            if not chunk:
+                break
+            words = _u32()
+            words.frombytes(b"".join(map(_DIGEST, map(hashlib.sha1, map(_DECIMAL, chunk)))))
+            if sys.byteorder == "big":
+                words.byteswap()
+            for j in range(k):
+                # word j of every digest; deque(maxlen=0) drains the iterator without storing anything
+                collections.deque(map(setitem, map(mod_m, words[j::5]), itertools.repeat(1)), maxlen=0)
 
     @classmethod
     def build(cls, ids: Iterable[int], n: int, p: float, headroom: float = 1.25) -> "Bloom":
@@ -177,18 +178,33 @@ def encode_ids(sorted_ids: Sequence[int]) -> bytes:
     """Return zlib(uint32 little-endian deltas) of ascending unique ``sorted_ids``. Pure.
 
     Raises ValueError when the ids are not ascending or exceed 32 bits (Slurm job ids are uint32).
+    The deltas are computed and checked by C iterators (``map(operator.sub, ...)``, ``min``): a month
+    holds up to a million ids.
     """
+    ids = sorted_ids if isinstance(sorted_ids, array) else _u32_from(sorted_ids)
     deltas = _u32()
-    prev = 0
-    for i in sorted_ids:
-        d = i - prev
-        if d < 0 or (d == 0 and prev != 0) or i >= 1 << 32:
-            raise ValueError(f"job ids must be ascending, unique uint32 (got {i} after {prev})")
-        deltas.append(d)
-        prev = i
+    if len(ids):
+        deltas.append(ids[0])
+        try:
+            deltas.extend(map(operator.sub, itertools.islice(ids, 1, None), ids))
+            ok = len(ids) == 1 or min(itertools.islice(deltas, 1, None)) > 0
+        except OverflowError:  # a negative delta does not fit the unsigned array
+            ok = False
+        if not ok:
+            i = next(j for j in range(1, len(ids)) if ids[j] <= ids[j - 1])
+            raise ValueError(f"job ids must be ascending, unique uint32 (got {ids[i]} after {ids[i - 1]})")
     if sys.byteorder == "big":
         deltas.byteswap()
     return zlib.compress(deltas.tobytes(), 6)
+
+
+def _u32_from(values: Sequence[int]) -> array:
+    out = _u32()
+    try:
+        out.extend(values)
+    except OverflowError as exc:
+        raise ValueError(f"job ids must be ascending, unique uint32: {exc}") from exc
+    return out
 
 
 def decode_ids(blob: bytes, path: str = "<state>") -> array:

@@ -14,6 +14,7 @@ from typing import Iterable, List, Optional, Set
 
 from . import dedupe, fsutil, layout, store
 from .errors import FormatError
+from .fold import Folder
 from .parser import SacctParser
 from .schemas import N_SUMS
 
@@ -172,44 +173,16 @@ def ingest(
     parser = SacctParser(failure_states, source=source)
     batches = {}  # type: Dict[str, MonthBatch]
     result = BatchResult()
-    last_month = ""
-    mb = None  # type: Optional[MonthBatch]
-    batch = acc_map = bloom = None  # the current month's structures, held in locals: this loop runs per job
-    outside = 0
-    for job_id, user, end, sums in parser.parse(lines):
-        month = end[:7]
-        if month != last_month:
-            mb = batches.get(month)
-            if mb is None:
-                if months_allowed is not None and month not in months_allowed:
-                    outside += 1
-                    continue
-                mb = MonthBatch(root, cluster, month, bloom_p)
-                batches[month] = mb
-            last_month = month
-            batch, acc_map, bloom = mb.batch, mb.acc, mb.bloom
-        if job_id in batch:
-            mb.duplicates += 1  # the same job twice in one stream: exact, no filter needed
-            continue
-        if bloom is not None and job_id in bloom:
-            mb.suspects.append((job_id, user, end[8:10], sums))
-            continue
-        batch.add(job_id)
-        key = (user, end[8:10])
-        acc = acc_map.get(key)
-        if acc is None:
-            acc_map[key] = sums
-        else:
-            acc[0] += sums[0]
-            acc[1] += sums[1]
-            acc[2] += sums[2]
-            acc[3] += sums[3]
-            acc[4] += sums[4]
-            acc[5] += sums[5]
-            acc[6] += sums[6]
-            acc[7] += sums[7]
-            acc[8] += sums[8]
-            acc[9] += sums[9]
+
+    def route(month: str) -> Optional[MonthBatch]:
+        mb = batches.get(month)
+        if mb is None:
+            if months_allowed is not None and month not in months_allowed:
+                return None
+            mb = batches[month] = MonthBatch(root, cluster, month, bloom_p)
+        return mb
+
+    outside = Folder(parser, route).fold(lines)
     if after_parse is not None:
         after_parse()
     stamp = asof or utc_now_iso()

@@ -199,6 +199,24 @@ class SacctParser:
             self.orphan_steps += orphans
             self.jobs += jobs
 
+    def _step_values(self, line: str, lineno: int) -> Optional[Tuple[int, int]]:
+        """Return ``(MaxRSS, AveRSS)`` bytes of a step row the fast path could not read, or None when the
+        row has the wrong number of fields. A bad value is reported in ``problems`` and counts as 0
+        (it cannot raise the job's maximum), as in ``parse``."""
+        f = line.split("|", 9)
+        if len(f) != 10:
+            self._problem(lineno, f"expected {N_FIELDS} '|'-separated fields, got {len(f)}", line)
+            return None
+        out = [0, 0]
+        for i, name in ((8, "AveRSS"), (7, "MaxRSS")):  # parse's order, so problems read the same
+            a = f[i]
+            v = units.mem_bytes(a) if a else 0
+            if v is None:
+                self._problem(lineno, f"bad {name} {a!r}", line)
+            else:
+                out[i - 7] = v
+        return out[0], out[1]
+
 
 def parse_lines(lines: Iterable[str], failure_states: Iterable[str]) -> List[Record]:
     """Return every record of ``lines`` as a list (convenience for small inputs and other modules). Pure."""

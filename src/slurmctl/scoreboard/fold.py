@@ -1,0 +1,197 @@
+"""Folding a sacct stream straight into month accumulators: the ingest's hot path.
+
+``Folder.fold(lines)`` gives the same jobs, sums, counters and problems as ``SacctParser.parse``
+followed by ingest's dedupe (tests/scoreboard/test_sb_fold.py checks that on clean and on broken
+input) without building a record or a sums list per job: a job's numbers go straight into its
+(user, day) accumulator and its steps' memory maxima are added when the next job row arrives.
+A 1M-job month is 3M rows and per-row interpreter work is what a poll's time goes to, so the
+well-formed common row runs inline on cache hits ((ReqMem, AllocCPUS, NNodes, AllocTRES) and
+(User, State) combinations repeat) and anything unusual -- a cache miss, a unit suffix, an empty or
+bad value, an orphan step -- falls back to ``SacctParser._parse_job`` / ``_step_values``, which
+report problems and whose accepted values fill the caches.
+
+Measured and rejected (2026-11-23, bench/scoreboard_ingest.py): splitting whole 256 KiB blocks on
+``|`` and working on stride-sliced columns with ``map``/``zip``/``compress`` was 2x *slower* than this
+loop -- the C iterators call the same functions and allocate the same objects as the bytecode does.
+"""
+
+from typing import Any, Callable, Iterable
+
+from . import units
+from .parser import _CACHE_LIMIT, N_FIELDS, SacctParser
+from .schemas import AVG_MEM, MAX_MEM, N_SUMS
+
+_ID_LIMIT = 1 << 32
+
+
+class Folder:
+    """Folds one sacct stream into month sinks. Not thread-safe; one instance per stream.
+
+    ``route(month)`` returns the month's sink or None to drop the job (outside the queried months).
+    A sink has ``batch`` (set of ids accepted in this stream), ``acc`` (``{(user, DD): sums}``),
+    ``bloom`` (None or a container of ids possibly committed already), ``suspects`` (list of
+    ``(id, user, DD, sums)``) and ``duplicates`` (int). A job already in ``batch`` counts as a
+    duplicate; one ``bloom`` may hold becomes a suspect (settled later against the exact set); any
+    other is added to ``batch`` and ``acc``. Counters and problems go to ``parser``.
+    """
+
+    def __init__(self, parser: SacctParser, route: Callable[[str], Any]) -> None:
+        self.parser = parser
+        self.route = route
+        self.outside = 0
+        # Loop state, kept on the instance so ``fold`` may be called again with the stream's next lines.
+        self.lineno = 0
+        self.prefix = "\0"
+        self.target = None  # type: Optional[List[int]]
+        self.mx = 0
+        self.av = 0
+        self.month = ""
+        self.sink = None  # type: Any
+        # (ReqMem, AllocCPUS, NNodes, AllocTRES) -> (req bytes, cpus, gpus) and (User, State) ->
+        # (user, failed): filled only from rows _parse_job accepted, so a hit needs no more checks.
+        self.res_cache = {}  # type: dict
+        self.us_cache = {}  # type: dict
+
+    def fold(self, lines: Iterable[str]) -> int:
+        """Fold every row of ``lines`` into the sinks; return how many jobs ``route`` refused.
+
+        Not idempotent (it adds). Never raises on bad content.
+        """
+        self._rows(lines)
+        self._finish()
+        return self.outside
+
+    def _finish(self) -> None:
+        if self.target is not None:
+            self.target[AVG_MEM] += self.av
+            self.target[MAX_MEM] += self.mx
+            self.target = None
+
+    def _rows(self, lines: Iterable[str]) -> None:
+        p = self.parser
+        route = self.route
+        # Per-row counters cost time: only rare events are counted in the loop; rows and steps are
+        # derived at the end (rows = lines - ignored; steps = rows - job rows).
+        lineno = lineno0 = self.lineno
+        jobs = rejected = ignored = orphans = outside = 0
+        prefix, target, mx, av = self.prefix, self.target, self.mx, self.av
+        last_month, sink = self.month, self.sink
+        batch = acc_map = bloom = None  # type: Any
+        if sink is not None:
+            batch, acc_map, bloom = sink.batch, sink.acc, sink.bloom
+        res_cache = self.res_cache
+        us_cache = self.us_cache
+        parse_job = p._parse_job
+        step_values = p._step_values
+        try:
+            for line in lines:
+                lineno += 1
+                if line.startswith(prefix):
+                    # A step of the current job (2 of every 3 rows): only MaxRSS and AveRSS matter.
+                    try:
+                        _0, _1, _2, _3, _4, _5, _6, m, a, _9 = line.split("|", 9)
+                        vm = int(m)
+                        va = int(a)
+                        if vm < 0 or va < 0:
+                            raise ValueError(m)
+                    except ValueError:
+                        # rare: an empty or unit-suffixed value (1024K), garbage, a wrong field count
+                        got = step_values(line, lineno)
+                        if got is None:
+                            ignored += 1
+                            continue
+                        vm, va = got
+                    if vm > mx:
+                        mx = vm
+                    if va > av:
+                        av = va
+                    continue
+                try:
+                    jid, user, state, el, cpus, nn, reqm, mrss, arss, tres, end = line.split("|")
+                except ValueError:
+                    ignored += 1
+                    if line.strip():
+                        got_n = line.count("|") + 1
+                        p._problem(lineno, f"expected {N_FIELDS} '|'-separated fields, got {got_n}", line)
+                    continue
+                if target is not None:  # the previous job is complete: add its memory maxima
+                    target[AVG_MEM] += av
+                    target[MAX_MEM] += mx
+                    target = None
+                try:
+                    job_id = int(jid)
+                    elapsed = int(el)
+                    req, ncpus, gpus = res_cache[(reqm, cpus, nn, tres)]
+                    u, failed = us_cache[(user, state)]
+                    if (
+                        mrss
+                        or arss
+                        or elapsed < 0
+                        or not 0 <= job_id < _ID_LIMIT
+                        or len(end) < 19
+                        or end[10] != "T"
+                        or end[4] != "-"
+                    ):
+                        raise ValueError(jid)
+                    cpu_s = ncpus * elapsed
+                    gpu_s = gpus * elapsed
+                    mx = av = 0
+                except (ValueError, KeyError, IndexError):
+                    if "." in jid:
+                        # sacct prints a job's steps right after it; a step without its job row just
+                        # before (its job was malformed or outside the window) cannot be attributed.
+                        orphans += 1
+                        continue
+                    rec = parse_job(line.split("|"), lineno, line)  # reports the problem or fills caches
+                    if rec is None:
+                        rejected += 1
+                        prefix = "\0"  # its steps become orphans, as in parse
+                        continue
+                    job_id, u, end, s = rec
+                    elapsed, cpu_s, gpus, gpu_s, req, failed = s[3], s[4], s[1], s[6], s[7], s[2]
+                    av, mx = s[AVG_MEM], s[MAX_MEM]
+                    if len(res_cache) < _CACHE_LIMIT:
+                        res_cache[(reqm, cpus, nn, tres)] = (req, int(cpus), units.gpu_count(tres))
+                        us_cache[(user, state)] = (u, failed)
+                jobs += 1
+                prefix = jid + "."  # "123." also guards "1234.batch"
+                month = end[:7]
+                if month != last_month:
+                    sink = route(month)
+                    if sink is None:
+                        outside += 1
+                        continue
+                    last_month = month
+                    batch, acc_map, bloom = sink.batch, sink.acc, sink.bloom
+                if job_id in batch:
+                    sink.duplicates += 1  # the same job twice in one stream: exact, no filter needed
+                    continue
+                if bloom is not None and job_id in bloom:
+                    target = [1, 1 if gpus else 0, failed, elapsed, cpu_s, elapsed if gpus else 0, gpu_s]
+                    target += (req, 0, 0)
+                    sink.suspects.append((job_id, u, end[8:10], target))
+                    continue
+                batch.add(job_id)
+                key = (u, end[8:10])
+                target = acc_map.get(key)
+                if target is None:
+                    target = acc_map[key] = [0] * N_SUMS
+                target[0] += 1
+                target[2] += failed
+                target[3] += elapsed
+                target[4] += cpu_s
+                target[7] += req
+                if gpus:
+                    target[1] += 1
+                    target[5] += elapsed
+                    target[6] += gpu_s
+        finally:
+            rows = lineno - lineno0 - ignored
+            p.rows += rows
+            p.steps += rows - jobs - rejected
+            p.orphan_steps += orphans
+            p.jobs += jobs
+            self.outside += outside
+            self.lineno = lineno
+            self.prefix, self.target, self.mx, self.av = prefix, target, mx, av
+            self.month, self.sink = last_month, sink
