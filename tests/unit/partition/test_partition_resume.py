@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -177,7 +178,7 @@ def test_every_accepted_record_appears_once_in_order(
         jsonl_mod.BLOCK_BYTES = old
 
 
-def test_fsync_without_coreutils_sync_gives_the_same_result(
+def test_every_way_of_syncing_a_group_gives_the_same_result(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from slurmctl.partition import durable
@@ -185,12 +186,81 @@ def test_fsync_without_coreutils_sync_gives_the_same_result(
     src = tmp_path / "in.jsonl"
     _write_input(src, 3000)
     monkeypatch.setattr(durable.BatchWriter, "GROUP_BATCHES", 4)  # many groups, each over several children
-    with_sync = partition([src], tmp_path / "a", items_per_batch=50)
-    monkeypatch.setenv("PATH", str(tmp_path / "no-such-dir"))  # no `sync`: fsyncs run on threads in-process
+    jobs: list[str] = []
+
+    class CountedSyncfs(durable._SyncfsJob):
+        def __init__(self, directory: str) -> None:
+            jobs.append(directory)
+            super().__init__(directory)
+
+    monkeypatch.setattr(durable, "_SyncfsJob", CountedSyncfs)
+    runs = {}
+    # syncfs where it suits the file system (ext4 here), else `sync` children; then `sync` children
+    # by choice; then no `sync` on PATH: fsyncs on threads in-process
+    runs["default"] = partition([src], tmp_path / "default", items_per_batch=50)
+    # a group starts when the previous one is durable, so how many there are depends on the disk
+    used_syncfs = len(jobs)
+    assert used_syncfs >= 2 if durable.syncfs_suits(tmp_path) else used_syncfs == 0
+    monkeypatch.setattr(durable.BatchWriter, "USE_SYNCFS", False)
+    runs["children"] = partition([src], tmp_path / "children", items_per_batch=50)
+    monkeypatch.setenv("PATH", str(tmp_path / "no-such-dir"))
     assert durable.shutil.which("sync") is None
-    without = partition([src], tmp_path / "b", items_per_batch=50)
-    assert tree(tmp_path / "a") == tree(tmp_path / "b")
-    assert [b.sha256 for b in with_sync.batches] == [b.sha256 for b in without.batches]
-    assert len(without.batches) == 60 and without.rejected == 4
-    state = json.loads((tmp_path / "b" / "_partition.json").read_text())
-    assert state["complete"] and state["batches"] == 60
+    runs["threads"] = partition([src], tmp_path / "threads", items_per_batch=50)
+    assert len(jobs) == used_syncfs  # only the default run used syncfs
+    for name, summary in runs.items():
+        assert tree(tmp_path / name) == tree(tmp_path / "default")
+        assert summary.batches == runs["default"].batches
+        assert len(summary.batches) == 60 and summary.rejected == 4
+        state = json.loads((tmp_path / name / "_partition.json").read_text())
+        assert state["complete"] and state["batches"] == 60
+
+
+def test_uncommitted_batch_files_are_deleted_on_resume(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Batch files carry their final names from the start; only the state says which ones count."""
+    from slurmctl.errors import StorageError
+    from slurmctl.partition import durable
+
+    src = tmp_path / "in.jsonl"
+    _write_input(src, 3000)
+    clean = partition([src], tmp_path / "clean", items_per_batch=50)
+    monkeypatch.setattr(durable.BatchWriter, "GROUP_BATCHES", 8)
+    real_commit = durable.BatchWriter._commit
+    commits = []
+
+    def commit_then_crash(self: durable.BatchWriter, group: list, state: dict) -> None:
+        if commits:  # the second commit (there is one at the latest at the end) never happens
+            raise StorageError("simulated crash before the second commit")
+        commits.append(len(group))
+        real_commit(self, group, state)
+
+    monkeypatch.setattr(durable.BatchWriter, "_commit", commit_then_crash)
+    out = tmp_path / "out"
+    with pytest.raises(StorageError, match="simulated crash"):
+        partition([src], out, items_per_batch=50)
+    state = json.loads((out / "_partition.json").read_text())
+    written = sorted(p.name for p in out.glob("b*.jsonl"))
+    assert state["batches"] == commits[0] >= 8 and not state["complete"]
+    assert len(written) > state["batches"]  # files of the uncommitted group(s) are on disk
+    monkeypatch.setattr(durable.BatchWriter, "_commit", real_commit)
+    monkeypatch.setattr(durable.BatchWriter, "GROUP_BATCHES", 512)
+    resumed = partition([src], out, items_per_batch=50)
+    assert tree(out) == tree(tmp_path / "clean")
+    assert resumed.batches == clean.batches
+
+
+def test_fs_type_tells_which_file_systems_get_syncfs(tmp_path: Path) -> None:
+    from slurmctl.partition import durable
+
+    assert durable.fs_type(Path("/proc")) == "proc"
+    assert not durable.syncfs_suits(Path("/proc"))
+    findmnt = shutil.which("findmnt")
+    if findmnt is None:
+        pytest.skip("findmnt (util-linux) is not installed; cannot cross-check the file system type")
+    want = subprocess.run(
+        [findmnt, "-n", "-o", "FSTYPE", "--target", str(tmp_path)], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert durable.fs_type(tmp_path) == want
+    if want in ("ext4", "xfs", "btrfs"):
+        assert durable.syncfs_suits(tmp_path) == (durable._SYNCFS is not None)
