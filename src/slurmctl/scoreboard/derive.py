@@ -8,6 +8,7 @@ poll (``derived.json`` records the state generations the files reflect).
 import contextlib
 import datetime
 import json
+import operator
 import os
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
@@ -76,23 +77,40 @@ def alltime_totals(root: str, cluster: str) -> Tuple[Dict[str, Sums], Dict[str, 
 
 def window_totals(root: str, cluster: str, today: datetime.date, days: int) -> Dict[str, Sums]:
     """Return ``{user: sums}`` of jobs that ended on the ``days`` UTC days ending with ``today``."""
-    first = today - datetime.timedelta(days=days - 1)
-    first_s = first.strftime("%Y-%m-%d")
+    return windows_totals(root, cluster, today, {"w": days})["w"]
+
+
+def windows_totals(
+    root: str, cluster: str, today: datetime.date, windows: Dict[str, int]
+) -> Dict[str, Dict[str, Sums]]:
+    """Return ``{window: {user: sums}}`` for several day counts, reading each month state once.
+
+    A window of ``d`` days holds the jobs that ended on the ``d`` UTC days ending with ``today``.
+    Reads files only; raises FormatError on a corrupt month state.
+    """
     today_s = today.strftime("%Y-%m-%d")
-    out = {}  # type: Dict[str, Sums]
+    firsts = {w: (today - datetime.timedelta(days=d - 1)).strftime("%Y-%m-%d") for w, d in windows.items()}
+    out = {w: {} for w in windows}  # type: Dict[str, Dict[str, Sums]]
+    earliest = min(firsts.values()) if firsts else today_s
     for month in store.list_months(root, cluster):
-        if month < first_s[:7] or month > today_s[:7]:
+        if month < earliest[:7] or month > today_s[:7]:
             continue
         st = store.read_state(layout.month_state(root, cluster, month), month)
-        for user, per_day in st.days.items():
-            for day, sums in per_day.items():
-                date = month + "-" + day
-                if first_s <= date <= today_s:
-                    acc = out.get(user)
-                    if acc is None:
-                        out[user] = list(sums)
-                    else:
-                        add_into(acc, sums)
+        # Which windows cover this month whole (every day in range): then a user's month total of the
+        # day fields can be added at once instead of day by day.
+        for w, first_s in firsts.items():
+            if month < first_s[:7]:
+                continue
+            acc_w = out[w]
+            whole = first_s <= month + "-01" and month < today_s[:7]
+            for user, per_day in st.days.items():
+                acc = acc_w.get(user)
+                for day, sums in per_day.items():
+                    if whole or first_s <= month + "-" + day <= today_s:
+                        if acc is None:
+                            acc = acc_w[user] = list(sums)
+                        else:
+                            acc[:] = map(operator.add, acc, sums)
     return out
 
 
@@ -228,10 +246,9 @@ def derive(
     if users is None and user_files:
         _remove_stale_user_files(root, cluster, set(alltime), policy)
     per_window = {"alltime": alltime}
-    for window in WINDOWS:
-        days = WINDOW_DAYS[window]
-        if days:
-            per_window[window] = window_totals(root, cluster, today, days)
+    per_window.update(
+        windows_totals(root, cluster, today, {w: WINDOW_DAYS[w] for w in WINDOWS if WINDOW_DAYS[w]})
+    )
     shown = {}
     for window, totals in per_window.items():
         full = {u: s for u, s in totals.items() if u not in policy.opt_out}
