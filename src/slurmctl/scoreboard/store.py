@@ -4,15 +4,20 @@
 file, so they commit together with one atomic rename (a crash can never record ids without their sums or
 sums without their ids). Layout (docs/scoreboard.md)::
 
-    SLURMSB-MONTH 1\\n
+    SLURMSB-MONTH 2\\n
     {"month", "generation", "asof", "n_ids", "ids_bytes", "totals_bytes", "days_bytes"}\\n
-    zlib(uint32 id deltas) | zlib(JSON {user: [10 ints]}) | zlib(JSON {user: {"DD": [10 ints]}})
+    zlib(uint32 id deltas) | zlib(JSON totals, columnar) | zlib(JSON days, columnar)
 
 The per-user month totals hold all 10 exact sums; the days hold only ``DAY_FIELDS`` (counts and
 seconds): the rolling windows show no memory sums, and the memory columns are the least compressible
-(measured: dropping them halves the days blob).
+(measured: dropping them halves the days blob). Version 2 stores both blobs as columns with two
+decorrelating transforms -- CPU seconds minus elapsed seconds, GPU seconds minus GPU-elapsed seconds
+(equal for 1-CPU / 1-GPU work) -- and the days' GPU columns only on rows with GPU jobs: 9 % smaller
+than version 1 on a 1M-job month without arrays (the worst case), 10 % on a realistic one. Version 1
+files (per-user JSON totals, plain columns) are still read; every write is version 2.
 """
 
+import itertools
 import json
 import operator
 import os
@@ -22,9 +27,11 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from . import dedupe, fsutil, layout
 from .errors import FormatError
-from .schemas import DAY_FIELDS, N_SUMS
+from .schemas import CPU_S, DAY_FIELDS, ELAPSED_S, GPU_ELAPSED_S, GPU_JOBS, GPU_S, N_SUMS
 
-MAGIC = b"SLURMSB-MONTH 1\n"
+MAGIC = b"SLURMSB-MONTH 2\n"
+MAGIC_V1 = b"SLURMSB-MONTH 1\n"
+_LEVEL = 6  # zlib level: 9 takes 5x the CPU for 0.6 % less (measured on a 1M-job month)
 _DAY_MASK = [1 if i in DAY_FIELDS else 0 for i in range(N_SUMS)]
 
 Sums = List[int]
@@ -78,8 +85,8 @@ class MonthState:
     def to_bytes(self) -> bytes:
         """Return the file image. Pure."""
         ids_blob = dedupe.encode_ids(self.ids)
-        totals_blob = zlib.compress(json.dumps(self.month_totals, separators=(",", ":")).encode(), 9)
-        days_blob = zlib.compress(json.dumps(encode_days(self.days), separators=(",", ":")).encode(), 9)
+        totals_blob = zlib.compress(_json_bytes(encode_totals(self.month_totals)), _LEVEL)
+        days_blob = zlib.compress(_json_bytes(encode_days(self.days)), _LEVEL)
         header = {
             "month": self.month,
             "generation": self.generation,
@@ -94,8 +101,8 @@ class MonthState:
 
 def _read_header(fh: Any, path: str) -> Tuple[Dict[str, Any], int]:
     magic = fh.readline()
-    if magic != MAGIC:
-        raise FormatError(f"{path}: not a SLURMSB-MONTH v1 file", hint="move it aside and re-run backfill")
+    if magic not in (MAGIC, MAGIC_V1):
+        raise FormatError(f"{path}: not a SLURMSB-MONTH v1/v2 file", hint="move it aside and re-run backfill")
     line = fh.readline()
     try:
         header = json.loads(line.decode())
@@ -104,6 +111,7 @@ def _read_header(fh: Any, path: str) -> Tuple[Dict[str, Any], int]:
                 raise ValueError(f"missing {key!r}")
     except ValueError as exc:
         raise FormatError(f"{path}: line 2: bad header: {exc}") from exc
+    header["version"] = 2 if magic == MAGIC else 1
     return header, len(magic) + len(line)
 
 
@@ -140,9 +148,7 @@ def read_totals(path: str) -> Optional[Tuple[Dict[str, Any], Dict[str, Sums]]]:
     with fh:
         header, off = _read_header(fh, path)
         data = _blob(fh, path, off + header["ids_bytes"], header["totals_bytes"], "totals")
-    totals = _json_blob(data, path, "totals")
-    _check_sums_map(totals, path)
-    return header, totals
+    return header, _totals(header, _json_blob(data, path, "totals"), path)
 
 
 def read_state(path: str, month: str) -> MonthState:
@@ -161,54 +167,114 @@ def read_state(path: str, month: str) -> MonthState:
     ids = dedupe.decode_ids(ids_blob, path)
     if len(ids) != header["n_ids"]:
         raise FormatError(f"{path}: header says {header['n_ids']} ids, blob holds {len(ids)}")
-    totals = _json_blob(totals_blob, path, "totals")
-    _check_sums_map(totals, path)
-    days = decode_days(_json_blob(days_blob, path, "days"), path)
+    totals = _totals(header, _json_blob(totals_blob, path, "totals"), path)
+    days = decode_days(_json_blob(days_blob, path, "days"), path, header["version"])
     if header["month"] != month:
         raise FormatError(f"{path}: holds month {header['month']!r}, expected {month!r}")
     return MonthState(month, int(header["generation"]), str(header.get("asof", "")), ids, days, totals)
 
 
+def _json_bytes(obj: Any) -> bytes:
+    return json.dumps(obj, separators=(",", ":")).encode()
+
+
+def _totals(header: Dict[str, Any], obj: Any, path: str) -> Dict[str, Sums]:
+    totals = decode_totals(obj, path) if header["version"] >= 2 else obj
+    _check_sums_map(totals, path)
+    return totals
+
+
+def encode_totals(totals: Dict[str, Sums]) -> Dict[str, Any]:
+    """Return the version-2 columnar form of ``{user: sums}``: ``{"users": [...], "cols": [10 lists]}``
+    with CPU_S and GPU_S stored as differences (``_decorrelate``). Pure."""
+    users = sorted(totals)
+    cols = [list(c) for c in zip(*(totals[u] for u in users))] if users else [[] for _ in range(N_SUMS)]
+    _decorrelate(cols, operator.sub)
+    return {"users": users, "cols": cols}
+
+
+def decode_totals(obj: Any, path: str) -> Dict[str, Sums]:
+    """Return ``{user: sums}`` from ``encode_totals`` output. Raises FormatError naming ``path``."""
+    try:
+        users, cols = obj["users"], obj["cols"]
+        if len(cols) != N_SUMS or any(len(c) != len(users) for c in cols):
+            raise ValueError("columns and users differ in length")
+        cols = [list(c) for c in cols]
+        _decorrelate(cols, operator.add)
+        return dict(zip(users, map(list, zip(*cols))))
+    except (TypeError, ValueError, KeyError) as exc:
+        raise FormatError(f"{path}: totals blob is not the columnar layout: {exc}") from exc
+
+
+def _decorrelate(cols: List[List[int]], op: Any) -> None:
+    # CPU seconds = sum(cpus x elapsed) and GPU seconds = sum(gpus x elapsed): equal to elapsed and
+    # GPU-elapsed for single-CPU / single-GPU work, so the differences are mostly small or 0.
+    # op=sub encodes, op=add decodes (in place, on the columns indexed by sum field).
+    cols[CPU_S][:] = map(op, cols[CPU_S], cols[ELAPSED_S])
+    cols[GPU_S][:] = map(op, cols[GPU_S], cols[GPU_ELAPSED_S])
+
+
 def encode_days(days: Days) -> Dict[str, Any]:
-    """Return the columnar form of ``{user: {"DD": sums}}`` stored in the days blob. Pure.
+    """Return the version-2 columnar form of ``{user: {"DD": sums}}`` stored in the days blob. Pure.
 
     ``{"users": [[user, n_days], ...], "days": [DD, ...], "cols": [[values of field i] for i in
-    DAY_FIELDS]}`` with rows in user then day order. Column-wise, similar magnitudes sit together
-    and zlib packs them ~20 % tighter than per-user JSON (measured on a synthetic 200k-job month).
+    DAY_FIELDS]}`` with rows in user then day order, CPU_S and GPU_S as differences (``_decorrelate``)
+    and the GPU_ELAPSED_S and GPU_S columns holding only the rows whose GPU_JOBS is not 0. Column-wise,
+    similar magnitudes sit together and zlib packs them ~20 % tighter than per-user JSON.
     """
     users = []
     day_list = []
-    cols = [[] for _ in DAY_FIELDS]  # type: List[List[int]]
+    rows = []  # type: List[Sums]
     for user in sorted(days):
         per_day = days[user]
         users.append([user, len(per_day)])
         for day in sorted(per_day):
             day_list.append(int(day))
-            sums = per_day[day]
-            for j, i in enumerate(DAY_FIELDS):
-                cols[j].append(sums[i])
-    return {"users": users, "days": day_list, "cols": cols}
+            rows.append(per_day[day])
+    cols = [list(c) for c in zip(*rows)] if rows else [[] for _ in range(N_SUMS)]
+    _decorrelate(cols, operator.sub)
+    gpu_rows = cols[GPU_JOBS]
+    for i in (GPU_ELAPSED_S, GPU_S):
+        cols[i] = list(itertools.compress(cols[i], gpu_rows))
+    return {"users": users, "days": day_list, "cols": [cols[i] for i in DAY_FIELDS]}
 
 
-def decode_days(obj: Any, path: str) -> Days:
-    """Return ``{user: {"DD": sums}}`` from ``encode_days`` output. Raises FormatError naming ``path``."""
+def decode_days(obj: Any, path: str, version: int = 2) -> Days:
+    """Return ``{user: {"DD": sums}}`` from ``encode_days`` output (``version`` 1: plain columns).
+
+    Raises FormatError naming ``path``.
+    """
     try:
         users, day_list, cols = obj["users"], obj["days"], obj["cols"]
-        if len(cols) != len(DAY_FIELDS) or any(len(c) != len(day_list) for c in cols):
+        n = len(day_list)
+        if len(cols) != len(DAY_FIELDS):
+            raise ValueError(f"expected {len(DAY_FIELDS)} columns, found {len(cols)}")
+        full = [[0] * n for _ in range(N_SUMS)]
+        for j, i in enumerate(DAY_FIELDS):
+            full[i] = list(cols[j])
+        if version >= 2:
+            gpu_rows = full[GPU_JOBS]
+            if len(gpu_rows) != n:
+                raise ValueError("columns and days differ in length")
+            for i in (GPU_ELAPSED_S, GPU_S):
+                packed = iter(full[i])
+                want = sum(1 for g in gpu_rows if g)
+                if len(full[i]) != want:
+                    raise ValueError(f"GPU column holds {len(full[i])} values for {want} GPU rows")
+                full[i] = [next(packed) if g else 0 for g in gpu_rows]
+            _decorrelate(full, operator.add)
+        if any(len(c) != n for c in full):
             raise ValueError("columns and days differ in length")
-        if sum(n for _u, n in users) != len(day_list):
+        if sum(k for _u, k in users) != n:
             raise ValueError("user row counts do not add up to the days")
         out = {}  # type: Days
-        row = 0
-        for user, n in users:
-            per_day = {}
-            for _ in range(n):
-                sums = [0] * N_SUMS
-                for j, i in enumerate(DAY_FIELDS):
-                    sums[i] = cols[j][row]
-                per_day[f"{day_list[row]:02d}"] = sums
-                row += 1
-            out[user] = per_day
+        rows = zip(*full)
+        pos = 0
+        for user, k in users:
+            out[user] = {
+                f"{d:02d}": list(r) for d, r in zip(day_list[pos : pos + k], itertools.islice(rows, k))
+            }
+            pos += k
     except (TypeError, ValueError, KeyError, IndexError) as exc:
         raise FormatError(f"{path}: days blob is not the columnar layout: {exc}") from exc
     return out

@@ -1,0 +1,120 @@
+"""The month state file: version 2 round trip (exact), version 1 files still read, damage reported."""
+
+import json
+import random
+import zlib
+from array import array
+
+import pytest
+
+from slurmctl.scoreboard import dedupe, layout, store
+from slurmctl.scoreboard.errors import FormatError
+from slurmctl.scoreboard.schemas import DAY_FIELDS, N_SUMS
+
+
+def random_state(seed: int) -> store.MonthState:
+    rng = random.Random(seed)
+    st = store.MonthState("2026-10", generation=3, asof="2026-11-01T00:00:00Z")
+    for u in range(40):
+        user = f"user{u}"
+        for _ in range(rng.randint(1, 12)):
+            jobs = rng.randint(1, 50)
+            gpu_jobs = rng.choice((0, 0, 0, rng.randint(1, jobs)))
+            elapsed = rng.randint(0, 10**7)
+            # AllocCPUS 0 (a job cancelled before allocation) makes CPU seconds < elapsed: negative deltas
+            cpu_s = elapsed * rng.choice((0, 1, 1, 2, 16))
+            gpu_el = rng.randint(0, elapsed) if gpu_jobs else 0
+            gpu_s = gpu_el * rng.choice((1, 2, 4))
+            mem = [rng.randint(0, 10**12) for _ in range(3)]
+            st.add(
+                user,
+                f"{rng.randint(1, 31):02d}",
+                [jobs, gpu_jobs, rng.randint(0, jobs), elapsed, cpu_s, gpu_el, gpu_s, *mem],
+            )
+    st.ids = array("I", sorted(rng.sample(range(1, 1 << 32), 500)))
+    return st
+
+
+def test_v2_round_trip_is_exact(tmp_path):
+    st = random_state(1)
+    store.write_state(str(tmp_path), "c1", st)
+    path = layout.month_state(str(tmp_path), "c1", "2026-10")
+    with open(path, "rb") as fh:
+        assert fh.readline() == store.MAGIC
+    back = store.read_state(path, "2026-10")
+    assert back.days == st.days and back.month_totals == st.month_totals and list(back.ids) == list(st.ids)
+    assert (back.generation, back.asof) == (3, "2026-11-01T00:00:00Z")
+    header, totals = store.read_totals(path)
+    assert totals == st.month_totals and header["version"] == 2
+
+
+def test_empty_state_round_trip(tmp_path):
+    st = store.MonthState("2026-10")
+    store.write_state(str(tmp_path), "c1", st)
+    back = store.read_state(layout.month_state(str(tmp_path), "c1", "2026-10"), "2026-10")
+    assert back.days == {} and back.month_totals == {} and len(back.ids) == 0
+
+
+def v1_bytes(st: store.MonthState) -> bytes:
+    """A version-1 file image, as the code before version 2 wrote it (per-user totals, plain columns)."""
+    users, day_list, cols = [], [], [[] for _ in DAY_FIELDS]
+    for user in sorted(st.days):
+        users.append([user, len(st.days[user])])
+        for day in sorted(st.days[user]):
+            day_list.append(int(day))
+            for j, i in enumerate(DAY_FIELDS):
+                cols[j].append(st.days[user][day][i])
+    ids_blob = dedupe.encode_ids(st.ids)
+    totals_blob = zlib.compress(json.dumps(st.month_totals).encode())
+    days_blob = zlib.compress(json.dumps({"users": users, "days": day_list, "cols": cols}).encode())
+    header = {
+        "month": st.month,
+        "generation": st.generation,
+        "asof": st.asof,
+        "n_ids": len(st.ids),
+        "ids_bytes": len(ids_blob),
+        "totals_bytes": len(totals_blob),
+        "days_bytes": len(days_blob),
+    }
+    return store.MAGIC_V1 + json.dumps(header).encode() + b"\n" + ids_blob + totals_blob + days_blob
+
+
+def test_version_1_files_are_still_read_and_rewritten_as_version_2(tmp_path):
+    st = random_state(2)
+    path = layout.month_state(str(tmp_path), "c1", "2026-10")
+    import os
+
+    os.makedirs(os.path.dirname(path))
+    with open(path, "wb") as fh:
+        fh.write(v1_bytes(st))
+    back = store.read_state(path, "2026-10")
+    assert back.days == st.days and back.month_totals == st.month_totals
+    assert store.read_totals(path)[1] == st.month_totals
+    store.write_state(str(tmp_path), "c1", back)
+    with open(path, "rb") as fh:
+        assert fh.readline() == store.MAGIC
+    assert store.read_state(path, "2026-10").days == st.days
+
+
+def test_v2_is_smaller_than_v1():
+    st = random_state(3)
+    assert len(st.to_bytes()) < len(v1_bytes(st))
+
+
+@pytest.mark.parametrize(
+    "obj",
+    [
+        {"users": [["a", 1]], "days": [1], "cols": [[1]] * (len(DAY_FIELDS) - 1)},  # a column missing
+        {"users": [["a", 1]], "days": [1], "cols": [[1], [1], [0], [5], [0], [], []]},  # GPU value missing
+        {"users": [["a", 2]], "days": [1], "cols": [[1], [0], [0], [5], [0], [], []]},  # counts disagree
+        {"users": [["a", 1]], "days": [1]},
+    ],
+)
+def test_damaged_days_blob_is_a_format_error(obj):
+    with pytest.raises(FormatError, match="days blob"):
+        store.decode_days(obj, "x.state")
+
+
+def test_damaged_totals_blob_is_a_format_error():
+    with pytest.raises(FormatError, match="totals blob"):
+        store.decode_totals({"users": ["a"], "cols": [[1]] * (N_SUMS - 1)}, "x.state")
