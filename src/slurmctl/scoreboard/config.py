@@ -16,6 +16,9 @@ from . import layout
 from .errors import UsageError
 from .schemas import DEFAULT_FAILURE_STATES
 
+# Bloom false-positive rate: only a size/speed knob, the exact id set decides (docs/scoreboard.md).
+DEFAULT_BLOOM_FP_RATE = 0.35
+
 DEFAULTS = {
     "root": "",
     "cluster": "",
@@ -31,7 +34,7 @@ DEFAULTS = {
     "backoff_base_sec": 30.0,
     "lag_sec": 120,
     "overlap_sec": 900,
-    "bloom_fp_rate": 0.25,
+    "bloom_fp_rate": DEFAULT_BLOOM_FP_RATE,
     "min_jobs_to_show": 3,
     "opt_out": [],
     "rollup_retention_months": 36,

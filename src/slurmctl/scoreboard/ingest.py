@@ -13,6 +13,7 @@ import datetime
 from typing import Iterable, List, Optional, Set
 
 from . import dedupe, fsutil, layout, store
+from .config import DEFAULT_BLOOM_FP_RATE
 from .errors import FormatError
 from .fold import Folder
 from .parser import SacctParser
@@ -156,7 +157,7 @@ def ingest(
     cluster: str,
     lines: Iterable[str],
     failure_states: Iterable[str],
-    bloom_p: float = 0.25,
+    bloom_p: float = DEFAULT_BLOOM_FP_RATE,
     source: str = "sacct",
     months_allowed: Optional[Set[str]] = None,
     asof: Optional[str] = None,
