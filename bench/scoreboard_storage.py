@@ -22,7 +22,8 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src"))
 
-from slurmctl.scoreboard import derive, ingest, synth
+from slurmctl.scoreboard import derive, ingest, layout, store, synth
+from slurmctl.scoreboard.config import DEFAULT_BLOOM_FP_RATE
 from slurmctl.scoreboard.schemas import DEFAULT_FAILURE_STATES
 
 TARGET_MB = 100.0
@@ -92,6 +93,12 @@ def main() -> int:
         print(f"one cluster-month, {a.jobs} jobs, {a.users} users ({time.time() - t:.0f} s):")
         for k in sorted(s1):
             print(f"  {k:24} {s1[k] / 1e6:9.3f} MB")
+        h = store.read_header(layout.month_state(one, "hammer", "2026-10"))
+        print(
+            f"  (month state v{h['version']}: ids {h['ids_bytes'] / 1e6:.3f}"
+            f" + totals {h['totals_bytes'] / 1e6:.3f} + days {h['days_bytes'] / 1e6:.3f} MB;"
+            f" Bloom p = {DEFAULT_BLOOM_FP_RATE})"
+        )
         month_kinds = ("month state (.state)", "bloom (.bloom)", "monthly rollup")
         per_month = sum(v for k, v in s1.items() if k in month_kinds)
         per_cluster = sum(v for k, v in s1.items() if k not in month_kinds and k != "merged leaderboards")
