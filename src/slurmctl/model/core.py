@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+import msgspec
 
 from slurmctl.errors import StateError
 from slurmctl.model.states import JobState, TaskState, advance_job, advance_task
@@ -21,24 +21,43 @@ from slurmctl.model.states import JobState, TaskState, advance_job, advance_task
 SCHEMA_VERSION = 1
 
 
-class Doc(BaseModel):
-    """Base of every stored document: strict fields, JSON round-trip, schema version check."""
+class Doc(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Base of every stored document: typed fields, JSON round-trip, schema version check.
 
-    model_config = ConfigDict(extra="forbid", frozen=False)
+    msgspec rather than pydantic: every worker process starts by reading these documents, and
+    importing pydantic and building its models cost ~0.2 s of each worker's start-up (an array
+    element that runs one short task is mostly start-up). Job *configuration* — what users
+    write, with its file:line error messages and JSON Schema — stays pydantic (``config/``).
+    The few methods below keep the pydantic spelling the rest of the code uses."""
+
     schema_version: int = SCHEMA_VERSION
 
     def to_json(self) -> bytes:
-        return self.model_dump_json().encode()
+        return msgspec.json.encode(self)
+
+    def model_dump_json(self) -> str:
+        return msgspec.json.encode(self).decode()
+
+    def model_dump(self, *, mode: str = "json") -> dict[str, Any]:
+        """The document as plain JSON values (enums as their values, nested documents as dicts)."""
+        return msgspec.to_builtins(self)
+
+    def model_copy(self, *, update: dict[str, Any] | None = None) -> Any:
+        """A copy with ``update`` applied (not validated, like pydantic's)."""
+        return msgspec.structs.replace(self, **(update or {}))
+
+    @classmethod
+    def model_validate(cls, obj: Any) -> Any:
+        """A document from plain values. Raises msgspec.ValidationError (path in the message)."""
+        if isinstance(obj, cls):
+            return obj
+        return msgspec.convert(obj, cls, strict=False)
 
     @classmethod
     def from_json(cls, data: bytes | str, *, where: str = "") -> Any:
-        import json
-
-        from pydantic import ValidationError
-
         try:
-            raw = json.loads(data)
-        except ValueError as exc:
+            raw = msgspec.json.decode(data)
+        except msgspec.DecodeError as exc:
             raise StateError(f"{where or cls.__name__}: not valid JSON: {exc}") from exc
         version = raw.get("schema_version", SCHEMA_VERSION) if isinstance(raw, dict) else None
         if isinstance(version, int) and version > SCHEMA_VERSION:
@@ -48,12 +67,12 @@ class Doc(BaseModel):
                 hint="upgrade slurmctl on this node",
             )
         try:
-            return cls.model_validate(raw)
-        except ValidationError as exc:
+            return msgspec.convert(raw, cls, strict=False)
+        except msgspec.ValidationError as exc:
             raise StateError(f"{where or cls.__name__} is malformed: {exc}") from exc
 
 
-class Batch(Doc):
+class Batch(Doc, kw_only=True):
     """One slice of the input: items ``first_item .. first_item + items - 1``."""
 
     batch_id: str
@@ -72,7 +91,7 @@ class Batch(Doc):
         return range(self.first_item, self.first_item + self.items)
 
 
-class Task(Doc):
+class Task(Doc, kw_only=True):
     """The unit of execution: one batch through the handler. Task manifest."""
 
     task_id: str
@@ -81,19 +100,21 @@ class Task(Doc):
     batch: Batch
 
 
-class TaskGroup(Doc):
+class TaskGroup(Doc, kw_only=True):
     """Tasks submitted together (one Slurm array, possibly split into chunks)."""
 
     group_id: str
     phase: str
-    task_ids: list[str] = Field(default_factory=list)
+    task_ids: list[str] = msgspec.field(default_factory=list)
     first_index: int = 0
     count: int = 0
     mode: Literal["array", "pilot", "local"] = "local"
-    submissions: list[dict[str, Any]] = Field(default_factory=list)  # e.g. {"array_job_id", "offset", "size"}
+    submissions: list[dict[str, Any]] = msgspec.field(
+        default_factory=list
+    )  # e.g. {"array_job_id", "offset", "size"}
 
 
-class Phase(Doc):
+class Phase(Doc, kw_only=True):
     """A stage of the job: ``map`` then ``aggregate``."""
 
     name: Literal["map", "aggregate"]
@@ -102,7 +123,7 @@ class Phase(Doc):
     finished_at: float | None = None
 
 
-class Job(Doc):
+class Job(Doc, kw_only=True):
     """The job manifest: what was submitted, how it was partitioned, which groups exist."""
 
     job_id: str
@@ -115,9 +136,9 @@ class Job(Doc):
     total_items: int = 0
     rejected: int = 0
     tasks: int = 0
-    inputs: list[dict[str, Any]] = Field(default_factory=list)
-    phases: list[Phase] = Field(default_factory=lambda: [Phase(name="map"), Phase(name="aggregate")])
-    groups: list[TaskGroup] = Field(default_factory=list)
+    inputs: list[dict[str, Any]] = msgspec.field(default_factory=list)
+    phases: list[Phase] = msgspec.field(default_factory=lambda: [Phase(name="map"), Phase(name="aggregate")])
+    groups: list[TaskGroup] = msgspec.field(default_factory=list)
 
     def task_ids(self) -> list[str]:
         """Every task of the job: ``t0000000`` .. one per batch, in input order."""
@@ -128,7 +149,7 @@ def task_id(index: int) -> str:
     return f"t{index:07d}"
 
 
-class TaskStatus(Doc):
+class TaskStatus(Doc, kw_only=True):
     """The mutable state of a task (state store, table ``tasks``)."""
 
     task_id: str
@@ -141,7 +162,7 @@ class TaskStatus(Doc):
     items_total: int = 0
     started_at: float | None = None
     finished_at: float | None = None
-    updated_at: float = Field(default_factory=time.time)
+    updated_at: float = msgspec.field(default_factory=time.time)
     exit_code: int | None = None
     error: str | None = None
     slurm_job_id: str | None = None
@@ -152,14 +173,14 @@ class TaskStatus(Doc):
         return self.model_copy(update={"state": new, "updated_at": time.time(), **changes})
 
 
-class JobStatus(Doc):
+class JobStatus(Doc, kw_only=True):
     """The mutable state of a job (state store, table ``jobs``)."""
 
     job_id: str
     name: str
     state: JobState = JobState.CREATED
-    created_at: float = Field(default_factory=time.time)
-    updated_at: float = Field(default_factory=time.time)
+    created_at: float = msgspec.field(default_factory=time.time)
+    updated_at: float = msgspec.field(default_factory=time.time)
     total_items: int = 0
     tasks: int = 0
     executor: str = "local"

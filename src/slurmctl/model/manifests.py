@@ -6,12 +6,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import Field
+import msgspec
 
 from slurmctl.model.core import Doc
 
 
-class ResultManifest(Doc):
+class ResultManifest(Doc, kw_only=True):
     job_id: str
     task_id: str
     attempt: int
@@ -31,10 +31,10 @@ class ResultManifest(Doc):
     finished_at: float
     handler_seconds: float
     worker: str
-    failure_categories: dict[str, int] = Field(default_factory=dict)
+    failure_categories: dict[str, int] = msgspec.field(default_factory=dict)
 
 
-class DoneMarker(Doc):
+class DoneMarker(Doc, kw_only=True):
     """Contents of ``.done``: points at the manifest it completes, by checksum."""
 
     task_id: str
@@ -43,16 +43,16 @@ class DoneMarker(Doc):
     manifest_sha256: str
 
 
-class RetryManifest(Doc):
+class RetryManifest(Doc, kw_only=True):
     job_id: str
     number: int
     created_at: float
     reason: str
     task_ids: list[str]
-    items: dict[str, list[int]] = Field(default_factory=dict)  # task_id -> item ids to retry
+    items: dict[str, list[int]] = msgspec.field(default_factory=dict)  # task_id -> item ids to retry
 
 
-class AggregationManifest(Doc):
+class AggregationManifest(Doc, kw_only=True):
     job_id: str
     created_at: float
     output_path: str
@@ -63,4 +63,4 @@ class AggregationManifest(Doc):
     items_ok: int
     items_failed: int
     tasks: int
-    sources: list[dict[str, Any]] = Field(default_factory=list)
+    sources: list[dict[str, Any]] = msgspec.field(default_factory=list)

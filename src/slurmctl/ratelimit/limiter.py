@@ -26,13 +26,15 @@ import time
 import weakref
 from collections import deque
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from slurmctl.errors import ConfigError
 from slurmctl.ratelimit import gcra
-from slurmctl.ratelimit.config import LimitConfig
 from slurmctl.ratelimit.errors import LimitNotFoundError, RateLimitTimeout, Throttled
 from slurmctl.ratelimit.stores import BucketStore
+
+if TYPE_CHECKING:
+    from slurmctl.ratelimit.config import LimitConfig  # pydantic: imported only by jobs with limits
 
 log = logging.getLogger("slurmctl.ratelimit")
 

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 from slurmctl.errors import ConfigError
-from slurmctl.ratelimit.config import LimitConfig
 from slurmctl.ratelimit.limiter import Limiter
 from slurmctl.ratelimit.stores import BucketStore, SqliteBucketStore, StateBucketStore
 from slurmctl.storage.base import Backend
@@ -62,6 +61,9 @@ def limits_for(backend: Backend, job_id: str, job_config: dict[str, Any]) -> Tas
     for name, raw in declared.items():
         key = (backend.description, job_id, name)
         if key not in _cache:
+            # pydantic only for jobs that declare limits: it is ~0.1 s of every worker's start-up.
+            from slurmctl.ratelimit.config import LimitConfig
+
             _cache[key] = Limiter(bucket_store(backend), name, LimitConfig.model_validate(raw), job_id=job_id)
         out[name] = _cache[key]
     return out
