@@ -74,7 +74,8 @@ h, canon = hashlib.sha256(), hashlib.sha256()
 with __import__("contextlib").closing(sqlite3.connect(out)) as db:
     n = 0
     for (text,) in db.execute("SELECT rows FROM items ORDER BY item_id"):
-        h.update(text.encode() + b"\n")
+        text = text.encode() if isinstance(text, str) else text  # the worker's encoder may give bytes
+        h.update(text + b"\n")
         canon.update(json.dumps(json.loads(text), sort_keys=True).encode() + b"\n")
         n += 1
 print(json.dumps({"seconds": seconds, "items": n, "rows_sha256": h.hexdigest(),

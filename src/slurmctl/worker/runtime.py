@@ -90,14 +90,11 @@ def worker_id() -> str:
 _decode_line = msgspec.json.Decoder().decode
 
 
-def _row_encoder() -> Callable[[Any], str]:
-    """A row encoder for one task loop: obj -> JSON text."""
-    encode = msgspec.json.Encoder().encode
-
-    def encode_text(obj: Any) -> str:
-        return encode(obj).decode()
-
-    return encode_text
+def _row_encoder() -> Callable[[Any], bytes]:
+    """Return a row encoder for one task loop: obj -> UTF-8 JSON bytes (kept as bytes: the
+    checkpoint and the result file store bytes, so rows are never decoded to str). Raises
+    TypeError/OverflowError for what JSON cannot hold."""
+    return msgspec.json.Encoder().encode
 
 
 def _error_row(item_id: int, exc: BaseException, attempt: int) -> ErrorRow:
@@ -475,7 +472,7 @@ class Worker:
         and the per-chunk work (checkpoint, commit, lease and snapshot checks, timing) is done
         once per chunk instead of once per item."""
         call = _item_call(handler)
-        decode, encode = _decode_line, msgspec.json.Encoder().encode
+        decode, encode = _decode_line, _row_encoder()
         flag = self.stop.flag
         perf = time.perf_counter
 
@@ -558,7 +555,7 @@ class Worker:
         """Per-batch handler over ``runs``, up to 1,000 records per call; see ``_process``. Returns
         the seconds spent in the handler calls."""
         fn, wants_ctx = handler.function, handler.wants_ctx
-        encode = msgspec.json.Encoder().encode
+        encode = _row_encoder()
         handler_s = 0.0
         pos = task.batch.first_item
         for a, b in runs:
