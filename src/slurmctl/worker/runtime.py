@@ -345,7 +345,11 @@ class Worker:
         except HandlerError as exc:
             self._finish(task_id, TaskState.FAILED, exit_code=EXIT_FAILED, error=str(exc))
             raise
-        ckpt = self._open_checkpoint(task_id, scratch)
+        try:
+            ckpt = self._open_checkpoint(task_id, scratch)
+        except SlurmctlError as exc:  # a damaged or too-new checkpoint: say so on the task, not only here
+            self._finish(task_id, TaskState.FAILED, exit_code=EXIT_FAILED, error=str(exc))
+            raise
         done = ckpt.done_ranges()
         resumed = sum(last - first + 1 for first, last in done)
         progress = _Progress(resumed)

@@ -233,3 +233,24 @@ def test_handler_shapes(tmp_path, scratch, shape):
     failed = [n for n in range(n_items) if n % 5 == 0] if shape == "raising_generator" else []
     assert [e["item_id"] for e in errors] == failed
     assert manifest["items_ok"] + manifest["items_failed"] == n_items
+
+
+@pytest.mark.parametrize("content", ["garbage", "newer"])
+def test_unusable_store_checkpoint_restarts_the_task(tmp_path, scratch, content, caplog):
+    """A damaged snapshot, or one of a newer format, is not misread: the task redoes its items."""
+    n_items = 200
+    root, job_id = prepare(tmp_path, n_items)
+    snap = root / keys.checkpoint(job_id, "t0000000")
+    snap.parent.mkdir(parents=True, exist_ok=True)
+    if content == "garbage":
+        snap.write_bytes(b"not a database" * 500)
+    else:
+        with sqlite3.connect(snap) as db:
+            db.execute("PRAGMA user_version = 99")
+            db.execute("CREATE TABLE chunks (first_id INTEGER PRIMARY KEY)")
+    assert worker(root, job_id).run_task("t0000000") == EXIT_OK
+    manifest, rows, _ = published(root, job_id)
+    assert manifest["items_resumed"] == 0
+    assert rows == expected(n_items)[0]
+    if content == "newer":
+        assert "format 99, newer than this slurmctl reads" in caplog.text
