@@ -6,9 +6,10 @@ or, as a *pilot*, claims tasks one after another until none is left. For each ta
 1. claims the task in the state store (compare-and-set; a running task held by a live lease of
    another worker is left alone), attempt += 1;
 2. restores the item checkpoint (node-local SQLite; the store's snapshot if that is further on);
-3. streams the batch (sha256 verified), calls the handler per item (or per batch), records each
-   item's rows or error in the checkpoint, commits in batches, heartbeats the lease from a thread,
-   snapshots the checkpoint to the store every ``checkpoint_s``;
+3. streams the batch (sha256 verified) from the first item no run of the checkpoint covers, calls
+   the handler per item (or per batch) in chunks of items sized to ~20-100 ms, records each chunk
+   as one run (its rows, its failed items' errors) in the checkpoint, commits in batches,
+   heartbeats the lease from a thread, snapshots the checkpoint to the store every ``checkpoint_s``;
 4. publishes: result rows, then errors, then the result manifest (rows, sha256, timings), then the
    ``.done`` marker (create-if-absent: exactly one attempt is published), then state SUCCEEDED.
 
