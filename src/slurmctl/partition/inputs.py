@@ -220,6 +220,16 @@ class ByteStream:
                 break
             remaining -= len(chunk)
 
+    def rewind(self, count: int) -> None:
+        """Step back ``count`` bytes, so that they are read again (uncompressed files only).
+
+        Raises: InputError when the file cannot seek."""
+        assert self.input.compression is None
+        try:
+            self._raw.seek(-count, os.SEEK_CUR)
+        except OSError as exc:
+            raise InputError(f"error reading {self.input.path}: {exc}") from exc
+
     def close(self) -> None:
         """Close the stream and the file. Idempotent."""
         try:

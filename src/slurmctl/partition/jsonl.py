@@ -69,37 +69,41 @@ def json_problem(record: bytes) -> str | None:
 
 
 def _fast_block(
-    block: bytes, src: int, off: int, line: int, max_record: int, validate: bool = True
+    buf: bytes, end: int, src: int, off: int, line: int, max_record: int, validate: bool = True
 ) -> Run | None:
-    """Returns the block as one Run if every line is a valid record, else None (use the slow path).
+    """Returns the block ``buf[:end]`` as one Run if every line is a valid record, else None (use the
+    slow path). ``buf`` may go on past ``end`` with the start of the next line (no newline): it is
+    never copied to cut that off.
 
     ``validate=False`` skips the UTF-8 and JSON checks: only for a block a worker has found clean.
     """
-    if validate and not block.isascii():
+    if validate and not buf.isascii():  # the whole buffer: a superset, and one C call
         try:
-            block.decode("utf-8")
+            str(memoryview(buf)[:end], "utf-8")
         except UnicodeDecodeError:
             return None
     cr = False
-    if b"\r" in block:
+    if buf.find(b"\r", 0, end) >= 0:
+        block = buf[:end]  # a copy, but CRLF input is rare
         newlines = block.count(b"\n")
         # Uniform CRLF line ends and no other CR: drop the CRs so batch lines end in "\n" only.
         if block.count(b"\r\n") != newlines or block.count(b"\r") != newlines:
             return None
-        block = block.replace(b"\r\n", b"\n")
+        buf = block.replace(b"\r\n", b"\n")
+        end = len(buf)
         cr = True
-    lines = block.split(b"\n")
-    lines.pop()  # the block ends with "\n"
-    if max_record < len(block) and max(map(len, lines), default=0) > max_record:
+    lines = buf.split(b"\n")
+    lines.pop()  # b"" after the block's last newline, or the incomplete line after `end`
+    if max_record < end and max(map(len, lines), default=0) > max_record:
         return None
     if not validate:
-        return Run(src, lines, line, off, cr, blob=block)
+        return Run(src, lines, line, off, cr, blob=buf)
     try:
         # Raises on the first blank or invalid line; consumes the iterator in C.
         deque(map(_raw_decode, lines), maxlen=0)
     except msgspec.DecodeError:
         return None
-    return Run(src, lines, line, off, cr, blob=block)
+    return Run(src, lines, line, off, cr, blob=buf)
 
 
 def _slow_block(block: bytes, src: int, off: int, line: int, max_record: int) -> list[Event]:
@@ -155,7 +159,7 @@ def block_is_clean(path: str, off: int, length: int, max_record: int) -> bool:
     if fd is None:
         fd = _worker_fds[path] = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     block = os.pread(fd, length, off)
-    return len(block) == length and _fast_block(block, 0, off, 1, max_record) is not None
+    return len(block) == length and _fast_block(block, length, 0, off, 1, max_record) is not None
 
 
 _worker_fds: dict[str, int] = {}
@@ -170,16 +174,20 @@ BlockVerdicts = Callable[[int, int], PendingVerdict]
 
 
 def scan_block(
-    block: bytes, src: int, off: int, line: int, max_record: int, clean: bool | None = None
+    buf: bytes, end: int, src: int, off: int, line: int, max_record: int, clean: bool | None = None
 ) -> tuple[list[Event], int]:
-    """Classify every line of ``block`` (complete lines, ending in "\\n") starting at ``line``/``off``.
+    """Classify every line of the block ``buf[:end]`` (complete lines, ending in "\\n") starting at
+    ``line``/``off``; what follows ``end`` in ``buf`` is ignored.
 
     ``clean``: a worker's verdict on these same bytes (None: none; validate here).
     Returns: (events in input order, number of lines). Pure function of its arguments.
     """
-    run = None if clean is False else _fast_block(block, src, off, line, max_record, validate=clean is None)
+    run = None
+    if clean is not False:
+        run = _fast_block(buf, end, src, off, line, max_record, validate=clean is None)
     if run is not None:
         return ([run] if run.lines else []), len(run.lines)
+    block = buf[:end] if end < len(buf) else buf
     return _slow_block(block, src, off, line, max_record), block.count(b"\n")
 
 
@@ -205,45 +213,51 @@ def read_jsonl(
     pieces = _pieces(stream, start_off, max_record, block_bytes or BLOCK_BYTES)
     line = start_line
     if verdicts is None:
-        for block, off, oversize in pieces:
+        for buf, end, off, oversize in pieces:
             if oversize is None:
-                events, nlines = scan_block(block, src, off, line, max_record)
+                events, nlines = scan_block(buf, end, src, off, line, max_record)
                 line += nlines
                 yield events
             else:
-                yield [Reject(src, line, oversize_reason(oversize, max_record), excerpt(block))]
+                yield [Reject(src, line, oversize_reason(oversize, max_record), excerpt(buf))]
                 line += 1
         return
-    ahead: deque[tuple[bytes, int, int | None, PendingVerdict | None]] = deque()
+    ahead: deque[tuple[bytes, int, int, int | None, PendingVerdict | None]] = deque()
     while True:
         piece = next(pieces, None)
         if piece is not None:
-            block, off, oversize = piece
-            ahead.append((block, off, oversize, verdicts(off, len(block)) if oversize is None else None))
+            buf, end, off, oversize = piece
+            ahead.append((buf, end, off, oversize, verdicts(off, end) if oversize is None else None))
         if not ahead or (piece is not None and len(ahead) < lookahead):
             if piece is None:
                 return
             continue
-        block, off, oversize, verdict = ahead.popleft()
+        buf, end, off, oversize, verdict = ahead.popleft()
         if verdict is None:
-            yield [Reject(src, line, oversize_reason(oversize or 0, max_record), excerpt(block))]
+            yield [Reject(src, line, oversize_reason(oversize or 0, max_record), excerpt(buf))]
             line += 1
             continue
-        events, nlines = scan_block(block, src, off, line, max_record, clean=verdict.result())
+        events, nlines = scan_block(buf, end, src, off, line, max_record, clean=verdict.result())
         line += nlines
         yield events
 
 
 def _pieces(
     stream: ByteStream, start_off: int, max_record: int, block_bytes: int
-) -> Iterator[tuple[bytes, int, int | None]]:
-    """Yield the stream cut at newlines: (block of complete lines, its offset, None), or for a line over
-    ``max_record``: (its first bytes, its offset, its length without the newline).
+) -> Iterator[tuple[bytes, int, int, int | None]]:
+    """Yield the stream cut at newlines: (buffer, end, offset, None) for a block of complete lines
+    ``buffer[:end]``, or for a line over ``max_record``: (its first bytes, their length, its offset,
+    its length without the newline).
+
+    A buffer is yielded as read, not copied: what follows ``end`` (the start of the next line) is
+    ignored by the reader. From a seekable (uncompressed) file that start is read again with the next
+    block instead of being copied in front of it: two copies of every block fewer.
     """
     off = start_off
     stream.skip_to(start_off)
     carry = b""
     first = start_off == 0
+    rewind = stream.input.compression is None
     while True:
         chunk = stream.read(block_bytes)
         if first:
@@ -253,14 +267,19 @@ def _pieces(
                 off += len(_UTF8_BOM)
         if not chunk:
             if carry:  # last line without a final newline
-                yield carry + b"\n", off, None
+                yield carry + b"\n", len(carry) + 1, off, None
             return
         buf = carry + chunk if carry else chunk
         cut = buf.rfind(b"\n") + 1
         if cut:
-            yield buf[:cut], off, None
+            yield buf, cut, off, None
             off += cut
-            carry = buf[cut:]
+            tail = len(buf) - cut
+            if rewind and 0 < tail <= len(chunk):
+                stream.rewind(tail)
+                carry = b""
+            else:
+                carry = buf[cut:]
         else:
             carry = buf
         # +1: a CR before the newline is not part of the record. Keeping at least EXCERPT_BYTES makes the
@@ -268,7 +287,7 @@ def _pieces(
         if len(carry) > max(max_record + 1, EXCERPT_BYTES):
             head = carry[:EXCERPT_BYTES]
             skipped, carry = _skip_rest_of_line(stream, len(carry), block_bytes)
-            yield head, off, skipped
+            yield head, len(head), off, skipped
             off += skipped + (1 if carry is not None else 0)
             if carry is None:  # the oversized line ran to the end of the file
                 return

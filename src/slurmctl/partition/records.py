@@ -34,8 +34,9 @@ class Run:
     nexts: Sequence[int] | None = None  # line after each record
     ends: Sequence[int] | None = None  # input offset after each record
     consumed_norm: int = field(default=0)  # bytes of `lines` (+ "\n" each) handed to batches so far
-    # b"\n".join(lines) + b"\n" when the reader has it already (a clean block): batches are written
-    # as zero-copy slices of it instead of joining the lines again.
+    # A buffer that starts with b"\n".join(lines) + b"\n" when the reader has it already (a clean
+    # block; it may go on with the next line's start): batches are written as zero-copy slices of it
+    # instead of joining the lines again.
     blob: bytes | None = None
 
     def line_of(self, k: int) -> int:
