@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 import zstandard
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from partition_helpers import batch_lines, make_jsonl, read_rejects, tree
 
 from slurmctl.errors import ConfigError, InputError, StateError
@@ -266,3 +268,60 @@ def test_progress_reports_bytes_of_all_inputs(tmp_path: Path, monkeypatch: pytes
     assert len(calls) > 10 and all(t == total for _, t in calls)
     done = [d for d, _ in calls]
     assert done == sorted(done) and done[-1] == total
+
+
+def _canonical(events: list) -> list[tuple]:
+    """Returns the events as (kind, line, bytes/reason) records, runs flattened and blank counts merged,
+    after checking that a run's zero-copy buffer starts with exactly its records."""
+    from slurmctl.partition.records import Blank, Reject, Run
+
+    out: list[tuple] = []
+    for ev in events:
+        if isinstance(ev, Run):
+            if ev.blob is not None:
+                joined = b"".join(line + b"\n" for line in ev.lines)
+                assert bytes(ev.blob[: len(joined)]) == joined
+            out.extend(("record", ev.line_of(k), line) for k, line in enumerate(ev.lines))
+        elif isinstance(ev, Reject):
+            out.append(("reject", ev.line, ev.reason, ev.excerpt))
+        elif isinstance(ev, Blank):
+            if out and out[-1][0] == "blank":
+                out[-1] = ("blank", out[-1][1] + ev.count)
+            else:
+                out.append(("blank", ev.count))
+    return out
+
+
+_block_lines = st.lists(
+    st.one_of(
+        st.sampled_from([b'{"a":1}', b"[1,2]", b"null", b'"x"', b"3.5", b'{"k":"\xc3\xa9"}']),
+        st.sampled_from([b"", b" ", b"{", b"[1", b"2]", b"3,4", b"1 2", b"NaN", b'"\xff"', b" {}"]),
+        st.just(b"{}\r{}"),
+        st.binary(max_size=8).filter(lambda b: b"\n" not in b),
+    ),
+    min_size=1,
+    max_size=30,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    lines=_block_lines,
+    crlf=st.booleans(),
+    tail=st.one_of(
+        st.binary(max_size=20).filter(lambda b: b"\n" not in b),
+        st.sampled_from([b"1", b"{}", b'"x"', b"null", b"\r", b" "]),  # valid on its own, or whitespace
+    ),
+    max_record=st.sampled_from([4, 16 * 2**20]),
+)
+def test_a_block_gives_the_same_events_whatever_follows_its_end(
+    lines: list[bytes], crlf: bool, tail: bytes, max_record: int
+) -> None:
+    """The reader hands a block on as (buffer, end) with the next line's start after `end`; the fast
+    path (one C-validated run) and the line-by-line path must agree, and ignore that tail."""
+    block = b"".join(line + (b"\r\n" if crlf else b"\n") for line in lines)
+    exact, n_exact = jsonl_mod.scan_block(block, len(block), 0, 100, 7, max_record)
+    with_tail, n_tail = jsonl_mod.scan_block(block + tail, len(block), 0, 100, 7, max_record)
+    slow = jsonl_mod._slow_block(block, 0, 100, 7, max_record)
+    assert n_exact == n_tail == len(lines)
+    assert _canonical(exact) == _canonical(with_tail) == _canonical(slow)
