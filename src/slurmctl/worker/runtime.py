@@ -504,7 +504,9 @@ class Worker:
             return item_id + 1, rows, errors
 
         handler_s = 0.0
-        size = 16  # items per chunk; adapted below
+        # Items per chunk, adapted below. Start at one: a slow handler (seconds per item) must report
+        # progress and commit item by item from its first item on.
+        size = 1
         next_snapshot = time.monotonic() + self.checkpoint_s
         pos = task.batch.first_item  # the id of the item the next line of f holds
         for a, b in runs:

@@ -254,3 +254,26 @@ def test_unusable_store_checkpoint_restarts_the_task(tmp_path, scratch, content,
     assert rows == expected(n_items)[0]
     if content == "newer":
         assert "format 99, newer than this slurmctl reads" in caplog.text
+
+
+SLOW = """
+import sqlite3, time
+
+def handle(record, ctx):
+    time.sleep(0.15)
+    if record["n"] == 9:  # ~1.4 s in: what has this attempt committed so far?
+        with sqlite3.connect(ctx.scratch_dir.parent / "checkpoint.sqlite") as db:
+            committed = db.execute("SELECT count(*) FROM items").fetchone()[0]
+        (ctx.scratch_dir.parent.parent.parent / "committed_at_9").write_text(str(committed))
+    return {"n": record["n"]}
+"""
+
+
+def test_slow_handler_commits_item_by_item_from_the_start(tmp_path, scratch):
+    """A handler taking a while per item must not wait for a big chunk: the worker starts with
+    one-item chunks, so commits (every commit_s = 1 s) and heartbeat progress keep flowing."""
+    root, job_id = prepare(tmp_path, 12)
+    (tmp_path / f"{module(tmp_path)}.py").write_text(SLOW)
+    assert worker(root, job_id).run_task("t0000000") == EXIT_OK
+    marker = next((tmp_path / "scratch-a").rglob("committed_at_9"))
+    assert 1 <= int(marker.read_text()) <= 9
