@@ -33,6 +33,12 @@ def _u32() -> array:
 
 _WORDS = struct.Struct("<5I").unpack
 _DIGEST = operator.methodcaller("digest")
+try:
+    # CPython's own SHA-1 (the same digest) is ~30 % faster than OpenSSL's through hashlib for 7-byte
+    # inputs: the per-call EVP set-up dominates. A build without it falls back to hashlib.
+    from _sha1 import sha1 as _sha1
+except ImportError:  # pragma: no cover - every CPython 3.6+ build we know has _sha1
+    _sha1 = hashlib.sha1
 _DECIMAL = b"%d".__mod__  # _DECIMAL(123) == b"123", the bytes add() hashes
 _CHUNK = 1 << 16
 MAX_K = 5  # positions come from the five 32-bit words of one sha1 digest
@@ -79,7 +85,7 @@ class Bloom:
         m = self.m
         cells = self.cells
         present = True
-        for w in _WORDS(hashlib.sha1(str(job_id).encode()).digest())[: self.k]:
+        for w in _WORDS(_sha1(str(job_id).encode()).digest())[: self.k]:
             pos = w % m
             if not cells[pos]:
                 present = False
@@ -91,7 +97,7 @@ class Bloom:
     def __contains__(self, job_id: int) -> bool:
         m = self.m
         cells = self.cells
-        return all(cells[w % m] for w in _WORDS(hashlib.sha1(str(job_id).encode()).digest())[: self.k])
+        return all(cells[w % m] for w in _WORDS(_sha1(str(job_id).encode()).digest())[: self.k])
 
     def full(self) -> bool:
         """Return True when more ids were added than the filter was sized for (its FP rate is above p)."""
@@ -158,7 +164,7 @@ class Bloom:
             if not chunk:
                 break
             words = _u32()
-            words.frombytes(b"".join(map(_DIGEST, map(hashlib.sha1, map(_DECIMAL, chunk)))))
+            words.frombytes(b"".join(map(_DIGEST, map(_sha1, map(_DECIMAL, chunk)))))
             if sys.byteorder == "big":
                 words.byteswap()
             for j in range(k):
