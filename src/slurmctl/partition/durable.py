@@ -37,7 +37,6 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -245,16 +244,19 @@ class BatchWriter:
         paths = [path for path, _ in group]
         if self.rejects.exists():
             paths.append(str(self.rejects.path))
+        if self._syncfs and paths:
+            self._syncing = (group, state, [_SyncfsJob(self._dir)])  # type: ignore[list-item]
+            return
         if self._sync_cmd is None or not paths:
             try:
+                # imported here: concurrent.futures costs ~20 ms of start-up, and this is the rare path
+                from concurrent.futures import ThreadPoolExecutor
+
                 with ThreadPoolExecutor(self.SYNC_PARALLEL) as pool:
                     list(pool.map(_fsync_path, paths))
             except OSError as exc:
                 raise StorageError(f"cannot fsync the batch files in {self.out_dir}: {exc}") from exc
             self._commit(group, state)
-            return
-        if self._syncfs:
-            self._syncing = (group, state, [_SyncfsJob(self._dir)])  # type: ignore[list-item]
             return
         per_child = -(-len(paths) // self.SYNC_PARALLEL)
         children = [
