@@ -5,7 +5,6 @@ Whatever it flags is settled against the exact id set, so a false positive never
 The exact set is stored in the month's ``.state`` file (see ``store``) as zlib-compressed uint32 deltas.
 """
 
-import collections
 import hashlib
 import heapq
 import itertools
@@ -32,14 +31,12 @@ def _u32() -> array:
 
 
 _WORDS = struct.Struct("<5I").unpack
-_DIGEST = operator.methodcaller("digest")
 try:
     # CPython's own SHA-1 (the same digest) is ~30 % faster than OpenSSL's through hashlib for 7-byte
     # inputs: the per-call EVP set-up dominates. A build without it falls back to hashlib.
     from _sha1 import sha1 as _sha1
 except ImportError:  # pragma: no cover - every CPython 3.6+ build we know has _sha1
     _sha1 = hashlib.sha1
-_DECIMAL = b"%d".__mod__  # _DECIMAL(123) == b"123", the bytes add() hashes
 _CHUNK = 1 << 16
 MAX_K = 5  # positions come from the five 32-bit words of one sha1 digest
 # Packing a byte-per-bit array into bits: eight 0/1 bytes in a little-endian uint64, times this magic,
@@ -150,26 +147,29 @@ class Bloom:
         """Set the bits of every id in ``ids`` (``n`` is not changed: callers know the exact count).
 
         The bulk path of a commit (a whole month is up to a million ids): the same bit positions as
-        ``add``, but every per-id step -- format, sha1, digest, word split, modulo, bit set -- runs inside
-        C iterators (map/join/array slices), about 3x faster than a Python loop. Ids go in chunks so the
-        digests of a million ids (20 MB) are never held at once. Idempotent.
+        ``add``, with the digests of a chunk of ids joined into one uint32 array and split into words
+        by array slices, instead of a struct unpack per id. A list comprehension and plain loops, not
+        ``map`` chains over operator functions: measured 1.2x (hashing) and 2.5x (bit setting) faster
+        here, as a bytecode ``%`` or subscript is cheaper than calling a method wrapper. Ids go in
+        chunks so the digests of a million ids (20 MB, 50 MB as bytes objects) are never held at once.
+        Idempotent.
         """
         cells = self.cells
-        setitem = cells.__setitem__
-        mod_m = self.m.__rmod__  # mod_m(w) == w % m
+        m = self.m
         k = self.k
+        sha1 = _sha1
         it = iter(ids)
         while True:
             chunk = list(itertools.islice(it, _CHUNK))
             if not chunk:
                 break
             words = _u32()
-            words.frombytes(b"".join(map(_DIGEST, map(_sha1, map(_DECIMAL, chunk)))))
+            words.frombytes(b"".join([sha1(b"%d" % i).digest() for i in chunk]))
             if sys.byteorder == "big":
                 words.byteswap()
             for j in range(k):
-                # word j of every digest; deque(maxlen=0) drains the iterator without storing anything
-                collections.deque(map(setitem, map(mod_m, words[j::5]), itertools.repeat(1)), maxlen=0)
+                for w in words[j::5]:  # word j of every digest
+                    cells[w % m] = 1
 
     @classmethod
     def build(cls, ids: Iterable[int], n: int, p: float, headroom: float = 1.25) -> "Bloom":
