@@ -218,7 +218,8 @@ def test_every_way_of_syncing_a_group_gives_the_same_result(
 def test_uncommitted_batch_files_are_deleted_on_resume(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Batch files carry their final names from the start; only the state says which ones count."""
+    """Uncommitted batch files (temp names, fsynced or not) are left by a crash; resume deletes them
+    and the committed ones are the only files under final names."""
     from slurmctl.errors import StorageError
     from slurmctl.partition import durable
 
@@ -240,9 +241,11 @@ def test_uncommitted_batch_files_are_deleted_on_resume(
     with pytest.raises(StorageError, match="simulated crash"):
         partition([src], out, items_per_batch=50)
     state = json.loads((out / "_partition.json").read_text())
-    written = sorted(p.name for p in out.glob("b*.jsonl"))
+    final = sorted(p.name for p in out.glob("b*.jsonl"))
+    temp = sorted(p.name for p in out.glob(".b*.jsonl.tmp"))
     assert state["batches"] == commits[0] >= 8 and not state["complete"]
-    assert len(written) > state["batches"]  # files of the uncommitted group(s) are on disk
+    assert len(final) == state["batches"]  # only committed batches carry final names
+    assert temp  # files of the uncommitted group(s) are on disk under temp names
     monkeypatch.setattr(durable.BatchWriter, "_commit", real_commit)
     monkeypatch.setattr(durable.BatchWriter, "GROUP_BATCHES", 512)
     resumed = partition([src], out, items_per_batch=50)
