@@ -34,6 +34,16 @@ def ratio_names(stdout: str) -> set[str]:
     return {line.split()[1] for line in stdout.splitlines() if line.startswith("RATIO ")}
 
 
+def test_partition_vs_split_smoke():
+    p = run_bench("partition_vs_split.py", "20000", "--repeat", "3")
+    assert {"partition_vs_split", "partition_vs_split_sync", "partition_cpu_vs_split_cpu"} <= ratio_names(
+        p.stdout
+    )
+    by = {r["contender"]: r for r in results(p.stdout)}
+    assert {"split", "split+sync", "partition"} <= set(by)
+    assert by["partition"]["records"] == 20000 and by["partition"]["peak_rss_mib"] > 0
+
+
 def test_worker_overhead_smoke():
     p = run_bench("worker_overhead.py", "3000", "--repeat", "1")
     assert {"worker_vs_bare", "worker_items_per_s_vs_200k"} <= ratio_names(p.stdout)
