@@ -53,6 +53,9 @@ dumps, loads = json.dumps, json.loads
 if fast:  # the worker's own codec (whatever runtime.py uses: json shortcuts or msgspec)
     from slurmctl.worker import runtime
     dumps = runtime._row_encoder()
+    if isinstance(dumps({}), bytes):  # sqlite3 binds str (TEXT) ~25% faster than bytes: the faster baseline
+        _encode_bytes = dumps
+        dumps = lambda obj: _encode_bytes(obj).decode()
     loads = getattr(runtime, "_decode_line", None) or getattr(runtime, "_load_line", None) or json.loads
 t0 = time.perf_counter()
 db = sqlite3.connect(out, isolation_level=None)
