@@ -45,10 +45,7 @@ def load_job(backend: Backend, job_id: str) -> Job:
         data = backend.objects.get(keys.job_manifest(job_id))
     except Exception as exc:
         if backend.state.get(keys.JOBS_TABLE, keys.job_state(job_id)) is None:
-            raise JobNotFoundError(
-                f"no job {job_id!r} in {backend.description}",
-                hint="`slurmctl jobs` lists the jobs; --root / SLURMCTL_ROOT selects the backend",
-            ) from exc
+            raise JobNotFoundError.in_backend(job_id, backend.description) from exc
         raise
     return Job.from_json(data, where=f"job {job_id}")
 
@@ -56,10 +53,7 @@ def load_job(backend: Backend, job_id: str) -> Job:
 def job_status(backend: Backend, job_id: str) -> JobStatus:
     rec = backend.state.get(keys.JOBS_TABLE, keys.job_state(job_id))
     if rec is None:
-        raise JobNotFoundError(
-            f"no job {job_id!r} in {backend.description}",
-            hint="`slurmctl jobs` lists the jobs; --root / SLURMCTL_ROOT selects the backend",
-        )
+        raise JobNotFoundError.in_backend(job_id, backend.description)
     return JobStatus.model_validate(rec.value)
 
 

@@ -92,7 +92,13 @@ class StateError(SlurmctlError):
 
 
 class JobNotFoundError(StateError):
-    pass
+    @classmethod
+    def in_backend(cls, job_id: str, where: str) -> JobNotFoundError:
+        """The error for a job id that ``where`` (a backend's description) does not hold."""
+        return cls(
+            f"no job {job_id!r} in {where}",
+            hint="`slurmctl jobs` lists the jobs; --root / SLURMCTL_ROOT selects the backend",
+        )
 
 
 class StorageError(SlurmctlError):

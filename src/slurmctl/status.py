@@ -72,10 +72,7 @@ def progress(backend: Backend, job_id: str, *, now: float | None = None) -> JobP
     imply a new one (all succeeded, all terminal, first task started). Raises JobNotFoundError."""
     rec = backend.state.get(keys.JOBS_TABLE, keys.job_state(job_id))
     if rec is None:
-        raise JobNotFoundError(
-            f"no job {job_id!r} in {backend.description}",
-            hint="`slurmctl jobs` lists the jobs; --root / SLURMCTL_ROOT selects the backend",
-        )
+        raise JobNotFoundError.in_backend(job_id, backend.description)
     job = rec.value
     rows = backend.state.scan_fields(keys.TASKS_TABLE, keys.task_states_prefix(job_id), TASK_FIELDS)
     states = [_task_state(k, v[0]) for k, v in rows]

@@ -37,22 +37,12 @@ RootOpt = Annotated[
 ]
 
 
-def _backend(root: str | None) -> Any:
-    from slurmctl.storage.open import open_backend
-
-    return open_backend({"kind": "local"}, root)
-
-
 BackendOpt = Annotated[
     str | None,
     typer.Option(
         "--backend", help='backend block as JSON, e.g. \'{"kind":"aws","bucket":"b"}\' (default: local)'
     ),
 ]
-
-
-def _backend_of(root: str | None, spec: str | None) -> Any:
-    return open_backend_of(root, spec)
 
 
 @app.command()
@@ -191,7 +181,7 @@ def resubmit(job_id: str, root: RootOpt = None, backend_spec: BackendOpt = None)
     from slurmctl.coordinator import load_job
     from slurmctl.executors import executor_for
 
-    backend = _backend_of(root, backend_spec)
+    backend = open_backend_of(root, backend_spec)
     executor = executor_for(backend, load_job(backend, job_id))
     tids = executor.resubmittable()
     if not tids:
@@ -214,7 +204,7 @@ def status(
     """Progress of a job: tasks per state, items done/failed, throughput, ETA."""
     from slurmctl.status import progress
 
-    backend = _backend_of(root, backend_spec)
+    backend = open_backend_of(root, backend_spec)
     if watch and not as_json:
         raise typer.Exit(_follow(backend, job_id))
     p = progress(backend, job_id)
@@ -243,7 +233,7 @@ def results(
     """Verify every task's result (checksums, item accounting) and merge them into one file."""
     from slurmctl.results import merge
 
-    backend = _backend_of(root, backend_spec)
+    backend = open_backend_of(root, backend_spec)
     if output is None:
         from slurmctl.coordinator import load_job
 
@@ -274,7 +264,7 @@ def jobs(
     from slurmctl.model.core import JobStatus
     from slurmctl.storage import keys
 
-    backend = _backend_of(root, backend_spec)
+    backend = open_backend_of(root, backend_spec)
     rows = sorted(
         (JobStatus.model_validate(r.value) for r in backend.state.scan(keys.JOBS_TABLE)),
         key=lambda s: s.created_at,
@@ -304,7 +294,7 @@ def inspect(
     from slurmctl.model.manifests import DoneMarker
     from slurmctl.storage import keys
 
-    backend = _backend_of(root, backend_spec)
+    backend = open_backend_of(root, backend_spec)
     job = load_job(backend, job_id)
     if task_id is None:
         doc = job.model_dump(mode="json")
@@ -338,7 +328,7 @@ def cancel(
     from slurmctl.executors import executor_for
     from slurmctl.model.states import JobState, TaskState
 
-    backend = _backend_of(root, backend_spec)
+    backend = open_backend_of(root, backend_spec)
     st = job_status(backend, job_id)
     if st.state.is_terminal:
         out.print(f"job {job_id} is already {st.state.value}")
@@ -468,7 +458,7 @@ def limits_set(
 
     if rate is None and burst is None:
         raise SlurmctlError("give --rate and/or --burst")
-    doc = set_limit(bucket_store(_backend_of(root, backend)), name, rate=rate, burst=burst, job_id=job)
+    doc = set_limit(bucket_store(open_backend_of(root, backend)), name, rate=rate, burst=burst, job_id=job)
     scope = f"job {job}" if job else "shared"
     out.print(f"limit {name} ({scope}): rate {doc['rate']:g}/s, burst {doc['burst']}")
 
@@ -478,7 +468,7 @@ def pause(job_id: str, root: RootOpt = None, backend: BackendOpt = None) -> None
     """Stop issuing rate-limit tokens to a job's workers (they wait; tasks stay claimed)."""
     from slurmctl.ratelimit import bucket_store, set_paused
 
-    set_paused(bucket_store(_backend_of(root, backend)), job_id, True)
+    set_paused(bucket_store(open_backend_of(root, backend)), job_id, True)
     out.print(f"paused rate-limited work of {job_id} (within about a second plus one lease)")
 
 
@@ -487,7 +477,7 @@ def resume(job_id: str, root: RootOpt = None, backend: BackendOpt = None) -> Non
     """Issue rate-limit tokens to a paused job's workers again."""
     from slurmctl.ratelimit import bucket_store, set_paused
 
-    set_paused(bucket_store(_backend_of(root, backend)), job_id, False)
+    set_paused(bucket_store(open_backend_of(root, backend)), job_id, False)
     out.print(f"resumed {job_id}")
 
 

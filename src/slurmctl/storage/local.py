@@ -296,14 +296,16 @@ class FileStateStore(_DeferrableSync, StateStore):
                 )
             return self._write(path, key, expected_version + 1, value)
 
-    def scan(self, table: str, prefix: str = "") -> list[Record]:
+    def _location(self, table: str, prefix: str) -> tuple[Path, str, str]:
+        """(directory to list, key prefix of its records, name prefix to match) for a scan."""
         head, _, name_prefix = prefix.rpartition("/")
         base = self.root / _check_key(table) / head if head else self.root / _check_key(table)
-        key_head = f"{head}/" if head else ""
+        return base, f"{head}/" if head else "", name_prefix
+
+    def scan(self, table: str, prefix: str = "") -> list[Record]:
         if scancache.enabled():
-            return [
-                Record(k, v, val) for k, v, val in self._scan_cached(table, head, name_prefix, base, key_head)
-            ]
+            return [Record(k, v, val) for k, v, val in self._scan_cached(table, prefix)]
+        base, key_head, name_prefix = self._location(table, prefix)
         records: list[Record] = []
         try:
             with os.scandir(base) as it:
@@ -327,32 +329,22 @@ class FileStateStore(_DeferrableSync, StateStore):
     def scan_fields(self, table: str, prefix: str, fields: Sequence[str]) -> list[tuple[str, list[Any]]]:
         if not scancache.enabled():
             return super().scan_fields(table, prefix, fields)
-        head, _, name_prefix = prefix.rpartition("/")
-        base = self.root / _check_key(table) / head if head else self.root / _check_key(table)
-        key_head = f"{head}/" if head else ""
-        return [
-            (k, val)
-            for k, _, val in self._scan_cached(table, head, name_prefix, base, key_head, tuple(fields))
-        ]
+        return [(k, val) for k, _, val in self._scan_cached(table, prefix, tuple(fields))]
 
     def _scan_cached(
-        self,
-        table: str,
-        head: str,
-        name_prefix: str,
-        base: Path,
-        key_head: str,
-        fields: tuple[str, ...] | None = None,
+        self, table: str, prefix: str, fields: tuple[str, ...] | None = None
     ) -> list[tuple[str, int, Any]]:
         """``scan`` through the stat-validated directory cache (:mod:`slurmctl.storage.scancache`):
         ``[(key, version, value)]`` in the same order as ``scan``, reading only the record files
         that changed since the last scan."""
 
+        base, key_head, name_prefix = self._location(table, prefix)
+
         def read(path: str, key: str) -> tuple[int, Any] | None:
             rec = self._read(path, key_head + key)
             return None if rec is None else (rec.version, rec.value)
 
-        cache_dir = self.root / ".scan-cache" / table / head if head else self.root / ".scan-cache" / table
+        cache_dir = self.root / ".scan-cache" / table / key_head
         got = scancache.scan_dir(str(base), cache_dir, read, fields)
         if got is None:
             return []
@@ -370,8 +362,7 @@ class FileStateStore(_DeferrableSync, StateStore):
         out: list[tuple[str, int, Any]] = []
         for name, row in merged:
             if row is None:
-                sub = f"{key_head}{name}"
-                out.extend(self._scan_cached(table, sub, "", base / name, f"{sub}/", fields))
+                out.extend(self._scan_cached(table, f"{key_head}{name}/", fields))
             else:
                 out.append((key_head + row[0], row[1], row[2]))
         return out
