@@ -47,10 +47,14 @@ class Folder:
         self.av = 0
         self.month = ""
         self.sink = None  # type: Any
-        # (ReqMem, AllocCPUS, NNodes, AllocTRES) -> (req bytes, cpus, gpus) and (User, State) ->
-        # (user, failed): filled only from rows _parse_job accepted, so a hit needs no more checks.
+        # "AllocCPUS|NNodes|ReqMem|||AllocTRES" -> (req bytes, cpus, gpus), User -> user and State ->
+        # failed: filled only from rows _parse_job accepted (the first with empty MaxRSS/AveRSS), so a
+        # hit needs no more checks. User and State are accepted independently of each other and of
+        # the rest of the row (_parse_job rejects only an empty User), so two lookups give the same
+        # answer as one keyed on the pair, without building a tuple per row.
         self.res_cache = {}  # type: dict
-        self.us_cache = {}  # type: dict
+        self.user_cache = {}  # type: dict
+        self.state_cache = {}  # type: dict
 
     def fold(self, lines: Iterable[str]) -> int:
         """Fold every row of ``lines`` into the sinks; return how many jobs ``route`` refused.
@@ -80,7 +84,8 @@ class Folder:
         if sink is not None:
             batch, acc_map, bloom = sink.batch, sink.acc, sink.bloom
         res_cache = self.res_cache
-        us_cache = self.us_cache
+        user_cache = self.user_cache
+        state_cache = self.state_cache
         parse_job = p._parse_job
         step_values = p._step_values
         try:
@@ -107,42 +112,44 @@ class Folder:
                         av = va
                     continue
                 try:
-                    jid, user, state, el, cpus, nn, reqm, mrss, arss, tres, end = line.split("|")
-                except ValueError:
-                    ignored += 1
-                    if line.strip():
-                        got_n = line.count("|") + 1
-                        p._problem(lineno, f"expected {N_FIELDS} '|'-separated fields, got {got_n}", line)
-                    continue
-                if target is not None:  # the previous job is complete: add its memory maxima
-                    target[AVG_MEM] += av
-                    target[MAX_MEM] += mx
-                    target = None
-                try:
+                    # A job row in two splits, not eleven fields: the middle of a well-formed job row,
+                    # "AllocCPUS|NNodes|ReqMem|MaxRSS|AveRSS|AllocTRES" with MaxRSS/AveRSS empty, is one
+                    # string and one cache key; a row with a wrong field count or a value not seen in an
+                    # accepted row misses the cache and takes the checked path below.
+                    jid, user, state, el, rest = line.split("|", 4)
+                    res, end = rest.rsplit("|", 1)
+                    req, ncpus, gpus = res_cache[res]
+                    u = user_cache[user]
+                    failed = state_cache[state]
                     job_id = int(jid)
                     elapsed = int(el)
-                    req, ncpus, gpus = res_cache[(reqm, cpus, nn, tres)]
-                    u, failed = us_cache[(user, state)]
                     if (
-                        mrss
-                        or arss
-                        or elapsed < 0
+                        elapsed < 0
                         or not 0 <= job_id < _ID_LIMIT
-                        or len(end) < 19
                         or end[10] != "T"
                         or end[4] != "-"
+                        or len(end) < 19
                     ):
                         raise ValueError(jid)
-                    cpu_s = ncpus * elapsed
-                    gpu_s = gpus * elapsed
-                    mx = av = 0
                 except (ValueError, KeyError, IndexError):
+                    f = line.split("|")
+                    if len(f) != N_FIELDS:
+                        ignored += 1
+                        if line.strip():
+                            got_n = len(f)
+                            p._problem(lineno, f"expected {N_FIELDS} '|'-separated fields, got {got_n}", line)
+                        continue
+                    if target is not None:  # the previous job is complete: add its memory maxima
+                        target[AVG_MEM] += av
+                        target[MAX_MEM] += mx
+                        target = None
+                    jid = f[0]
                     if "." in jid:
                         # sacct prints a job's steps right after it; a step without its job row just
                         # before (its job was malformed or outside the window) cannot be attributed.
                         orphans += 1
                         continue
-                    rec = parse_job(line.split("|"), lineno, line)  # reports the problem or fills caches
+                    rec = parse_job(f, lineno, line)  # reports the problem or fills caches
                     if rec is None:
                         rejected += 1
                         prefix = "\0"  # its steps become orphans, as in parse
@@ -150,9 +157,18 @@ class Folder:
                     job_id, u, end, s = rec
                     elapsed, cpu_s, gpus, gpu_s, req, failed = s[3], s[4], s[1], s[6], s[7], s[2]
                     av, mx = s[AVG_MEM], s[MAX_MEM]
-                    if len(res_cache) < _CACHE_LIMIT:
-                        res_cache[(reqm, cpus, nn, tres)] = (req, int(cpus), units.gpu_count(tres))
-                        us_cache[(user, state)] = (u, failed)
+                    if len(res_cache) < _CACHE_LIMIT and not f[7] and not f[8]:
+                        res_cache["|".join(f[4:10])] = (req, int(f[4]), units.gpu_count(f[9]))
+                        user_cache[f[1]] = u
+                        state_cache[f[2]] = failed
+                else:
+                    if target is not None:  # the previous job is complete: add its memory maxima
+                        target[AVG_MEM] += av
+                        target[MAX_MEM] += mx
+                        target = None
+                    cpu_s = ncpus * elapsed
+                    gpu_s = gpus * elapsed
+                    mx = av = 0
                 jobs += 1
                 prefix = jid + "."  # "123." also guards "1234.batch"
                 month = end[:7]
