@@ -20,7 +20,7 @@ from typing import Any
 
 from slurmctl.clusters import apply_profile, resolve
 from slurmctl.config.models import JobConfig
-from slurmctl.errors import ConflictError, InputError, JobNotFoundError, StateError
+from slurmctl.errors import ConfigError, ConflictError, InputError, JobNotFoundError, StateError
 from slurmctl.model.core import Batch, Job, JobStatus, Task, TaskStatus, task_id
 from slurmctl.model.states import JobState, TaskState
 from slurmctl.storage import keys
@@ -93,6 +93,9 @@ def prepare(
     cfg["backend"] = backend.spec
     inputs = expand_inputs(config.input.path, Path.cwd())
     job_id = job_id or new_job_id(config.name)
+    out_dir = backend.objects.local_path(keys.batches_prefix(job_id) + "x")
+    staging = out_dir.parent if out_dir is not None else Path(os.environ.get("TMPDIR", "/tmp")) / job_id
+    reference = _reference_batches(config, out_dir, inputs)
     cfg_bytes = json.dumps(cfg, sort_keys=True).encode()
     status = JobStatus(job_id=job_id, name=config.name, state=JobState.CREATED, executor=config.executor.kind)
     # Re-running prepare for the same id carries on from where it stopped (partitioning resumes).
@@ -107,8 +110,6 @@ def prepare(
             ) from None
     backend.objects.put(keys.job_config(job_id), cfg_bytes)
 
-    out_dir = backend.objects.local_path(keys.batches_prefix(job_id) + "x")
-    staging = out_dir.parent if out_dir is not None else Path(os.environ.get("TMPDIR", "/tmp")) / job_id
     try:
         summary = partition(
             inputs,
@@ -119,6 +120,7 @@ def prepare(
             max_record_bytes=int(config.input.max_record_mb * 2**20),
             progress=progress,
             csv_options=CsvOptions(delimiter=config.input.csv.delimiter, header=config.input.csv.header),
+            reference=reference,
         )
     except InputError as exc:
         set_job_state(backend, job_id, JobState.FAILED, message=str(exc))
@@ -138,14 +140,16 @@ def prepare(
 
     batches: list[Batch] = []
     for b in summary.batches:
-        key = keys.batch(job_id, b.batch_id)
-        if out_dir is None:  # remote store: upload the staged batch
+        key = keys.batch(job_id, b.batch_id) if b.ref_path is None else None
+        if out_dir is None and key is not None:  # remote store: upload the staged batch
             backend.objects.put_file(key, staging / f"{b.batch_id}.jsonl")
         batches.append(
             Batch(
                 batch_id=b.batch_id,
                 index=b.index,
                 key=key,
+                ref_path=b.ref_path,
+                ref_offset=b.ref_offset,
                 first_item=b.first_item,
                 items=b.items,
                 bytes=b.bytes,
@@ -183,6 +187,36 @@ def prepare(
     save_job(backend, job)
     set_job_state(backend, job_id, JobState.PARTITIONED, total_items=job.total_items, tasks=job.tasks)
     return backend, job
+
+
+def _reference_batches(config: JobConfig, out_dir: Path | None, inputs: list[Path]) -> bool:
+    """Returns whether batches may refer to byte ranges of the input instead of copies (``input.staging``).
+
+    ``auto`` says yes only where the workers can surely read the input: the local backend (``out_dir``
+    is its batch directory) with the local executor, or with every input file on the same file system
+    as the backend root (which Slurm workers must see already). Raises: ConfigError for ``reference``
+    on a remote backend."""
+    staging = config.input.staging
+    if staging == "copy":
+        return False
+    if out_dir is None:
+        if staging == "reference":
+            raise ConfigError(
+                "input.staging: reference needs the local backend (workers on a remote backend read "
+                "their batches from the object store)",
+                hint="use input.staging: auto or copy",
+            )
+        return False
+    if staging == "reference" or config.executor.kind == "local":
+        return True
+    try:
+        root = out_dir
+        while not root.exists():
+            root = root.parent
+        dev = root.stat().st_dev
+        return all(p.stat().st_dev == dev for p in inputs)
+    except OSError:
+        return False
 
 
 def save_job(backend: Backend, job: Job) -> None:

@@ -37,6 +37,15 @@ class InputConfig(Strict):
         0, ge=0, description="malformed records tolerated before submit refuses to run the job"
     )
     csv: CsvOptions = Field(default_factory=CsvOptions)
+    staging: Literal["auto", "copy", "reference"] = Field(
+        "auto",
+        description=(
+            "copy: every batch is a file under the backend; reference: batches of uncompressed JSONL "
+            "point at byte ranges of the input (not copied; keep the input unchanged until the job "
+            "ends); auto: reference on the local backend when the workers can read the input (local "
+            "executor, or the input on the backend root's file system), else copy"
+        ),
+    )
 
 
 class HandlerConfig(Strict):

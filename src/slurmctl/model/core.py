@@ -77,7 +77,7 @@ class Batch(Doc, kw_only=True):
 
     batch_id: str
     index: int
-    key: str  # object key of the batch file
+    key: str | None  # object key of the batch file; None for a reference batch
     first_item: int
     items: int
     bytes: int
@@ -85,6 +85,10 @@ class Batch(Doc, kw_only=True):
     source: str
     first_line: int
     last_line: int
+    # A reference batch (local backend, uncompressed JSONL; see docs/partitioning.md): no batch file,
+    # its bytes are the `bytes` bytes at `ref_offset` of the input file `ref_path`, covered by `sha256`.
+    ref_path: str | None = None
+    ref_offset: int | None = None
 
     @property
     def item_range(self) -> range:

@@ -21,7 +21,7 @@ from .durable import (
     write_json_atomic,
 )
 from .inputs import ByteStream, InputFile, describe_input
-from .jsonl import BlockVerdicts, read_jsonl
+from .jsonl import C_SCANNER, BlockVerdicts, read_jsonl
 from .model import FORMATS, BatchInfo, CsvOptions, PartitionSummary
 from .records import Blank, Event, Reject, Run
 from .verdicts import VerdictPool
@@ -35,6 +35,8 @@ ProgressFn = Callable[[int, int], None]
 # starting them (about 0.15 s of CPU each, off the parser's path).
 AUTO_WORKERS_MIN_BYTES = 64 * 2**20
 AUTO_WORKERS_MIN_CPUS = 4
+# Scan threads (C scanner only) for an uncompressed JSONL file of at least this size.
+SCAN_THREADS_MIN_BYTES = 8 * 2**20
 
 
 def partition(
@@ -48,6 +50,7 @@ def partition(
     progress: ProgressFn | None = None,
     csv_options: CsvOptions | None = None,
     workers: int | None = None,
+    reference: bool = False,
 ) -> PartitionSummary:
     """Split ``inputs`` (in the given order) into batch files ``out_dir/b0000000.jsonl`` ...
 
@@ -61,6 +64,12 @@ def partition(
     64 MiB or more of uncompressed JSONL on a machine with 4 CPUs or more, else 0 (on 2 CPUs shared
     with other work the extra process cost more than it saved; see docs/partitioning.md). The output
     is byte-identical whatever the value, and an interrupted partition may resume with another one.
+
+    ``reference``: a batch made only of an uncompressed JSONL input's own bytes (no reject, blank line
+    or CRLF inside it, within one file: almost every batch of clean input) is not copied: its BatchInfo
+    names the input file and offset (``ref_path``, ``ref_offset``) and its sha256 covers those bytes.
+    Whoever reads the batches must be able to read the input, unchanged, for as long as the batches
+    are used. Any other batch is a file as without ``reference``; the batches' bytes are the same.
 
     Returns: the summary, identical for a clean run and a resumed one.
     Raises: InputError (missing/unreadable/empty input, unknown format, corrupt compression),
@@ -84,6 +93,8 @@ def partition(
         "max_record_bytes": max_record_bytes,
         "csv": csv_options.fingerprint() if any(f.format == "csv" for f in files) else None,
     }
+    if reference:  # (absent otherwise: partitions made before the option resume as they were)
+        fingerprint["reference"] = True
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -96,8 +107,10 @@ def partition(
     batches = _prepare_resume(out_dir, state)
     if workers is None:
         plain = sum(f.size_bytes for f in files if f.format == "jsonl" and f.compression is None)
-        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        workers = min(4, cpus - 1) if plain >= AUTO_WORKERS_MIN_BYTES and cpus >= AUTO_WORKERS_MIN_CPUS else 0
+        cpus = _cpus()
+        big = plain >= AUTO_WORKERS_MIN_BYTES and cpus >= AUTO_WORKERS_MIN_CPUS
+        # With the C scanner, scan threads do the validation instead (see _Run.scan_threads).
+        workers = min(4, cpus - 1) if big and not C_SCANNER else 0
     return _Run(
         out_dir,
         files,
@@ -109,7 +122,13 @@ def partition(
         csv_options,
         progress,
         workers,
+        reference,
     ).execute()
+
+
+def _cpus() -> int:
+    """Returns the CPUs this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def _check_options(ipb: int | None, bpb: int | None, fmt: str | None, max_record: int) -> None:
@@ -238,6 +257,7 @@ class _Run:
         csv_options: CsvOptions,
         progress: ProgressFn | None,
         workers: int = 0,
+        reference: bool = False,
     ) -> None:
         self.out_dir = out_dir
         self.files = files
@@ -250,13 +270,22 @@ class _Run:
         self.rejected = rejected
         self.blank = blank
         self.rejects = RejectsFile(out_dir / REJECTS_NAME, rejects_bytes)
-        self.writer = BatchWriter(out_dir, state["batch_log_bytes"], batches, self.rejects)
+        ref_inputs = [
+            (os.path.abspath(f.path), f.size_bytes)
+            if reference and f.format == "jsonl" and f.compression is None
+            else None
+            for f in files
+        ]
+        self.writer = BatchWriter(out_dir, state["batch_log_bytes"], batches, self.rejects, ref_inputs)
         self.batcher = Batcher(
             self.writer, [str(f.path) for f in files], ipb, bpb, len(batches), items, self._maybe_commit
         )
         self.batcher.cursor = tuple(state["cursor"])
         self.total_bytes = sum(f.size_bytes for f in files)
         self.workers = workers
+        # The C scanner releases the GIL: one thread scans the next blocks while this one hashes and
+        # writes (more threads only where more CPUs are free; the main thread keeps one busy).
+        self.scan_threads = max(1, min(3, _cpus() - 1))
         self._pool: VerdictPool | None = None
 
     def execute(self) -> PartitionSummary:
@@ -321,7 +350,10 @@ class _Run:
         try:
             if inp.format == "jsonl":
                 verdicts = self._verdicts(inp) if inp.compression is None and self.workers else None
-                for events in read_jsonl(stream, src, off, line, self.max_record, verdicts=verdicts):
+                threads = self.scan_threads if inp.size_bytes >= SCAN_THREADS_MIN_BYTES else 0
+                for events in read_jsonl(
+                    stream, src, off, line, self.max_record, verdicts=verdicts, threads=threads
+                ):
                     yield events, stream.raw_pos
             else:
                 from .csvfmt import read_csv

@@ -88,6 +88,24 @@ def _log_line(info: BatchInfo) -> bytes:
     return json.dumps(info.to_dict(), sort_keys=True).encode() + b"\n"
 
 
+def _copy_range(path: str, offset: int, length: int, out_fd: int) -> None:
+    """Append ``length`` bytes at ``offset`` of the file ``path`` to ``out_fd`` (in the kernel where it
+    can). Raises: OSError, also when the file is shorter (it changed while being partitioned)."""
+    with open(path, "rb") as src:
+        left = length
+        while left:
+            try:
+                n = os.copy_file_range(src.fileno(), out_fd, left, offset)
+            except OSError:  # e.g. EXDEV on old kernels, or a file system without it
+                data = os.pread(src.fileno(), min(left, 1 << 20), offset)
+                n = len(data)
+                _write_all(out_fd, data)
+            if n == 0:
+                raise OSError(f"{path} ended at byte {offset}, {left} bytes early: it changed")
+            offset += n
+            left -= n
+
+
 def _write_all(fd: int, data: bytes | memoryview) -> None:
     view = memoryview(data)
     while view:
@@ -148,8 +166,20 @@ class BatchWriter:
     SYNC_PARALLEL = 8  # fsyncs in flight at once; see the module docstring
     USE_SYNCFS = True  # where syncfs_suits(); False: always per-file fsync
 
-    def __init__(self, out_dir: Path, log_bytes: int, batches: list[BatchInfo], rejects: RejectsFile) -> None:
+    def __init__(
+        self,
+        out_dir: Path,
+        log_bytes: int,
+        batches: list[BatchInfo],
+        rejects: RejectsFile,
+        ref_inputs: list[tuple[str, int] | None] | None = None,
+    ) -> None:
+        """``ref_inputs[src]``: (absolute path, size) of input ``src`` when a batch made only of its own
+        bytes may refer to them instead of being copied (reference batches), else None."""
         self.out_dir = out_dir
+        self.ref_inputs = ref_inputs or []
+        # the open batch while it is still only a reference: (input index, offset of its first byte)
+        self._ref: tuple[int, int] | None = None
         self.batches = batches  # committed (in the state file) or pending a commit
         self.rejects = rejects
         self._log_path = out_dir / BATCH_LOG_NAME
@@ -159,11 +189,11 @@ class BatchWriter:
         self._path: str | None = None
         self._hash: Any = None
         self._size = 0
-        # closed batches not yet handed to a sync: (path, BatchInfo)
-        self._pending: list[tuple[str, BatchInfo]] = []
+        # closed batches not yet handed to a sync: (temp path or None for a reference, BatchInfo)
+        self._pending: list[tuple[str | None, BatchInfo]] = []
         # the group being synced: its batches, the state to commit after, the child
         self._syncing: (
-            tuple[list[tuple[str, BatchInfo]], dict[str, Any], list[subprocess.Popen[bytes]]] | None
+            tuple[list[tuple[str | None, BatchInfo]], dict[str, Any], list[subprocess.Popen[bytes]]] | None
         ) = None
         self._last_group = time.monotonic()
         self._sync_cmd = shutil.which("sync")
@@ -171,18 +201,34 @@ class BatchWriter:
         self._syncfs = self.USE_SYNCFS and syncfs_suits(out_dir)
 
     def open_batch(self, index: int) -> None:
-        """Start batch ``index`` in a temp file. Raises: StorageError."""
+        """Start batch ``index``. Its temp file is created at the first write that cannot be a reference."""
         # A temp name until the commit renames it: a file under a final name is always complete.
         self._path = f"{self._dir}/.{batch_id(index)}.jsonl.tmp"
-        try:
-            self._fd = os.open(self._path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
-        except OSError as exc:
-            raise StorageError(f"cannot create {self._path}: {exc}") from exc
+        self._fd = None
+        self._ref = None
         self._hash = hashlib.sha256()
         self._size = 0
 
-    def write(self, data: bytes | memoryview) -> None:
-        """Append ``data`` to the open batch. Raises: StorageError."""
+    def write(self, data: bytes | memoryview, source: int | None = None, offset: int = 0) -> None:
+        """Append ``data`` to the open batch. ``source``/``offset``: ``data`` are the bytes at ``offset``
+        of input ``source`` (None: they are not the input's own bytes). While every write continues the
+        same input's bytes, and that input may be referred to, nothing is written: the batch will be a
+        reference. Raises: StorageError."""
+        if self._fd is None:
+            ref = self._ref
+            inp = self.ref_inputs[source] if source is not None and source < len(self.ref_inputs) else None
+            if (
+                inp is not None
+                # a last line without its newline gets one in the batch: not the input's bytes then
+                and offset + len(data) <= inp[1]
+                and (ref is None if self._size == 0 else ref == (source, offset - self._size))
+            ):
+                if ref is None:
+                    self._ref = (source, offset)
+                self._hash.update(data)
+                self._size += len(data)
+                return
+            self._create_file()
         assert self._fd is not None
         try:
             _write_all(self._fd, data)
@@ -191,19 +237,47 @@ class BatchWriter:
         self._hash.update(data)
         self._size += len(data)
 
+    def _create_file(self) -> None:
+        """Create the open batch's temp file, with the input bytes it referred to so far."""
+        assert self._path is not None
+        try:
+            self._fd = os.open(self._path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+            if self._ref is not None:
+                inp = self.ref_inputs[self._ref[0]]
+                assert inp is not None
+                _copy_range(inp[0], self._ref[1], self._size, self._fd)
+        except OSError as exc:
+            raise StorageError(f"cannot create {self._path}: {exc}") from exc
+        self._ref = None
+
     def close_batch(self, meta: dict[str, Any]) -> None:
         """Finish the open batch; ``meta`` supplies the rest of its BatchInfo. Raises: StorageError."""
-        assert self._fd is not None and self._path is not None
-        fd, self._fd = self._fd, None
-        try:
-            os.close(fd)
-        except OSError as exc:
-            raise StorageError(f"cannot write {self._path}: {exc}") from exc
+        assert self._path is not None
+        ref_path = ref_offset = None
+        if self._fd is None and self._ref is None:
+            self._create_file()  # an empty batch (not made by the batcher): still a real file
+        if self._fd is None:
+            assert self._ref is not None
+            inp = self.ref_inputs[self._ref[0]]
+            assert inp is not None
+            ref_path, ref_offset = inp[0], self._ref[1]
+            self._ref = None
+        else:
+            fd, self._fd = self._fd, None
+            try:
+                os.close(fd)
+            except OSError as exc:
+                raise StorageError(f"cannot write {self._path}: {exc}") from exc
         info = BatchInfo(
-            batch_id=batch_id(meta["index"]), bytes=self._size, sha256=self._hash.hexdigest(), **meta
+            batch_id=batch_id(meta["index"]),
+            bytes=self._size,
+            sha256=self._hash.hexdigest(),
+            ref_path=ref_path,
+            ref_offset=ref_offset,
+            **meta,
         )
         self.batches.append(info)
-        self._pending.append((self._path, info))
+        self._pending.append((None if ref_path else self._path, info))
 
     def checkpoint(self, state: Callable[[], dict[str, Any]]) -> None:
         """Called between batches: finish a sync that is done, start one for a due group.
@@ -242,13 +316,16 @@ class BatchWriter:
         group, self._pending = self._pending, []
         self._last_group = time.monotonic()
         self.rejects.flush()
-        paths = [path for path, _ in group]
+        paths = [path for path, _ in group if path is not None]  # reference batches have no file
         if self.rejects.exists():
             paths.append(str(self.rejects.path))
-        if self._syncfs and paths:
+        if not paths:  # nothing new to flush: commit the batch log and state right away
+            self._commit(group, state)
+            return
+        if self._syncfs:
             self._syncing = (group, state, [_SyncfsJob(self._dir)])  # type: ignore[list-item]
             return
-        if self._sync_cmd is None or not paths:
+        if self._sync_cmd is None:
             try:
                 # imported here: concurrent.futures costs ~20 ms of start-up, and this is the rare path
                 from concurrent.futures import ThreadPoolExecutor
@@ -287,10 +364,11 @@ class BatchWriter:
             )
         self._commit(group, state)
 
-    def _commit(self, group: list[tuple[str, BatchInfo]], state: dict[str, Any]) -> None:
+    def _commit(self, group: list[tuple[str | None, BatchInfo]], state: dict[str, Any]) -> None:
         try:
             for tmp, info in group:
-                os.replace(tmp, f"{self._dir}/{info.batch_id}.jsonl")
+                if tmp is not None:
+                    os.replace(tmp, f"{self._dir}/{info.batch_id}.jsonl")
             if group:
                 data = b"".join(_log_line(info) for _, info in group)
                 with open(self._log_path, "ab") as log:

@@ -26,6 +26,12 @@ import msgspec
 from .inputs import ByteStream
 from .records import EXCERPT_BYTES, Blank, Event, Reject, Run, excerpt
 
+try:  # the C scanner (setup.py builds it when a compiler is there); else the pure-Python path below
+    from . import _scan
+except ImportError:  # pragma: no cover - depends on the build
+    _scan = None
+C_SCANNER = _scan is not None
+
 BLOCK_BYTES = 4 << 20
 _UTF8_BOM = b"\xef\xbb\xbf"
 _JSON_WHITESPACE = b" \t\r"
@@ -97,13 +103,13 @@ def _fast_block(
     if max_record < end and max(map(len, lines), default=0) > max_record:
         return None
     if not validate:
-        return Run(src, lines, line, off, cr, blob=buf)
+        return Run(src, lines, line, off, cr, blob=buf, exact=not cr)
     try:
         # Raises on the first blank or invalid line; consumes the iterator in C.
         deque(map(_raw_decode, lines), maxlen=0)
     except msgspec.DecodeError:
         return None
-    return Run(src, lines, line, off, cr, blob=buf)
+    return Run(src, lines, line, off, cr, blob=buf, exact=not cr)
 
 
 def _slow_block(block: bytes, src: int, off: int, line: int, max_record: int) -> list[Event]:
@@ -130,12 +136,14 @@ def _slow_block(block: bytes, src: int, off: int, line: int, max_record: int) ->
                 continue
             problem = json_problem(record)
             if problem is None:
+                exact = not cr
                 if b"\r" in record:
                     # A CR outside a string is JSON whitespace, but a worker reading lines in text mode
                     # would split there; a space keeps the value and the line intact.
                     record = record.replace(b"\r", b" ")
-                if run is None or run.cr != cr:
-                    run = Run(src, [], line, off + pos, cr)
+                    exact = False
+                if run is None or run.cr != cr or run.exact != exact:
+                    run = Run(src, [], line, off + pos, cr, exact=exact)
                     events.append(run)
                 run.lines.append(record)
             else:
@@ -174,14 +182,24 @@ BlockVerdicts = Callable[[int, int], PendingVerdict]
 
 
 def scan_block(
-    buf: bytes, end: int, src: int, off: int, line: int, max_record: int, clean: bool | None = None
+    buf: bytes,
+    end: int,
+    src: int,
+    off: int,
+    line: int,
+    max_record: int,
+    clean: bool | None = None,
+    c_scan: bool = True,
 ) -> tuple[list[Event], int]:
     """Classify every line of the block ``buf[:end]`` (complete lines, ending in "\\n") starting at
     ``line``/``off``; what follows ``end`` in ``buf`` is ignored.
 
     ``clean``: a worker's verdict on these same bytes (None: none; validate here).
+    ``c_scan``: False to use the pure-Python path even where the C scanner is built.
     Returns: (events in input order, number of lines). Pure function of its arguments.
     """
+    if c_scan and clean is None and _scan is not None and buf.find(b"\r", 0, end) < 0:
+        return _c_block(buf, end, src, off, line, max_record)
     run = None
     if clean is not False:
         run = _fast_block(buf, end, src, off, line, max_record, validate=clean is None)
@@ -189,6 +207,51 @@ def scan_block(
         return ([run] if run.lines else []), len(run.lines)
     block = buf[:end] if end < len(buf) else buf
     return _slow_block(block, src, off, line, max_record), block.count(b"\n")
+
+
+def _prescan(buf: bytes, end: int, max_record: int) -> tuple[int, int] | None:
+    """The part of ``_c_block`` that depends on the block alone (run in a scan thread: the C scanner
+    releases the GIL). Returns the first ``scan_jsonl`` result, or None for a block with a CR (the
+    pure-Python path takes those)."""
+    assert _scan is not None
+    if buf.find(b"\r", 0, end) >= 0:
+        return None
+    return _scan.scan_jsonl(buf, 0, end, max_record)
+
+
+def _c_block(
+    buf: bytes,
+    end: int,
+    src: int,
+    off: int,
+    line: int,
+    max_record: int,
+    first_scan: tuple[int, int] | None = None,
+) -> tuple[list[Event], int]:
+    """``scan_block`` with the C scanner, for a block without carriage returns: the clean stretches
+    become block Runs (no per-line objects at all), and only a line the scanner refuses is examined by
+    the Python rules (``_slow_block``), which give the verdict, the reject reason or the blank count.
+    The events are those of the pure-Python path, cut differently into Runs (the batches do not depend
+    on how records are grouped into Runs). ``first_scan``: ``_prescan``'s result for this block."""
+    assert _scan is not None
+    events: list[Event] = []
+    first, pos = line, 0
+    while pos < end:
+        if first_scan is not None:
+            (bad, n), first_scan = first_scan, None
+        else:
+            bad, n = _scan.scan_jsonl(buf, pos, end, max_record)
+        stop = end if bad < 0 else bad
+        if n:
+            events.append(Run(src, None, line, off + pos, blob=buf, exact=True, start=pos, end=stop, count=n))
+            line += n
+        if bad < 0:
+            break
+        nl = buf.index(b"\n", bad, end) + 1
+        events.extend(_slow_block(buf[bad:nl], src, off + bad, line, max_record))
+        line += 1
+        pos = nl
+    return events, line - first
 
 
 def read_jsonl(
@@ -200,18 +263,23 @@ def read_jsonl(
     block_bytes: int | None = None,
     verdicts: BlockVerdicts | None = None,
     lookahead: int = 4,
+    threads: int = 0,
 ) -> Iterator[list[Event]]:
     """Yield the events of a JSON Lines stream, block by block, from ``start_off``/``start_line``.
 
     Memory is bounded by ``block_bytes + max_record_bytes`` (plus ``lookahead`` blocks with
     ``verdicts``): a line longer than ``max_record`` is rejected and skipped while reading, never held
     whole. ``verdicts`` (uncompressed input only: offsets are file offsets) validates blocks in
-    workers; the events are the same with or without it.
+    workers; the events are the same with or without it. ``threads`` (with the C scanner, without
+    ``verdicts``): threads that scan the next blocks while this one is handed on; same events.
 
     Raises: InputError for unreadable/corrupt compressed input; OSError from a worker.
     """
     pieces = _pieces(stream, start_off, max_record, block_bytes or BLOCK_BYTES)
     line = start_line
+    if verdicts is None and threads and _scan is not None:
+        yield from _read_threaded(pieces, src, start_line, max_record, threads)
+        return
     if verdicts is None:
         for buf, end, off, oversize in pieces:
             if oversize is None:
@@ -240,6 +308,39 @@ def read_jsonl(
         events, nlines = scan_block(buf, end, src, off, line, max_record, clean=verdict.result())
         line += nlines
         yield events
+
+
+def _read_threaded(
+    pieces: Iterator[tuple[bytes, int, int, int | None]], src: int, line: int, max_record: int, threads: int
+) -> Iterator[list[Event]]:
+    """``read_jsonl``'s loop with ``threads`` scan threads running ``_prescan`` on the blocks ahead (at
+    most ``threads`` + 1 blocks in memory); the events are made here, in order."""
+    from concurrent.futures import Future, ThreadPoolExecutor  # ~20 ms of imports: only for big inputs
+
+    ahead: deque[tuple[bytes, int, int, int | None, Future[tuple[int, int] | None] | None]] = deque()
+    with ThreadPoolExecutor(threads, thread_name_prefix="slurmctl-scan") as pool:
+        while True:
+            piece = next(pieces, None)
+            if piece is not None:
+                buf, end, off, oversize = piece
+                job = pool.submit(_prescan, buf, end, max_record) if oversize is None else None
+                ahead.append((buf, end, off, oversize, job))
+                if len(ahead) <= threads:
+                    continue
+            if not ahead:
+                return
+            buf, end, off, oversize, job = ahead.popleft()
+            if job is None:
+                yield [Reject(src, line, oversize_reason(oversize or 0, max_record), excerpt(buf))]
+                line += 1
+                continue
+            first = job.result()
+            if first is None:
+                events, nlines = scan_block(buf, end, src, off, line, max_record, clean=None, c_scan=False)
+            else:
+                events, nlines = _c_block(buf, end, src, off, line, max_record, first)
+            line += nlines
+            yield events
 
 
 def _pieces(

@@ -12,7 +12,8 @@ FORMATS = ("jsonl", "csv", "parquet")
 
 @dataclass(frozen=True)
 class BatchInfo:
-    """One batch file ``<out_dir>/<batch_id>.jsonl``; it holds items ``first_item .. first_item+items-1``."""
+    """One batch: the file ``<out_dir>/<batch_id>.jsonl``, or a byte range of an input file (a reference
+    batch); it holds items ``first_item .. first_item+items-1``."""
 
     batch_id: str  # "b0000000": zero-padded index, deterministic
     index: int
@@ -24,6 +25,10 @@ class BatchInfo:
     first_line: int  # 1-based line (row for Parquet) of the first record in `source`
     last_line: int  # 1-based line of the last record, in `last_source`
     last_source: str  # input file of the last record (batches may span input files)
+    # A reference batch: no batch file; its bytes are the `bytes` bytes at `ref_offset` of the input file
+    # `ref_path` (absolute), which the sha256 covers. None for a batch file.
+    ref_path: str | None = None
+    ref_offset: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Returns a JSON-ready dict; ``BatchInfo(**d)`` rebuilds it."""

@@ -26,7 +26,7 @@ class Run:
     """
 
     source: int  # index of the input file
-    lines: list[bytes]
+    lines: list[bytes] | None  # None: a clean block, whose records are the lines of `blob[start:end]`
     first_line: int
     base_off: int  # input offset (decompressed bytes, or row for Parquet) of the first record
     cr: bool = False  # every record's line ended in "\r\n" (the "\r" is not part of `lines`)
@@ -34,10 +34,23 @@ class Run:
     nexts: Sequence[int] | None = None  # line after each record
     ends: Sequence[int] | None = None  # input offset after each record
     consumed_norm: int = field(default=0)  # bytes of `lines` (+ "\n" each) handed to batches so far
-    # A buffer that starts with b"\n".join(lines) + b"\n" when the reader has it already (a clean
-    # block; it may go on with the next line's start): batches are written as zero-copy slices of it
-    # instead of joining the lines again.
+    # A buffer whose bytes from `start` are b"\n".join(lines) + b"\n" when the reader has it already
+    # (a clean block; it may go on with the next line's start): batches are written as zero-copy
+    # slices of it instead of joining the lines again. These bytes are the input's own bytes from
+    # `base_off` unless `cr` (then the CRs were dropped) or the input is compressed.
     blob: bytes | None = None
+    # Every record is its input line's own bytes, the lines adjacent ("\n" ends, no CR anywhere), so
+    # the run is the input's bytes from `base_off` (in the decompressed stream for compressed input).
+    # A per-record property: which batches can be references does not depend on how runs are cut.
+    exact: bool = False
+    start: int = 0  # where the run's bytes begin in `blob`
+    end: int = 0  # with lines=None: where they end (just after the last record's "\n")
+    count: int = 0  # with lines=None: the number of records
+
+    @property
+    def records(self) -> int:
+        """Returns the number of records in the run."""
+        return self.count if self.lines is None else len(self.lines)
 
     def line_of(self, k: int) -> int:
         """Returns the 1-based line (row) of record ``k``."""

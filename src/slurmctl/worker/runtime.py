@@ -411,6 +411,12 @@ class Worker:
         snap.unlink()
 
     def _batch_path(self, task: Task, scratch: Path) -> Path:
+        if task.batch.key is None:  # a reference batch: its bytes are in the job's input file
+            from .batchfile import copy_reference
+
+            path = scratch / "batch.jsonl"
+            copy_reference(task.batch, path)
+            return path
         path = self.objects.local_path(task.batch.key)
         if path is None:
             path = scratch / "batch.jsonl"

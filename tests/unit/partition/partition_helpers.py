@@ -6,7 +6,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from slurmctl.partition import PartitionSummary
+from slurmctl.partition import BatchInfo, PartitionSummary
 
 
 def make_jsonl(path: Path, n: int, start: int = 0) -> list[bytes]:
@@ -19,12 +19,24 @@ def make_jsonl(path: Path, n: int, start: int = 0) -> list[bytes]:
     return lines
 
 
+def batch_bytes(out_dir: Path, b: BatchInfo) -> bytes:
+    """Returns a batch's bytes: its file, or for a reference batch the input's bytes it names (then
+    there must be no batch file)."""
+    if b.ref_path is None:
+        return (out_dir / f"{b.batch_id}.jsonl").read_bytes()
+    assert not (out_dir / f"{b.batch_id}.jsonl").exists()
+    assert b.ref_offset is not None and Path(b.ref_path).is_absolute()
+    with open(b.ref_path, "rb") as fh:
+        fh.seek(b.ref_offset)
+        return fh.read(b.bytes)
+
+
 def batch_lines(out_dir: Path, summary: PartitionSummary) -> list[bytes]:
     """Returns every batch line, in batch order, after checking each batch against its BatchInfo."""
     result: list[bytes] = []
     expected_first = 0
     for k, b in enumerate(summary.batches):
-        data = (out_dir / f"{b.batch_id}.jsonl").read_bytes()
+        data = batch_bytes(out_dir, b)
         assert b.index == k and b.batch_id == f"b{k:07d}"
         assert b.bytes == len(data) and b.sha256 == hashlib.sha256(data).hexdigest()
         assert b.first_item == expected_first

@@ -278,10 +278,14 @@ def _canonical(events: list) -> list[tuple]:
     out: list[tuple] = []
     for ev in events:
         if isinstance(ev, Run):
-            if ev.blob is not None:
-                joined = b"".join(line + b"\n" for line in ev.lines)
-                assert bytes(ev.blob[: len(joined)]) == joined
-            out.extend(("record", ev.line_of(k), line) for k, line in enumerate(ev.lines))
+            lines = ev.lines
+            if lines is None:  # a clean block found by the C scanner: its records are the lines there
+                lines = bytes(ev.blob[ev.start : ev.end]).split(b"\n")[:-1]
+                assert len(lines) == ev.count
+            elif ev.blob is not None:
+                joined = b"".join(line + b"\n" for line in lines)
+                assert bytes(ev.blob[ev.start : ev.start + len(joined)]) == joined
+            out.extend(("record", ev.line_of(k), line) for k, line in enumerate(lines))
         elif isinstance(ev, Reject):
             out.append(("reject", ev.line, ev.reason, ev.excerpt))
         elif isinstance(ev, Blank):

@@ -30,7 +30,7 @@ from slurmctl.partition import durable, jsonl, partition
 durable.BatchWriter.GROUP_BATCHES = 3
 jsonl.BLOCK_BYTES = 1 << 14
 partition([Path(sys.argv[1])], Path(sys.argv[2]), items_per_batch=50, workers=int(sys.argv[3]),
-          progress=lambda d, t: time.sleep(0.002))
+          progress=lambda d, t: time.sleep(0.002), reference=sys.argv[4] == "1")
 """
 
 
@@ -58,18 +58,30 @@ def _batches_in_state(out_dir: Path) -> int:
 
 
 @pytest.mark.parametrize(
-    ("name", "workers"), [("in.jsonl", 0), ("in.jsonl", 2), ("in.jsonl.gz", 0), ("in.csv", 0)]
+    ("name", "workers", "reference"),
+    [
+        ("in.jsonl", 0, False),
+        ("in.jsonl", 2, False),
+        ("in.jsonl", 0, True),
+        ("in.jsonl.gz", 0, False),
+        ("in.csv", 0, False),
+    ],
 )
-def test_resume_after_sigkill_gives_the_clean_result(tmp_path: Path, name: str, workers: int) -> None:
+def test_resume_after_sigkill_gives_the_clean_result(
+    tmp_path: Path, name: str, workers: int, reference: bool
+) -> None:
     src = tmp_path / name
     _write_input(src, 12000)
-    clean = partition([src], tmp_path / "clean", items_per_batch=50, workers=2 - workers)
+    ref = {"reference": reference}
+    clean = partition([src], tmp_path / "clean", items_per_batch=50, workers=2 - workers, **ref)
     out = tmp_path / "out"
     kills = 0
     for threshold in (2, 40, 120):
         # killed runs validate with `workers` processes, the final resume in-process (and the reverse):
         # the workers are not part of the state, and neither changes a byte
-        child = subprocess.Popen([sys.executable, "-c", _CHILD, str(src), str(out), str(workers)])
+        child = subprocess.Popen(
+            [sys.executable, "-c", _CHILD, str(src), str(out), str(workers), "1" if reference else "0"]
+        )
         deadline = time.monotonic() + 60
         while child.poll() is None and time.monotonic() < deadline:
             if _batches_in_state(out) >= threshold:
@@ -79,9 +91,11 @@ def test_resume_after_sigkill_gives_the_clean_result(tmp_path: Path, name: str, 
             time.sleep(0.001)
         child.wait()
     assert kills >= 2, "the child finished before it could be killed; slow it down"
-    resumed = partition([src], out, items_per_batch=50, workers=0)
-    assert resumed == partition([src], out, items_per_batch=50)  # and a re-run is a no-op
+    resumed = partition([src], out, items_per_batch=50, workers=0, **ref)
+    assert resumed == partition([src], out, items_per_batch=50, **ref)  # and a re-run is a no-op
     assert tree(out) == tree(tmp_path / "clean")
+    assert batch_lines(out, resumed) == batch_lines(tmp_path / "clean", clean)
+    assert any(b.ref_path for b in resumed.batches) == reference
     assert [b.sha256 for b in resumed.batches] == [b.sha256 for b in clean.batches]
     assert resumed.total_items == clean.total_items and resumed.rejected == clean.rejected == 13
     assert resumed.inputs == clean.inputs
@@ -139,10 +153,20 @@ def _oracle(line: bytes) -> bool | None:
     bpb=st.one_of(st.none(), st.integers(1, 120)),
     block=st.integers(8, 200),
     final_newline=st.booleans(),
+    reference=st.booleans(),
+    c_scanner=st.booleans(),
 )
 def test_every_accepted_record_appears_once_in_order(
-    lines: list[bytes], crlf: list[bool], ipb: int | None, bpb: int | None, block: int, final_newline: bool
+    lines: list[bytes],
+    crlf: list[bool],
+    ipb: int | None,
+    bpb: int | None,
+    block: int,
+    final_newline: bool,
+    reference: bool,
+    c_scanner: bool,
 ) -> None:
+    """Against the json-module oracle, on either scanner (C or pure Python), copying or referring."""
     if ipb is None and bpb is None:
         ipb = 3
     ends = [b"\r\n" if i < len(crlf) and crlf[i] else b"\n" for i in range(len(lines))]
@@ -153,8 +177,10 @@ def test_every_accepted_record_appears_once_in_order(
     verdicts = [_oracle(line) for line in file_lines]
     accepted = [line.replace(b"\r", b" ") for line, v in zip(file_lines, verdicts, strict=True) if v]
     rejected_lines = [i + 1 for i, v in enumerate(verdicts) if v is False]
-    old = jsonl_mod.BLOCK_BYTES
+    old, old_scan = jsonl_mod.BLOCK_BYTES, jsonl_mod._scan
     jsonl_mod.BLOCK_BYTES = block
+    if not c_scanner:
+        jsonl_mod._scan = None
     try:
         with tempfile.TemporaryDirectory() as tmp:
             src = Path(tmp) / "in.jsonl"
@@ -167,7 +193,9 @@ def test_every_accepted_record_appears_once_in_order(
                 with pytest.raises(InputError, match=r"no records|were rejected"):
                     partition([src], Path(tmp) / "out", items_per_batch=ipb, bytes_per_batch=bpb)
                 return
-            s = partition([src], Path(tmp) / "out", items_per_batch=ipb, bytes_per_batch=bpb)
+            s = partition(
+                [src], Path(tmp) / "out", items_per_batch=ipb, bytes_per_batch=bpb, reference=reference
+            )
             assert batch_lines(Path(tmp) / "out", s) == accepted
             assert [r["line"] for r in read_rejects(s)] == rejected_lines
             assert s.inputs[0]["blank_lines"] == verdicts.count(None)
@@ -175,7 +203,7 @@ def test_every_accepted_record_appears_once_in_order(
                 assert ipb is None or b.items <= ipb
                 assert bpb is None or b.bytes <= bpb or b.items == 1
     finally:
-        jsonl_mod.BLOCK_BYTES = old
+        jsonl_mod.BLOCK_BYTES, jsonl_mod._scan = old, old_scan
 
 
 def test_every_way_of_syncing_a_group_gives_the_same_result(

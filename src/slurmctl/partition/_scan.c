@@ -1,0 +1,279 @@
+/* slurmctl.partition._scan: the partitioner's hot loop over JSON Lines, in C.
+ *
+ * scan_jsonl(buf, start, end, max_record) -> (bad, lines)
+ *     Checks that every line of buf[start:end] (complete lines, each ending in "\n") holds exactly one
+ *     JSON value (RFC 8259) in valid UTF-8, with only spaces and tabs around it, and is at most
+ *     max_record bytes long. Returns bad = -1 and the number of lines when they all do, else bad = the
+ *     offset of the first line that does not and the number of lines before it.
+ *     The check is conservative: it never accepts a line that Python's json module (with NaN and
+ *     Infinity refused) and msgspec both refuse, but it refuses a few lines they accept (a carriage
+ *     return anywhere, nesting deeper than MAX_DEPTH). The caller examines a refused line with the
+ *     Python rules (partition/jsonl.py), so a refusal here only costs time, never a wrong verdict.
+ *     Runs without the GIL: blocks can be scanned by several threads at once.
+ *
+ * nth_newline(buf, start, end, n) -> int
+ *     Returns the offset just after the n-th "\n" at or after start (n >= 1), or -1 when
+ *     buf[start:end] holds fewer than n.
+ *
+ * Both are pure functions of their arguments. Python 3.11+ stable C API subset; no dependencies.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stddef.h>
+#include <string.h>
+
+#define MAX_DEPTH 128
+
+/* 1 for bytes that may follow one another inside a string with no further check:
+ * printable ASCII except '"' and '\\'. */
+static unsigned char plain[256];
+
+static void init_tables(void) {
+    for (int c = 0x20; c < 0x80; c++) plain[c] = 1;
+    plain['"'] = 0;
+    plain['\\'] = 0;
+}
+
+static inline int is_hex(unsigned char c) {
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
+static inline int is_digit(unsigned char c) { return c >= '0' && c <= '9'; }
+
+static inline const unsigned char *skip_ws(const unsigned char *p, const unsigned char *e) {
+    while (p < e && (*p == ' ' || *p == '\t')) p++;
+    return p;
+}
+
+/* One UTF-8 sequence starting at p (p[0] >= 0x80), per Unicode table 3-7: no overlong forms, no
+ * encoded surrogates, nothing above U+10FFFF (what Python's strict utf-8 decoder accepts).
+ * Returns the pointer after it, or NULL. */
+static inline const unsigned char *utf8_seq(const unsigned char *p, const unsigned char *e) {
+    unsigned char c = p[0];
+    ptrdiff_t left = e - p;
+    if (c >= 0xC2 && c <= 0xDF) {
+        if (left < 2 || (p[1] & 0xC0) != 0x80) return NULL;
+        return p + 2;
+    }
+    if (c >= 0xE0 && c <= 0xEF) {
+        if (left < 3) return NULL;
+        unsigned char lo = 0x80, hi = 0xBF;
+        if (c == 0xE0) lo = 0xA0;
+        if (c == 0xED) hi = 0x9F;
+        if (p[1] < lo || p[1] > hi || (p[2] & 0xC0) != 0x80) return NULL;
+        return p + 3;
+    }
+    if (c >= 0xF0 && c <= 0xF4) {
+        if (left < 4) return NULL;
+        unsigned char lo = 0x80, hi = 0xBF;
+        if (c == 0xF0) lo = 0x90;
+        if (c == 0xF4) hi = 0x8F;
+        if (p[1] < lo || p[1] > hi || (p[2] & 0xC0) != 0x80 || (p[3] & 0xC0) != 0x80) return NULL;
+        return p + 4;
+    }
+    return NULL;
+}
+
+/* A string body: p is just after the opening quote. Returns the pointer after the closing quote. */
+static const unsigned char *scan_string(const unsigned char *p, const unsigned char *e) {
+    for (;;) {
+        while (p < e && plain[*p]) p++;
+        if (p >= e) return NULL;
+        unsigned char c = *p;
+        if (c == '"') return p + 1;
+        if (c == '\\') {
+            if (e - p < 2) return NULL;
+            c = p[1];
+            if (c == 'u') {
+                if (e - p < 6 || !is_hex(p[2]) || !is_hex(p[3]) || !is_hex(p[4]) || !is_hex(p[5]))
+                    return NULL;
+                p += 6; /* any \uXXXX, lone surrogates included: json reads them */
+            } else if (c == '"' || c == '\\' || c == '/' || c == 'b' || c == 'f' || c == 'n' ||
+                       c == 'r' || c == 't') {
+                p += 2;
+            } else {
+                return NULL;
+            }
+        } else if (c < 0x20) {
+            return NULL; /* a raw control character: refused by both parsers */
+        } else {
+            p = utf8_seq(p, e);
+            if (p == NULL) return NULL;
+        }
+    }
+}
+
+/* -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)? ; returns the pointer after it or NULL. */
+static const unsigned char *scan_number(const unsigned char *p, const unsigned char *e) {
+    if (p < e && *p == '-') p++;
+    if (p >= e) return NULL;
+    if (*p == '0') {
+        p++;
+    } else if (*p >= '1' && *p <= '9') {
+        while (p < e && is_digit(*p)) p++;
+    } else {
+        return NULL;
+    }
+    if (p < e && *p == '.') {
+        p++;
+        if (p >= e || !is_digit(*p)) return NULL;
+        while (p < e && is_digit(*p)) p++;
+    }
+    if (p < e && (*p == 'e' || *p == 'E')) {
+        p++;
+        if (p < e && (*p == '+' || *p == '-')) p++;
+        if (p >= e || !is_digit(*p)) return NULL;
+        while (p < e && is_digit(*p)) p++;
+    }
+    return p;
+}
+
+/* Whether [p, e) (one line, no terminator) is exactly one JSON value with optional spaces/tabs. */
+static int valid_line(const unsigned char *p, const unsigned char *e) {
+    char stack[MAX_DEPTH];
+    int depth = 0;
+    p = skip_ws(p, e);
+    if (p >= e) return 0; /* blank: the caller counts it */
+value:
+    if (p >= e) return 0;
+    switch (*p) {
+    case '{':
+        p = skip_ws(p + 1, e);
+        if (p < e && *p == '}') {
+            p++;
+            goto after_value;
+        }
+        if (depth >= MAX_DEPTH) return 0;
+        stack[depth++] = '{';
+        goto key;
+    case '[':
+        p = skip_ws(p + 1, e);
+        if (p < e && *p == ']') {
+            p++;
+            goto after_value;
+        }
+        if (depth >= MAX_DEPTH) return 0;
+        stack[depth++] = '[';
+        goto value;
+    case '"':
+        p = scan_string(p + 1, e);
+        if (p == NULL) return 0;
+        goto after_value;
+    case 't':
+        if (e - p < 4 || memcmp(p, "true", 4) != 0) return 0;
+        p += 4;
+        goto after_value;
+    case 'f':
+        if (e - p < 5 || memcmp(p, "false", 5) != 0) return 0;
+        p += 5;
+        goto after_value;
+    case 'n':
+        if (e - p < 4 || memcmp(p, "null", 4) != 0) return 0;
+        p += 4;
+        goto after_value;
+    default:
+        p = scan_number(p, e);
+        if (p == NULL) return 0;
+        goto after_value;
+    }
+key:
+    if (p >= e || *p != '"') return 0;
+    p = scan_string(p + 1, e);
+    if (p == NULL) return 0;
+    p = skip_ws(p, e);
+    if (p >= e || *p != ':') return 0;
+    p = skip_ws(p + 1, e);
+    goto value;
+after_value:
+    p = skip_ws(p, e);
+    if (depth == 0) return p == e;
+    if (p >= e) return 0;
+    if (*p == ',') {
+        p = skip_ws(p + 1, e);
+        if (stack[depth - 1] == '{') goto key;
+        goto value;
+    }
+    if ((*p == '}' && stack[depth - 1] == '{') || (*p == ']' && stack[depth - 1] == '[')) {
+        depth--;
+        p++;
+        goto after_value;
+    }
+    return 0;
+}
+
+static int get_range(Py_buffer *view, Py_ssize_t *start, Py_ssize_t *end) {
+    if (*start < 0 || *end > view->len || *start > *end) {
+        PyErr_Format(PyExc_ValueError, "range [%zd, %zd) is outside a buffer of %zd bytes", *start, *end,
+                     view->len);
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *scan_jsonl(PyObject *self, PyObject *args) {
+    Py_buffer view;
+    Py_ssize_t start, end, max_record;
+    if (!PyArg_ParseTuple(args, "y*nnn", &view, &start, &end, &max_record)) return NULL;
+    if (get_range(&view, &start, &end) < 0) {
+        PyBuffer_Release(&view);
+        return NULL;
+    }
+    const unsigned char *base = (const unsigned char *)view.buf;
+    Py_ssize_t bad = -1, lines = 0;
+    Py_BEGIN_ALLOW_THREADS
+    const unsigned char *p = base + start, *stop = base + end;
+    while (p < stop) {
+        const unsigned char *nl = memchr(p, '\n', (size_t)(stop - p));
+        if (nl == NULL || nl - p > max_record || !valid_line(p, nl)) {
+            bad = p - base;
+            break;
+        }
+        lines++;
+        p = nl + 1;
+    }
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&view);
+    return Py_BuildValue("nn", bad, lines);
+}
+
+static PyObject *nth_newline(PyObject *self, PyObject *args) {
+    Py_buffer view;
+    Py_ssize_t start, end, n;
+    if (!PyArg_ParseTuple(args, "y*nnn", &view, &start, &end, &n)) return NULL;
+    if (get_range(&view, &start, &end) < 0 || n < 1) {
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "n must be >= 1");
+        PyBuffer_Release(&view);
+        return NULL;
+    }
+    const unsigned char *base = (const unsigned char *)view.buf;
+    const unsigned char *p = base + start, *stop = base + end;
+    Py_ssize_t result = -1;
+    while (p < stop) {
+        const unsigned char *nl = memchr(p, '\n', (size_t)(stop - p));
+        if (nl == NULL) break;
+        p = nl + 1;
+        if (--n == 0) {
+            result = p - base;
+            break;
+        }
+    }
+    PyBuffer_Release(&view);
+    return PyLong_FromSsize_t(result);
+}
+
+static PyMethodDef methods[] = {
+    {"scan_jsonl", scan_jsonl, METH_VARARGS,
+     "scan_jsonl(buf, start, end, max_record) -> (bad, lines): see the module source."},
+    {"nth_newline", nth_newline, METH_VARARGS,
+     "nth_newline(buf, start, end, n) -> offset after the n-th newline, or -1."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_scan",
+                                    "The partitioner's hot loop over JSON Lines, in C.", -1, methods,
+                                    NULL, NULL, NULL, NULL};
+
+PyMODINIT_FUNC PyInit__scan(void) {
+    init_tables();
+    return PyModule_Create(&module);
+}
