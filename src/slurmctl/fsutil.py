@@ -3,22 +3,29 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
-import tempfile
-from collections.abc import Iterator
-from pathlib import Path
-from typing import BinaryIO
+
+# hashlib and tempfile are imported where used: `status` imports this module only for the local
+# store, never writes or hashes, and would pay ~10 ms for them on every call.
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from typing import BinaryIO
 
 CHUNK = 1 << 20
 
 
 def sha256_bytes(data: bytes) -> str:
+    """The hex sha256 of ``data``."""
+    import hashlib
+
     return hashlib.sha256(data).hexdigest()
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:
     """Return the hex sha256 of a file, read in 1 MiB chunks (memory bounded)."""
+    import hashlib
+
     h = hashlib.sha256()
     with open(path, "rb") as f:
         while chunk := f.read(CHUNK):
@@ -47,9 +54,13 @@ def atomic_writer(path: str | os.PathLike[str], *, fsync: bool = True) -> Iterat
     Readers see either the old file or the complete new one, never a prefix. On error the temp
     file is removed and ``path`` is untouched. Idempotent for identical content.
     """
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    import tempfile
+
+    target = os.fspath(path)
+    parent, name = os.path.split(target)
+    parent = parent or "."
+    os.makedirs(parent, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=parent)
     try:
         with os.fdopen(fd, "wb") as f:
             yield f
@@ -58,7 +69,7 @@ def atomic_writer(path: str | os.PathLike[str], *, fsync: bool = True) -> Iterat
                 os.fsync(f.fileno())
         os.replace(tmp, target)
         if fsync:
-            fsync_dir(target.parent)
+            fsync_dir(parent)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)

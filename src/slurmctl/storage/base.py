@@ -16,30 +16,80 @@ from __future__ import annotations
 import contextlib
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 from slurmctl.errors import ChecksumMismatchError, ConflictError, StorageError
 
+# Annotations only: typing, pathlib and collections.abc are not imported at run time, nor is
+# dataclasses (it imports inspect: ~20 ms of every `status` call, which imports this module).
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator, Sequence
+    from pathlib import Path
+    from typing import Any
 
-@dataclass(frozen=True)
-class ObjectInfo:
+
+class _Value:
+    """Base of the small immutable value classes below: the fields are ``__match_args__`` (also
+    their ``__slots__``), in order; equality,
+    hash and repr go by them, as a frozen dataclass's would. Assigning a field raises
+    AttributeError."""
+
+    __slots__ = ()
+    __match_args__: tuple[str, ...] = ()
+
+    def _fields(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, f) for f in self.__match_args__)
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return self._fields() == other._fields()  # type: ignore[attr-defined]
+
+    def __hash__(self) -> int:
+        return hash(self._fields())
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{f}={getattr(self, f)!r}" for f in self.__match_args__)
+        return f"{type(self).__name__}({inner})"
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"cannot assign to field {name!r} of {type(self).__name__} (immutable)")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"cannot delete field {name!r} of {type(self).__name__} (immutable)")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), self._fields())
+
+
+class ObjectInfo(_Value):
     """What a store knows about one object."""
 
+    __match_args__ = ("key", "size", "sha256")
+    __slots__ = __match_args__
     key: str
     size: int
     sha256: str
 
+    def __init__(self, key: str, size: int, sha256: str) -> None:
+        object.__setattr__(self, "key", key)
+        object.__setattr__(self, "size", size)
+        object.__setattr__(self, "sha256", sha256)
 
-@dataclass(frozen=True)
-class Record:
+
+class Record(_Value):
     """One versioned state record. ``version`` starts at 1 and grows by one per successful write."""
 
+    __match_args__ = ("key", "version", "value")
+    __slots__ = __match_args__
     key: str
     version: int
     value: dict[str, Any]
+
+    def __init__(self, key: str, version: int, value: dict[str, Any]) -> None:
+        object.__setattr__(self, "key", key)
+        object.__setattr__(self, "version", version)
+        object.__setattr__(self, "value", value)
 
 
 class ObjectStore(ABC):
@@ -171,15 +221,32 @@ class StateStore(ABC):
         raise StorageError(f"gave up updating {table}/{key} after {attempts} conflicting writes")
 
 
-@dataclass
 class Backend:
     """The storage a job uses: one object store and one state store."""
 
-    objects: ObjectStore
-    state: StateStore
-    description: str
-    # How a worker on another node reopens the same backend (the `backend:` block of the job config).
-    spec: dict[str, Any]
+    __slots__ = ("description", "objects", "spec", "state")
+
+    def __init__(
+        self, objects: ObjectStore, state: StateStore, description: str, spec: dict[str, Any]
+    ) -> None:
+        self.objects = objects
+        self.state = state
+        self.description = description
+        # How a worker on another node reopens the same backend (the `backend:` block of the job config).
+        self.spec = spec
+
+    def __repr__(self) -> str:
+        return (
+            f"Backend(objects={self.objects!r}, state={self.state!r}, "
+            f"description={self.description!r}, spec={self.spec!r})"
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return all(getattr(self, f) == getattr(other, f) for f in ("objects", "state", "description", "spec"))
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, like the dataclass it was
 
     @contextlib.contextmanager
     def deferred_sync(self) -> Iterator[None]:

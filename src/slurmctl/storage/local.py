@@ -20,18 +20,67 @@ import contextlib
 import errno
 import json
 import os
-import shutil
-import socket
-import tempfile
 import time
-from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
 
 from slurmctl.errors import ConflictError, ObjectNotFoundError, StorageError
 from slurmctl.fsutil import CHUNK, atomic_writer, fsync_dir, sha256_bytes, sha256_file
 from slurmctl.storage import scancache
 from slurmctl.storage.base import Backend, ObjectInfo, ObjectStore, Record, StateStore
+
+# Imported where used, not here: `status` imports this module, and every module-level import is
+# paid by each call (tempfile, shutil and socket were ~15 ms of a ~0.2 s command).
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Sequence
+    from typing import Any
+
+    from slurmctl.storage.scancache import Entry
+
+_O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+# The C scanner behind json.loads, called directly: json.loads on bytes first detects the
+# encoding and strips whitespace with regexes, which was a third of decoding a 300-byte record.
+_scan_once = json.JSONDecoder().scan_once
+
+
+_HAND_EDITED = "the file was edited by hand or written by another tool; `slurmctl inspect` shows it"
+
+
+def _decode_record(data: bytes, where: str, name: str = "") -> tuple[int, Any]:
+    """``(version, value)`` of a record file's bytes. Raises StorageError naming the file (``where``,
+    joined with ``name`` if given — only on the error path) if they are not a state record."""
+    try:
+        try:
+            text = data.decode()
+            doc, end = _scan_once(text, 0)
+            if end != len(text):
+                raise ValueError
+        except (ValueError, StopIteration):
+            # Anything unusual (whitespace, a BOM, other encodings, errors): json.loads decides,
+            # with its own error message — the same outcome as before the fast decode.
+            doc = json.loads(data)
+        return doc["version"], doc["value"]
+    except ValueError as exc:
+        path = os.path.join(where, name) if name else where
+        raise StorageError(f"cannot read state record {path}: {exc}") from exc
+    except (KeyError, TypeError, IndexError):
+        path = os.path.join(where, name) if name else where
+        raise StorageError(
+            f"cannot read state record {path}: not a state record (an object with version and value)",
+            hint=_HAND_EDITED,
+        ) from None
+
+
+def _read_open(fd: int) -> tuple[os.stat_result, bytes]:
+    """The identity and the whole content of the open file ``fd``. Raises OSError."""
+    st = os.fstat(fd)
+    data = os.read(fd, st.st_size + 1)
+    if len(data) != st.st_size:  # a short read, or the file changed size since fstat: read to EOF
+        chunks = [data]
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+        data = b"".join(chunks)
+    return st, data
 
 
 def _check_key(key: str) -> str:
@@ -100,6 +149,8 @@ class LocalObjectStore(_DeferrableSync, ObjectStore):
         try:
             if Path(path).resolve() == target.resolve():
                 return ObjectInfo(key, target.stat().st_size, sha256_file(target))
+            import shutil
+
             with atomic_writer(target, fsync=self.fsync) as out, open(path, "rb") as src:
                 shutil.copyfileobj(src, out, CHUNK)
         except OSError as exc:
@@ -107,6 +158,8 @@ class LocalObjectStore(_DeferrableSync, ObjectStore):
         return ObjectInfo(key, target.stat().st_size, sha256_file(target))
 
     def put_if_absent(self, key: str, data: bytes) -> ObjectInfo:
+        import tempfile
+
         target = self._path(key)
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -137,6 +190,8 @@ class LocalObjectStore(_DeferrableSync, ObjectStore):
     def get_file(self, key: str, path: Path) -> ObjectInfo:
         src = self._path(key)
         try:
+            import shutil
+
             with open(src, "rb") as f, atomic_writer(path, fsync=False) as out:
                 shutil.copyfileobj(f, out, CHUNK)
         except FileNotFoundError as exc:
@@ -188,7 +243,17 @@ class FileStateStore(_DeferrableSync, StateStore):
         self.root = Path(root)
         self.fsync = fsync
         self.stale_lock_s = stale_lock_s
-        self._host = socket.gethostname()
+        self._host_name: str | None = None
+
+    @property
+    def _host(self) -> str:
+        """This host's name, for lock files (looked up on the first write: readers never lock,
+        and importing socket is a cost every `status` would pay)."""
+        if self._host_name is None:
+            import socket
+
+            self._host_name = socket.gethostname()
+        return self._host_name
 
     def _path(self, table: str, key: str) -> Path:
         return self.root / _check_key(table) / f"{_check_key(key)}.json"
@@ -200,21 +265,59 @@ class FileStateStore(_DeferrableSync, StateStore):
         Plain os.open/os.read rather than a buffered file object: a scan reads thousands of tiny
         records, and the file object's set-up was a third of each read."""
         try:
-            fd = os.open(path, os.O_RDONLY)
+            fd = os.open(path, os.O_RDONLY | _O_CLOEXEC)
         except FileNotFoundError:
             return None
         except OSError as exc:
             raise StorageError(f"cannot read state record {path}: {exc}") from exc
         try:
-            chunks = []
-            while chunk := os.read(fd, 65536):  # until EOF: a regular file may still return short reads
-                chunks.append(chunk)
-            doc = json.loads(b"".join(chunks))
-        except (OSError, ValueError) as exc:
+            data = _read_open(fd)[1]
+        except OSError as exc:
             raise StorageError(f"cannot read state record {path}: {exc}") from exc
         finally:
             os.close(fd)
-        return Record(key, doc["version"], doc["value"])
+        version, value = _decode_record(data, os.fspath(path))
+        return Record(key, version, value)
+
+    @staticmethod
+    def _read_many(
+        dir_fd: int, names: list[str], fields: tuple[str, ...] | None, base: str, key_head: str
+    ) -> list[Entry | None]:
+        """The scan cache's reader (:mod:`slurmctl.storage.scancache`): for each record file
+        ``names`` in the directory open as ``dir_fd`` (``base``; its keys start with
+        ``key_head``), the entry ``(ino, mtime_ns, size, version, value)`` — the value projected on
+        ``fields`` unless None — or None if the file vanished. Raises StorageError if a record is
+        unreadable. Reads only: idempotent.
+
+        One loop with openat(2) relative to the directory (no path building or lookup per file)
+        and fstat on the open file, whose identity is then exactly that of the bytes read."""
+        out: list[Entry | None] = []
+        append = out.append
+        open_at, close, flags = os.open, os.close, os.O_RDONLY | _O_CLOEXEC
+        for name in names:
+            try:
+                fd = open_at(name, flags, dir_fd=dir_fd)
+            except FileNotFoundError:
+                append(None)  # replaced or removed since the listing
+                continue
+            except OSError as exc:
+                raise StorageError(f"cannot read state record {os.path.join(base, name)}: {exc}") from exc
+            try:
+                st, data = _read_open(fd)
+            except OSError as exc:
+                raise StorageError(f"cannot read state record {os.path.join(base, name)}: {exc}") from exc
+            finally:
+                close(fd)
+            version, value = _decode_record(data, base, name)
+            if fields is not None:
+                if not isinstance(value, dict):
+                    raise StorageError(
+                        f"cannot read state record {os.path.join(base, name)}: its value is not an object",
+                        hint=_HAND_EDITED,
+                    )
+                value = [value.get(f) for f in fields]
+            append((st.st_ino, st.st_mtime_ns, st.st_size, version, value))
+        return out
 
     def get(self, table: str, key: str) -> Record | None:
         return self._read(self._path(table, key), key)
@@ -230,6 +333,8 @@ class FileStateStore(_DeferrableSync, StateStore):
 
     @contextlib.contextmanager
     def _locked(self, path: Path) -> Iterator[None]:
+        import tempfile
+
         lock = path.with_name(path.name + ".lock")
         lock.parent.mkdir(parents=True, exist_ok=True)
         info = json.dumps({"host": self._host, "pid": os.getpid(), "time": time.time()}).encode()
@@ -271,6 +376,8 @@ class FileStateStore(_DeferrableSync, StateStore):
             grave.unlink()
 
     def create(self, table: str, key: str, value: dict[str, Any]) -> Record:
+        import tempfile
+
         path = self._path(table, key)
         path.parent.mkdir(parents=True, exist_ok=True)
         data = json.dumps({"version": 1, "value": value}, separators=(",", ":")).encode()
@@ -339,20 +446,20 @@ class FileStateStore(_DeferrableSync, StateStore):
         that changed since the last scan."""
 
         base, key_head, name_prefix = self._location(table, prefix)
+        where = str(base)
 
-        def read(path: str, key: str) -> tuple[int, Any] | None:
-            rec = self._read(path, key_head + key)
-            return None if rec is None else (rec.version, rec.value)
+        def read(dir_fd: int, names: list[str], fields: tuple[str, ...] | None) -> list[Entry | None]:
+            return self._read_many(dir_fd, names, fields, where, key_head)
 
-        cache_dir = self.root / ".scan-cache" / table / key_head
-        got = scancache.scan_dir(str(base), cache_dir, read, fields)
+        cache_dir = os.path.join(self.root, ".scan-cache", table, key_head)
+        got = scancache.scan_dir(where, cache_dir, read, fields)
         if got is None:
             return []
         found, subdirs = got
         subdirs = [d for d in subdirs if d.startswith(name_prefix)]
         if not subdirs and not name_prefix:
-            return [(key_head + n, e.version, e.value) for n, e in found.items()]
-        rows = [(n, e.version, e.value) for n, e in found.items() if n.startswith(name_prefix)]
+            return [(key_head + n, v, val) for n, (_, _, _, v, val) in found.items()]
+        rows = [(n, v, val) for n, (_, _, _, v, val) in found.items() if n.startswith(name_prefix)]
         if not subdirs:
             return [(key_head + n, v, val) for n, v, val in rows]
         # Same order as a sorted listing of the directory: a record file `x.json` and a

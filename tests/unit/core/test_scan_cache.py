@@ -25,14 +25,20 @@ def _cached(store: FileStateStore, table: str, prefix: str) -> list:
 
 
 def _count_reads(store: FileStateStore, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The keys of the record files a scan reads from now on (its bulk reader and single gets)."""
     reads: list[str] = []
-    real = FileStateStore._read
+    real_many, real_one = FileStateStore._read_many, FileStateStore._read
 
-    def counting(path: str, key: str):  # type: ignore[no-untyped-def]
+    def counting_many(dir_fd, names, fields, base, key_head):  # type: ignore[no-untyped-def]
+        reads.extend(key_head + n[: -len(".json")] for n in names)
+        return real_many(dir_fd, names, fields, base, key_head)
+
+    def counting_one(path: str, key: str):  # type: ignore[no-untyped-def]
         reads.append(key)
-        return real(path, key)
+        return real_one(path, key)
 
-    monkeypatch.setattr(store, "_read", counting)
+    monkeypatch.setattr(store, "_read_many", counting_many)
+    monkeypatch.setattr(store, "_read", counting_one)
     return reads
 
 
@@ -128,7 +134,7 @@ def test_corrupt_or_unwritable_cache_is_ignored(tmp_path: Path, monkeypatch: pyt
         store.create("tasks", f"job/t{i}", {"i": i})
     want = _uncached(store, "tasks", "job/", monkeypatch)
     assert _cached(store, "tasks", "job/") == want
-    cache = scancache.cache_file(tmp_path / ".scan-cache" / "tasks" / "job", None)
+    cache = Path(scancache.cache_file(tmp_path / ".scan-cache" / "tasks" / "job", None))
     assert cache.exists()
     cache.write_bytes(b"\x00garbage, as a crash without fsync may leave")
     assert _cached(store, "tasks", "job/") == want
