@@ -1,11 +1,20 @@
 """Benchmark: the streaming partitioner against `split -l` on the same JSONL file.
 
 Usage: python bench/partition_vs_split.py [N] [--items-per-batch K] [--repeat R] [--dir DIR]
-                                          [--workers W] [--compare-src DIR]
+                                          [--workers W] [--python-scanner] [--compare-src DIR]
   N: records of ~100 bytes to generate (default 5,000,000; CI runs ~50,000).
   --workers W: the partitioner's ``workers`` option (default: its own default).
+  --python-scanner: also run the partitioner with its pure-Python scanner (as without a C compiler).
   --compare-src DIR: also run the partitioner from another source tree (a "before" contender, e.g.
       ``git archive <commit> src | tar -x -C /tmp/before`` then ``--compare-src /tmp/before/src``).
+
+Contenders:
+  * ``partition``: what ``slurmctl submit`` does on the local backend (``input.staging: auto``, which
+    is reference there): clean batches are byte ranges of the input, validated and hashed, not copied.
+  * ``partition_copy``: ``input.staging: copy`` (as on a remote backend): every batch a file, written
+    temp -> fsync -> rename.
+  * ``split -l K`` (no fsync, no validation, no checksum), and ``split -l K`` followed by ``sync`` of its
+    output files (the durability ``partition_copy`` provides).
 
 Contenders run alternately, R times each (the median is reported), in an order rotated by one each
 repetition, each in a child of a fresh measuring process: wall time, CPU time (user + system of the
@@ -16,12 +25,12 @@ contender and all its children: sync, workers) and peak RSS. Peak RSS is the lar
 Outputs are deleted only at the end of a repetition, and the order rotates, so that no contender always
 runs right after the same one or right after a deletion of thousands of files (file creation cost on
 this shared ext4 varies 3x from minute to minute; a fixed order would put any systematic part of that
-on one contender). Use an R that is a multiple of the number of contenders (3, or 4 with
---compare-src) so that each runs first equally often.
+on one contender). Use an R that is a multiple of the number of contenders (4, 5 with one of the
+optional ones) so that each runs first equally often.
 
-Baselines, measured in the same run: `split -l K` (no fsync, no validation), and `split -l K` followed
-by `sync` of its output files (the durability the partitioner provides). Prints RESULT and RATIO lines
-(bench/common.py); exits non-zero only if a contender fails or an output differs from the input.
+Every partition's output is checked: its batches, read through the batch log (files, or the input
+ranges references name), must each match their sha256 and concatenate to the input. Prints RESULT and
+RATIO lines (bench/common.py); exits non-zero only if a contender fails or an output differs.
 """
 
 from __future__ import annotations
@@ -56,10 +65,14 @@ print(json.dumps({"wall_s": wall, "cpu_s": ru.ru_utime + ru.ru_stime, "peak_rss_
 _PARTITION = """
 import json, re, sys
 from pathlib import Path
-from slurmctl.partition import partition
+from slurmctl.partition import jsonl, partition
 kw = {"items_per_batch": int(sys.argv[3])}
 if sys.argv[4] != "default":
     kw["workers"] = int(sys.argv[4])
+if sys.argv[5] == "reference":
+    kw["reference"] = True
+if sys.argv[6] == "python":
+    jsonl._scan = None
 s = partition([Path(sys.argv[1])], Path(sys.argv[2]), **kw)
 hwm = int(re.search(r"VmHWM:\\s+(\\d+) kB", Path("/proc/self/status").read_text()).group(1))
 print(json.dumps({"batches": len(s.batches), "items": s.total_items, "main_hwm_kib": hwm}))
@@ -108,6 +121,24 @@ def concat_digest(paths: list[Path]) -> str:
     return h.hexdigest()
 
 
+def batches_digest(out: Path) -> str:
+    """Returns the sha256 of the partition's batches concatenated in order, read from its batch log:
+    a batch file's bytes, or for a reference batch the input bytes it names."""
+    h = hashlib.sha256()
+    for line in (out / "_batches.jsonl").read_bytes().splitlines():
+        b = json.loads(line)
+        if b.get("ref_path"):
+            with open(b["ref_path"], "rb") as fh:
+                fh.seek(b["ref_offset"])
+                data = fh.read(b["bytes"])
+        else:
+            data = (out / f"{b['batch_id']}.jsonl").read_bytes()
+        if hashlib.sha256(data).hexdigest() != b["sha256"]:
+            raise SystemExit(f"{out}: batch {b['batch_id']} does not match its sha256")
+        h.update(data)
+    return h.hexdigest()
+
+
 def _env(src: str) -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = src + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
@@ -122,6 +153,9 @@ def main() -> int:
     ap.add_argument("--workers", default="default", help="partition(workers=...), default: its default")
     ap.add_argument("--compare-src", type=Path, default=None, help="also run the partitioner from here")
     ap.add_argument("--dir", type=Path, default=None, help="work directory (default: a temp dir)")
+    ap.add_argument(
+        "--python-scanner", action="store_true", help="also run the pure-Python scanner (no C extension)"
+    )
     args = ap.parse_args()
     if args.n < 1 or args.repeat < 1 or args.items_per_batch < 1:
         print("N, --repeat and --items-per-batch must be positive", file=sys.stderr)
@@ -140,17 +174,30 @@ def main() -> int:
         contenders: dict[str, tuple[list[str], dict[str, str], str]] = {
             "split": (["split", "-l", k, str(src), "{out}/x"], dict(os.environ), "x*"),
             "split+sync": (["sh", "-c", _SPLIT_SYNC, "sh", k, str(src), "{out}"], dict(os.environ), "x*"),
+            # what `slurmctl submit` does on the local backend (input.staging: auto -> reference)
             "partition": (
-                [sys.executable, "-c", _PARTITION, str(src), "{out}", k, args.workers],
+                [sys.executable, "-c", _PARTITION, str(src), "{out}", k, args.workers, "reference", "c"],
                 _env(str(REPO / "src")),
-                "b*.jsonl",
+                "",
+            ),
+            # input.staging: copy (every batch a durable file), as on a remote backend
+            "partition_copy": (
+                [sys.executable, "-c", _PARTITION, str(src), "{out}", k, args.workers, "copy", "c"],
+                _env(str(REPO / "src")),
+                "",
             ),
         }
+        if args.python_scanner:
+            contenders["partition_python"] = (
+                [sys.executable, "-c", _PARTITION, str(src), "{out}", k, args.workers, "reference", "python"],
+                _env(str(REPO / "src")),
+                "",
+            )
         if args.compare_src:
             contenders["partition_before"] = (
-                [sys.executable, "-c", _PARTITION, str(src), "{out}", k, "default"],
+                [sys.executable, "-c", _PARTITION, str(src), "{out}", k, "default", "copy", "c"],
                 _env(str(args.compare_src.resolve())),
-                "b*.jsonl",
+                "",
             )
         runs: dict[str, list[dict]] = {name: [] for name in contenders}
         names = list(contenders)
@@ -163,7 +210,8 @@ def main() -> int:
                 outs.append(out)
                 subprocess.run(["sync"], check=False)  # every contender starts with clean writeback
                 run = measure([a.replace("{out}", str(out)) for a in argv], env)
-                if concat_digest(sorted(out.glob(pattern))) != want:
+                got = batches_digest(out) if not pattern else concat_digest(sorted(out.glob(pattern)))
+                if got != want:
                     print(f"{name}: the output files do not concatenate to the input", file=sys.stderr)
                     return 1
                 if name.startswith("partition"):
@@ -196,9 +244,13 @@ def main() -> int:
                 mib_per_s=round(size / 2**20 / med[name]["wall_s"], 1),
             )
         part = med["partition"]
+        copy = med["partition_copy"]
         ratio("partition_vs_split", part["wall_s"], med["split"]["wall_s"], target="<= 1.5x")
-        ratio("partition_vs_split_sync", part["wall_s"], med["split+sync"]["wall_s"])
         ratio("partition_cpu_vs_split_cpu", part["cpu_s"], med["split"]["cpu_s"])
+        ratio("partition_copy_vs_split", copy["wall_s"], med["split"]["wall_s"])
+        ratio("partition_copy_vs_split_sync", copy["wall_s"], med["split+sync"]["wall_s"])
+        if "partition_python" in med:
+            ratio("partition_vs_python_scanner", part["wall_s"], med["partition_python"]["wall_s"])
         if "partition_before" in med:
             ratio("partition_vs_before", part["wall_s"], med["partition_before"]["wall_s"])
         print(
@@ -207,7 +259,8 @@ def main() -> int:
             f"{med['split']['cpu_s']:.2f}s CPU), {part['wall_s'] / med['split+sync']['wall_s']:.2f}x "
             f"split+sync ({med['split+sync']['wall_s']:.2f}s); peak RSS "
             f"{max(r['peak_rss_kib'] for r in runs['partition']) / 1024:.0f} MB "
-            "(targets: <=1.5x split, <=100 MB)"
+            "(targets: <=1.5x split, <=100 MB); copying: "
+            f"{copy['wall_s']:.2f}s wall = {copy['wall_s'] / med['split+sync']['wall_s']:.2f}x split+sync"
         )
         return 0
     finally:

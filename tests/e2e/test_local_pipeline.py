@@ -80,6 +80,9 @@ def handle(record, ctx):
 """
 
 
+FAST_HANDLER = "def handle(record, ctx):\n    return {'n': record['n']}\n"
+
+
 def make_job(tmp: Path, n: int, *, items: int = 1000, handler: str = SLOW_HANDLER, extra: str = "") -> Path:
     (tmp / "h.py").write_text(handler)
     with open(tmp / "in.jsonl", "w") as f:
@@ -352,3 +355,58 @@ def test_unencodable_row_fails_only_its_item(tmp_path):
     assert sorted(row["n"] for row in read_jsonl(tmp_path / "o.jsonl")) == [0, 1, 2, 3, 5, 6, 7, 8, 9]
     (err,) = read_jsonl(tmp_path / "o.jsonl.errors.jsonl")
     assert err["item_id"] == 4 and err["type"] == "TypeError" and err["category"] == "permanent"
+
+
+@pytest.mark.parametrize("staging", ["auto", "copy"])
+def test_staging_reference_or_copy_gives_the_same_results(tmp_path, staging):
+    """auto on the local executor refers to the input (no batch files); copy writes them. Same rows."""
+    job = make_job(tmp_path, 1200, items=500, handler=FAST_HANDLER)
+    text = job.read_text()
+    job.write_text(text.replace("input: {path: in.jsonl}", f"input: {{path: in.jsonl, staging: {staging}}}"))
+    root = tmp_path / "root"
+    job_id, r = submit_wait(job, root)
+    assert r.code == 0, r.err
+    batches = [
+        json.loads(slurmctl("inspect", job_id, f"t{i:07d}", root=root).out)["task"]["batch"] for i in range(3)
+    ]
+    if staging == "auto":
+        assert all(b["key"] is None and b["ref_path"] == str(tmp_path / "in.jsonl") for b in batches)
+        assert batches[0]["ref_offset"] == 0
+        assert not list((root).rglob("b0000000.jsonl"))
+    else:
+        assert all(b["key"] and b["ref_path"] is None for b in batches)
+        assert len(list(root.rglob("b000000*.jsonl"))) == 3
+    r = slurmctl("results", job_id, "-o", str(tmp_path / "o.jsonl"), root=root)
+    assert r.code == 0, r.err
+    assert sorted(row["n"] for row in read_jsonl(tmp_path / "o.jsonl")) == list(range(1200))
+
+
+def test_input_changed_after_submit_fails_the_task_with_what_to_do(tmp_path):
+    job = make_job(tmp_path, 300, items=100, handler=FAST_HANDLER)
+    root = tmp_path / "root"
+    r = slurmctl("submit", str(job), "--dry-run", root=root)  # partitioned, not run
+    assert r.code == 0, r.err
+    job_id = r.out.strip().splitlines()[-1]
+    data = (tmp_path / "in.jsonl").read_bytes()
+    (tmp_path / "in.jsonl").write_bytes(data.replace(b'{"n": 150}', b'{"n": 151}'))  # inside t0000001
+    env = dict(os.environ, SLURMCTL_ROOT=str(root), SLURMCTL_SCRATCH=str(tmp_path / "scratch"))
+    ok = subprocess.run(worker_argv(root, job_id, "t0000000"), env=env, capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr  # its bytes did not change
+    bad = subprocess.run(worker_argv(root, job_id, "t0000001"), env=env, capture_output=True, text=True)
+    assert bad.returncode != 0
+    assert "Traceback" not in bad.stderr
+    assert "changed after the job was submitted" in bad.stderr and "input.staging: copy" in bad.stderr
+    state = json.loads(slurmctl("inspect", job_id, "t0000001", root=root).out)["state"]
+    assert state["state"] != "succeeded"
+
+
+def test_reference_staging_on_a_remote_backend_is_refused(tmp_path):
+    job = make_job(tmp_path, 10, handler=FAST_HANDLER)
+    job.write_text(
+        job.read_text().replace("input: {path: in.jsonl}", "input: {path: in.jsonl, staging: reference}")
+        + "backend: {kind: aws, bucket: slurmctl-test, region: us-east-1}\n"
+    )
+    r = slurmctl("validate", str(job), root=tmp_path / "root")
+    assert r.code != 0
+    assert "job.yaml:2: input.staging: reference needs the local backend" in r.err
+    assert "(found 'reference')" in r.err and "Traceback" not in r.err

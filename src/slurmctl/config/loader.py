@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -126,6 +127,10 @@ def load_config(path: str | os.PathLike[str]) -> JobConfig:
         problems = []
         for err in exc.errors():
             loc: Loc = tuple(err["loc"])
+            cross = _CROSS_FIELD.match(err["msg"]) if not loc else None
+            if cross:  # a check across fields names the field it blames: "Value error, input.staging: ..."
+                loc = tuple(cross.group(1).split("."))
+                err = dict(err, msg=cross.group(2), input=_get_path(data, loc))
             # pydantic appends the union member tried (e.g. 'str') to the loc; walk back to a known path.
             known = loc
             while known and known not in where:
@@ -138,6 +143,18 @@ def load_config(path: str | os.PathLike[str]) -> JobConfig:
             found = None if err["type"] in ("missing",) else _short(err.get("input"))
             problems.append(FieldProblem(field, msg, found, line, str(file)))
         raise ConfigValidationError(str(p), problems) from None
+
+
+_CROSS_FIELD = re.compile(r"^Value error, ([a-z_]+(?:\.[a-z_]+)+): (.*)$", re.S)
+
+
+def _get_path(data: Any, loc: Loc) -> Any:
+    """Returns the value at ``loc`` in the raw config, or None."""
+    for key in loc:
+        if not isinstance(data, dict):
+            return None
+        data = data.get(key)
+    return data
 
 
 _UNION_TAGS = {"str", "list[str]", "int", "float", "literal['jsonl','csv','parquet']"}

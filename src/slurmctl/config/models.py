@@ -157,3 +157,12 @@ class JobConfig(Strict):
         default_factory=dict,
         description="named rate limits shared by all workers; handlers use ctx.rate_limits[name]",
     )
+
+    @model_validator(mode="after")
+    def _reference_needs_local_backend(self) -> JobConfig:
+        if self.input.staging == "reference" and self.backend.kind != "local":
+            raise ValueError(
+                "input.staging: reference needs the local backend (workers on a remote backend read "
+                "their batches from the object store); use auto or copy"
+            )
+        return self
