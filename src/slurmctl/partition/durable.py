@@ -31,21 +31,21 @@ stable storage.
 
 from __future__ import annotations
 
-import ctypes
 import hashlib
 import json
 import os
-import shutil
-import subprocess
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from slurmctl.errors import StorageError
 
 from .model import BatchInfo
+
+if TYPE_CHECKING:
+    import subprocess
 
 STATE_NAME = "_partition.json"
 BATCH_LOG_NAME = "_batches.jsonl"
@@ -196,9 +196,10 @@ class BatchWriter:
             tuple[list[tuple[str | None, BatchInfo]], dict[str, Any], list[subprocess.Popen[bytes]]] | None
         ) = None
         self._last_group = time.monotonic()
-        self._sync_cmd = shutil.which("sync")
         self._committed = len(batches)
-        self._syncfs = self.USE_SYNCFS and syncfs_suits(out_dir)
+        # how to sync a group: decided at the first group with files (reference batches have none)
+        self._syncfs: bool | None = None
+        self._sync_cmd: str | None = None
 
     def open_batch(self, index: int) -> None:
         """Start batch ``index``. Its temp file is created at the first write that cannot be a reference."""
@@ -322,6 +323,11 @@ class BatchWriter:
         if not paths:  # nothing new to flush: commit the batch log and state right away
             self._commit(group, state)
             return
+        if self._syncfs is None:
+            import shutil
+
+            self._syncfs = self.USE_SYNCFS and syncfs_suits(self.out_dir)
+            self._sync_cmd = shutil.which("sync")
         if self._syncfs:
             self._syncing = (group, state, [_SyncfsJob(self._dir)])  # type: ignore[list-item]
             return
@@ -336,6 +342,8 @@ class BatchWriter:
                 raise StorageError(f"cannot fsync the batch files in {self.out_dir}: {exc}") from exc
             self._commit(group, state)
             return
+        import subprocess
+
         per_child = -(-len(paths) // self.SYNC_PARALLEL)
         children = [
             subprocess.Popen(
@@ -386,17 +394,24 @@ class BatchWriter:
 
 
 def _load_syncfs() -> Callable[[int], int] | None:
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        fn = libc.syncfs
-    except (OSError, AttributeError):  # not Linux/glibc
-        return None
-    fn.argtypes = [ctypes.c_int]
-    fn.restype = ctypes.c_int
-    return fn
+    """Returns glibc's syncfs, or None (not Linux/glibc). Loaded once, on first use."""
+    global _SYNCFS, _SYNCFS_LOADED
+    if not _SYNCFS_LOADED:
+        import ctypes
+
+        _SYNCFS_LOADED = True
+        try:
+            fn = ctypes.CDLL(None, use_errno=True).syncfs
+            fn.argtypes = [ctypes.c_int]
+            fn.restype = ctypes.c_int
+            _SYNCFS = fn
+        except (OSError, AttributeError):
+            _SYNCFS = None
+    return _SYNCFS
 
 
-_SYNCFS = _load_syncfs()
+_SYNCFS: Callable[[int], int] | None = None
+_SYNCFS_LOADED = False
 
 # Local file systems whose syncfs(2) writes back every dirty page and inode and flushes the device
 # cache. Network and parallel file systems (NFS, Lustre, GPFS, BeeGFS, CephFS) keep per-file fsync.
@@ -424,7 +439,7 @@ def fs_type(path: Path) -> str | None:
 def syncfs_suits(path: Path) -> bool:
     """Returns whether one syncfs(2) may stand for fsyncing each new file under ``path``: Linux 5.8 or
     later with glibc's syncfs, on a local file system of ``SYNCFS_TYPES``. Idempotent."""
-    if _SYNCFS is None:
+    if _load_syncfs() is None:
         return False
     try:
         kernel = tuple(int(x) for x in os.uname().release.split(".")[:2])
@@ -444,11 +459,14 @@ class _SyncfsJob:
         self._thread.start()
 
     def _run(self, directory: str) -> None:
-        assert _SYNCFS is not None
+        import ctypes
+
+        syncfs = _load_syncfs()
+        assert syncfs is not None
         try:
             fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
             try:
-                if _SYNCFS(fd) != 0:
+                if syncfs(fd) != 0:
                     err = ctypes.get_errno()
                     raise OSError(err, f"syncfs: {os.strerror(err)}")
             finally:

@@ -21,8 +21,6 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Protocol
 
-import msgspec
-
 from .inputs import ByteStream
 from .records import EXCERPT_BYTES, Blank, Event, Reject, Run, excerpt
 
@@ -35,7 +33,18 @@ C_SCANNER = _scan is not None
 BLOCK_BYTES = 4 << 20
 _UTF8_BOM = b"\xef\xbb\xbf"
 _JSON_WHITESPACE = b" \t\r"
-_raw_decode = msgspec.json.Decoder(msgspec.Raw).decode
+_MSGSPEC: tuple[Callable[[bytes], object], type[Exception]] | None = None
+
+
+def _msgspec() -> tuple[Callable[[bytes], object], type[Exception]]:
+    """Returns (decode a line to a raw view, msgspec.DecodeError); imported on first use (~20 ms),
+    which with the C scanner is only for a line it refused."""
+    global _MSGSPEC
+    if _MSGSPEC is None:
+        import msgspec
+
+        _MSGSPEC = (msgspec.json.Decoder(msgspec.Raw).decode, msgspec.DecodeError)
+    return _MSGSPEC
 
 
 def oversize_reason(length: int, max_record: int) -> str:
@@ -58,10 +67,11 @@ def json_problem(record: bytes) -> str | None:
         text = record.decode("utf-8")
     except UnicodeDecodeError as exc:
         return f"not valid UTF-8: byte 0x{record[exc.start]:02x} at column {exc.start + 1}"
+    raw_decode, decode_error = _msgspec()
     try:
-        _raw_decode(record)
+        raw_decode(record)
         return None
-    except msgspec.DecodeError:
+    except decode_error:
         pass
     try:
         json.loads(text, parse_constant=_reject_constant)
@@ -104,10 +114,11 @@ def _fast_block(
         return None
     if not validate:
         return Run(src, lines, line, off, cr, blob=buf, exact=not cr)
+    raw_decode, decode_error = _msgspec()
     try:
         # Raises on the first blank or invalid line; consumes the iterator in C.
-        deque(map(_raw_decode, lines), maxlen=0)
-    except msgspec.DecodeError:
+        deque(map(raw_decode, lines), maxlen=0)
+    except decode_error:
         return None
     return Run(src, lines, line, off, cr, blob=buf, exact=not cr)
 

@@ -232,7 +232,7 @@ def test_every_way_of_syncing_a_group_gives_the_same_result(
     monkeypatch.setattr(durable.BatchWriter, "USE_SYNCFS", False)
     runs["children"] = partition([src], tmp_path / "children", items_per_batch=50)
     monkeypatch.setenv("PATH", str(tmp_path / "no-such-dir"))
-    assert durable.shutil.which("sync") is None
+    assert shutil.which("sync") is None
     runs["threads"] = partition([src], tmp_path / "threads", items_per_batch=50)
     assert len(jobs) == used_syncfs  # only the default run used syncfs
     for name, summary in runs.items():
@@ -294,4 +294,4 @@ def test_fs_type_tells_which_file_systems_get_syncfs(tmp_path: Path) -> None:
     ).stdout.strip()
     assert durable.fs_type(tmp_path) == want
     if want in ("ext4", "xfs", "btrfs"):
-        assert durable.syncfs_suits(tmp_path) == (durable._SYNCFS is not None)
+        assert durable.syncfs_suits(tmp_path) == (durable._load_syncfs() is not None)
