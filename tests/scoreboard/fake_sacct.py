@@ -44,10 +44,12 @@ def main() -> int:
     keep = False
     with open(os.environ["FAKE_SACCT_DATA"]) as fh:
         for line in fh:
-            f = line.rstrip("\n").split("|")
-            if "." not in f[0]:
-                e = f[-1]
-                keep = start <= e <= end and (user is None or f[1].split("@")[0].lower() == user)
+            f = line.rstrip("\n").split("|")  # JobIDRaw|MaxRSS|AveRSS|ElapsedRaw|End|User|...
+            if len(f) < 6:
+                keep = False  # garbage rows: no End to select by
+            elif "." not in f[0]:
+                e = f[4]
+                keep = start <= e <= end and (user is None or f[5].split("@")[0].lower() == user)
             if keep:
                 sys.stdout.write(line)
     return 0

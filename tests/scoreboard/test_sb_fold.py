@@ -113,24 +113,28 @@ def test_damaged_stream_gives_the_same_sums_counters_and_problems():
         lambda ln: ln.replace("|", "||", 1),  # too many fields
         lambda ln: ln.replace("\n", "\r\n"),
     ]
+    # fields: JobIDRaw|MaxRSS|AveRSS|ElapsedRaw|End|User|State|AllocCPUS|NNodes|ReqMem|AllocTRES
     step_damage = [
-        lambda f: [*f[:7], "2048K", *f[8:]],
-        lambda f: [*f[:8], "1.5G", *f[9:]],
-        lambda f: [*f[:7], "", *f[8:]],
-        lambda f: [*f[:7], "-5", *f[8:]],
-        lambda f: [*f[:8], "abc", *f[9:]],
-        lambda f: [*f[:7], "0012", *f[8:]],
+        lambda f: [f[0], "2048K", *f[2:]],
+        lambda f: [*f[:2], "1.5G", *f[3:]],
+        lambda f: [f[0], "", *f[2:]],
+        lambda f: [f[0], "-5", *f[2:]],
+        lambda f: [*f[:2], "abc", *f[3:]],
+        lambda f: [f[0], "0012", *f[2:]],
+        lambda f: [*f[:3], "\n"],  # ends after AveRSS: its memory values are still read
+        lambda f: [*f[:2], "\n"],  # ends before AveRSS: too few fields
     ]
     job_damage = [
         lambda f: [*f[:3], "x1", *f[4:]],  # ElapsedRaw
-        lambda f: [*f[:6], "12Q", *f[7:]],  # ReqMem
-        lambda f: [*f[:9], f[9] + ",gres/gpu=x", *f[10:]],  # GPU count
-        lambda f: [*f[:10], "Unknown\n"],  # still running
-        lambda f: [*f[:1], "", *f[2:]],  # no User
-        lambda f: [*f[:7], "1048576", *f[8:]],  # MaxRSS on the job row (some sites)
-        lambda f: [*f[:2], "CANCELLED by 0", *f[3:]],  # a state not seen before
-        lambda f: [*f[:4], "-1", *f[5:]],  # negative AllocCPUS
+        lambda f: [*f[:9], "12Q", *f[10:]],  # ReqMem
+        lambda f: [*f[:10], f[10].rstrip("\n") + ",gres/gpu=x\n"],  # GPU count
+        lambda f: [*f[:4], "Unknown", *f[5:]],  # still running
+        lambda f: [*f[:5], "", *f[6:]],  # no User
+        lambda f: [f[0], "1048576", *f[2:]],  # MaxRSS on the job row (some sites)
+        lambda f: [*f[:6], "CANCELLED by 0", *f[7:]],  # a state not seen before
+        lambda f: [*f[:7], "-1", *f[8:]],  # negative AllocCPUS
         lambda f: [str(1 << 32), *f[1:]],  # id out of range
+        lambda f: [*f[:10], "gres/gpu:a100=1,gres/gpu=1\r\n"],  # CRLF on a resource tail
     ]
     for ln in lines + lines2:
         f = ln.split("|")

@@ -10,7 +10,7 @@ from slurmctl.scoreboard.schemas import TUI_METRICS
 
 
 def job(jid, user, end, elapsed=3600, cpus=1):
-    return f"{jid}|{user}|COMPLETED|{elapsed}|{cpus}|1|1M|||cpu={cpus},node=1|{end}\n"
+    return f"{jid}|||{elapsed}|{end}|{user}|COMPLETED|{cpus}|1|1M|cpu={cpus},node=1\n"
 
 
 def board(root, scope, window, metric="jobs"):
@@ -38,7 +38,7 @@ def test_rolling_window_edges(tmp_path):
         job(7, "w365", "2026-06-01T00:00:00"),
         job(8, "w365", "2026-07-01T00:00:00"),
     ]
-    ingest.ingest(root, "c1", sorted(lines, key=lambda ln: ln.rsplit("|", 1)[1]), FAIL)
+    ingest.ingest(root, "c1", sorted(lines, key=lambda ln: ln.split("|")[4]), FAIL)
     derive.derive(root, "c1", derive.Policy(min_jobs=1), now=datetime.datetime(2026, 11, 30, 12, 0, 0))
     assert board(root, "c1", "rolling-30d") == {"w30": 3}
     assert board(root, "c1", "rolling-365d") == {"w30": 4, "w365": 3}

@@ -212,8 +212,8 @@ def test_stale_lock_of_dead_process_is_taken_over(env):
 
 
 NEWBIE = "".join(
-    f"{jid}|newbie|COMPLETED|3600|2|1|1000M|||cpu=2,mem=1000M,node=1|{end}\n"
-    f"{jid}.batch||COMPLETED|3600|2|1||1000000|500000|cpu=2,mem=1000M,node=1|{end}\n"
+    f"{jid}|||3600|{end}|newbie|COMPLETED|2|1|1000M|cpu=2,mem=1000M,node=1\n"
+    f"{jid}.batch|1000000|500000|3600|{end}||COMPLETED|2|1||cpu=2,mem=1000M,node=1\n"
     for jid, end in (
         (9_000_001, "2026-08-05T10:00:00"),
         (9_000_002, "2026-09-05T10:00:00"),

@@ -5,8 +5,8 @@ followed by ingest's dedupe (tests/scoreboard/test_sb_fold.py checks that on cle
 input) without building a record or a sums list per job: a job's numbers go straight into its
 (user, day) accumulator and its steps' memory maxima are added when the next job row arrives.
 A 1M-job month is 3M rows and per-row interpreter work is what a poll's time goes to, so the
-well-formed common row runs inline on cache hits ((ReqMem, AllocCPUS, NNodes, AllocTRES) and
-(User, State) combinations repeat) and anything unusual -- a cache miss, a unit suffix, an empty or
+well-formed common row runs inline on cache hits (the "AllocCPUS|NNodes|ReqMem|AllocTRES" tail, User
+and State repeat) and anything unusual -- a cache miss, a unit suffix, an empty or
 bad value, an orphan step -- falls back to ``SacctParser._parse_job`` / ``_step_values``, which
 report problems and whose accepted values fill the caches.
 
@@ -18,7 +18,7 @@ loop -- the C iterators call the same functions and allocate the same objects as
 from typing import Any, Callable, Iterable
 
 from . import units
-from .parser import _CACHE_LIMIT, N_FIELDS, SacctParser
+from .parser import _CACHE_LIMIT, CPUS, JOBID, N_FIELDS, STATE, TRES, USER, SacctParser, _field_count
 from .schemas import AVG_MEM, MAX_MEM, N_SUMS
 
 _ID_LIMIT = 1 << 32
@@ -47,11 +47,11 @@ class Folder:
         self.av = 0
         self.month = ""
         self.sink = None  # type: Any
-        # "AllocCPUS|NNodes|ReqMem|||AllocTRES" -> (req bytes, cpus, gpus), User -> user and State ->
-        # failed: filled only from rows _parse_job accepted (the first with empty MaxRSS/AveRSS), so a
-        # hit needs no more checks. User and State are accepted independently of each other and of
-        # the rest of the row (_parse_job rejects only an empty User), so two lookups give the same
-        # answer as one keyed on the pair, without building a tuple per row.
+        # "AllocCPUS|NNodes|ReqMem|AllocTRES\n" -> (req bytes, cpus, gpus), User -> user and State ->
+        # failed: filled only from rows _parse_job accepted, so a hit needs no more checks. User and
+        # State are accepted independently of each other and of the rest of the row (_parse_job
+        # rejects only an empty User), so two lookups give the same answer as one keyed on the pair,
+        # without building a tuple per row.
         self.res_cache = {}  # type: dict
         self.user_cache = {}  # type: dict
         self.state_cache = {}  # type: dict
@@ -94,7 +94,7 @@ class Folder:
                 if line.startswith(prefix):
                     # A step of the current job (2 of every 3 rows): only MaxRSS and AveRSS matter.
                     try:
-                        _0, _1, _2, _3, _4, _5, _6, m, a, _9 = line.split("|", 9)
+                        _0, m, a, _3 = line.split("|", 3)
                         vm = int(m)
                         va = int(a)
                         if vm < 0 or va < 0:
@@ -112,19 +112,19 @@ class Folder:
                         av = va
                     continue
                 try:
-                    # A job row in two splits, not eleven fields: the middle of a well-formed job row,
-                    # "AllocCPUS|NNodes|ReqMem|MaxRSS|AveRSS|AllocTRES" with MaxRSS/AveRSS empty, is one
-                    # string and one cache key; a row with a wrong field count or a value not seen in an
-                    # accepted row misses the cache and takes the checked path below.
-                    jid, user, state, el, rest = line.split("|", 4)
-                    res, end = rest.rsplit("|", 1)
+                    # A job row in eight pieces, not eleven: its tail "AllocCPUS|NNodes|ReqMem|AllocTRES"
+                    # is one string and one cache key. A row with a wrong field count or a value not
+                    # seen in an accepted row misses a cache and takes the checked path below.
+                    jid, mrss, arss, el, end, user, state, res = line.split("|", 7)
                     req, ncpus, gpus = res_cache[res]
                     u = user_cache[user]
                     failed = state_cache[state]
                     job_id = int(jid)
                     elapsed = int(el)
                     if (
-                        elapsed < 0
+                        mrss
+                        or arss
+                        or elapsed < 0
                         or not 0 <= job_id < _ID_LIMIT
                         or end[10] != "T"
                         or end[4] != "-"
@@ -136,14 +136,13 @@ class Folder:
                     if len(f) != N_FIELDS:
                         ignored += 1
                         if line.strip():
-                            got_n = len(f)
-                            p._problem(lineno, f"expected {N_FIELDS} '|'-separated fields, got {got_n}", line)
+                            p._problem(lineno, _field_count(line), line)
                         continue
                     if target is not None:  # the previous job is complete: add its memory maxima
                         target[AVG_MEM] += av
                         target[MAX_MEM] += mx
                         target = None
-                    jid = f[0]
+                    jid = f[JOBID]
                     if "." in jid:
                         # sacct prints a job's steps right after it; a step without its job row just
                         # before (its job was malformed or outside the window) cannot be attributed.
@@ -157,10 +156,12 @@ class Folder:
                     job_id, u, end, s = rec
                     elapsed, cpu_s, gpus, gpu_s, req, failed = s[3], s[4], s[1], s[6], s[7], s[2]
                     av, mx = s[AVG_MEM], s[MAX_MEM]
-                    if len(res_cache) < _CACHE_LIMIT and not f[7] and not f[8]:
-                        res_cache["|".join(f[4:10])] = (req, int(f[4]), units.gpu_count(f[9]))
-                        user_cache[f[1]] = u
-                        state_cache[f[2]] = failed
+                    if len(res_cache) < _CACHE_LIMIT:
+                        # the fast path's key: everything after State, newline included
+                        tres = f[TRES].rstrip("\r\n")
+                        res_cache["|".join(f[CPUS:])] = (req, int(f[CPUS]), units.gpu_count(tres))
+                        user_cache[f[USER]] = u
+                        state_cache[f[STATE]] = failed
                 else:
                     if target is not None:  # the previous job is complete: add its memory maxima
                         target[AVG_MEM] += av

@@ -113,7 +113,7 @@ def generate(
         end_s = end.strftime("%Y-%m-%dT%H:%M:%S")
         tres = f"billing={cpus},cpu={cpus}{tres_gpu},mem={req // MIB}M,node={nnodes}"
         shown_user = user.upper() + "@EXAMPLE.ORG" if realm and rand() < 0.1 else user
-        write(f"{job_id}|{shown_user}|{state}|{elapsed}|{cpus}|{nnodes}|{req_text}|||{tres}|{end_s}\n")
+        write(f"{job_id}|||{elapsed}|{end_s}|{shown_user}|{state}|{cpus}|{nnodes}|{req_text}|{tres}\n")
         # steps: batch always, extern usually, a srun step sometimes; RSS in bytes (--noconvert)
         max_rss = ave_rss = 0
         n_steps = 1 + (rand() < 0.9) + (rand() < 0.2)
@@ -124,7 +124,7 @@ def generate(
             ave_rss = max(ave_rss, av)
             step_tres = f"cpu={cpus},mem={req // MIB}M,node={nnodes}"
             write(
-                f"{job_id}.{name}||{state.split()[0]}|{elapsed}|{cpus}|{nnodes}||{mx}|{av}|{step_tres}|{end_s}\n"
+                f"{job_id}.{name}|{mx}|{av}|{elapsed}|{end_s}||{state.split()[0]}|{cpus}|{nnodes}||{step_tres}\n"
             )
         acc = expected.get(user)
         if acc is None:
