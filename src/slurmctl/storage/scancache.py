@@ -30,10 +30,13 @@ matter):
 Editing a record file by hand *in place* within the same second as a scan defeats the identity
 check; the store's own writers never do that. ``SLURMCTL_SCAN_CACHE=0`` turns the cache off.
 
-The file format (3) is ``HEADER``, the CRC-32 of the payload (4 bytes, big-endian) and the payload,
-a :mod:`marshal` dump of a tuple (see ``_load``). Why marshal: it is built into the interpreter
-(no import at all, where msgpack cost ~20 ms of every ``status`` start-up) and loads 10k entries in
-~10 ms. Its format may change between Python versions, so the header names the version that wrote
+The file format (3) is ``HEADER`` and two sections, each the CRC-32 of its body (4 bytes), the
+body's length (8 bytes; both big-endian) and the body, a :mod:`marshal` dump: first the listing —
+``(fields, dir_ino, dir_mtime_ns, scan_ns, newest_mtime_ns, subdirs, keys, versions, values)``,
+columns sorted by file name — then the files' identities ``(inos, mtimes_ns, sizes)``, which
+only a scan of a changed directory decodes. Why marshal: it is built into the interpreter (no
+import at all, where msgpack cost ~20 ms of every ``status`` start-up) and loads 10k entries in a
+few ms. Its format may change between Python versions, so the header names the version that wrote
 it and any other version rebuilds the cache; marshal is not meant for untrusted bytes, so nothing
 is unmarshalled before its checksum matches (a torn write is rejected, not decoded).
 """
@@ -41,6 +44,7 @@ is unmarshalled before its checksum matches (a torn write is rejected, not decod
 from __future__ import annotations
 
 import contextlib
+import gc
 import marshal
 import os
 import sys
@@ -52,6 +56,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
 
+    # What a reader returns for one file: (ino, mtime_ns, size, version, value)
     Entry = tuple[int, int, int, int, Any]
     # read(dir_fd, file_names, fields) -> one Entry (or None: the file vanished) per name, in order
     Reader = Callable[[int, list[str], tuple[str, ...] | None], list[Entry | None]]
@@ -65,24 +70,89 @@ REWRITE_MIN = 64
 # ... and at most this often while the directory keeps changing (a running job polled every 0.5 s).
 REWRITE_EVERY_NS = 5_000_000_000
 
-# An Entry is a plain tuple (a class instance per record costs more to build and to marshal):
-INO, MTIME_NS, SIZE, VERSION, VALUE = range(5)
-
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_GONE = object()  # a slot whose file vanished between the listing and its read
 
 
 def enabled() -> bool:
     return os.environ.get("SLURMCTL_SCAN_CACHE", "1") not in ("0", "false", "no")
 
 
+class Scan:
+    """The records of one directory, as columns in file-name order: ``keys`` (file names without
+    ``.json``), their ``versions`` and ``values`` (whole values, or lists of the projected
+    fields); and the sorted names of its subdirectories."""
+
+    __slots__ = ("keys", "subdirs", "values", "versions")
+
+    def __init__(self, keys: list[str], versions: list[int], values: list[Any], subdirs: list[str]) -> None:
+        self.keys = keys
+        self.versions = versions
+        self.values = values
+        self.subdirs = subdirs
+
+
 class _Cache:
-    """One loaded cache file."""
+    """One loaded cache file; the identities section is decoded only when asked for."""
 
-    __slots__ = ("dir_ino", "dir_mtime_ns", "entries", "file_mtime_ns", "newest_ns", "scan_ns", "subdirs")
+    __slots__ = (
+        "dir_ino",
+        "dir_mtime_ns",
+        "file_mtime_ns",
+        "ids",
+        "keys",
+        "newest_ns",
+        "scan_ns",
+        "subdirs",
+        "values",
+        "versions",
+    )
 
-    def __init__(self, payload: Any, file_mtime_ns: int) -> None:
-        (self.dir_ino, self.dir_mtime_ns, self.scan_ns, self.newest_ns, self.subdirs, self.entries) = payload
+    def __init__(self, listing: Any, ids: memoryview, file_mtime_ns: int) -> None:
+        (
+            self.dir_ino,
+            self.dir_mtime_ns,
+            self.scan_ns,
+            self.newest_ns,
+            self.subdirs,
+            self.keys,
+            self.versions,
+            self.values,
+        ) = listing
+        self.ids = ids
         self.file_mtime_ns = file_mtime_ns
+
+    def identities(self) -> tuple[list[int], list[int], list[int]] | None:
+        """``(inos, mtimes_ns, sizes)`` in the order of ``keys``, or None if that section is torn."""
+        got = _section(self.ids, 0)
+        if got is None:
+            return None
+        try:
+            inos, mtimes, sizes = marshal.loads(got[0])
+        except (ValueError, TypeError, EOFError):
+            return None
+        if not len(inos) == len(mtimes) == len(sizes) == len(self.keys):
+            return None
+        return inos, mtimes, sizes
+
+
+def _section(data: memoryview, at: int) -> tuple[memoryview, int] | None:
+    """The body of the section starting at ``at`` and where the next one starts; None if the
+    section is truncated or its checksum does not match."""
+    start = at + 12
+    if len(data) < start:
+        return None
+    crc = int.from_bytes(data[at : at + 4], "big")
+    end = start + int.from_bytes(data[at + 4 : start], "big")
+    body = data[start:end]
+    if len(data) < end or zlib.crc32(body) != crc:
+        return None
+    return body, end
+
+
+def _pack(obj: Any) -> bytes:
+    body = marshal.dumps(obj)
+    return zlib.crc32(body).to_bytes(4, "big") + len(body).to_bytes(8, "big") + body
 
 
 def _read_all(fd: int) -> bytes:
@@ -101,27 +171,31 @@ def _load(path: str, fields: tuple[str, ...] | None) -> _Cache | None:
         return None
     try:
         mtime_ns = os.fstat(fd).st_mtime_ns
-        data = _read_all(fd)
+        data = memoryview(_read_all(fd))
     except OSError:
         return None
     finally:
         os.close(fd)
-    start = len(HEADER) + 4
-    if not data.startswith(HEADER) or zlib.crc32(data[start:]) != int.from_bytes(data[len(HEADER) : start]):
+    if data[: len(HEADER)] != HEADER:
+        return None
+    got = _section(data, len(HEADER))
+    if got is None:
         return None
     try:
-        stored_fields, *payload = marshal.loads(data[start:])
+        stored_fields, *listing = marshal.loads(got[0])
         if stored_fields != fields:  # two projections whose file names collide: just a miss
             return None
-        return _Cache(payload, mtime_ns)
+        cache = _Cache(listing, data[got[1] :], mtime_ns)
     except (ValueError, TypeError, EOFError):
         return None
+    if not len(cache.keys) == len(cache.versions) == len(cache.values):
+        return None
+    return cache
 
 
-def _store(path: str, payload: tuple[Any, ...]) -> None:
+def _store(path: str, listing: tuple[Any, ...], ids: tuple[list[int], list[int], list[int]]) -> None:
     """Replace the cache file (temp → rename, no fsync: a lost cache is rebuilt). Never raises."""
-    body = marshal.dumps(payload)
-    data = HEADER + zlib.crc32(body).to_bytes(4) + body
+    data = HEADER + _pack(listing) + _pack(ids)
     head, name = os.path.split(path)
     tmp = os.path.join(head, f".{name}.{os.getpid()}.tmp")
     try:
@@ -142,13 +216,13 @@ def _store(path: str, payload: tuple[Any, ...]) -> None:
             os.unlink(tmp)
 
 
-def _should_rewrite(loaded: _Cache | None, reread: int, entries: dict[str, Entry]) -> bool:
+def _should_rewrite(loaded: _Cache | None, reread: int, count: int) -> bool:
     """Whether this scan should replace the cache: there is none, many records were re-read, the
     set of records changed, or — at most every few seconds — anything at all was not reusable
     (so that a directory that has gone quiet soon qualifies for the no-stat shortcut)."""
     if loaded is None:
         return True
-    if reread >= max(1, min(REWRITE_MIN, len(entries) // 100)) or len(entries) != len(loaded.entries):
+    if reread >= max(1, min(REWRITE_MIN, count // 100)) or count != len(loaded.keys):
         return True
     return time.time_ns() - loaded.file_mtime_ns > REWRITE_EVERY_NS
 
@@ -163,18 +237,32 @@ def cache_file(cache_dir: str | os.PathLike[str], fields: tuple[str, ...] | None
 
 def scan_dir(
     base: str, cache_dir: str | os.PathLike[str], read: Reader, fields: tuple[str, ...] | None = None
-) -> tuple[dict[str, Entry], list[str]] | None:
-    """The records of the directory ``base``: ``({name: Entry}, subdirs)``, names without
-    ``.json``, both sorted; an Entry is the tuple ``(ino, mtime_ns, size, version, value)`` (index
-    it with ``VERSION`` and ``VALUE``). With ``fields``, each value is the list of those top-level
+) -> Scan | None:
+    """The records of the directory ``base`` (a :class:`Scan`: keys, versions, values in file-name
+    order, and the subdirectories). With ``fields``, each value is the list of those top-level
     fields (None where absent) — a smaller cache that loads several times faster. Returns None
     when ``base`` does not exist.
 
     ``read(dir_fd, file_names, fields)`` reads record files in the directory open as ``dir_fd``:
-    one Entry per name — with the identity of the file it read, taken by ``fstat`` on the open
-    file — or None where the file vanished. It is called only for the files the cache cannot
-    vouch for, at most once per scan. Rewrites the cache when that was many. Idempotent; raises
-    what ``read`` raises for an unreadable record."""
+    one entry ``(ino, mtime_ns, size, version, value)`` per name — with the identity of the file
+    it read, taken by ``fstat`` on the open file — or None where the file vanished. It is called
+    only for the files the cache cannot vouch for, at most once per scan. Rewrites the cache when
+    that was many. Idempotent; raises what ``read`` raises for an unreadable record."""
+    # The cyclic garbage collector is paused for the scan: it builds tens of thousands of
+    # containers that all stay alive, and the collections their allocations trigger (each one
+    # traversing everything built so far) cost several percent of a scan, for nothing.
+    paused = gc.isenabled()
+    gc.disable()
+    try:
+        return _scan_dir(base, cache_dir, read, fields)
+    finally:
+        if paused:
+            gc.enable()
+
+
+def _scan_dir(
+    base: str, cache_dir: str | os.PathLike[str], read: Reader, fields: tuple[str, ...] | None
+) -> Scan | None:
     path = cache_file(cache_dir, fields)
     t0 = time.monotonic_ns()
     loaded = _load(path, fields)
@@ -182,8 +270,13 @@ def scan_dir(
         dst = os.stat(base)
     except FileNotFoundError:
         return None
-    old: dict[str, Entry] = {}
     safe_before = 0
+    known: dict[str, int] = {}  # key -> its index in the loaded cache (and in the lists below)
+    old_versions: list[Any] = []
+    old_values: list[Any] = []
+    old_inos: list[int] = []
+    old_mtimes: list[int] = []
+    old_sizes: list[int] = []
     if loaded is not None:
         safe_before = loaded.file_mtime_ns - RACY_NS - loaded.scan_ns
         if (
@@ -192,50 +285,88 @@ def scan_dir(
             and dst.st_mtime_ns < safe_before
             and loaded.newest_ns < safe_before
         ):
-            # Nothing was created, renamed or removed here since the cache was written.
-            # Stored sorted by name (marshal keeps a dict's order): no sort needed here.
-            return loaded.entries, loaded.subdirs
-        old = loaded.entries
+            # Nothing was created, renamed or removed here since the cache was written: the
+            # listing is reused as stored (sorted), the identities are not even decoded.
+            return Scan(loaded.keys, loaded.versions, loaded.values, loaded.subdirs)
+        ids = loaded.identities()
+        if ids is not None:  # else: a torn identities section, every record is read again
+            known = {k: i for i, k in enumerate(loaded.keys)}
+            old_versions, old_values = loaded.versions, loaded.values
+            old_inos, old_mtimes, old_sizes = ids
 
-    entries: dict[str, Entry | None] = {}
+    keys: list[str] = []
+    versions: list[Any] = []
+    values: list[Any] = []
+    inos: list[int] = []
+    mtimes: list[int] = []
+    sizes: list[int] = []
     subdirs: list[str] = []
     to_read: list[str] = []
+    slots: list[int] = []
     stat = os.stat
     fd = os.open(base, os.O_RDONLY | os.O_DIRECTORY | _O_CLOEXEC)
     try:
         with os.scandir(fd) as it:
-            listing = sorted([(e.name, e.is_dir(follow_symlinks=False)) for e in it])
-        for name, is_dir in listing:
-            if is_dir:
-                subdirs.append(name)
-                continue
+            listing = []
+            for e in it:
+                if e.is_dir(follow_symlinks=False):
+                    subdirs.append(e.name)
+                else:
+                    listing.append(e.name)
+        listing.sort()  # names, not (name, is_dir) pairs: comparing str is several times cheaper
+        subdirs.sort()
+        for name in listing:
             if not name.endswith(".json") or name.startswith("."):
                 continue
             key = name[:-5]
-            prev = old.get(key)
-            if prev is not None and prev[MTIME_NS] < safe_before:
+            i = known.get(key)
+            if i is not None and old_mtimes[i] < safe_before:
                 try:
                     st = stat(name, dir_fd=fd)
                 except FileNotFoundError:
                     continue  # removed since the listing
-                if prev[INO] == st.st_ino and prev[MTIME_NS] == st.st_mtime_ns and prev[SIZE] == st.st_size:
-                    entries[key] = prev
+                if (
+                    old_inos[i] == st.st_ino
+                    and old_mtimes[i] == st.st_mtime_ns
+                    and old_sizes[i] == st.st_size
+                ):
+                    keys.append(key)
+                    versions.append(old_versions[i])
+                    values.append(old_values[i])
+                    inos.append(st.st_ino)
+                    mtimes.append(st.st_mtime_ns)
+                    sizes.append(st.st_size)
                     continue
             # A file the cache does not know (or no longer trusts): no stat here, the reader
             # takes the identity from the file it opens. Its slot keeps the sorted order.
-            entries[key] = None
+            slots.append(len(keys))
             to_read.append(name)
+            keys.append(key)
+            versions.append(None)
+            values.append(None)
+            inos.append(0)
+            mtimes.append(0)
+            sizes.append(0)
         if to_read:
-            for name, got in zip(to_read, read(fd, to_read, fields), strict=True):
+            gone = False
+            for slot, got in zip(slots, read(fd, to_read, fields), strict=True):
                 if got is None:
-                    del entries[name[:-5]]  # vanished since the listing
+                    versions[slot] = _GONE  # vanished since the listing
+                    gone = True
                 else:
-                    entries[name[:-5]] = got
+                    inos[slot], mtimes[slot], sizes[slot], versions[slot], values[slot] = got
+            if gone:
+                kept = [i for i, v in enumerate(versions) if v is not _GONE]
+                keys, versions, values = ([col[i] for i in kept] for col in (keys, versions, values))
+                inos, mtimes, sizes = ([col[i] for i in kept] for col in (inos, mtimes, sizes))
     finally:
         os.close(fd)
-    done: dict[str, Entry] = entries  # type: ignore[assignment]  # every None slot is filled or gone
-    if _should_rewrite(loaded, len(to_read), done):
-        newest = max((e[MTIME_NS] for e in done.values()), default=0)
+    if _should_rewrite(loaded, len(to_read), len(keys)):
         scan_ns = time.monotonic_ns() - t0
-        _store(path, (fields, dst.st_ino, dst.st_mtime_ns, scan_ns, newest, subdirs, done))
-    return done, subdirs
+        newest = max(mtimes, default=0)
+        _store(
+            path,
+            (fields, dst.st_ino, dst.st_mtime_ns, scan_ns, newest, subdirs, keys, versions, values),
+            (inos, mtimes, sizes),
+        )
+    return Scan(keys, versions, values, subdirs)

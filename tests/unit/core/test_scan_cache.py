@@ -149,3 +149,130 @@ def test_missing_directory_scans_empty(tmp_path: Path) -> None:
     store = FileStateStore(tmp_path, fsync=False)
     assert store.scan("tasks", "nothing/") == []
     assert store.scan_fields("tasks", "nothing/", ["state"]) == []
+
+
+def _write_raw(store: FileStateStore, key: str, text: str) -> None:
+    """A record file with exactly ``text`` in it (as a hand edit or another tool might leave it)."""
+    path = store.root / "tasks" / f"{key}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+ODD_VALUES = [
+    0,
+    -1,
+    2**63,
+    -(2**70),
+    0.1,
+    -0.0,
+    1e-310,
+    1.7976931348623157e308,
+    5e-324,
+    "",
+    'é\n\t"\\ \u2028 😀',
+    None,
+    True,
+    False,
+    [],
+    [1, [2, {"a": None}]],
+    {"nested": {"x": 1.5}},
+]
+
+
+@pytest.mark.parametrize("bulk", [False, True], ids=["json", "msgspec"])
+def test_projection_decodes_exactly_like_json_loads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bulk: bool
+) -> None:
+    """Both decoders of a projected scan (the C JSON scanner; msgspec for big reads) give what
+    json.loads gives, for any JSON value and for records only json.loads accepts (NaN, a BOM,
+    whitespace, lone surrogates, floats beyond range)."""
+    from slurmctl.storage import local
+
+    monkeypatch.setattr(local, "BULK_DECODE_MIN", 1 if bulk else 10**9)
+    store = FileStateStore(tmp_path, fsync=False)
+    rng = random.Random(11)
+    fields = ("state", "n", "absent", "x")
+    want = []
+    for i in range(300):
+        value = {"state": rng.choice(ODD_VALUES), "n": rng.random() * 10 ** rng.randint(-300, 300)}
+        if rng.random() < 0.5:
+            value["x"] = rng.choice(ODD_VALUES)
+        value["other"] = rng.choice(ODD_VALUES)  # not projected
+        store.create("tasks", f"j/t{i:03d}", value)
+        want.append((f"j/t{i:03d}", [value.get(f) for f in fields]))
+    odd = {
+        "j/u0": ('{"version": 1, "value": {"state": NaN, "n": Infinity}}', [float("nan"), float("inf")]),
+        "j/u1": ('\ufeff{"version":1,"value":{"state":"bom"}}', ["bom", None]),
+        "j/u2": (' \n{"version":1,"value":{"state":"ws"}}\n\n', ["ws", None]),
+        "j/u3": ('{"version":1,"value":{"state":"\\ud800"}}', ["\ud800", None]),
+        "j/u4": ('{"version":1,"value":{"state":1e999}}', [float("inf"), None]),
+        "j/u5": ('{"version":1,"value":{"state":"a","state":"b"}}', ["b", None]),
+    }
+    for key, (text, _) in odd.items():
+        if key == "j/u1":
+            (store.root / "tasks" / "j").mkdir(parents=True, exist_ok=True)
+            (store.root / "tasks" / f"{key}.json").write_bytes(text.encode("utf-8"))
+        else:
+            _write_raw(store, key, text)
+    got = store.scan_fields("tasks", "j/", fields)
+    assert got[: len(want)] == want
+    assert [k for k, _ in got[len(want) :]] == list(odd)
+    for (key, vals), (_, want_vals) in zip(got[len(want) :], odd.values(), strict=True):
+        assert repr(vals[:2]) == repr(want_vals), key  # repr: nan == nan is False
+    assert got == store.scan_fields("tasks", "j/", fields)  # and the cached copy is the same
+
+
+@pytest.mark.parametrize("bulk", [False, True], ids=["json", "msgspec"])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ('{"version": 1, "value": {"state": "x"}', "Expecting"),
+        ("", "Expecting value"),
+        ('{"version": 1, "value": 5}', "its value is not an object"),
+        ('{"value": {}}', "not a state record"),
+        ("[1, 2]", "not a state record"),
+        ('{"version": 1, "value": {}} {}', "Extra data"),
+    ],
+)
+def test_unreadable_record_is_a_clear_storage_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bulk: bool, text: str, message: str
+) -> None:
+    from slurmctl.errors import StorageError
+    from slurmctl.storage import local
+
+    monkeypatch.setattr(local, "BULK_DECODE_MIN", 1 if bulk else 10**9)
+    store = FileStateStore(tmp_path, fsync=False)
+    store.create("tasks", "j/a", {"state": "queued"})
+    _write_raw(store, "j/b", text)
+    with pytest.raises(StorageError) as err:
+        store.scan_fields("tasks", "j/", ["state"])
+    assert str(tmp_path / "tasks" / "j" / "b.json") in str(err.value) and message in str(err.value)
+    if "value" not in message or "object" not in message:  # the whole-value scan fails the same way
+        with pytest.raises(StorageError, match=message):
+            store.scan("tasks", "j/")
+
+
+def test_torn_or_foreign_cache_sections_are_rebuilt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A cache whose identities section is torn (a crash without fsync), whose header names
+    another Python, or whose bytes were flipped is never trusted: the records are read again."""
+    store = FileStateStore(tmp_path, fsync=False)
+    for i in range(40):
+        store.create("tasks", f"job/t{i:02d}", {"i": i})
+    _age_everything(tmp_path, 60)
+    want = _uncached(store, "tasks", "job/", monkeypatch)
+    assert _cached(store, "tasks", "job/") == want
+    cache = Path(scancache.cache_file(tmp_path / ".scan-cache" / "tasks" / "job", None))
+    good = cache.read_bytes()
+    store.update("tasks", "job/t05", lambda v: {**v, "i": -5})  # the directory changed: stats needed
+    want = _uncached(store, "tasks", "job/", monkeypatch)
+    reads = _count_reads(store, monkeypatch)
+    for broken in (
+        good[:-10],  # torn identities section
+        good.replace(b"py3.", b"py9.", 1),  # written by another Python
+        good[:60] + bytes([good[60] ^ 0xFF]) + good[61:],  # a flipped byte in the listing
+    ):
+        cache.write_bytes(broken)
+        _age_everything(tmp_path, 60)
+        reads.clear()
+        assert _cached(store, "tasks", "job/") == want
+        assert len(reads) == 40, broken[:40]  # nothing trusted: every record read again
