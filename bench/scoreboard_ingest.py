@@ -52,9 +52,10 @@ def child_baseline(data: str) -> dict:
     for r in rows:
         if "." in r[0]:
             continue
-        acc = sums.setdefault(r[1], [0, 0])
+        # fields in parser.FIELDS order: User is r[5], ElapsedRaw r[3], AllocCPUS r[7]
+        acc = sums.setdefault(r[5], [0, 0])
         acc[0] += 1
-        acc[1] += int(r[3]) * int(r[4])
+        acc[1] += int(r[3]) * int(r[7])
     return {"seconds": time.time() - t, "rows": len(rows), "users": len(sums)}
 
 
