@@ -298,6 +298,21 @@ def test_status_json_and_unknown_job(tmp_path):
             }
         else:
             assert fast.out == slow.out, args
+    # without --root or SLURMCTL_ROOT both open ~/.slurmctl (the fast path opens it itself)
+    home_env = {k: v for k, v in os.environ.items() if k != "SLURMCTL_ROOT"} | {"HOME": str(tmp_path / "h")}
+    answers = [
+        subprocess.run(
+            [sys.executable, "-m", "slurmctl", "status", "nope", *extra],
+            capture_output=True,
+            text=True,
+            env=home_env | full_env,
+            timeout=120,
+        )
+        for extra in ((), ("--json",))
+        for full_env in ({}, full)
+    ]
+    assert {(a.returncode, a.stdout, a.stderr) for a in answers} == {(5, "", answers[0].stderr)}, answers
+    assert f"local:{tmp_path / 'h' / '.slurmctl'}" in answers[0].stderr
     # forms the fast path leaves to the full CLI still work
     assert slurmctl("status", "--help", root=root).code == 0
     r = slurmctl("status", job_id, "--bogus", root=root)

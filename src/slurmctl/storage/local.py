@@ -22,7 +22,6 @@ import json
 import operator
 import os
 import time
-from pathlib import Path
 
 from slurmctl.errors import ConflictError, ObjectNotFoundError, StorageError
 from slurmctl.fsutil import CHUNK, atomic_writer, fsync_dir, sha256_bytes, sha256_file
@@ -30,10 +29,12 @@ from slurmctl.storage import scancache
 from slurmctl.storage.base import Backend, ObjectInfo, ObjectStore, Record, StateStore
 
 # Imported where used, not here: `status` imports this module, and every module-level import is
-# paid by each call (tempfile, shutil and socket were ~15 ms of a ~0.2 s command).
+# paid by each call (tempfile, shutil and socket were ~15 ms of a ~0.2 s command; pathlib, which
+# only the writers use, ~5 ms).
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
+    from pathlib import Path
     from typing import Any
 
     from slurmctl.storage.scancache import Entry
@@ -150,7 +151,7 @@ def _check_key(key: str) -> str:
     return key
 
 
-def _link_exclusive(tmp: Path, target: Path) -> bool:
+def _link_exclusive(tmp: str | os.PathLike[str], target: str | os.PathLike[str]) -> bool:
     """Hard-link ``tmp`` to ``target``; False if ``target`` exists. The temp file is removed."""
     try:
         os.link(tmp, target)
@@ -160,6 +161,34 @@ def _link_exclusive(tmp: Path, target: Path) -> bool:
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+
+
+def _absolute(root: str | os.PathLike[str]) -> str:
+    """``str(Path(root).expanduser().absolute())`` without importing pathlib: ``~`` expanded,
+    relative to the working directory, empty and ``.`` components dropped, ``..`` kept (the
+    filesystem resolves it: ``a/link/..`` need not be ``a``), and POSIX's leading ``//`` kept."""
+    path = os.path.expanduser(os.fspath(root))
+    if not path.startswith("/"):
+        cwd = os.getcwd()
+        path = f"{cwd}/{path}" if path else cwd
+    lead = "//" if path.startswith("//") and not path.startswith("///") else "/"
+    return lead + "/".join(p for p in path.split("/") if p and p != ".")
+
+
+class _RootDir:
+    """A store's root directory: kept as a string for the readers, a Path made on first use."""
+
+    _root: str
+    _root_path: Path | None = None
+
+    @property
+    def root(self) -> Path:
+        """The root directory, as a Path (pathlib is imported by the first writer to need it)."""
+        if self._root_path is None:
+            from pathlib import Path
+
+            self._root_path = Path(self._root)
+        return self._root_path
 
 
 class _DeferrableSync:
@@ -179,9 +208,9 @@ class _DeferrableSync:
                 os.sync()
 
 
-class LocalObjectStore(_DeferrableSync, ObjectStore):
-    def __init__(self, root: Path, *, fsync: bool = True) -> None:
-        self.root = Path(root)
+class LocalObjectStore(_RootDir, _DeferrableSync, ObjectStore):
+    def __init__(self, root: str | os.PathLike[str], *, fsync: bool = True) -> None:
+        self._root = os.fspath(root)
         self.fsync = fsync
 
     def _path(self, key: str) -> Path:
@@ -202,7 +231,7 @@ class LocalObjectStore(_DeferrableSync, ObjectStore):
     def put_file(self, key: str, path: Path) -> ObjectInfo:
         target = self._path(key)
         try:
-            if Path(path).resolve() == target.resolve():
+            if os.path.realpath(path) == os.path.realpath(target):
                 return ObjectInfo(key, target.stat().st_size, sha256_file(target))
             import shutil
 
@@ -224,7 +253,7 @@ class LocalObjectStore(_DeferrableSync, ObjectStore):
                 f.flush()
                 if self.fsync:
                     os.fsync(f.fileno())
-            created = _link_exclusive(Path(tmp), target)
+            created = _link_exclusive(tmp, target)
         except OSError as exc:
             raise StorageError(f"cannot write {target}: {exc.strerror}") from exc
         if not created:
@@ -253,7 +282,7 @@ class LocalObjectStore(_DeferrableSync, ObjectStore):
             raise ObjectNotFoundError(key) from exc
         except OSError as exc:
             raise StorageError(f"cannot copy {src} to {path}: {exc.strerror}") from exc
-        return ObjectInfo(key, Path(path).stat().st_size, sha256_file(path))
+        return ObjectInfo(key, os.stat(path).st_size, sha256_file(path))
 
     def head(self, key: str) -> ObjectInfo | None:
         path = self._path(key)
@@ -291,11 +320,13 @@ class LocalObjectStore(_DeferrableSync, ObjectStore):
             self._path(key).unlink()
 
 
-class FileStateStore(_DeferrableSync, StateStore):
+class FileStateStore(_RootDir, _DeferrableSync, StateStore):
     """Versioned JSON records, one file each: ``<root>/<table>/<key>.json``."""
 
-    def __init__(self, root: Path, *, fsync: bool = True, stale_lock_s: float = 30.0) -> None:
-        self.root = Path(root)
+    def __init__(
+        self, root: str | os.PathLike[str], *, fsync: bool = True, stale_lock_s: float = 30.0
+    ) -> None:
+        self._root = os.fspath(root)
         self.fsync = fsync
         self.stale_lock_s = stale_lock_s
         self._host_name: str | None = None
@@ -415,7 +446,7 @@ class FileStateStore(_DeferrableSync, StateStore):
         return out
 
     def get(self, table: str, key: str) -> Record | None:
-        return self._read(self._path(table, key), key)
+        return self._read(os.path.join(self._root, _check_key(table), f"{_check_key(key)}.json"), key)
 
     def _write(self, path: Path, key: str, version: int, value: dict[str, Any]) -> Record:
         data = json.dumps({"version": version, "value": value}, separators=(",", ":")).encode()
@@ -439,7 +470,7 @@ class FileStateStore(_DeferrableSync, StateStore):
             fd, tmp = tempfile.mkstemp(prefix=f".{lock.name}.", suffix=".tmp", dir=lock.parent)
             with os.fdopen(fd, "wb") as f:
                 f.write(info)
-            if _link_exclusive(Path(tmp), lock):
+            if _link_exclusive(tmp, lock):
                 break
             self._break_if_stale(lock)
             if time.monotonic() > deadline:
@@ -482,7 +513,7 @@ class FileStateStore(_DeferrableSync, StateStore):
             f.flush()
             if self.fsync:
                 os.fsync(f.fileno())
-        if not _link_exclusive(Path(tmp), path):
+        if not _link_exclusive(tmp, path):
             raise ConflictError(f"{table}/{key}", "record already exists")
         return Record(key, 1, value)
 
@@ -498,10 +529,11 @@ class FileStateStore(_DeferrableSync, StateStore):
                 )
             return self._write(path, key, expected_version + 1, value)
 
-    def _location(self, table: str, prefix: str) -> tuple[Path, str, str]:
+    def _location(self, table: str, prefix: str) -> tuple[str, str, str]:
         """(directory to list, key prefix of its records, name prefix to match) for a scan."""
         head, _, name_prefix = prefix.rpartition("/")
-        base = self.root / _check_key(table) / head if head else self.root / _check_key(table)
+        table_dir = os.path.join(self._root, _check_key(table))
+        base = os.path.join(table_dir, head) if head else table_dir
         return base, f"{head}/" if head else "", name_prefix
 
     def scan(self, table: str, prefix: str = "") -> list[Record]:
@@ -541,12 +573,12 @@ class FileStateStore(_DeferrableSync, StateStore):
         the keys, versions and values of the records, in the same order as ``scan``, reading only
         the record files that changed since the last scan."""
         base, key_head, name_prefix = self._location(table, prefix)
-        where = str(base)
+        where = base
 
         def read(dir_fd: int, names: list[str], fields: tuple[str, ...] | None) -> list[Entry | None]:
             return self._read_many(dir_fd, names, fields, where, key_head)
 
-        cache_dir = os.path.join(self.root, ".scan-cache", table, key_head)
+        cache_dir = os.path.join(self._root, ".scan-cache", table, key_head)
         found = scancache.scan_dir(where, cache_dir, read, fields)
         if found is None:
             return [], [], []
@@ -582,19 +614,20 @@ class FileStateStore(_DeferrableSync, StateStore):
             self._path(table, key).unlink()
 
 
-def local_backend(root: Path, *, fsync: bool = True) -> Backend:
-    """The local backend rooted at ``root`` (created if missing)."""
-    root = Path(root).expanduser().absolute()
+def local_backend(root: str | os.PathLike[str], *, fsync: bool = True) -> Backend:
+    """The local backend rooted at ``root`` (``~`` expanded, made absolute; created if missing).
+    Raises StorageError if it cannot be created. Idempotent."""
+    path = _absolute(root)
     try:
-        root.mkdir(parents=True, exist_ok=True)
+        os.makedirs(path, exist_ok=True)
     except OSError as exc:
         raise StorageError(
-            f"cannot create backend root {root}: {exc.strerror}",
+            f"cannot create backend root {path}: {exc.strerror}",
             hint="set backend.root in the job file or --root / SLURMCTL_ROOT to a writable directory",
         ) from exc
     return Backend(
-        objects=LocalObjectStore(root, fsync=fsync),
-        state=FileStateStore(root / "state", fsync=fsync),
-        description=f"local:{root}",
-        spec={"kind": "local", "root": str(root)},
+        objects=LocalObjectStore(path, fsync=fsync),
+        state=FileStateStore(os.path.join(path, "state"), fsync=fsync),
+        description=f"local:{path}",
+        spec={"kind": "local", "root": path},
     )

@@ -29,6 +29,10 @@ def _loaded_after(code: str) -> set[str]:
         ),
         (
             "status fast path (slurmctl status JOB --json)",
+            "import slurmctl.cli.fast, slurmctl.status, slurmctl.storage.local",
+        ),
+        (
+            "status (human view: rich, but no typer/pydantic)",
             "import slurmctl.cli.fast, slurmctl.cli.common, slurmctl.status, slurmctl.storage.local",
         ),
     ],
@@ -36,6 +40,57 @@ def _loaded_after(code: str) -> set[str]:
 def test_light_paths_do_not_import_heavy_libraries(what: str, code: str) -> None:
     heavy = sorted(set(HEAVY) & _loaded_after(code))
     assert not heavy, f"{what} imports {heavy}"
+
+
+# Modules the status fast path must not import, even while it runs (not just at import time):
+# each cost 5-60 ms of a command whose whole budget on a 10k-task job is 0.3 s. msgspec is fine
+# for a cold scan of thousands of records (it pays for itself there), never for a small job.
+STATUS_MUST_NOT_LOAD = (
+    "msgspec",
+    "typing_extensions",
+    "typing",
+    "pathlib",
+    "inspect",
+    "dataclasses",
+    "socket",
+    "uuid",
+    "hashlib",
+    "tempfile",
+    "shutil",
+    "slurmctl.cli.common",
+    "slurmctl.storage.open",
+    "slurmctl.coordinator",
+)
+
+
+def test_status_fast_path_run_loads_only_what_it_needs(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """`slurmctl status JOB --json` on a real (small) job, under ``-X importtime``: every module
+    the process imported, from start to exit, is listed — none of the heavy ones may be."""
+    import os
+
+    from slurmctl.storage.local import local_backend
+
+    state = local_backend(tmp_path).state
+    state.create("jobs", "j1", {"job_id": "j1", "name": "n", "state": "running", "total_items": 3})
+    for i, st in enumerate(("succeeded", "running", "queued")):
+        value = {"state": st, "items_total": 1, "items_done": int(st == "succeeded")}
+        state.create("tasks", f"j1/t{i}", value)
+    env = dict(os.environ, SLURMCTL_ROOT=str(tmp_path))
+    env.pop("SLURMCTL_NO_FAST_PATH", None)
+    for run in ("first (no scan cache)", "second (cached)"):
+        p = subprocess.run(
+            [sys.executable, "-X", "importtime", "-m", "slurmctl", "status", "j1", "--json"],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=False,
+        )
+        assert p.returncode == 0, p.stderr[-2000:]
+        assert json.loads(p.stdout)["task_states"]["running"] == 1
+        loaded = {line.rsplit("|", 1)[-1].strip() for line in p.stderr.splitlines() if "import time:" in line}
+        assert "slurmctl.status" in loaded  # the probe sees the run's imports
+        bad = sorted(m for m in loaded if m in STATUS_MUST_NOT_LOAD or m.split(".")[0] in HEAVY)
+        assert not bad, f"{run}: `status --json` imported {bad}"
 
 
 def test_the_probe_sees_heavy_imports() -> None:
