@@ -63,18 +63,34 @@ def folded(lines, allowed=None, bloom=None):
 
 
 def assert_same(lines, allowed=None, bloom=None):
+    """The fold of ``lines`` as str and as bytes (what the poller passes) both equal the reference."""
     p1, s1, o1 = reference(list(lines), allowed, bloom)
-    p2, s2, o2 = folded(list(lines), allowed, bloom)
-    counters = ("rows", "jobs", "steps", "orphan_steps", "skipped", "unended")
-    assert {c: getattr(p2, c) for c in counters} == {c: getattr(p1, c) for c in counters}
-    assert p2.problems == p1.problems
-    assert p2.users == p1.users
-    assert o2 == o1
-    assert sorted(s2) == sorted(s1)
-    for month in s1:
-        a, b = s1[month], s2[month]
-        assert (b.acc, b.batch, b.duplicates, b.suspects) == (a.acc, a.batch, a.duplicates, a.suspects), month
+    for stream in (list(lines), [ln.encode() for ln in lines]):
+        p2, s2, o2 = folded(stream, allowed, bloom)
+        counters = ("rows", "jobs", "steps", "orphan_steps", "skipped", "unended")
+        assert {c: getattr(p2, c) for c in counters} == {c: getattr(p1, c) for c in counters}
+        assert p2.problems == p1.problems
+        assert p2.users == p1.users
+        assert o2 == o1
+        assert sorted(s2) == sorted(s1)
+        for month in s1:
+            a, b = s1[month], s2[month]
+            got = (b.acc, b.batch, b.duplicates, b.suspects)
+            assert got == (a.acc, a.batch, a.duplicates, a.suspects), month
     return p2, s2
+
+
+def test_bytes_with_invalid_utf8_reads_like_the_replaced_text():
+    """sacct's text stream was decoded with errors="replace": bytes that are not UTF-8 give the same."""
+    lines = read_lines(golden("handmade.sacct"))
+    raw = [ln.encode() for ln in lines]
+    raw[0] = raw[0].replace(b"Alice@", b"Al\xffce@")  # a job row's User
+    raw[1] = raw[1].replace(b"|1048576|", b"|10\xfe48576|")  # a step's MaxRSS
+    text = [ln.decode("utf-8", "replace") for ln in raw]
+    p1, s1, _o1 = reference(text)
+    p2, s2, _o2 = folded(raw)
+    assert p2.problems == p1.problems and p2.users == p1.users and "al\ufffdce" in p2.users
+    assert {m: s.acc for m, s in s2.items()} == {m: s.acc for m, s in s1.items()}
 
 
 def synthetic(n_jobs, seed, **kw):

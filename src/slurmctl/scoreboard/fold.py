@@ -15,13 +15,22 @@ Measured and rejected (2026-11-23, bench/scoreboard_ingest.py): splitting whole 
 loop -- the C iterators call the same functions and allocate the same objects as the bytecode does.
 """
 
-from typing import Any, Callable, Iterable
+import itertools
+from typing import Any, AnyStr, Callable, Iterable, Union
 
 from . import units
-from .parser import _CACHE_LIMIT, CPUS, JOBID, N_FIELDS, STATE, TRES, USER, SacctParser, _field_count
+from .parser import _CACHE_LIMIT, CPUS, N_FIELDS, STATE, TRES, USER, SacctParser, _field_count
 from .schemas import AVG_MEM, MAX_MEM, N_SUMS
 
 _ID_LIMIT = 1 << 32
+# End's day of month, "01".."31", as the str key the month accumulators use, from a str or bytes slice.
+_DAYS = {f"{d:02d}": f"{d:02d}" for d in range(1, 32)}
+_DAYS_B = {k.encode(): v for k, v in _DAYS.items()}
+
+
+def _text(line: Union[str, bytes]) -> str:
+    # sacct's stream was decoded with errors="replace" before the fold took bytes: the same here
+    return line.decode("utf-8", "replace") if isinstance(line, bytes) else line
 
 
 class Folder:
@@ -56,7 +65,7 @@ class Folder:
         self.user_cache = {}  # type: dict
         self.state_cache = {}  # type: dict
 
-    def fold(self, lines: Iterable[str]) -> int:
+    def fold(self, lines: Iterable[AnyStr]) -> int:
         """Fold every row of ``lines`` into the sinks; return how many jobs ``route`` refused.
 
         Not idempotent (it adds). Never raises on bad content.
@@ -71,7 +80,18 @@ class Folder:
             self.target[MAX_MEM] += self.mx
             self.target = None
 
-    def _rows(self, lines: Iterable[str]) -> None:
+    def _rows(self, lines: Iterable[AnyStr]) -> None:
+        it = iter(lines)
+        first = next(it, None)
+        if first is None:
+            return
+        # The poller hands over sacct's bytes (no UTF-8 decoding and no str copies of 300 MB of text;
+        # int() of bytes skips the str-to-ASCII conversion int() of a str makes); tests and other callers
+        # pass str. The loop is the same for both: only its constants change type. Anything off the
+        # fast path is decoded (invalid UTF-8 replaced, as sacct's text stream did) and parsed as str.
+        binary = isinstance(first, bytes)
+        sep, dot, t_char, dash = (b"|", b".", ord("T"), ord("-")) if binary else ("|", ".", "T", "-")
+        days = _DAYS_B if binary else _DAYS
         p = self.parser
         route = self.route
         # Per-row counters cost time: only rare events are counted in the loop; rows and steps are
@@ -79,6 +99,8 @@ class Folder:
         lineno = lineno0 = self.lineno
         jobs = rejected = ignored = orphans = outside = 0
         prefix, target, mx, av = self.prefix, self.target, self.mx, self.av
+        if isinstance(prefix, bytes) != binary:
+            prefix = prefix.encode() if binary else prefix.decode()
         last_month, sink = self.month, self.sink
         batch = acc_map = bloom = None  # type: Any
         if sink is not None:
@@ -89,19 +111,19 @@ class Folder:
         parse_job = p._parse_job
         step_values = p._step_values
         try:
-            for line in lines:
+            for line in itertools.chain((first,), it):
                 lineno += 1
                 if line.startswith(prefix):
                     # A step of the current job (2 of every 3 rows): only MaxRSS and AveRSS matter.
                     try:
-                        _0, m, a, _3 = line.split("|", 3)
+                        _0, m, a, _3 = line.split(sep, 3)
                         vm = int(m)
                         va = int(a)
                         if vm < 0 or va < 0:
                             raise ValueError(m)
                     except ValueError:
                         # rare: an empty or unit-suffixed value (1024K), garbage, a wrong field count
-                        got = step_values(line, lineno)
+                        got = step_values(_text(line), lineno)
                         if got is None:
                             ignored += 1
                             continue
@@ -115,10 +137,11 @@ class Folder:
                     # A job row in eight pieces, not eleven: its tail "AllocCPUS|NNodes|ReqMem|AllocTRES"
                     # is one string and one cache key. A row with a wrong field count or a value not
                     # seen in an accepted row misses a cache and takes the checked path below.
-                    jid, mrss, arss, el, end, user, state, res = line.split("|", 7)
+                    jid, mrss, arss, el, end, user, state, res = line.split(sep, 7)
                     req, ncpus, gpus = res_cache[res]
                     u = user_cache[user]
                     failed = state_cache[state]
+                    day = days[end[8:10]]
                     job_id = int(jid)
                     elapsed = int(el)
                     if (
@@ -126,42 +149,53 @@ class Folder:
                         or arss
                         or elapsed < 0
                         or not 0 <= job_id < _ID_LIMIT
-                        or end[10] != "T"
-                        or end[4] != "-"
+                        or end[10] != t_char
+                        or end[4] != dash
                         or len(end) < 19
                     ):
                         raise ValueError(jid)
+                    month = end[:7]
                 except (ValueError, KeyError, IndexError):
-                    f = line.split("|")
+                    sline = _text(line)
+                    f = sline.split("|")
                     if len(f) != N_FIELDS:
                         ignored += 1
-                        if line.strip():
-                            p._problem(lineno, _field_count(line), line)
+                        if sline.strip():
+                            p._problem(lineno, _field_count(sline), sline)
                         continue
                     if target is not None:  # the previous job is complete: add its memory maxima
                         target[AVG_MEM] += av
                         target[MAX_MEM] += mx
                         target = None
-                    jid = f[JOBID]
-                    if "." in jid:
+                    jid = line.split(sep, 1)[0]
+                    if dot in jid:
                         # sacct prints a job's steps right after it; a step without its job row just
                         # before (its job was malformed or outside the window) cannot be attributed.
                         orphans += 1
                         continue
-                    rec = parse_job(f, lineno, line)  # reports the problem or fills caches
+                    rec = parse_job(f, lineno, sline)  # reports the problem or fills caches
                     if rec is None:
                         rejected += 1
-                        prefix = "\0"  # its steps become orphans, as in parse
+                        prefix = b"\0" if binary else "\0"  # its steps become orphans, as in parse
                         continue
                     job_id, u, end, s = rec
                     elapsed, cpu_s, gpus, gpu_s, req, failed = s[3], s[4], s[1], s[6], s[7], s[2]
                     av, mx = s[AVG_MEM], s[MAX_MEM]
+                    day = end[8:10]
+                    month = end[:7]
+                    if binary:
+                        month = month.encode()
                     if len(res_cache) < _CACHE_LIMIT:
-                        # the fast path's key: everything after State, newline included
+                        # the fast path's keys, in the stream's type: the tail after State (newline
+                        # included), User, State
                         tres = f[TRES].rstrip("\r\n")
-                        res_cache["|".join(f[CPUS:])] = (req, int(f[CPUS]), units.gpu_count(tres))
-                        user_cache[f[USER]] = u
-                        state_cache[f[STATE]] = failed
+                        value = (req, int(f[CPUS]), units.gpu_count(tres))
+                        keys = ("|".join(f[CPUS:]), f[USER], f[STATE])
+                        if binary:
+                            keys = tuple(k.encode() for k in keys)
+                        res_cache[keys[0]] = value
+                        user_cache[keys[1]] = u
+                        state_cache[keys[2]] = failed
                 else:
                     if target is not None:  # the previous job is complete: add its memory maxima
                         target[AVG_MEM] += av
@@ -171,10 +205,9 @@ class Folder:
                     gpu_s = gpus * elapsed
                     mx = av = 0
                 jobs += 1
-                prefix = jid + "."  # "123." also guards "1234.batch"
-                month = end[:7]
+                prefix = jid + dot  # "123." also guards "1234.batch"
                 if month != last_month:
-                    sink = route(month)
+                    sink = route(month.decode() if binary else month)
                     if sink is None:
                         outside += 1
                         continue
@@ -186,10 +219,10 @@ class Folder:
                 if bloom is not None and job_id in bloom:
                     target = [1, 1 if gpus else 0, failed, elapsed, cpu_s, elapsed if gpus else 0, gpu_s]
                     target += (req, 0, 0)
-                    sink.suspects.append((job_id, u, end[8:10], target))
+                    sink.suspects.append((job_id, u, day, target))
                     continue
                 batch.add(job_id)
-                key = (u, end[8:10])
+                key = (u, day)
                 target = acc_map.get(key)
                 if target is None:
                     target = acc_map[key] = [0] * N_SUMS

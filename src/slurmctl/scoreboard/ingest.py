@@ -10,7 +10,7 @@ the whole stream was read without error; then each month's state is written with
 """
 
 import datetime
-from typing import Iterable, List, Optional, Set
+from typing import AnyStr, Iterable, List, Optional, Set
 
 from . import dedupe, fsutil, layout, store
 from .config import DEFAULT_BLOOM_FP_RATE
@@ -155,7 +155,7 @@ def utc_now_iso(now: Optional[float] = None) -> str:
 def ingest(
     root: str,
     cluster: str,
-    lines: Iterable[str],
+    lines: Iterable[AnyStr],
     failure_states: Iterable[str],
     bloom_p: float = DEFAULT_BLOOM_FP_RATE,
     source: str = "sacct",
@@ -163,7 +163,7 @@ def ingest(
     asof: Optional[str] = None,
     after_parse=None,
 ) -> BatchResult:
-    """Parse ``lines`` (sacct -P output in ``parser.FIELDS`` order) and commit the new jobs.
+    """Parse ``lines`` (sacct -P output in ``parser.FIELDS`` order, str or UTF-8 bytes); commit new jobs.
 
     ``months_allowed`` (when given) drops jobs whose End month is outside it (sacct's window should
     already guarantee that). ``after_parse`` (a callable) runs after the stream is consumed and before

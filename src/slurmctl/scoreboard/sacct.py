@@ -65,8 +65,9 @@ def sacct_env() -> dict:
 
 
 class Sacct:
-    """Runs sacct politely. ``consume(lines, finish)`` must iterate ``lines`` and call ``finish()`` before
-    committing anything; ``finish`` raises when the call failed."""
+    """Runs sacct politely. ``consume(lines, finish)`` must iterate ``lines`` (bytes, one output line
+    each, newline included) and call ``finish()`` before committing anything; ``finish`` raises when the
+    call failed."""
 
     def __init__(
         self,
@@ -116,9 +117,11 @@ class Sacct:
             timer = threading.Timer(self.timeout_sec, lambda: (timed_out.append(1), proc.kill()))
             timer.daemon = True
             timer.start()
-            # Bytes are counted per 64 KiB read, not per line: the stream is millions of lines.
+            # Bytes are counted per 64 KiB read, not per line: the stream is millions of lines. Lines go
+            # to the consumer as bytes: the fold decodes only the rows it cannot take on its fast path
+            # (UTF-8, invalid bytes replaced), which saves decoding and copying ~300 MB for a 1M-job month.
             raw = _CountingReader(proc.stdout)
-            text = io.TextIOWrapper(io.BufferedReader(raw, 1 << 16), encoding="utf-8", errors="replace")
+            stream = io.BufferedReader(raw, 1 << 16)
 
             def finish() -> None:
                 # Drain what the consumer did not read so sacct never blocks on a full pipe.
@@ -135,7 +138,7 @@ class Sacct:
                     raise CallFailed(f"sacct exited with {rc}: {msg or '(no stderr)'}")
 
             try:
-                return consume(text, finish)
+                return consume(stream, finish)
             finally:
                 timer.cancel()
                 if proc.poll() is None:
