@@ -95,8 +95,7 @@ class MonthBatch:
             return 0
         st = self.state() if self.header else store.MonthState(self.month)
         st.ids = dedupe.merge_sorted(st.ids, self.batch)
-        for (user, day), sums in self.acc.items():
-            st.add(user, day, sums)
+        st.add_all(self.acc.items())
         st.generation += 1
         st.asof = asof
         store.write_state(self.root, self.cluster, st)
