@@ -118,3 +118,21 @@ def test_damaged_days_blob_is_a_format_error(obj):
 def test_damaged_totals_blob_is_a_format_error():
     with pytest.raises(FormatError, match="totals blob"):
         store.decode_totals({"users": ["a"], "cols": [[1]] * (N_SUMS - 1)}, "x.state")
+
+
+def test_add_all_equals_add_one_by_one_and_keeps_no_reference_to_the_input():
+    rng = random.Random(5)
+
+    def batch():
+        keys = [(f"u{rng.randrange(6)}", f"{rng.randrange(1, 29):02d}") for _ in range(60)]
+        return {k: [rng.randrange(10**6) for _ in range(N_SUMS)] for k in keys}
+
+    one, bulk = store.MonthState("2026-10"), store.MonthState("2026-10")
+    for _ in range(3):  # the later batches add onto users and days already present
+        acc = batch()
+        for (user, day), sums in acc.items():
+            one.add(user, day, sums)
+        bulk.add_all(acc.items())
+        for sums in acc.values():
+            sums[0] += 1000  # the caller's lists are not shared with the state
+    assert bulk.days == one.days and bulk.month_totals == one.month_totals
