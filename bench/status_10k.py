@@ -1,7 +1,10 @@
 """Benchmark: ``slurmctl status JOB --json`` on a job of 10,000 tasks against a bare scan of the records.
 
-Usage: python bench/status_10k.py [TASKS] [--repeat R] [--dir DIR]
+Usage: python bench/status_10k.py [TASKS] [--repeat R] [--dir DIR] [--no-bytecode]
   TASKS: tasks in the job (default 10,000; CI runs ~300). R: runs per contender (default 5).
+  --no-bytecode: every child compiles slurmctl's sources again (PYTHONDONTWRITEBYTECODE=1, as some
+  shells export); by default the children cache bytecode under the work directory
+  (PYTHONPYCACHEPREFIX), as an installed slurmctl runs from .pyc files.
 
 Set-up (not timed): ``slurmctl submit --dry-run`` of a generated input with ``batch.items: 1`` on the local
 backend (TASKS batches, manifests and task records, the real coordinator), then the task records are
@@ -21,8 +24,8 @@ Contenders, each in its own child process, alternating, same run, page cache war
 * **progress()** — ``slurmctl.status.progress`` in-process, timed inside the child after imports (warm).
 * **bare scan** (baseline) — ``os.scandir`` of the task-record directory, read + ``json.loads`` of every
   record file, count the states: timed in-process, and end to end as a ``python -c`` script.
-* **python start-up** (context) — ``python -c pass``, and the imports the fast path of ``status`` needs
-  before it reads a record (``slurmctl.cli.fast``, ``slurmctl.status``, ``slurmctl.storage.local``).
+* **python start-up** (context) — ``python -c pass``, and the imports the fast path of ``status --json``
+  needs before it reads a record (``slurmctl.cli.fast``, ``slurmctl.status``, ``slurmctl.storage.local``).
 
 The CLI's counts are checked against the mix that was written.
 """
@@ -63,8 +66,9 @@ seconds = time.perf_counter() - t0
 print(json.dumps({"seconds": seconds, "tasks": sum(counts.values()), "states": dict(counts)}))
 """
 
-# What `status` imports before it reads a record (its fast path: no typer, no pydantic).
-_IMPORTS = "import slurmctl.cli.fast, slurmctl.cli.common, slurmctl.status, slurmctl.storage.local"
+# What `status --json` imports before it reads a record (its fast path: no typer, no pydantic, no
+# typing or pathlib; tests/unit/core/test_import_weight.py keeps it so).
+_IMPORTS = "import slurmctl.cli.fast, slurmctl.status, slurmctl.storage.local"
 
 _PROGRESS = r"""
 import json, sys, time
@@ -154,6 +158,9 @@ def main() -> int:
     ap.add_argument("tasks", nargs="?", type=int, default=10_000, help="tasks (default 10,000)")
     ap.add_argument("--repeat", type=int, default=5, help="runs per contender (default 5)")
     ap.add_argument("--dir", type=Path, default=None, help="work directory (default: a temp dir)")
+    ap.add_argument(
+        "--no-bytecode", action="store_true", help="children compile the sources on every run (no .pyc)"
+    )
     args = ap.parse_args()
     if args.tasks < 1 or args.repeat < 1:
         print("error: TASKS and --repeat must be positive", file=sys.stderr)
@@ -166,6 +173,12 @@ def main() -> int:
         t_build = time.perf_counter() - t_build
         records = root / "state" / "tasks" / job_id
         env = child_env(SLURMCTL_ROOT=str(root))
+        if args.no_bytecode:
+            env["PYTHONDONTWRITEBYTECODE"] = "1"
+            env.pop("PYTHONPYCACHEPREFIX", None)
+        else:  # the first (untimed) priming call writes the .pyc files, the timed ones read them
+            env.pop("PYTHONDONTWRITEBYTECODE", None)
+            env["PYTHONPYCACHEPREFIX"] = str(work / "pycache")
         cache_dir = root / "state" / ".scan-cache"
         runs: dict[str, list[float]] = {
             k: [] for k in ("warm", "changed", "cold", "prog", "bare", "bare_e2e")
@@ -228,6 +241,7 @@ def main() -> int:
             imports_of_status_s=summary(import_s),
         )
         print(
+            f"{'no .pyc (every child compiles the sources); ' if args.no_bytecode else ''}"
             f"{args.tasks:,} tasks ({', '.join(f'{k}={v}' for k, v in expected.items())}; set-up "
             f"{t_build:.1f}s), median of {args.repeat}: `status --json` warm {med['warm']:.3f}s, "
             f"10% changed {med['changed']:.3f}s, cold {med['cold']:.3f}s; progress() {med['prog']:.3f}s; "
