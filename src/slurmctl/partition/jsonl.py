@@ -209,8 +209,10 @@ def scan_block(
     ``c_scan``: False to use the pure-Python path even where the C scanner is built.
     Returns: (events in input order, number of lines). Pure function of its arguments.
     """
-    if c_scan and clean is None and _scan is not None and buf.find(b"\r", 0, end) < 0:
-        return _c_block(buf, end, src, off, line, max_record)
+    if c_scan and clean is None and _scan is not None:
+        first = _prescan(buf, end, max_record)
+        if first is not None:
+            return _c_block(buf, end, src, off, line, max_record, first)
     run = None
     if clean is not False:
         run = _fast_block(buf, end, src, off, line, max_record, validate=clean is None)
@@ -237,7 +239,7 @@ def _c_block(
     off: int,
     line: int,
     max_record: int,
-    first_scan: tuple[int, int] | None = None,
+    first_scan: tuple[int, int],
 ) -> tuple[list[Event], int]:
     """``scan_block`` with the C scanner, for a block without carriage returns: the clean stretches
     become block Runs (no per-line objects at all), and only a line the scanner refuses is examined by
@@ -247,11 +249,8 @@ def _c_block(
     assert _scan is not None
     events: list[Event] = []
     first, pos = line, 0
-    while pos < end:
-        if first_scan is not None:
-            (bad, n), first_scan = first_scan, None
-        else:
-            bad, n = _scan.scan_jsonl(buf, pos, end, max_record)
+    bad, n = first_scan
+    while True:
         stop = end if bad < 0 else bad
         if n:
             events.append(Run(src, None, line, off + pos, blob=buf, exact=True, start=pos, end=stop, count=n))
@@ -262,6 +261,9 @@ def _c_block(
         events.extend(_slow_block(buf[bad:nl], src, off + bad, line, max_record))
         line += 1
         pos = nl
+        if pos >= end:
+            break
+        bad, n = _scan.scan_jsonl(buf, pos, end, max_record)
     return events, line - first
 
 
