@@ -33,7 +33,7 @@ from slurmctl.storage.base import Backend, ObjectInfo, ObjectStore, Record, Stat
 # only the writers use, ~5 ms).
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Sequence
+    from collections.abc import Callable, Iterator, Sequence
     from pathlib import Path
     from typing import Any
 
@@ -120,6 +120,17 @@ def _decode_projected(data: bytes, fields: tuple[str, ...] | None, where: str, n
             hint=_HAND_EDITED,
         )
     return version, [value.get(f) for f in fields]
+
+
+def _projector(fields: tuple[str, ...]) -> Callable[[dict[str, Any]], list[Any]]:
+    """A function from a record's value to the list of ``fields`` in it, in C (itemgetter); it
+    raises KeyError where one is absent (then the careful path puts None there) and TypeError if
+    the value is not an object."""
+    if len(fields) == 1:
+        one = operator.itemgetter(fields[0])
+        return lambda value: [one(value)]
+    many = operator.itemgetter(*fields)
+    return lambda value: list(many(value))
 
 
 def _read_rest(fd: int, head: bytes) -> bytes:
@@ -367,13 +378,13 @@ class FileStateStore(_RootDir, _DeferrableSync, StateStore):
 
     @staticmethod
     def _read_many(
-        dir_fd: int, names: list[str], fields: tuple[str, ...] | None, base: str, key_head: str
+        dir_fd: int, names: list[str], fields: tuple[str, ...] | None, base: str
     ) -> list[Entry | None]:
-        """The scan cache's reader (:mod:`slurmctl.storage.scancache`): for each record file
-        ``names`` in the directory open as ``dir_fd`` (``base``; its keys start with
-        ``key_head``), the entry ``(ino, mtime_ns, size, version, value)`` — the value projected on
-        ``fields`` unless None — or None if the file vanished. Raises StorageError if a record is
-        unreadable. Reads only: idempotent.
+        """The scan cache's reader (:mod:`slurmctl.storage.scancache`): for each record file of
+        ``names`` in the directory open as ``dir_fd`` (``base``, named in errors), the entry
+        ``(ino, mtime_ns, size, version, value)`` — the value projected on ``fields`` unless None
+        — or None if the file vanished. Raises StorageError if a record is unreadable. Reads
+        only: idempotent.
 
         One loop with openat(2) relative to the directory (no path building or lookup per file)
         and fstat on the open file, whose identity is then exactly that of the bytes read."""
@@ -424,7 +435,7 @@ class FileStateStore(_RootDir, _DeferrableSync, StateStore):
                 append((st.st_ino, st.st_mtime_ns, st.st_size, version, value))
             return out
         scan = _scan_once
-        pick = operator.itemgetter(*fields) if fields is not None and len(fields) > 1 else None
+        project = None if fields is None else _projector(fields)
         for name, got in zip(names, raw, strict=True):
             if got is None:
                 append(None)
@@ -436,10 +447,8 @@ class FileStateStore(_RootDir, _DeferrableSync, StateStore):
                 if end != len(text):
                     raise ValueError("trailing data")
                 version, value = doc["version"], doc["value"]
-                if pick is not None:
-                    value = list(pick(value))
-                elif fields is not None:
-                    raise TypeError("one field: the careful path")
+                if project is not None:
+                    value = project(value)
             except (ValueError, StopIteration, KeyError, TypeError, IndexError):
                 version, value = _decode_projected(data, fields, base, name)
             append((st.st_ino, st.st_mtime_ns, st.st_size, version, value))
@@ -576,7 +585,7 @@ class FileStateStore(_RootDir, _DeferrableSync, StateStore):
         where = base
 
         def read(dir_fd: int, names: list[str], fields: tuple[str, ...] | None) -> list[Entry | None]:
-            return self._read_many(dir_fd, names, fields, where, key_head)
+            return self._read_many(dir_fd, names, fields, where)
 
         cache_dir = os.path.join(self._root, ".scan-cache", table, key_head)
         found = scancache.scan_dir(where, cache_dir, read, fields)
