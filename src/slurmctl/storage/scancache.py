@@ -57,7 +57,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     # What a reader returns for one file: (ino, mtime_ns, size, version, value)
-    Entry = tuple[int, int, int, int, Any]
+    Entry = tuple[int, int, int, Any, Any]
     # read(dir_fd, file_names, fields) -> one Entry (or None: the file vanished) per name, in order
     Reader = Callable[[int, list[str], tuple[str, ...] | None], list[Entry | None]]
 
@@ -71,7 +71,6 @@ REWRITE_MIN = 64
 REWRITE_EVERY_NS = 5_000_000_000
 
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
-_GONE = object()  # a slot whose file vanished between the listing and its read
 
 
 def enabled() -> bool:
@@ -294,15 +293,8 @@ def _scan_dir(
             old_versions, old_values = loaded.versions, loaded.values
             old_inos, old_mtimes, old_sizes = ids
 
-    keys: list[str] = []
-    versions: list[Any] = []
-    values: list[Any] = []
-    inos: list[int] = []
-    mtimes: list[int] = []
-    sizes: list[int] = []
     subdirs: list[str] = []
     to_read: list[str] = []
-    slots: list[int] = []
     stat = os.stat
     fd = os.open(base, os.O_RDONLY | os.O_DIRECTORY | _O_CLOEXEC)
     try:
@@ -315,50 +307,58 @@ def _scan_dir(
                     listing.append(e.name)
         listing.sort()  # names, not (name, is_dir) pairs: comparing str is several times cheaper
         subdirs.sort()
-        for name in listing:
-            if not name.endswith(".json") or name.startswith("."):
-                continue
-            key = name[:-5]
-            i = known.get(key)
-            if i is not None and old_mtimes[i] < safe_before:
-                try:
-                    st = stat(name, dir_fd=fd)
-                except FileNotFoundError:
-                    continue  # removed since the listing
-                if (
-                    old_inos[i] == st.st_ino
-                    and old_mtimes[i] == st.st_mtime_ns
-                    and old_sizes[i] == st.st_size
-                ):
-                    keys.append(key)
-                    versions.append(old_versions[i])
-                    values.append(old_values[i])
-                    inos.append(st.st_ino)
-                    mtimes.append(st.st_mtime_ns)
-                    sizes.append(st.st_size)
-                    continue
-            # A file the cache does not know (or no longer trusts): no stat here, the reader
-            # takes the identity from the file it opens. Its slot keeps the sorted order.
-            slots.append(len(keys))
-            to_read.append(name)
-            keys.append(key)
-            versions.append(None)
-            values.append(None)
-            inos.append(0)
-            mtimes.append(0)
-            sizes.append(0)
-        if to_read:
-            gone = False
-            for slot, got in zip(slots, read(fd, to_read, fields), strict=True):
-                if got is None:
-                    versions[slot] = _GONE  # vanished since the listing
-                    gone = True
-                else:
-                    inos[slot], mtimes[slot], sizes[slot], versions[slot], values[slot] = got
-            if gone:
-                kept = [i for i, v in enumerate(versions) if v is not _GONE]
-                keys, versions, values = ([col[i] for i in kept] for col in (keys, versions, values))
-                inos, mtimes, sizes = ([col[i] for i in kept] for col in (inos, mtimes, sizes))
+        names = [n for n in listing if n.endswith(".json") and not n.startswith(".")]
+        if not known:
+            # No usable cache (the first scan): read everything, no stat (the reader fstat's
+            # each file it opens), and transpose its entries into columns in C.
+            to_read = names
+            got = read(fd, to_read, fields)
+            if None in got:  # files that vanished between the listing and their read
+                names = [n for n, e in zip(names, got, strict=True) if e is not None]
+                got = [e for e in got if e is not None]
+            keys = [n[:-5] for n in names]
+            columns = [list(c) for c in zip(*got, strict=True)] if got else [[], [], [], [], []]
+            inos, mtimes, sizes, versions, values = columns
+        else:
+            keys, versions, values, inos, mtimes, sizes = [], [], [], [], [], []
+            slots: list[int] = []  # where each of to_read goes in the columns
+            for name in names:
+                key = name[:-5]
+                i = known.get(key)
+                if i is not None and old_mtimes[i] < safe_before:
+                    try:
+                        st = stat(name, dir_fd=fd)
+                    except FileNotFoundError:
+                        continue  # removed since the listing
+                    ino, mtime_ns, size = st.st_ino, st.st_mtime_ns, st.st_size
+                    if (old_inos[i], old_mtimes[i], old_sizes[i]) == (ino, mtime_ns, size):
+                        keys.append(key)
+                        versions.append(old_versions[i])
+                        values.append(old_values[i])
+                        inos.append(ino)
+                        mtimes.append(mtime_ns)
+                        sizes.append(size)
+                        continue
+                # A file the cache does not know (or no longer trusts): no stat here, the reader
+                # takes the identity from the file it opens. Its slot keeps the sorted order.
+                slots.append(len(keys))
+                to_read.append(name)
+                keys.append(key)
+                versions.append(None)
+                values.append(None)
+                inos.append(0)
+                mtimes.append(0)
+                sizes.append(0)
+            gone: list[int] = []
+            if to_read:
+                for slot, got_one in zip(slots, read(fd, to_read, fields), strict=True):
+                    if got_one is None:
+                        gone.append(slot)  # vanished since the listing
+                    else:
+                        inos[slot], mtimes[slot], sizes[slot], versions[slot], values[slot] = got_one
+            for slot in reversed(gone):
+                for col in (keys, versions, values, inos, mtimes, sizes):
+                    del col[slot]
     finally:
         os.close(fd)
     if _should_rewrite(loaded, len(to_read), len(keys)):

@@ -279,3 +279,32 @@ def test_torn_or_foreign_cache_sections_are_rebuilt(tmp_path: Path, monkeypatch:
         reads.clear()
         assert _cached(store, "tasks", "job/") == want
         assert len(reads) == 40, broken[:40]  # nothing trusted: every record read again
+
+
+@pytest.mark.parametrize("cached", [False, True], ids=["first scan", "cached scan"])
+def test_records_removed_between_listing_and_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cached: bool
+) -> None:
+    """A record deleted after the directory was listed but before it is read (a concurrent
+    `slurmctl delete`) is simply absent from the scan, whatever the cache holds."""
+    store = FileStateStore(tmp_path, fsync=False)
+    for i in range(30):
+        store.create("tasks", f"job/t{i:02d}", {"i": i})
+    if cached:
+        _age_everything(tmp_path, 60)
+        _cached(store, "tasks", "job/")
+        for i in (3, 17, 29):  # these will be read again, and vanish just before
+            store.update("tasks", f"job/t{i:02d}", lambda v: {**v, "i": -1})
+    real_many = FileStateStore._read_many
+
+    def racing(dir_fd, names, fields, base):  # type: ignore[no-untyped-def]
+        for victim in ("t03.json", "t17.json", "t29.json"):
+            os.unlink(os.path.join(base, victim))
+        return real_many(dir_fd, names, fields, base)
+
+    monkeypatch.setattr(store, "_read_many", racing)
+    got = store.scan_fields("tasks", "job/", ["i"])
+    want = [(f"job/t{i:02d}", [i]) for i in range(30) if i not in (3, 17, 29)]
+    assert got == want
+    monkeypatch.undo()
+    assert _cached(store, "tasks", "job/") == _uncached(store, "tasks", "job/", monkeypatch)
