@@ -95,7 +95,7 @@ def run_child(mode: str, data: str, root: str) -> dict:
         "import json, resource, sys; sys.path.insert(0, {bench!r}); import scoreboard_ingest as b;"
         "r = b.child_{mode}({data!r}{extra});"
         "u = resource.getrusage(resource.RUSAGE_SELF); r['maxrss_mb'] = u.ru_maxrss / 1024.0;"
-        "r['cpu_seconds'] = u.ru_utime + u.ru_stime; print(json.dumps(r))"
+        "r['cpu_seconds'] = u.ru_utime + u.ru_stime; r['sys_seconds'] = u.ru_stime; print(json.dumps(r))"
     ).format(
         bench=os.path.dirname(os.path.abspath(__file__)),
         mode=mode,
@@ -145,6 +145,9 @@ def main() -> int:
             f"peak RSS {poll['maxrss_mb']:7.1f} MB  "
             f"({poll['calls']} sacct calls, totals exact: {exact})"
         )
+        # Kernel time swings by ~1.5 s between runs on a shared disk (creating 2000 user files, pipe
+        # reads): shown apart so user-space work can be compared across runs.
+        print(f"  of which kernel  : {poll['sys_seconds']:7.2f} s (baseline {base['sys_seconds']:.2f} s)")
         print(
             f"ratio vs baseline  : wall x{poll['seconds'] / base['seconds']:.2f}, "
             f"CPU x{poll['cpu_seconds'] / base['cpu_seconds']:.2f}, "
