@@ -40,6 +40,11 @@ if TYPE_CHECKING:
     from slurmctl.storage.scancache import Entry
 
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+# Scans open records with O_NOATIME where the system has it: the first read of a freshly written
+# file would otherwise update its access time (relatime), dirtying 10k inodes on a cold `status`
+# (~20% slower here, and metadata load on a shared filesystem). The kernel refuses it (EPERM) on
+# files of other users; the first refusal turns it off for the process.
+_noatime = getattr(os, "O_NOATIME", 0)
 # The C scanner behind json.loads, called directly: json.loads on bytes first detects the
 # encoding and strips whitespace with regexes, which was a third of decoding a 300-byte record.
 _scan_once = json.JSONDecoder().scan_once
@@ -397,7 +402,8 @@ class FileStateStore(_RootDir, _DeferrableSync, StateStore):
         raw: list[tuple[os.stat_result, bytes] | None] = []
         append = raw.append
         open_at, fstat, read, close = os.open, os.fstat, os.read, os.close
-        flags = os.O_RDONLY | _O_CLOEXEC
+        global _noatime
+        flags = os.O_RDONLY | _O_CLOEXEC | _noatime
         for name in names:
             try:
                 fd = open_at(name, flags, dir_fd=dir_fd)
@@ -405,7 +411,19 @@ class FileStateStore(_RootDir, _DeferrableSync, StateStore):
                 append(None)  # replaced or removed since the listing
                 continue
             except OSError as exc:
-                raise StorageError(f"cannot read state record {os.path.join(base, name)}: {exc}") from exc
+                try:
+                    if not (isinstance(exc, PermissionError) and flags & _noatime):
+                        raise
+                    # O_NOATIME is refused on files of other users: read them as usual
+                    fd = open_at(name, flags & ~_noatime, dir_fd=dir_fd)
+                    flags &= ~_noatime
+                    _noatime = 0
+                except FileNotFoundError:
+                    append(None)
+                    continue
+                except OSError as exc2:
+                    where = os.path.join(base, name)
+                    raise StorageError(f"cannot read state record {where}: {exc2}") from exc2
             try:
                 st = fstat(fd)
                 data = read(fd, st.st_size + 1)

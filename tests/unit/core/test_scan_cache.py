@@ -308,3 +308,42 @@ def test_records_removed_between_listing_and_read(
     assert got == want
     monkeypatch.undo()
     assert _cached(store, "tasks", "job/") == _uncached(store, "tasks", "job/", monkeypatch)
+
+
+@pytest.mark.skipif(not hasattr(os, "O_NOATIME") or os.geteuid() != 0, reason="needs root (to become nobody)")
+def test_records_of_another_user_are_read_without_noatime(tmp_path: Path) -> None:
+    """Scans open records with O_NOATIME, which the kernel refuses on another user's files: such
+    records are still read (and the scan cache, not writable there, is simply not written)."""
+    import json
+    import shutil
+    import subprocess
+    import sys
+    import tempfile
+
+    shared = Path(tempfile.mkdtemp(prefix="slurmctl-noatime-"))
+    try:
+        shared.chmod(0o755)
+        store = FileStateStore(shared / "state", fsync=False)
+        for i in range(5):
+            store.create("tasks", f"job/t{i}", {"state": "queued", "i": i})
+        for d, _, files in os.walk(shared):
+            os.chmod(d, 0o755)
+            for f in files:
+                os.chmod(os.path.join(d, f), 0o644)
+        probe = (
+            "import json, os, sys\n"
+            "from slurmctl.storage.local import FileStateStore\n"  # imports first: nobody cannot read them
+            "s = FileStateStore(sys.argv[1])\n"
+            "os.setgid(65534); os.setuid(65534)\n"
+            "values = [r.value for r in s.scan('tasks', 'job/')]\n"
+            "print(json.dumps([s.scan_fields('tasks', 'job/', ['i']), values]))"
+        )
+        p = subprocess.run(
+            [sys.executable, "-c", probe, str(shared / "state")], capture_output=True, text=True, check=False
+        )
+        assert p.returncode == 0, p.stderr
+        fields, values = json.loads(p.stdout)
+        assert fields == [[f"job/t{i}", [i]] for i in range(5)]
+        assert values == [{"state": "queued", "i": i} for i in range(5)]
+    finally:
+        shutil.rmtree(shared, ignore_errors=True)
