@@ -13,7 +13,6 @@ paths (tests run both).
 from __future__ import annotations
 
 import gc
-import json
 import os
 import sys
 
@@ -69,15 +68,9 @@ def try_fast(argv: list[str]) -> int | None:
 
     try:
         p = progress(_open_backend(root, backend_spec), job_id)
-        if as_json:
-            # = cli.common.progress_json, which this path does not import (it pulls in typing)
-            print(json.dumps(p.to_dict(), indent=2))
-        else:
-            from rich.console import Console
+        from slurmctl.cli.common import format_progress, progress_json, use_color
 
-            from slurmctl.cli.common import print_progress
-
-            print_progress(p, Console(soft_wrap=True))
+        print(progress_json(p) if as_json else format_progress(p, use_color()))
         return 0
     except SlurmctlError as exc:
         _error(f"[red]error:[/] {_escape(str(exc))}")

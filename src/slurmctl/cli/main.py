@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from slurmctl.cli.common import open_backend_of, print_progress, progress_json
+from slurmctl.cli.common import format_progress, open_backend_of, progress_json, use_color
 from slurmctl.errors import SlurmctlError
 
 app = typer.Typer(
@@ -211,7 +211,7 @@ def status(
     if as_json:
         print(progress_json(p))
         return
-    print_progress(p, out)
+    print(format_progress(p, use_color()))
 
 
 @app.command()

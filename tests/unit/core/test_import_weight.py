@@ -57,7 +57,6 @@ STATUS_MUST_NOT_LOAD = (
     "hashlib",
     "tempfile",
     "shutil",
-    "slurmctl.cli.common",
     "slurmctl.storage.open",
     "slurmctl.coordinator",
 )
@@ -77,16 +76,20 @@ def test_status_fast_path_run_loads_only_what_it_needs(tmp_path) -> None:  # typ
         state.create("tasks", f"j1/t{i}", value)
     env = dict(os.environ, SLURMCTL_ROOT=str(tmp_path))
     env.pop("SLURMCTL_NO_FAST_PATH", None)
-    for run in ("first (no scan cache)", "second (cached)"):
+    runs = (("first (no scan cache)", ["--json"]), ("second (cached)", ["--json"]), ("human view", []))
+    for run, flags in runs:
         p = subprocess.run(
-            [sys.executable, "-X", "importtime", "-m", "slurmctl", "status", "j1", "--json"],
+            [sys.executable, "-X", "importtime", "-m", "slurmctl", "status", "j1", *flags],
             capture_output=True,
             text=True,
             env=env,
             check=False,
         )
         assert p.returncode == 0, p.stderr[-2000:]
-        assert json.loads(p.stdout)["task_states"]["running"] == 1
+        if flags:
+            assert json.loads(p.stdout)["task_states"]["running"] == 1
+        else:  # the plain-text table, without rich
+            assert "running=1" in p.stdout and "items          1/3 done, 0 failed" in p.stdout
         loaded = {line.rsplit("|", 1)[-1].strip() for line in p.stderr.splitlines() if "import time:" in line}
         assert "slurmctl.status" in loaded  # the probe sees the run's imports
         bad = sorted(m for m in loaded if m in STATUS_MUST_NOT_LOAD or m.split(".")[0] in HEAVY)
