@@ -9,7 +9,10 @@ Contenders, each in its own child process, alternating, all in the same run:
   (claim, checkpoint in SQLite on scratch, handler per item, publish rows + manifest + .done). Timed inside
   the child around ``run_task`` only (the handler is imported before): its processing, not Python start-up.
   The ``_process`` (item loop) and ``_publish`` parts are timed separately by wrapping the two methods.
-* **bare** — the baseline: read the same batch file, ``json.loads`` each line, call the same handler,
+  The job's one batch is a reference batch (``input.staging: auto``): the worker copies its bytes out of
+  the input to scratch and checks their sha256, inside the timed part.
+* **bare** — the baseline: read the same batch bytes (the input file), ``json.loads`` each line, call the
+  same handler,
   ``json.dumps`` the same row (with ``_item_id``) and insert it into ONE SQLite file in ONE transaction.
   Timed inside the child around that loop.
 * **bare, same codec** — the bare loop with the worker's own JSON codec (``runtime._decode_line`` /
@@ -178,6 +181,8 @@ def main() -> int:
     try:
         root0, job_id = prepare(work, args.n)
         batch = root0 / "jobs" / job_id / "batches" / "b0000000.jsonl"
+        if not batch.exists():  # a reference batch (input.staging: auto): the input's own bytes
+            batch = work / "in.jsonl"
         env = child_env(SLURMCTL_SCRATCH=str(work / "scratch"))
         worker_s: list[float] = []
         process_s: list[float] = []

@@ -35,12 +35,15 @@ def ratio_names(stdout: str) -> set[str]:
 
 
 def test_partition_vs_split_smoke():
-    p = run_bench("partition_vs_split.py", "20000", "--repeat", "3")
-    assert {"partition_vs_split", "partition_vs_split_sync", "partition_cpu_vs_split_cpu"} <= ratio_names(
-        p.stdout
-    )
+    p = run_bench("partition_vs_split.py", "20000", "--repeat", "2", "--python-scanner")
+    assert {
+        "partition_vs_split",
+        "partition_cpu_vs_split_cpu",
+        "partition_copy_vs_split_sync",
+        "partition_vs_python_scanner",
+    } <= ratio_names(p.stdout)
     by = {r["contender"]: r for r in results(p.stdout)}
-    assert {"split", "split+sync", "partition"} <= set(by)
+    assert {"split", "split+sync", "partition", "partition_copy", "partition_python"} <= set(by)
     assert by["partition"]["records"] == 20000 and by["partition"]["peak_rss_mib"] > 0
 
 
