@@ -16,7 +16,7 @@ import secrets
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from slurmctl.clusters import apply_profile, resolve
 from slurmctl.config.models import JobConfig
@@ -26,6 +26,9 @@ from slurmctl.model.states import JobState, TaskState
 from slurmctl.storage import keys
 from slurmctl.storage.base import Backend
 from slurmctl.storage.open import open_backend
+
+if TYPE_CHECKING:
+    from slurmctl.partition import BatchInfo
 
 Progress = Callable[[int, int], None]
 
@@ -140,25 +143,10 @@ def prepare(
 
     batches: list[Batch] = []
     for b in summary.batches:
-        key = keys.batch(job_id, b.batch_id) if b.ref_path is None else None
-        if out_dir is None and key is not None:  # remote store: upload the staged batch
-            backend.objects.put_file(key, staging / f"{b.batch_id}.jsonl")
-        batches.append(
-            Batch(
-                batch_id=b.batch_id,
-                index=b.index,
-                key=key,
-                ref_path=b.ref_path,
-                ref_offset=b.ref_offset,
-                first_item=b.first_item,
-                items=b.items,
-                bytes=b.bytes,
-                sha256=b.sha256,
-                source=str(b.source),
-                first_line=b.first_line,
-                last_line=b.last_line,
-            )
-        )
+        batch = batch_manifest(job_id, b)
+        if out_dir is None and batch.key is not None:  # remote store: upload the staged batch
+            backend.objects.put_file(batch.key, staging / f"{b.batch_id}.jsonl")
+        batches.append(batch)
     if summary.rejects_path is not None and out_dir is None:
         backend.objects.put_file(keys.rejects(job_id), summary.rejects_path)
     job = Job(
@@ -187,6 +175,25 @@ def prepare(
     save_job(backend, job)
     set_job_state(backend, job_id, JobState.PARTITIONED, total_items=job.total_items, tasks=job.tasks)
     return backend, job
+
+
+def batch_manifest(job_id: str, b: BatchInfo) -> Batch:
+    """Returns the task manifest's record of the partitioner's batch ``b``: its object key, or for a
+    reference batch (``b.ref_path``) no key and the input range."""
+    return Batch(
+        batch_id=b.batch_id,
+        index=b.index,
+        key=keys.batch(job_id, b.batch_id) if b.ref_path is None else None,
+        ref_path=b.ref_path,
+        ref_offset=b.ref_offset,
+        first_item=b.first_item,
+        items=b.items,
+        bytes=b.bytes,
+        sha256=b.sha256,
+        source=str(b.source),
+        first_line=b.first_line,
+        last_line=b.last_line,
+    )
 
 
 def _reference_batches(config: JobConfig, out_dir: Path | None, inputs: list[Path]) -> bool:

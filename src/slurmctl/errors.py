@@ -25,6 +25,8 @@ that calls them, with ``raise ... from exc`` so the cause stays visible under ``
 
 from __future__ import annotations
 
+from slurmctl.value import Value
+
 
 class SlurmctlError(Exception):
     """Root of every error slurmctl raises deliberately."""
@@ -46,10 +48,9 @@ class ConfigError(SlurmctlError):
     exit_code = 2
 
 
-class FieldProblem:
+class FieldProblem(Value):
     """One invalid field: where it is, what was found, what is expected. Immutable; equality and
-    hash by value. (A hand-written frozen-dataclass equivalent: importing dataclasses pulls in
-    inspect, ~20 ms of every command's start-up, and every command imports this module.)"""
+    hash by value (see slurmctl.value)."""
 
     __match_args__ = ("path", "message", "found", "line", "file")
     __slots__ = __match_args__
@@ -69,30 +70,6 @@ class FieldProblem:
     ) -> None:
         for name, value in zip(self.__match_args__, (path, message, found, line, file), strict=True):
             object.__setattr__(self, name, value)
-
-    def _fields(self) -> tuple[str, str, str | None, int | None, str | None]:
-        return (self.path, self.message, self.found, self.line, self.file)
-
-    def __eq__(self, other: object) -> bool:
-        if other.__class__ is not self.__class__:
-            return NotImplemented
-        return self._fields() == other._fields()  # type: ignore[attr-defined]
-
-    def __hash__(self) -> int:
-        return hash(self._fields())
-
-    def __repr__(self) -> str:
-        inner = ", ".join(f"{n}={v!r}" for n, v in zip(self.__match_args__, self._fields(), strict=True))
-        return f"FieldProblem({inner})"
-
-    def __setattr__(self, name: str, value: object) -> None:
-        raise AttributeError(f"cannot assign to field {name!r} of FieldProblem (immutable)")
-
-    def __delattr__(self, name: str) -> None:
-        raise AttributeError(f"cannot delete field {name!r} of FieldProblem (immutable)")
-
-    def __reduce__(self) -> tuple[type[FieldProblem], tuple[str, str, str | None, int | None, str | None]]:
-        return (FieldProblem, self._fields())
 
     def render(self, file: str | None) -> str:
         where = self.file or file or "<config>"

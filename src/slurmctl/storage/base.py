@@ -18,6 +18,7 @@ import time
 from abc import ABC, abstractmethod
 
 from slurmctl.errors import ChecksumMismatchError, ConflictError, StorageError
+from slurmctl.value import Value
 
 # Annotations only: typing, pathlib and collections.abc are not imported at run time, nor is
 # dataclasses (it imports inspect: ~20 ms of every `status` call, which imports this module).
@@ -28,41 +29,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 
-class _Value:
-    """Base of the small immutable value classes below: the fields are ``__match_args__`` (also
-    their ``__slots__``), in order; equality,
-    hash and repr go by them, as a frozen dataclass's would. Assigning a field raises
-    AttributeError."""
-
-    __slots__ = ()
-    __match_args__: tuple[str, ...] = ()
-
-    def _fields(self) -> tuple[Any, ...]:
-        return tuple(getattr(self, f) for f in self.__match_args__)
-
-    def __eq__(self, other: object) -> bool:
-        if other.__class__ is not self.__class__:
-            return NotImplemented
-        return self._fields() == other._fields()  # type: ignore[attr-defined]
-
-    def __hash__(self) -> int:
-        return hash(self._fields())
-
-    def __repr__(self) -> str:
-        inner = ", ".join(f"{f}={getattr(self, f)!r}" for f in self.__match_args__)
-        return f"{type(self).__name__}({inner})"
-
-    def __setattr__(self, name: str, value: object) -> None:
-        raise AttributeError(f"cannot assign to field {name!r} of {type(self).__name__} (immutable)")
-
-    def __delattr__(self, name: str) -> None:
-        raise AttributeError(f"cannot delete field {name!r} of {type(self).__name__} (immutable)")
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), self._fields())
-
-
-class ObjectInfo(_Value):
+class ObjectInfo(Value):
     """What a store knows about one object."""
 
     __match_args__ = ("key", "size", "sha256")
@@ -77,7 +44,7 @@ class ObjectInfo(_Value):
         object.__setattr__(self, "sha256", sha256)
 
 
-class Record(_Value):
+class Record(Value):
     """One versioned state record. ``version`` starts at 1 and grows by one per successful write."""
 
     __match_args__ = ("key", "version", "value")

@@ -17,6 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from partition_helpers import batch_bytes, batch_lines, read_rejects
 
+from slurmctl.coordinator import batch_manifest
 from slurmctl.model.core import Batch
 from slurmctl.partition import jsonl as jsonl_mod
 from slurmctl.partition import partition
@@ -226,20 +227,8 @@ def _reference_batch(tmp_path: Path) -> tuple[Path, Batch]:
     s = partition([src], tmp_path / "out", items_per_batch=30, reference=True)
     b = s.batches[1]
     assert b.ref_path == str(src) and b.ref_offset is not None
-    batch = Batch(
-        batch_id=b.batch_id,
-        index=b.index,
-        key=None,
-        first_item=b.first_item,
-        items=b.items,
-        bytes=b.bytes,
-        sha256=b.sha256,
-        source=b.source,
-        first_line=b.first_line,
-        last_line=b.last_line,
-        ref_path=b.ref_path,
-        ref_offset=b.ref_offset,
-    )
+    batch = batch_manifest("j", b)
+    assert batch.key is None and batch.ref_path == b.ref_path
     return src, batch
 
 
