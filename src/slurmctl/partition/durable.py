@@ -8,6 +8,11 @@ a resumed run deletes every batch file past the last commit, temp or not. (Writi
 once saves one rename per batch — ~1,000 per million records, within noise here — and would let a
 reader that globs the directory see a partial batch, so we do not.)
 
+A reference batch (``ref_inputs``, docs/partitioning.md) has no file at all: while its writes continue
+an input's own bytes only their sha256 is computed; if it stops qualifying, its file is created then,
+with the bytes referred to so far copied from the input in the kernel (``copy_file_range``). The batch
+log and state commit it like any other batch; there is nothing of it to sync.
+
 How a group is made durable, while parsing continues:
 
 - On a local ext2/3/4, XFS or btrfs under Linux >= 5.8 (``syncfs_suits``): one ``syncfs(2)`` of the

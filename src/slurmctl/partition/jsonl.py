@@ -1,5 +1,10 @@
 """Reading JSON Lines input in large blocks, validating whole blocks in C when they are clean.
 
+With the C scanner (``_scan.c``, built where a C compiler is): ``scan_jsonl`` checks every line of a
+block without the GIL, possibly in a scan thread ahead of the parser; a clean stretch becomes one
+block Run (``lines=None``, no object per line) and a line it refuses is judged by the Python rules
+below (``_slow_block``). Without it, the pure-Python fast path:
+
 The fast path (almost every block of real data): the block is ASCII or valid UTF-8 (one C call),
 has no blank lines and is split once into lines; ``msgspec`` validates each line as exactly one JSON
 value without building Python objects (it returns a raw view). Only a block where that fails is
