@@ -435,41 +435,40 @@ class FileStateStore(_RootDir, _DeferrableSync, StateStore):
                 close(fd)
             append((st, data))
 
-        out: list[Entry | None] = []
-        append = out.append
         bulk = _bulk_decoder(fields) if fields is not None and len(names) >= BULK_DECODE_MIN else None
         if bulk is not None:
-            decode, as_tuple, bulk_errors = bulk
-            for name, got in zip(names, raw, strict=True):
-                if got is None:
-                    append(None)
-                    continue
-                st, data = got
+            bulk_decode, as_tuple, bulk_errors = bulk
+
+            def decode(data: bytes, name: str) -> tuple[int, Any]:
                 try:
-                    rec = decode(data)
-                    version, value = rec.version, list(as_tuple(rec.value))
+                    rec = bulk_decode(data)
+                    return rec.version, list(as_tuple(rec.value))
                 except bulk_errors:
-                    version, value = _decode_projected(data, fields, base, name)
-                append((st.st_ino, st.st_mtime_ns, st.st_size, version, value))
-            return out
-        scan = _scan_once
-        project = None if fields is None else _projector(fields)
+                    return _decode_projected(data, fields, base, name)
+
+        else:
+            scan = _scan_once
+            project = None if fields is None else _projector(fields)
+
+            def decode(data: bytes, name: str) -> tuple[int, Any]:
+                try:
+                    text = data.decode()
+                    doc, end = scan(text, 0)
+                    if end != len(text):
+                        raise ValueError("trailing data")
+                    value = doc["value"]
+                    return doc["version"], value if project is None else project(value)
+                except (ValueError, StopIteration, KeyError, TypeError, IndexError):
+                    return _decode_projected(data, fields, base, name)
+
+        out: list[Entry | None] = []
         for name, got in zip(names, raw, strict=True):
             if got is None:
-                append(None)
+                out.append(None)
                 continue
             st, data = got
-            try:
-                text = data.decode()
-                doc, end = scan(text, 0)
-                if end != len(text):
-                    raise ValueError("trailing data")
-                version, value = doc["version"], doc["value"]
-                if project is not None:
-                    value = project(value)
-            except (ValueError, StopIteration, KeyError, TypeError, IndexError):
-                version, value = _decode_projected(data, fields, base, name)
-            append((st.st_ino, st.st_mtime_ns, st.st_size, version, value))
+            version, value = decode(data, name)
+            out.append((st.st_ino, st.st_mtime_ns, st.st_size, version, value))
         return out
 
     def get(self, table: str, key: str) -> Record | None:
