@@ -106,3 +106,24 @@ def test_duplicate_within_one_stream_counts_once(tmp_path):
     lines = sbhelpers.read_lines(sbhelpers.golden("handmade.sacct"))
     r = ingest.ingest(root, "c1", lines + lines[:4], FAIL)  # job 100 (with its 3 steps) printed twice
     assert (r.jobs_new, r.duplicates) == (10, 1)
+
+
+def test_id_batch_answers_like_a_set_in_any_arrival_order():
+    """``IdBatch`` (the fold's per-month id set) agrees with a set whatever the order: ascending runs,
+    array tasks printed out of order, repeats; ``ascending`` is sorted and unique."""
+    rng = random.Random(4)
+    ids = list(range(1000, 3000))
+    rng.shuffle(ids[500:700])  # an out-of-order stretch, as array tasks give
+    batch, ref = dedupe.IdBatch(), set()
+    for job_id in ids + ids[100:150] + [5, 1000, 2999]:
+        assert (job_id in batch) == (job_id in ref)
+        if job_id not in ref:
+            batch.add(job_id)
+            ref.add(job_id)
+    assert len(batch) == len(ref) and set(batch) == ref
+    assert not batch.ordered and list(batch.ascending()) == sorted(ref)
+    assert list(dedupe.merge_sorted(dedupe.merge_sorted([], [1, 7]), batch)) == sorted(ref | {1, 7})
+    ordered = dedupe.IdBatch()
+    for job_id in (3, 9, 12):
+        ordered.add(job_id)
+    assert ordered.ordered and ordered.ascending() is ordered.ids and ordered.top == 12

@@ -13,13 +13,14 @@ import sbhelpers
 from sbhelpers import FAIL, golden, read_lines
 
 from slurmctl.scoreboard import synth
+from slurmctl.scoreboard.dedupe import IdBatch
 from slurmctl.scoreboard.fold import Folder
 from slurmctl.scoreboard.parser import SacctParser
 
 
 class Sink:
-    def __init__(self, bloom=None):
-        self.batch = set()
+    def __init__(self, bloom=None, batch=set):
+        self.batch = batch()
         self.acc = {}
         self.bloom = bloom
         self.suspects = []
@@ -56,7 +57,7 @@ def folded(lines, allowed=None, bloom=None):
     def route(month):
         if allowed is not None and month not in allowed:
             return None
-        return sinks.setdefault(month, Sink(bloom))
+        return sinks.setdefault(month, Sink(bloom, IdBatch))
 
     outside = Folder(p, route).fold(lines)
     return p, sinks, outside
@@ -75,7 +76,7 @@ def assert_same(lines, allowed=None, bloom=None):
         assert sorted(s2) == sorted(s1)
         for month in s1:
             a, b = s1[month], s2[month]
-            got = (b.acc, b.batch, b.duplicates, b.suspects)
+            got = (b.acc, set(b.batch), b.duplicates, b.suspects)
             assert got == (a.acc, a.batch, a.duplicates, a.suspects), month
     return p2, s2
 
@@ -191,3 +192,18 @@ def test_fold_via_ingest_matches_expected_totals(tmp_path):
     r = ingest.ingest(str(tmp_path), "c1", lines, FAIL)
     assert r.jobs_new == 4000 and r.rows == len(lines)
     assert sbhelpers.month_totals(str(tmp_path), "c1") == expected
+
+
+def test_a_job_row_whose_end_day_is_not_a_day_is_a_problem_on_both_paths():
+    """End "2026-10-00T..." has End's form but no day: reported (not counted), its steps orphaned."""
+    lines, _ = synthetic(50, 13)
+    damaged = []
+    n = 0
+    for ln in lines:
+        f = ln.split("|")
+        if "." not in f[0] and n < 3:
+            f[4] = f[4][:8] + ("00", "32", "1x")[n] + f[4][10:]
+            n += 1
+        damaged.append("|".join(f))
+    p, _sinks = assert_same(damaged)
+    assert sum("bad End" in problem for problem in p.problems) == 3 and p.orphan_steps > 0

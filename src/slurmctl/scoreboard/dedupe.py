@@ -16,7 +16,7 @@ import sys
 import zlib
 from array import array
 from bisect import bisect_left
-from typing import Iterable, Optional, Sequence
+from typing import Iterable, Iterator, Optional, Sequence
 
 from .errors import FormatError
 
@@ -180,6 +180,56 @@ class Bloom:
         return b
 
 
+class IdBatch:
+    """The job ids one stream accepted for one month, in arrival order. Not thread-safe.
+
+    ``ids`` is a uint32 array (4 bytes an id: a set of a million ints holds ~60 MB) and ``top`` the
+    largest id offered so far, accepted or not. sacct prints jobs in ascending id order, so an id above
+    ``top`` is certainly new: one comparison, which the fold makes inline (it appends to ``ids`` and
+    raises ``top`` itself). An id at or below ``top`` is checked with ``in``, against a set built on
+    demand from the array. ``ordered`` stays True while every id was appended ascending (whoever
+    appends below ``top`` clears it).
+    """
+
+    __slots__ = ("_covered", "_set", "ids", "ordered", "top")
+
+    def __init__(self) -> None:
+        self.ids = _u32()
+        self.top = -1
+        self.ordered = True
+        self._set = set()  # ids[:_covered], built on the first lookup
+        self._covered = 0
+
+    def __contains__(self, job_id: int) -> bool:
+        ids = self.ids
+        if self._covered < len(ids):
+            self._set.update(ids[self._covered :])
+            self._covered = len(ids)
+        return job_id in self._set
+
+    def add(self, job_id: int) -> None:
+        """Append ``job_id`` (checked by the caller not to be in the batch). Raises OverflowError > uint32."""
+        if job_id > self.top:
+            self.top = job_id
+        else:
+            self.ordered = False
+        self.ids.append(job_id)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.ids)
+
+    def ascending(self) -> array:
+        """Return the ids in ascending order (the array itself when they arrived so). Pure."""
+        if self.ordered:
+            return self.ids
+        out = _u32()
+        out.extend(sorted(self.ids))
+        return out
+
+
 def encode_ids(sorted_ids: Sequence[int]) -> bytes:
     """Return zlib(uint32 little-endian deltas) of ascending unique ``sorted_ids``. Pure.
 
@@ -243,7 +293,7 @@ def merge_sorted(a: Sequence[int], new: Iterable[int]) -> array:
     and merged, never copied into another set. A repeated id raises ValueError when encoded.
     """
     out = _u32()
-    fresh = sorted(new)
+    fresh = new.ascending() if isinstance(new, IdBatch) else sorted(new)
     if not len(a):
         out.extend(fresh)
     else:

@@ -5,27 +5,35 @@ followed by ingest's dedupe (tests/scoreboard/test_sb_fold.py checks that on cle
 input) without building a record or a sums list per job: a job's numbers go straight into its
 (user, day) accumulator and its steps' memory maxima are added when the next job row arrives.
 A 1M-job month is 3M rows and per-row interpreter work is what a poll's time goes to, so the
-well-formed common row runs inline on cache hits (the "AllocCPUS|NNodes|ReqMem|AllocTRES" tail, User
-and State repeat) and anything unusual -- a cache miss, a unit suffix, an empty or
-bad value, an orphan step -- falls back to ``SacctParser._parse_job`` / ``_step_values``, which
-report problems and whose accepted values fill the caches.
+well-formed common row runs inline on cache hits and anything unusual -- a cache miss, a unit
+suffix, an empty or bad value, an orphan step, a job of another month -- falls back to
+``SacctParser._parse_job`` / ``_step_values``, which report problems and whose accepted values fill
+the caches. On the inline path:
+
+* the "AllocCPUS|NNodes|ReqMem|AllocTRES" tail, User and State are looked up, never parsed;
+* End's "YYYY-MM-DDT" is one lookup in a 31-entry table of the current month, which checks the
+  month, the day and the "T" at once and gives the day number;
+* the (user, day) accumulator is a list slot (raw User -> 32 slots by day number), not a tuple key;
+* the dedupe of ids within the stream is one comparison: sacct prints jobs in ascending id order,
+  so an id above the largest seen is new, and only the others are looked up (``dedupe.IdBatch``).
 
 Measured and rejected (2026-11-23, bench/scoreboard_ingest.py): splitting whole 256 KiB blocks on
 ``|`` and working on stride-sliced columns with ``map``/``zip``/``compress`` was 2x *slower* than this
-loop -- the C iterators call the same functions and allocate the same objects as the bytecode does.
+loop -- the C iterators call the same functions and allocate the same objects as the bytecode does;
+one ``re`` match per job with its steps captured (``re.split`` over 1 MiB blocks) spent 3 s in the
+regex engine and object creation before any arithmetic; grouping jobs by their whole
+"End date|User|State|resources" string needs 257k groups for 1M jobs, whose set-up cost what they save.
 """
 
 import itertools
-from typing import Any, AnyStr, Callable, Iterable, Union
+from typing import Any, AnyStr, Callable, Dict, Iterable, List, Tuple, Union
 
 from . import units
-from .parser import _CACHE_LIMIT, CPUS, N_FIELDS, STATE, TRES, USER, SacctParser, _field_count
+from .parser import _CACHE_LIMIT, CPUS, DAYS, N_FIELDS, TRES, USER, SacctParser, _field_count
 from .schemas import AVG_MEM, MAX_MEM, N_SUMS
 
-_ID_LIMIT = 1 << 32
-# End's day of month, "01".."31", as the str key the month accumulators use, from a str or bytes slice.
-_DAYS = {f"{d:02d}": f"{d:02d}" for d in range(1, 32)}
-_DAYS_B = {k.encode(): v for k, v in _DAYS.items()}
+# Day number -> the "DD" str the month accumulators are keyed by.
+DAY_NAMES = ("", *sorted(DAYS))
 
 
 def _text(line: Union[str, bytes]) -> str:
@@ -33,15 +41,25 @@ def _text(line: Union[str, bytes]) -> str:
     return line.decode("utf-8", "replace") if isinstance(line, bytes) else line
 
 
+def date_slots(month: str, binary: bool) -> Dict[Any, int]:
+    """Return ``{"YYYY-MM-DDT": day number}`` for days 01..31 of ``month``, keys as bytes or str. Pure.
+
+    The parser accepts any day 01..31 in any month (it checks End's form, not the calendar): so does
+    this table.
+    """
+    table = {f"{month}-{DAY_NAMES[d]}T": d for d in range(1, 32)}
+    return {k.encode(): v for k, v in table.items()} if binary else table
+
+
 class Folder:
     """Folds one sacct stream into month sinks. Not thread-safe; one instance per stream.
 
     ``route(month)`` returns the month's sink or None to drop the job (outside the queried months).
-    A sink has ``batch`` (set of ids accepted in this stream), ``acc`` (``{(user, DD): sums}``),
-    ``bloom`` (None or a container of ids possibly committed already), ``suspects`` (list of
-    ``(id, user, DD, sums)``) and ``duplicates`` (int). A job already in ``batch`` counts as a
-    duplicate; one ``bloom`` may hold becomes a suspect (settled later against the exact set); any
-    other is added to ``batch`` and ``acc``. Counters and problems go to ``parser``.
+    A sink has ``batch`` (a ``dedupe.IdBatch`` of ids accepted in this stream), ``acc``
+    (``{(user, DD): sums}``), ``bloom`` (None or a container of ids possibly committed already),
+    ``suspects`` (list of ``(id, user, DD, sums)``) and ``duplicates`` (int). A job already in
+    ``batch`` counts as a duplicate; one ``bloom`` may hold becomes a suspect (settled later against
+    the exact set); any other is added to ``batch`` and ``acc``. Counters and problems go to ``parser``.
     """
 
     def __init__(self, parser: SacctParser, route: Callable[[str], Any]) -> None:
@@ -56,14 +74,16 @@ class Folder:
         self.av = 0
         self.month = ""
         self.sink = None  # type: Any
-        # "AllocCPUS|NNodes|ReqMem|AllocTRES\n" -> (req bytes, cpus, gpus), User -> user and State ->
-        # failed: filled only from rows _parse_job accepted, so a hit needs no more checks. User and
-        # State are accepted independently of each other and of the rest of the row (_parse_job
-        # rejects only an empty User), so two lookups give the same answer as one keyed on the pair,
-        # without building a tuple per row.
+        # Keyed by the raw text of a field (bytes or str, as the stream gives it), filled only from
+        # rows _parse_job accepted, so a hit needs no more checks: the "AllocCPUS|NNodes|ReqMem|
+        # AllocTRES\n" tail -> (req bytes, cpus, gpus), State -> failed, User -> normalised user.
+        # User and State are accepted independently of each other and of the rest of the row
+        # (_parse_job rejects only an empty User), so separate lookups answer as one on the tuple would.
         self.res_cache = {}  # type: dict
-        self.user_cache = {}  # type: dict
         self.state_cache = {}  # type: dict
+        self.user_cache = {}  # type: dict
+        # Per month: (raw User -> 32 accumulator slots by day number, the month's date table).
+        self.tables = {}  # type: Dict[str, Tuple[dict, dict]]
 
     def fold(self, lines: Iterable[AnyStr]) -> int:
         """Fold every row of ``lines`` into the sinks; return how many jobs ``route`` refused.
@@ -80,6 +100,21 @@ class Folder:
             self.target[MAX_MEM] += self.mx
             self.target = None
 
+    def _tables(self, month: str, binary: bool) -> Tuple[dict, dict]:
+        got = self.tables.get(month)
+        if got is None:
+            got = self.tables[month] = ({}, date_slots(month, binary))
+        return got
+
+    def _slot(self, sink: Any, user: AnyStr, day: int) -> List[int]:
+        """Return the month accumulator of (user, day), created empty if needed."""
+        key = (self.user_cache[user], DAY_NAMES[day])
+        acc = sink.acc.get(key)
+        if acc is None:
+            # Two raw names can be one user ("Alice@REALM", "alice"): they share the accumulator.
+            acc = sink.acc[key] = [0] * N_SUMS
+        return acc
+
     def _rows(self, lines: Iterable[AnyStr]) -> None:
         it = iter(lines)
         first = next(it, None)
@@ -90,8 +125,7 @@ class Folder:
         # pass str. The loop is the same for both: only its constants change type. Anything off the
         # fast path is decoded (invalid UTF-8 replaced, as sacct's text stream did) and parsed as str.
         binary = isinstance(first, bytes)
-        sep, dot, t_char, dash = (b"|", b".", ord("T"), ord("-")) if binary else ("|", ".", "T", "-")
-        days = _DAYS_B if binary else _DAYS
+        sep, dot, nul = (b"|", b".", b"\0") if binary else ("|", ".", "\0")
         p = self.parser
         route = self.route
         # Per-row counters cost time: only rare events are counted in the loop; rows and steps are
@@ -101,10 +135,17 @@ class Folder:
         prefix, target, mx, av = self.prefix, self.target, self.mx, self.av
         if isinstance(prefix, bytes) != binary:
             prefix = prefix.encode() if binary else prefix.decode()
-        last_month, sink = self.month, self.sink
-        batch = acc_map = bloom = None  # type: Any
+        month, sink = self.month, self.sink
+        # The current month's tables: empty until a row (on the checked path) routes a month, so
+        # until then every job row takes the checked path.
+        uslots = dslots = {}  # type: dict
+        ids = bloom = None  # type: Any
+        append = None  # type: Any
+        top = -1
         if sink is not None:
-            batch, acc_map, bloom = sink.batch, sink.acc, sink.bloom
+            uslots, dslots = self._tables(month, binary)
+            ids, bloom = sink.batch, sink.bloom
+            append, top = ids.ids.append, ids.top
         res_cache = self.res_cache
         user_cache = self.user_cache
         state_cache = self.state_cache
@@ -114,47 +155,45 @@ class Folder:
             for line in itertools.chain((first,), it):
                 lineno += 1
                 if line.startswith(prefix):
-                    # A step of the current job (2 of every 3 rows): only MaxRSS and AveRSS matter.
+                    # A step of the current job (2 of every 3 rows): only MaxRSS and AveRSS matter. A
+                    # negative value cannot raise a maximum; it is only checked when it did not.
                     try:
                         _0, m, a, _3 = line.split(sep, 3)
-                        vm = int(m)
-                        va = int(a)
-                        if vm < 0 or va < 0:
+                        v = int(m)
+                        if v > mx:
+                            mx = v
+                        elif v < 0:
                             raise ValueError(m)
+                        v = int(a)
+                        if v > av:
+                            av = v
+                        elif v < 0:
+                            raise ValueError(a)
                     except ValueError:
                         # rare: an empty or unit-suffixed value (1024K), garbage, a wrong field count
                         got = step_values(_text(line), lineno)
                         if got is None:
                             ignored += 1
                             continue
-                        vm, va = got
-                    if vm > mx:
-                        mx = vm
-                    if va > av:
-                        av = va
+                        if got[0] > mx:
+                            mx = got[0]
+                        if got[1] > av:
+                            av = got[1]
                     continue
                 try:
                     # A job row in eight pieces, not eleven: its tail "AllocCPUS|NNodes|ReqMem|AllocTRES"
                     # is one string and one cache key. A row with a wrong field count or a value not
-                    # seen in an accepted row misses a cache and takes the checked path below.
+                    # seen in an accepted row misses a table and takes the checked path below.
                     jid, mrss, arss, el, end, user, state, res = line.split(sep, 7)
                     req, ncpus, gpus = res_cache[res]
-                    u = user_cache[user]
                     failed = state_cache[state]
-                    day = days[end[8:10]]
+                    udays = uslots[user]
+                    day = dslots[end[:11]]
                     job_id = int(jid)
                     elapsed = int(el)
-                    if (
-                        mrss
-                        or arss
-                        or elapsed < 0
-                        or not 0 <= job_id < _ID_LIMIT
-                        or end[10] != t_char
-                        or end[4] != dash
-                        or len(end) < 19
-                    ):
+                    # job_id >> 32 is non-zero for a negative id and for one above uint32
+                    if mrss or arss or elapsed < 0 or job_id >> 32 or len(end) < 19:
                         raise ValueError(jid)
-                    month = end[:7]
                 except (ValueError, KeyError, IndexError):
                     sline = _text(line)
                     f = sline.split("|")
@@ -167,7 +206,8 @@ class Folder:
                         target[AVG_MEM] += av
                         target[MAX_MEM] += mx
                         target = None
-                    jid = line.split(sep, 1)[0]
+                    raw = line.split(sep, 7)
+                    jid = raw[0]
                     if dot in jid:
                         # sacct prints a job's steps right after it; a step without its job row just
                         # before (its job was malformed or outside the window) cannot be attributed.
@@ -176,26 +216,36 @@ class Folder:
                     rec = parse_job(f, lineno, sline)  # reports the problem or fills caches
                     if rec is None:
                         rejected += 1
-                        prefix = b"\0" if binary else "\0"  # its steps become orphans, as in parse
+                        prefix = nul  # its steps become orphans, as in parse
                         continue
-                    job_id, u, end, s = rec
+                    job_id, u, end_s, s = rec
                     elapsed, cpu_s, gpus, gpu_s, req, failed = s[3], s[4], s[1], s[6], s[7], s[2]
                     av, mx = s[AVG_MEM], s[MAX_MEM]
-                    day = end[8:10]
-                    month = end[:7]
-                    if binary:
-                        month = month.encode()
+                    jobs += 1
+                    prefix = jid + dot  # "123." also guards "1234.batch"
+                    if end_s[:7] != month or sink is None:
+                        new_sink = route(end_s[:7])
+                        if new_sink is None:
+                            outside += 1
+                            continue
+                        if sink is not None:
+                            ids.top = top
+                        month, sink = end_s[:7], new_sink
+                        uslots, dslots = self._tables(month, binary)
+                        ids, bloom = sink.batch, sink.bloom
+                        append, top = ids.ids.append, ids.top
+                    user = raw[USER]
+                    day = dslots[raw[4][:11]]  # _parse_job accepted End: its day is 01..31
+                    user_cache[user] = u
+                    udays = uslots.get(user)
+                    if udays is None:
+                        udays = [None] * 32
+                        if len(uslots) < _CACHE_LIMIT:
+                            uslots[user] = udays
                     if len(res_cache) < _CACHE_LIMIT:
-                        # the fast path's keys, in the stream's type: the tail after State (newline
-                        # included), User, State
-                        tres = f[TRES].rstrip("\r\n")
-                        value = (req, int(f[CPUS]), units.gpu_count(tres))
-                        keys = ("|".join(f[CPUS:]), f[USER], f[STATE])
-                        if binary:
-                            keys = tuple(k.encode() for k in keys)
-                        res_cache[keys[0]] = value
-                        user_cache[keys[1]] = u
-                        state_cache[keys[2]] = failed
+                        # the inline path's keys, raw: the tail after State (newline included), State
+                        res_cache[raw[7]] = (req, int(f[CPUS]), units.gpu_count(f[TRES].rstrip("\r\n")))
+                        state_cache[raw[6]] = failed
                 else:
                     if target is not None:  # the previous job is complete: add its memory maxima
                         target[AVG_MEM] += av
@@ -204,28 +254,24 @@ class Folder:
                     cpu_s = ncpus * elapsed
                     gpu_s = gpus * elapsed
                     mx = av = 0
-                jobs += 1
-                prefix = jid + dot  # "123." also guards "1234.batch"
-                if month != last_month:
-                    sink = route(month.decode() if binary else month)
-                    if sink is None:
-                        outside += 1
-                        continue
-                    last_month = month
-                    batch, acc_map, bloom = sink.batch, sink.acc, sink.bloom
-                if job_id in batch:
+                    jobs += 1
+                    prefix = jid + dot  # "123." also guards "1234.batch"
+                if job_id > top:
+                    top = job_id
+                elif job_id in ids:
                     sink.duplicates += 1  # the same job twice in one stream: exact, no filter needed
                     continue
+                else:
+                    ids.ordered = False
                 if bloom is not None and job_id in bloom:
                     target = [1, 1 if gpus else 0, failed, elapsed, cpu_s, elapsed if gpus else 0, gpu_s]
                     target += (req, 0, 0)
-                    sink.suspects.append((job_id, u, day, target))
+                    sink.suspects.append((job_id, user_cache[user], DAY_NAMES[day], target))
                     continue
-                batch.add(job_id)
-                key = (u, day)
-                target = acc_map.get(key)
+                append(job_id)
+                target = udays[day]
                 if target is None:
-                    target = acc_map[key] = [0] * N_SUMS
+                    target = udays[day] = self._slot(sink, user, day)
                 target[0] += 1
                 target[2] += failed
                 target[3] += elapsed
@@ -244,4 +290,6 @@ class Folder:
             self.outside += outside
             self.lineno = lineno
             self.prefix, self.target, self.mx, self.av = prefix, target, mx, av
-            self.month, self.sink = last_month, sink
+            self.month, self.sink = month, sink
+            if sink is not None:
+                ids.top = top

@@ -24,10 +24,10 @@ class MonthBatch:
     """Accumulators of one month within one batch.
 
     During the stream a job id is settled at once when possible: an id already accepted in this batch
-    is an exact duplicate (``batch`` is a set); an id the month's existing Bloom filter does not hold is
-    certainly new. Ids the filter flags are "suspects", settled after the stream against the exact id
-    set. A month with no ids yet (a backfill read) never consults a filter at all; its filter is built
-    once, at the exact size, when the month commits.
+    is an exact duplicate (``batch`` is a ``dedupe.IdBatch``); an id the month's existing Bloom filter
+    does not hold is certainly new. Ids the filter flags are "suspects", settled after the stream
+    against the exact id set. A month with no ids yet (a backfill read) never consults a filter at
+    all; its filter is built once, at the exact size, when the month commits.
     """
 
     def __init__(self, root: str, cluster: str, month: str, p: float) -> None:
@@ -47,7 +47,7 @@ class MonthBatch:
             if bloom is None or bloom.n != self.n_existing or bloom.p != p:
                 bloom = dedupe.Bloom.build(self.state().ids, self.n_existing, p)
         self.bloom = bloom  # type: Optional[dedupe.Bloom]
-        self.batch = set()  # type: Set[int]
+        self.batch = dedupe.IdBatch()
         self.acc = {}  # type: Dict[Tuple[str, str], List[int]]
         self.suspects = []  # type: List[Tuple[int, str, str, List[int]]]
         self.seen = 0

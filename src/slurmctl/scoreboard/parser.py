@@ -36,6 +36,8 @@ FORMAT = ",".join(FIELDS)
 Record = Tuple[int, str, str, List[int]]
 
 _MAX_PROBLEMS = 20
+# End's day of month as sacct prints it; the calendar is not checked (a 31st of November is a day).
+DAYS = frozenset(f"{d:02d}" for d in range(1, 32))
 _CACHE_LIMIT = 200000  # bound the value caches: ReqMem/AllocTRES strings repeat, but not without end
 
 
@@ -101,6 +103,9 @@ class SacctParser:
         if len(end) < 19 or end[4] != "-" or end[10] != "T":
             # Running jobs print End=Unknown; they are counted once they end.
             self.unended += 1
+            return None
+        if end[8:10] not in DAYS or end[7] != "-":
+            self._problem(lineno, f"bad End {end!r}", line)
             return None
         key = (f[REQMEM], f[CPUS], f[NNODES])
         req = self._req_cache.get(key, -1)
