@@ -2,6 +2,8 @@
 
 import json
 import random
+import shutil
+import tempfile
 import zlib
 from array import array
 
@@ -136,3 +138,48 @@ def test_add_all_equals_add_one_by_one_and_keeps_no_reference_to_the_input():
         for sums in acc.values():
             sums[0] += 1000  # the caller's lists are not shared with the state
     assert bulk.days == one.days and bulk.month_totals == one.month_totals
+
+
+def test_batch_writer_uses_one_syncfs_only_on_a_local_disk_file_system(tmp_path, monkeypatch):
+    """Many derived files: one syncfs(2) on ext4/XFS/btrfs; on anything else (tmpfs here, NFS or Lustre
+    on a cluster, where syncfs would flush the whole mount for everyone) one fsync per file."""
+    import os
+
+    from slurmctl.scoreboard import fsutil
+
+    real = fsutil.load_syncfs()
+    calls = {"syncfs": 0, "fsync": 0}
+
+    def counting_syncfs(fd):
+        calls["syncfs"] += 1
+        return real(fd)
+
+    real_fsync = os.fsync
+
+    def counting_fsync(fd):
+        calls["fsync"] += 1
+        return real_fsync(fd)
+
+    monkeypatch.setattr(fsutil, "_syncfs", counting_syncfs if real else False)
+    monkeypatch.setattr(fsutil.os, "fsync", counting_fsync)
+    monkeypatch.setattr(fsutil, "_suits_by_dev", {})
+    roots = [(str(tmp_path), fsutil.syncfs_suits(str(tmp_path)))]
+    local = real is not None and fsutil.fs_type(str(tmp_path)) in fsutil.SYNCFS_TYPES
+    assert roots[0][1] == local
+    if os.path.isdir("/dev/shm") and fsutil.fs_type("/dev/shm") == "tmpfs":
+        roots.append((tempfile.mkdtemp(dir="/dev/shm"), False))
+    try:
+        for root, suits in roots:
+            calls.update(syncfs=0, fsync=0)
+            w = fsutil.BatchWriter()
+            for i in range(40):
+                w.add_json(os.path.join(root, "users", f"u{i}.json"), {"i": i})
+            assert w.commit() == 40
+            # the directory's fsync after the renames is counted too
+            want = {"syncfs": 1, "fsync": 1} if suits else {"syncfs": 0, "fsync": 41}
+            assert dict(calls) == want, root
+            with open(os.path.join(root, "users", "u7.json")) as fh:
+                assert json.load(fh) == {"i": 7}
+    finally:
+        for root, _suits in roots[1:]:
+            shutil.rmtree(root, ignore_errors=True)

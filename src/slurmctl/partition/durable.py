@@ -47,6 +47,13 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from slurmctl.errors import StorageError
 
+# The rule for when one syncfs(2) may replace per-file fsyncs is shared with the scoreboard (whose
+# code is standard-library only and Python 3.6-compatible, so it holds the implementation).
+from slurmctl.scoreboard.fsutil import SYNCFS_TYPES as SYNCFS_TYPES
+from slurmctl.scoreboard.fsutil import fs_type as fs_type
+from slurmctl.scoreboard.fsutil import load_syncfs as _load_syncfs
+from slurmctl.scoreboard.fsutil import syncfs_suits
+
 from .model import BatchInfo
 
 if TYPE_CHECKING:
@@ -396,61 +403,6 @@ class BatchWriter:
         write_json_atomic(
             self.out_dir / STATE_NAME, dict(state, batches=self._committed, batch_log_bytes=self._log_bytes)
         )
-
-
-def _load_syncfs() -> Callable[[int], int] | None:
-    """Returns glibc's syncfs, or None (not Linux/glibc). Loaded once, on first use."""
-    global _SYNCFS, _SYNCFS_LOADED
-    if not _SYNCFS_LOADED:
-        import ctypes
-
-        _SYNCFS_LOADED = True
-        try:
-            fn = ctypes.CDLL(None, use_errno=True).syncfs
-            fn.argtypes = [ctypes.c_int]
-            fn.restype = ctypes.c_int
-            _SYNCFS = fn
-        except (OSError, AttributeError):
-            _SYNCFS = None
-    return _SYNCFS
-
-
-_SYNCFS: Callable[[int], int] | None = None
-_SYNCFS_LOADED = False
-
-# Local file systems whose syncfs(2) writes back every dirty page and inode and flushes the device
-# cache. Network and parallel file systems (NFS, Lustre, GPFS, BeeGFS, CephFS) keep per-file fsync.
-SYNCFS_TYPES = frozenset({"ext2", "ext3", "ext4", "xfs", "btrfs"})
-SYNCFS_MIN_KERNEL = (5, 8)  # before 5.8, syncfs did not report writeback errors
-
-
-def fs_type(path: Path) -> str | None:
-    """Returns the type of the mounted file system holding ``path`` (from /proc/self/mountinfo, matched
-    by device number), or None when it cannot be told (not Linux, no /proc). Idempotent."""
-    try:
-        st = os.stat(path)
-        with open("/proc/self/mountinfo", "rb") as fh:
-            table = fh.read().decode(errors="replace")
-    except OSError:
-        return None
-    dev = f"{os.major(st.st_dev)}:{os.minor(st.st_dev)}"
-    for line in table.splitlines():
-        fields = line.split()
-        if len(fields) > 3 and fields[2] == dev and " - " in line:
-            return line.split(" - ", 1)[1].split()[0]
-    return None
-
-
-def syncfs_suits(path: Path) -> bool:
-    """Returns whether one syncfs(2) may stand for fsyncing each new file under ``path``: Linux 5.8 or
-    later with glibc's syncfs, on a local file system of ``SYNCFS_TYPES``. Idempotent."""
-    if _load_syncfs() is None:
-        return False
-    try:
-        kernel = tuple(int(x) for x in os.uname().release.split(".")[:2])
-    except ValueError:
-        return False
-    return kernel >= SYNCFS_MIN_KERNEL and fs_type(path) in SYNCFS_TYPES
 
 
 class _SyncfsJob:
