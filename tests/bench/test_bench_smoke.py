@@ -73,6 +73,25 @@ def test_status_10k_smoke():
     } <= contenders
 
 
+def test_scoreboard_benches_smoke():
+    """The scoreboard's three benchmarks at toy sizes: ingest checks its totals against the generator's
+    ground truth (exit 1 if not), storage and TUI print their figures."""
+    p = run_bench("scoreboard_ingest.py", "--jobs", "3000", "--users", "50", "--repeat", "2")
+    assert "totals exact: True" in p.stdout and "ratio vs baseline" in p.stdout
+    assert p.stdout.count("run ") == 2 and "median of 2" in p.stdout
+    bad = subprocess.run(
+        [sys.executable, str(BENCH / "scoreboard_ingest.py"), "--repeat", "0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr and "--repeat" in bad.stderr
+    p = run_bench("scoreboard_storage.py", "--jobs", "5000", "--users", "50", "--full-jobs", "500")
+    assert "per cluster-month" in p.stdout
+    p = run_bench("scoreboard_tui.py", "--users", "200", "--clusters", "2", "--repeat", "2")
+    assert "target first paint <= 0.2 s" in p.stdout
+
+
 def test_bad_size_is_a_clear_error_not_a_traceback():
     p = subprocess.run(
         [sys.executable, str(BENCH / "worker_overhead.py"), "0"], capture_output=True, text=True, timeout=60
