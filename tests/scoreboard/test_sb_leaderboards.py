@@ -87,3 +87,34 @@ def test_opt_out_hides_user_everywhere(tmp_path):
 
     assert not os.path.exists(layout.user_file(root, "c1", "shy"))
     assert "shy" not in sbhelpers.read_text(layout.table_file(root, "ALL", "alltime"))
+
+
+def test_window_sums_equal_the_days_added_one_by_one(tmp_path):
+    """``windows_totals`` takes a month that a window covers whole from the month totals and the others
+    day by day: the sums are those of every day inside the window, for windows ending on any day."""
+    import io
+
+    from slurmctl.scoreboard import store, synth
+
+    root = str(tmp_path)
+    for month, seed in (("2026-08", 1), ("2026-09", 2), ("2026-10", 3)):
+        buf = io.StringIO()
+        synth.generate(buf, 1500, month=month, n_users=40, seed=seed, first_job_id=seed * 100000)
+        ingest.ingest(root, "c1", buf.getvalue().splitlines(True), FAIL)
+    months = store.list_months(root, "c1")
+    states = {m: store.read_state(layout.month_state(root, "c1", m), m) for m in months}
+    for today in ("2026-09-01", "2026-09-30", "2026-10-01", "2026-10-15", "2026-11-02", "2027-09-01"):
+        t = datetime.date.fromisoformat(today)
+        windows = {"a": 1, "b": 30, "c": 45, "d": 365}
+        got = derive.windows_totals(root, "c1", t, windows)
+        for w, d in windows.items():
+            first = (t - datetime.timedelta(days=d - 1)).isoformat()
+            want = {}
+            for month, st in states.items():
+                for user, per_day in st.days.items():
+                    for day, sums in per_day.items():
+                        if first <= f"{month}-{day}" <= today:
+                            acc = want.setdefault(user, [0] * len(sums))
+                            for i, v in enumerate(sums):
+                                acc[i] += v
+            assert got[w] == want, (today, w)

@@ -15,8 +15,10 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Set, Tuple
 from . import fsutil, layout, store
 from .errors import FormatError
 from .schemas import (
+    DAY_FIELDS,
     JOBS,
     METRICS,
+    N_SUMS,
     TUI_METRICS,
     WINDOW_DAYS,
     WINDOW_METRICS,
@@ -28,6 +30,7 @@ from .schemas import (
 )
 
 Sums = List[int]
+_DAY_NAMES = tuple(f"{d:02d}" for d in range(1, 32))  # the days a month state may hold
 
 
 class Policy:
@@ -86,27 +89,38 @@ def windows_totals(
     """Return ``{window: {user: sums}}`` for several day counts, reading each month state once.
 
     A window of ``d`` days holds the jobs that ended on the ``d`` UTC days ending with ``today``.
-    Reads files only; raises FormatError on a corrupt month state.
+    Only the ``DAY_FIELDS`` are kept per day, so only they are summed (the others are 0). Reads
+    files only; raises FormatError on a corrupt month state.
     """
     today_s = today.strftime("%Y-%m-%d")
     firsts = {w: (today - datetime.timedelta(days=d - 1)).strftime("%Y-%m-%d") for w, d in windows.items()}
     out = {w: {} for w in windows}  # type: Dict[str, Dict[str, Sums]]
     earliest = min(firsts.values()) if firsts else today_s
+    pad = [0] * (N_SUMS - len(DAY_FIELDS))
     for month in store.list_months(root, cluster):
         if month < earliest[:7] or month > today_s[:7]:
             continue
-        st = store.read_state(layout.month_state(root, cluster, month), month)
-        # Which windows cover this month whole (every day in range): then a user's month total of the
-        # day fields can be added at once instead of day by day.
+        totals, days = store.read_days(layout.month_state(root, cluster, month), month)
         for w, first_s in firsts.items():
             if month < first_s[:7]:
                 continue
             acc_w = out[w]
-            whole = first_s <= month + "-01" and month < today_s[:7]
-            for user, per_day in st.days.items():
+            if first_s <= month + "-01" and month < today_s[:7]:
+                # The window holds the whole month: a user's month totals are the sums of their days
+                # (the day fields of them).
+                for user, sums in totals.items():
+                    part = sums[: len(DAY_FIELDS)] + pad
+                    acc = acc_w.get(user)
+                    if acc is None:
+                        acc_w[user] = part
+                    else:
+                        acc[:] = map(operator.add, acc, part)
+                continue
+            inside = frozenset(d for d in _DAY_NAMES if first_s <= month + "-" + d <= today_s)
+            for user, per_day in days.items():
                 acc = acc_w.get(user)
                 for day, sums in per_day.items():
-                    if whole or first_s <= month + "-" + day <= today_s:
+                    if day in inside:
                         if acc is None:
                             acc = acc_w[user] = list(sums)
                         else:

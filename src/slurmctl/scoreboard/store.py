@@ -185,6 +185,25 @@ def read_totals(path: str) -> Optional[Tuple[Dict[str, Any], Dict[str, Sums]]]:
     return header, _totals(header, _json_blob(data, path, "totals"), path)
 
 
+def read_days(path: str, month: str) -> Tuple[Dict[str, Sums], Days]:
+    """Return ``({user: month sums}, days)`` of a month state without decoding its ids (empty when
+    absent). Raises FormatError."""
+    try:
+        fh = open(path, "rb")  # noqa: SIM115 -- closed by the `with fh` below; only the open may be ENOENT
+    except FileNotFoundError:
+        return {}, {}
+    with fh:
+        header, off = _read_header(fh, path)
+        totals_blob = _blob(fh, path, off + header["ids_bytes"], header["totals_bytes"], "totals")
+        days_blob = _blob(
+            fh, path, off + header["ids_bytes"] + header["totals_bytes"], header["days_bytes"], "days"
+        )
+    if header["month"] != month:
+        raise FormatError(f"{path}: holds month {header['month']!r}, expected {month!r}")
+    totals = _totals(header, _json_blob(totals_blob, path, "totals"), path)
+    return totals, decode_days(_json_blob(days_blob, path, "days"), path, header["version"])
+
+
 def read_state(path: str, month: str) -> MonthState:
     """Return the full month state in ``path`` (an empty one when absent). Raises FormatError."""
     try:
