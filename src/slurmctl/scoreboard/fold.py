@@ -202,17 +202,18 @@ class Folder:
                         if sline.strip():
                             p._problem(lineno, _field_count(sline), sline)
                         continue
-                    if target is not None:  # the previous job is complete: add its memory maxima
-                        target[AVG_MEM] += av
-                        target[MAX_MEM] += mx
-                        target = None
                     raw = line.split(sep, 7)
                     jid = raw[0]
                     if dot in jid:
                         # sacct prints a job's steps right after it; a step without its job row just
                         # before (its job was malformed or outside the window) cannot be attributed.
+                        # It does not end the current job: a later step of that job still counts.
                         orphans += 1
                         continue
+                    if target is not None:  # the previous job is complete: add its memory maxima
+                        target[AVG_MEM] += av
+                        target[MAX_MEM] += mx
+                        target = None
                     rec = parse_job(f, lineno, sline)  # reports the problem or fills caches
                     if rec is None:
                         rejected += 1
