@@ -192,8 +192,9 @@ def _load(path: str, fields: tuple[str, ...] | None) -> _Cache | None:
     return cache
 
 
-def _store(path: str, listing: tuple[Any, ...], ids: tuple[list[int], list[int], list[int]]) -> None:
-    """Replace the cache file (temp → rename, no fsync: a lost cache is rebuilt). Never raises."""
+def _store(path: str, listing: tuple[Any, ...], ids: tuple[list[int], list[int], list[int]]) -> bool:
+    """Replace the cache file (temp → rename, no fsync: a lost cache is rebuilt); return whether it
+    was written. Never raises."""
     data = HEADER + _pack(listing) + _pack(ids)
     head, name = os.path.split(path)
     tmp = os.path.join(head, f".{name}.{os.getpid()}.tmp")
@@ -213,6 +214,8 @@ def _store(path: str, listing: tuple[Any, ...], ids: tuple[list[int], list[int],
     except OSError:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        return False
+    return True
 
 
 def _should_rewrite(loaded: _Cache | None, reread: int, count: int) -> bool:
@@ -364,9 +367,28 @@ def _scan_dir(
     if _should_rewrite(loaded, len(to_read), len(keys)):
         scan_ns = time.monotonic_ns() - t0
         newest = max(mtimes, default=0)
-        _store(
+        stored = _store(
             path,
             (fields, dst.st_ino, dst.st_mtime_ns, scan_ns, newest, subdirs, keys, versions, values),
             (inos, mtimes, sizes),
         )
+        if stored and loaded is None:
+            _drop_format2(cache_dir)
     return Scan(keys, versions, values, subdirs)
+
+
+def _drop_format2(cache_dir: str | os.PathLike[str]) -> None:
+    """Remove the projection caches of format 2 in ``cache_dir``: format 2 named them ``.scan-`` and
+    16 hex digits (a sha256 of the fields), format 3 names them after a CRC (8 hex digits), so
+    nothing reads them any more, and they stayed beside every job scanned before the upgrade (~0.5 MB
+    for 10k tasks). Runs when a directory first gets a format-3 file; a cache directory holds only
+    cache files, so listing it is cheap. Idempotent; never raises."""
+    with contextlib.suppress(OSError):
+        for name in os.listdir(cache_dir):
+            if len(name) == 22 and name.startswith(".scan-") and _is_hex(name[6:]):
+                with contextlib.suppress(OSError):
+                    os.unlink(os.path.join(cache_dir, name))
+
+
+def _is_hex(text: str) -> bool:
+    return all(c in "0123456789abcdef" for c in text)

@@ -347,3 +347,23 @@ def test_records_of_another_user_are_read_without_noatime(tmp_path: Path) -> Non
         assert values == [{"state": "queued", "i": i} for i in range(5)]
     finally:
         shutil.rmtree(shared, ignore_errors=True)
+
+
+def test_format2_projection_caches_are_removed_when_format3_replaces_them(tmp_path: Path) -> None:
+    """Before format 3, a projection's cache was named after the sha256 of its fields (16 hex
+    digits); the first format-3 scan of the directory removes such files (they were left beside every
+    job otherwise) and nothing else."""
+    store = FileStateStore(tmp_path, fsync=False)
+    for i in range(5):
+        store.create("tasks", f"job/t{i}", {"state": "queued", "items_done": i})
+    fields = ("state", "items_done")
+    cache_dir = tmp_path / ".scan-cache" / "tasks" / "job"
+    cache_dir.mkdir(parents=True)
+    legacy = [cache_dir / ".scan-0123456789abcdef", cache_dir / ".scan-fedcba9876543210"]
+    keep = [cache_dir / ".scan-0123456789abcdeg", cache_dir / "notes"]  # not format 2's names
+    for p in legacy + keep:
+        p.write_bytes(b"slurmctl scan cache 2 ...")
+    assert store.scan_fields("tasks", "job/", fields) == [(f"job/t{i}", ["queued", i]) for i in range(5)]
+    names = {p.name for p in cache_dir.iterdir()}
+    assert not names & {p.name for p in legacy} and {p.name for p in keep} <= names
+    assert os.path.basename(scancache.cache_file(cache_dir, fields)) in names
