@@ -3,8 +3,9 @@
 
 Real Slurm behaviour is tested against the dev cluster in test_sb_slurm_integration.py; this script
 replays a recorded/synthetic sacct -P file the way slurmdbd selects with ``-s <terminal> -S -E``: a job
-(and its steps) is printed when its End lies in [S, E]; ``-u`` filters by user. Environment knobs:
-FAKE_SACCT_DATA (the file), FAKE_SACCT_FAIL_FIRST=N (fail the first N calls, counted in
+(and its steps) is printed when its End lies in [S, E]; ``-u`` filters by user; without ``-D`` the
+earlier runs of requeued jobs (State REQUEUED) are left out, as sacct lists only a job's last run.
+Environment knobs: FAKE_SACCT_DATA (the file), FAKE_SACCT_FAIL_FIRST=N (fail the first N calls, counted in
 FAKE_SACCT_COUNTER), FAKE_SACCT_SLEEP=sec (hang before printing, for timeouts), FAKE_SACCT_LOG (append
 each argv as a JSON line).
 """
@@ -41,6 +42,7 @@ def main() -> int:
     start = args[args.index("-S") + 1]
     end = args[args.index("-E") + 1]
     user = args[args.index("-u") + 1] if "-u" in args else None
+    duplicates = "-D" in args
     keep = False
     with open(os.environ["FAKE_SACCT_DATA"]) as fh:
         for line in fh:
@@ -50,6 +52,7 @@ def main() -> int:
             elif "." not in f[0]:
                 e = f[4]
                 keep = start <= e <= end and (user is None or f[5].split("@")[0].lower() == user)
+                keep = keep and (duplicates or len(f) < 7 or f[6] != "REQUEUED")
             if keep:
                 sys.stdout.write(line)
     return 0

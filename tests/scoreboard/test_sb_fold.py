@@ -12,7 +12,7 @@ import random
 import sbhelpers
 from sbhelpers import FAIL, golden, read_lines
 
-from slurmctl.scoreboard import synth
+from slurmctl.scoreboard import synth, units
 from slurmctl.scoreboard.dedupe import IdBatch
 from slurmctl.scoreboard.fold import Folder
 from slurmctl.scoreboard.parser import SacctParser
@@ -24,6 +24,7 @@ class Sink:
         self.acc = {}
         self.bloom = bloom
         self.suspects = []
+        self.runs = {}
         self.duplicates = 0
 
 
@@ -38,7 +39,13 @@ def reference(lines, allowed=None, bloom=None):
             outside += 1
             continue
         s = sinks.setdefault(month, Sink(bloom))
-        if job_id in s.batch:
+        if not sums[0]:  # an earlier run of a requeued job: deduplicated by (id, End), never a suspect
+            key = units.run_key(job_id, end)
+            if key in s.runs:
+                s.duplicates += 1
+            else:
+                s.runs[key] = (user, end[8:10], sums)
+        elif job_id in s.batch:
             s.duplicates += 1
         elif s.bloom is not None and job_id in s.bloom:
             s.suspects.append((job_id, user, end[8:10], sums))
@@ -78,7 +85,7 @@ def assert_same(lines, allowed=None, bloom=None, chunk_rng=None):
     p1, s1, o1 = reference(list(lines), allowed, bloom)
     for stream in (list(lines), [ln.encode() for ln in lines]):
         p2, s2, o2 = folded(stream, allowed, bloom, chunk_rng)
-        counters = ("rows", "jobs", "steps", "orphan_steps", "skipped", "unended")
+        counters = ("rows", "jobs", "steps", "orphan_steps", "skipped", "unended", "runs")
         assert {c: getattr(p2, c) for c in counters} == {c: getattr(p1, c) for c in counters}
         assert p2.problems == p1.problems
         assert p2.users == p1.users
@@ -86,8 +93,8 @@ def assert_same(lines, allowed=None, bloom=None, chunk_rng=None):
         assert sorted(s2) == sorted(s1)
         for month in s1:
             a, b = s1[month], s2[month]
-            got = (b.acc, set(b.batch), b.duplicates, b.suspects)
-            assert got == (a.acc, a.batch, a.duplicates, a.suspects), month
+            got = (b.acc, set(b.batch), b.duplicates, b.suspects, b.runs)
+            assert got == (a.acc, a.batch, a.duplicates, a.suspects, a.runs), month
     return p2, s2
 
 
@@ -113,17 +120,43 @@ def synthetic(n_jobs, seed, **kw):
 def test_golden_handmade_and_dev_cluster_streams():
     assert_same(read_lines(golden("handmade.sacct")))
     assert_same(read_lines(golden("dev-22.05.sacct")))
+    assert_same(read_lines(golden("dev-22.05-requeue.sacct")))
+
+
+def test_requeued_runs_count_their_time_once_and_the_job_once():
+    """Real sacct -D output of one job requeued twice: two REQUEUED runs, then the last run."""
+    lines = read_lines(golden("dev-22.05-requeue.sacct"))
+    exp = sbhelpers.load_json(golden("dev-22.05-requeue.expected.json"))
+    for stream in (lines, lines + lines, lines[4:] + lines):  # re-read whole, and the last run first
+        p, sinks = assert_same(stream)
+        sink = sinks[exp["month"]]
+        assert len(sink.runs) == exp["runs"] and p.runs == exp["runs"] * (len(stream) // len(lines))
+        totals = [0] * 10
+        for sums in [*sink.acc.values(), *(r[2] for r in sink.runs.values())]:
+            totals = [a + b for a, b in zip(totals, sums, strict=True)]
+        assert totals == exp["sums"]["sbtest"]
+
+
+def test_run_with_an_end_that_has_no_time_of_day_is_a_problem():
+    lines = read_lines(golden("dev-22.05-requeue.sacct"))
+    lines[0] = lines[0].replace("T02:04:19", "T02:xx:19")
+    p, sinks = assert_same(lines)
+    assert len(p.problems) == 1 and "bad End" in p.problems[0] and p.orphan_steps == 1
+    assert len(next(iter(sinks.values())).runs) == 1
 
 
 def test_clean_month_matches_ground_truth():
-    lines, expected = synthetic(3000, 5, realm=True, old_reqmem=True)
+    lines, expected = synthetic(3000, 5, realm=True, old_reqmem=True, requeue_share=0.02)
     p, sinks = assert_same(lines)
     totals = {}
-    for (user, _day), sums in sinks["2026-10"].acc.items():
+    sink = sinks["2026-10"]
+    runs = [((user, day), sums) for user, day, sums in sink.runs.values()]
+    assert runs and p.runs == len(runs)  # requeued jobs' earlier runs: time only, added at commit
+    for (user, _day), sums in [*sink.acc.items(), *runs]:
         acc = totals.setdefault(user, [0] * 10)
         for i, v in enumerate(sums):
             acc[i] += v
-    assert totals == expected and p.jobs == 3000 and not p.problems
+    assert totals == expected and p.jobs == 3000 + p.runs and not p.problems
 
 
 def test_damaged_stream_gives_the_same_sums_counters_and_problems():
@@ -198,9 +231,9 @@ def test_bloom_suspects_are_the_same():
 def test_fold_via_ingest_matches_expected_totals(tmp_path):
     from slurmctl.scoreboard import ingest
 
-    lines, expected = synthetic(4000, 12)
+    lines, expected = synthetic(4000, 12, requeue_share=0.02)
     r = ingest.ingest(str(tmp_path), "c1", lines, FAIL)
-    assert r.jobs_new == 4000 and r.rows == len(lines)
+    assert r.jobs_new == 4000 and r.rows == len(lines) and r.runs_new > 40
     assert sbhelpers.month_totals(str(tmp_path), "c1") == expected
 
 
@@ -235,11 +268,15 @@ def _damaged(seed):
     rng = random.Random(seed)
     lines = []
     for month, s in (("2026-10", seed), ("2026-11", seed + 1000)):
-        more, _ = synthetic(rng.randint(20, 150), s, month=month, realm=rng.random() < 0.5)
+        share = rng.choice((0.0, 0.01, 0.3))  # requeued jobs: earlier runs with State REQUEUED
+        more, _ = synthetic(
+            rng.randint(20, 150), s, month=month, realm=rng.random() < 0.5, requeue_share=share
+        )
         lines += more
     if rng.random() < 0.5:
         rng.shuffle(lines)  # orphans, month switches, ids out of order
     values = ["", "x", "-1", "12K", "0012", " 5", "99999999999", "2026-10-32T00:00:00", "Unknown", "\xff"]
+    values += ["REQUEUED", "2026-10-05Tab:00:00"]  # a job row turned into a run; a run with a bad End
     out = []
     for ln in lines:
         r = rng.random()

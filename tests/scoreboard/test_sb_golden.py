@@ -90,3 +90,30 @@ def test_real_sacct_22_05_output_from_the_dev_cluster(tmp_path):
     r = ingest.ingest(root, "dev", read_lines(golden("dev-22.05.sacct")), FAIL)
     assert r.skipped == 0 and r.orphan_steps == 0 and r.jobs_new == 9
     assert sbhelpers.month_totals(root, "dev") == exp["sums"]
+
+
+def test_real_requeued_job_counts_once_with_the_time_of_every_run(tmp_path):
+    """Real sacct -D rows of a job requeued twice (22.05): REQUEUED, REQUEUED, COMPLETED, same JobIDRaw.
+
+    Re-reading the same window, or reading the runs in two windows (the earlier runs first, as a
+    poll does when a requeue and the last run straddle two polls), counts each run once."""
+    from slurmctl.scoreboard import store
+
+    exp = sbhelpers.load_json(golden("dev-22.05-requeue.expected.json"))
+    lines = read_lines(golden("dev-22.05-requeue.sacct"))
+    month = exp["month"]
+    root = str(tmp_path / "whole")
+    r = ingest.ingest(root, "dev", lines, FAIL)
+    assert (r.jobs_new, r.runs_new, r.skipped, r.orphan_steps) == (1, exp["runs"], 0, 0)
+    assert sbhelpers.month_totals(root, "dev") == exp["sums"]
+    st = store.read_state(layout.month_state(root, "dev", month), month)
+    assert len(st.ids) == 1 and len(st.runs) == exp["runs"]
+    again = ingest.ingest(root, "dev", lines, FAIL)
+    assert (again.jobs_new, again.runs_new, again.duplicates) == (0, 0, 1 + exp["runs"])
+    assert sbhelpers.month_totals(root, "dev") == exp["sums"]
+    split = str(tmp_path / "split")
+    first = ingest.ingest(split, "dev", lines[:2], FAIL)  # only the first run has ended so far
+    assert (first.jobs_new, first.runs_new) == (0, 1)
+    assert sbhelpers.month_totals(split, "dev")["sbtest"][:5] == [0, 0, 0, 3, 6]
+    ingest.ingest(split, "dev", lines, FAIL)  # the next poll's window overlaps the first
+    assert sbhelpers.month_totals(split, "dev") == exp["sums"]

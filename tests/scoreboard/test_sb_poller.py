@@ -79,8 +79,8 @@ def test_backfill_resumes_from_cursor_without_duplicates(env):
     assert s3["jobs_new"] == 0 and s3["calls"] == 1
     argv = calls()[0]["argv"]
     assert calls()[0]["tz"] == "UTC"
-    assert {"-a", "-n", "-P", "--noconvert", "-s"} <= set(argv)
-    assert argv[argv.index("-s") + 1] == "BF,CA,CD,DL,F,NF,OOM,PR,TO"
+    assert {"-a", "-n", "-P", "-D", "--noconvert", "-s"} <= set(argv)
+    assert argv[argv.index("-s") + 1] == "BF,CA,CD,DL,F,NF,OOM,PR,TO,RQ"  # RQ: earlier runs of requeued jobs
     assert [c["argv"][c["argv"].index("-S") + 1 : c["argv"].index("-S") + 4 : 2] for c in calls()][:3] == [
         ["2026-11-01T00:00:00", "2026-11-02T12:00:00"],
         ["2026-08-01T00:00:00", "2026-08-31T23:59:59"],

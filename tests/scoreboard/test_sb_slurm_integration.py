@@ -1,5 +1,5 @@
-"""Real Slurm: run completed, failed, timed-out, cancelled, memory-killed, array and GPU jobs on the dev
-cluster (scripts/dev-cluster), poll them through real sacct, check the sums against what was run.
+"""Real Slurm: run completed, failed, timed-out, cancelled, memory-killed, requeued, array and GPU jobs on
+the dev cluster (scripts/dev-cluster), poll them through real sacct, check the sums against what was run.
 
 Jobs run as a dedicated local user ``sbtest`` (created if missing; root submits with --uid), so the
 checks are not disturbed by other engineers' jobs on the shared dev cluster.
@@ -61,14 +61,18 @@ def sbatch(*args):
     return out.stdout.strip().split(";")[0]
 
 
-def sacct_x(start, ids):
-    """Independent oracle: job-level rows (-X), Elapsed as [D-]HH:MM:SS, parsed here, not by the package."""
+def sacct_x(start, ids, runs=None):
+    """Independent oracle: job-level rows (-X), Elapsed as [D-]HH:MM:SS, parsed here, not by the package.
+
+    Every run of a requeued job is listed (-D); the earlier ones (State REQUEUED) go to ``runs`` as
+    ``(raw id, elapsed s, cpus)``, the last one to the returned ``{raw id: row}``."""
     out = subprocess.run(
         [
             "sacct",
             "-n",
             "-P",
             "-X",
+            "-D",
             "-u",
             USER,
             "-S",
@@ -89,7 +93,12 @@ def sacct_x(start, ids):
         if jobid.split("_")[0] in ids or raw in ids:
             h, m, s = (elapsed.split("-")[-1]).split(":")
             days = int(elapsed.split("-")[0]) if "-" in elapsed else 0
-            rows[raw] = (jobid, state, days * 86400 + int(h) * 3600 + int(m) * 60 + int(s), int(cpus), tres)
+            secs = days * 86400 + int(h) * 3600 + int(m) * 60 + int(s)
+            if state == "REQUEUED":
+                if runs is not None:
+                    runs.append((raw, secs, int(cpus)))
+                continue
+            rows[raw] = (jobid, state, secs, int(cpus), tres)
     return rows
 
 
@@ -113,21 +122,31 @@ def ran_jobs(slurm_cluster):  # noqa: F811
         "array": sbatch("-J", "arr", "--mem=40M", "-t", "2", "--array=0-2", "--wrap", "sleep 1"),
         "gpu": sbatch("-J", "gpu", "--mem=60M", "-t", "2", "--gres=gpu:a100:1", "--wrap", "sleep 2"),
         "cancel": sbatch("-J", "can", "--mem=60M", "-t", "5", "--wrap", "sleep 300"),
+        "requeue": sbatch("-J", "rq", "--requeue", "--mem=40M", "-t", "2", "--wrap", "sleep 20"),
     }
     start = t0.strftime("%Y-%m-%dT%H:%M:%S")
     # The dev cluster may be shared: our jobs can queue behind others' (override for a busy cluster,
     # together with pytest --timeout).
     wait = float(os.environ.get("SLURM_SB_TEST_JOB_WAIT_SEC", "500"))
     deadline = time.time() + wait
-    cancelled = False
+    cancelled = requeued = False
     while time.time() < deadline:
-        rows = sacct_x(start, set(ids.values()))
+        runs = []
+        rows = sacct_x(start, set(ids.values()), runs)
         if not cancelled and rows.get(ids["cancel"], ("", "PENDING"))[1] == "RUNNING":
             subprocess.run(["scancel", ids["cancel"]], check=True)
             cancelled = True
+        if not requeued and rows.get(ids["requeue"], ("", "PENDING"))[1] == "RUNNING":
+            # Requeue it mid-run, then let it start again at once (a requeued job waits ~2 min otherwise).
+            subprocess.run(["scontrol", "requeue", ids["requeue"]], check=True)
+            time.sleep(0.5)
+            subprocess.run(["scontrol", "update", f"jobid={ids['requeue']}", "StartTime=now"], check=True)
+            requeued = True
         states = [r[1] for r in rows.values()]
-        if len(rows) == 9 and all(
-            s.split()[0] not in ("PENDING", "RUNNING", "COMPLETING", "REQUEUED") for s in states
+        if (
+            len(rows) == 10
+            and runs
+            and all(s.split()[0] not in ("PENDING", "RUNNING", "COMPLETING", "REQUEUED") for s in states)
         ):
             break
         time.sleep(3)
@@ -135,26 +154,28 @@ def ran_jobs(slurm_cluster):  # noqa: F811
         subprocess.run(["scancel", *ids.values()], check=False)  # leave nothing queued on a shared cluster
         pytest.fail(f"dev cluster jobs did not finish within {wait:g} s: {rows}")
     time.sleep(2)  # slurmctld -> slurmdbd: let the last job records land
-    return t0, ids, rows
+    return t0, ids, rows, runs
 
 
 def test_window_poll_matches_what_ran(ran_jobs, tmp_path):
-    t0, ids, rows = ran_jobs
+    t0, ids, rows, runs = ran_jobs
     root = str(tmp_path)
     c = sbhelpers.cfg(root, cluster="dev", sacct="sacct", rate_limit_per_min=60.0)
     p = Poller(c, log=JsonLog("dev", None, quiet=True))
     end = datetime.datetime.utcnow().strftime("%Y-%m-%dT%H:%M:%S")
     r = p.read_window(t0.strftime("%Y-%m-%dT%H:%M:%S"), end, "test", user=USER)
-    assert r.skipped == 0 and r.jobs_new == 9, r.as_dict()
+    assert r.skipped == 0 and r.jobs_new == 10 and r.runs_new == len(runs) == 1, r.as_dict()
     states = {k: rows[v][1].split()[0] for k, v in ids.items() if v in rows}
     assert states["ok"] == "COMPLETED" and states["fail"] == "FAILED" and states["timeout"] == "TIMEOUT"
     assert states["cancel"] == "CANCELLED" and states["oom"] in ("OUT_OF_MEMORY", "FAILED")
+    assert states["requeue"] == "COMPLETED" and runs[0][0] == ids["requeue"] and runs[0][1] >= 1
     s = sbhelpers.month_totals(root, "dev")[USER]
-    elapsed = sum(v[2] for v in rows.values())
-    cpu = sum(v[2] * v[3] for v in rows.values())
+    # the requeued job counts once; the time of its earlier run counts too (sacct -D, State REQUEUED)
+    elapsed = sum(v[2] for v in rows.values()) + sum(r[1] for r in runs)
+    cpu = sum(v[2] * v[3] for v in rows.values()) + sum(r[1] * r[2] for r in runs)
     gpu_el = rows[ids["gpu"]][2]
     assert s[:7] == [
-        9,
+        10,
         1,
         3,
         elapsed,
@@ -162,7 +183,7 @@ def test_window_poll_matches_what_ran(ran_jobs, tmp_path):
         gpu_el,
         gpu_el,
     ]  # ONE a100: gres/gpu:a100=1 + gres/gpu=1 not summed
-    assert s[7] == (100 + 60 * 4 + 50 + 40 * 3) * MIB  # ReqMem as requested (22.05: job total)
+    assert s[7] == (100 + 60 * 4 + 50 + 40 * 4) * MIB  # ReqMem as requested (22.05: job total), once per job
     assert s[9] > 400 * 10**6  # the memory-killed job's MaxRSS comes from its step row: steps were folded
     assert 0 < s[8] <= s[9]
     derive.derive(root, "dev", derive.Policy(), write_merged=True)
@@ -171,7 +192,7 @@ def test_window_poll_matches_what_ran(ran_jobs, tmp_path):
 
 
 def test_cli_poll_once_on_real_slurm_is_idempotent(ran_jobs, tmp_path):
-    _t0, ids, _rows = ran_jobs
+    _t0, ids, _rows, _runs = ran_jobs
     root = str(tmp_path)
     month = datetime.datetime.utcnow().strftime("%Y-%m")
     args = [
@@ -198,7 +219,7 @@ def test_cli_poll_once_on_real_slurm_is_idempotent(ran_jobs, tmp_path):
 
     st = store.read_state(layout.month_state(root, "dev", month), month)
     assert all(int(i) in set(st.ids) for i in ids.values() if i)  # every job we ran was read
-    assert st.totals()[USER][0] >= 9
+    assert st.totals()[USER][0] >= 10 and st.runs  # the requeued job's earlier run is in the state
     health = sbhelpers.load_json(layout.health_file(root, "dev"))
     assert health["last_error"] is None and "22.05" in health.get("sacct_version", "")
     before = sbhelpers.month_totals(root, "dev")

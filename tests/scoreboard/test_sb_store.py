@@ -1,4 +1,4 @@
-"""The month state file: version 2 round trip (exact), version 1 files still read, damage reported."""
+"""The month state file: version 3 round trip (exact), version 1 and 2 files still read, damage reported."""
 
 import json
 import random
@@ -9,7 +9,7 @@ from array import array
 
 import pytest
 
-from slurmctl.scoreboard import dedupe, layout, store
+from slurmctl.scoreboard import dedupe, layout, store, units
 from slurmctl.scoreboard.errors import FormatError
 from slurmctl.scoreboard.schemas import DAY_FIELDS, N_SUMS
 
@@ -34,20 +34,55 @@ def random_state(seed: int) -> store.MonthState:
                 [jobs, gpu_jobs, rng.randint(0, jobs), elapsed, cpu_s, gpu_el, gpu_s, *mem],
             )
     st.ids = array("I", sorted(rng.sample(range(1, 1 << 32), 500)))
+    st.runs = {units.run_key(rng.randrange(1 << 32), "2026-10-31T23:59:59") for _ in range(20)}
     return st
 
 
-def test_v2_round_trip_is_exact(tmp_path):
+def test_v3_round_trip_is_exact(tmp_path):
     st = random_state(1)
     store.write_state(str(tmp_path), "c1", st)
     path = layout.month_state(str(tmp_path), "c1", "2026-10")
     with open(path, "rb") as fh:
-        assert fh.readline() == store.MAGIC
+        assert fh.readline() == store.MAGIC == b"SLURMSB-MONTH 3\n"
     back = store.read_state(path, "2026-10")
     assert back.days == st.days and back.month_totals == st.month_totals and list(back.ids) == list(st.ids)
+    assert back.runs == st.runs and len(back.runs) == 20
     assert (back.generation, back.asof) == (3, "2026-11-01T00:00:00Z")
     header, totals = store.read_totals(path)
-    assert totals == st.month_totals and header["version"] == 2
+    assert totals == st.month_totals and header["version"] == 3 and header["n_runs"] == 20
+    assert store.read_days(path, "2026-10") == (st.month_totals, st.days)
+
+
+def test_version_2_files_are_read_with_no_runs(tmp_path):
+    """A file written before runs of requeued jobs were counted: the v3 image minus its runs blob."""
+    st = random_state(4)
+    st.runs = set()
+    image = st.to_bytes()
+    head, rest = image.split(b"\n", 2)[1], image.split(b"\n", 2)[2]
+    header = json.loads(head)
+    rest = rest[: len(rest) - header.pop("runs_bytes")]
+    del header["n_runs"]
+    path = layout.month_state(str(tmp_path), "c1", "2026-10")
+    import os
+
+    os.makedirs(os.path.dirname(path))
+    with open(path, "wb") as fh:
+        fh.write(store.MAGIC_V2 + json.dumps(header).encode() + b"\n" + rest)
+    back = store.read_state(path, "2026-10")
+    assert back.days == st.days and back.month_totals == st.month_totals and back.runs == set()
+    assert store.read_totals(path)[0]["version"] == 2
+
+
+def test_damaged_runs_blob_is_a_format_error(tmp_path):
+    st = random_state(6)
+    store.write_state(str(tmp_path), "c1", st)
+    path = layout.month_state(str(tmp_path), "c1", "2026-10")
+    with open(path, "rb") as fh:
+        image = fh.read()
+    with open(path, "wb") as fh:
+        fh.write(image[:-3])  # the runs blob is last
+    with pytest.raises(FormatError, match="runs blob"):
+        store.read_state(path, "2026-10")
 
 
 def test_empty_state_round_trip(tmp_path):
@@ -81,7 +116,7 @@ def v1_bytes(st: store.MonthState) -> bytes:
     return store.MAGIC_V1 + json.dumps(header).encode() + b"\n" + ids_blob + totals_blob + days_blob
 
 
-def test_version_1_files_are_still_read_and_rewritten_as_version_2(tmp_path):
+def test_version_1_files_are_still_read_and_rewritten_as_version_3(tmp_path):
     st = random_state(2)
     path = layout.month_state(str(tmp_path), "c1", "2026-10")
     import os

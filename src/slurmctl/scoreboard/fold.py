@@ -6,7 +6,8 @@ input) without building a record or a sums list per job: a job's numbers go stra
 (user, day) accumulator and its steps' memory maxima are added when the next job row arrives.
 A 1M-job month is 3M rows and per-row interpreter work is what a poll's time goes to, so the
 well-formed common row runs inline on cache hits and anything unusual -- a cache miss, a unit
-suffix, an empty or bad value, an orphan step, a job of another month -- falls back to
+suffix, an empty or bad value, an orphan step, a job of another month, an earlier run of a requeued
+job (State REQUEUED is never cached) -- falls back to
 ``SacctParser._parse_job`` / ``_step_values``, which report problems and whose accepted values fill
 the caches. On the inline path:
 
@@ -57,9 +58,11 @@ class Folder:
     ``route(month)`` returns the month's sink or None to drop the job (outside the queried months).
     A sink has ``batch`` (a ``dedupe.IdBatch`` of ids accepted in this stream), ``acc``
     (``{(user, DD): sums}``), ``bloom`` (None or a container of ids possibly committed already),
-    ``suspects`` (list of ``(id, user, DD, sums)``) and ``duplicates`` (int). A job already in
-    ``batch`` counts as a duplicate; one ``bloom`` may hold becomes a suspect (settled later against
-    the exact set); any other is added to ``batch`` and ``acc``. Counters and problems go to ``parser``.
+    ``suspects`` (list of ``(id, user, DD, sums)``), ``runs`` (``{units.run_key: (user, DD, sums)}``,
+    the earlier runs of requeued jobs) and ``duplicates`` (int). A job already in ``batch``, or a run
+    already in ``runs``, counts as a duplicate; a job ``bloom`` may hold becomes a suspect (settled
+    later against the exact set); any other is added to ``batch`` and ``acc``. Counters and problems
+    go to ``parser``.
     """
 
     def __init__(self, parser: SacctParser, route: Callable[[str], Any]) -> None:
@@ -131,7 +134,7 @@ class Folder:
         # Per-row counters cost time: only rare events are counted in the loop; rows and steps are
         # derived at the end (rows = lines - ignored; steps = rows - job rows).
         lineno = lineno0 = self.lineno
-        jobs = rejected = ignored = orphans = outside = 0
+        jobs = rejected = ignored = orphans = outside = runs = 0
         prefix, target, mx, av = self.prefix, self.target, self.mx, self.av
         if isinstance(prefix, bytes) != binary:
             prefix = prefix.encode() if binary else prefix.decode()
@@ -223,6 +226,8 @@ class Folder:
                     elapsed, cpu_s, gpus, gpu_s, req, failed = s[3], s[4], s[1], s[6], s[7], s[2]
                     av, mx = s[AVG_MEM], s[MAX_MEM]
                     jobs += 1
+                    if not s[0]:
+                        runs += 1  # an earlier run of a requeued job (counted as parse counts it)
                     prefix = jid + dot  # "123." also guards "1234.batch"
                     if end_s[:7] != month or sink is None:
                         new_sink = route(end_s[:7])
@@ -238,6 +243,16 @@ class Folder:
                     user = raw[USER]
                     day = dslots[raw[4][:11]]  # _parse_job accepted End: its day is 01..31
                     user_cache[user] = u
+                    if not s[0]:
+                        # An earlier run of a requeued job (State REQUEUED, sacct -D): never cached, so
+                        # it always comes here. Its time counts once per (JobIDRaw, End); the job's own
+                        # id is left to its last run. target stays None: its steps' memory is dropped.
+                        key = units.run_key(job_id, end_s)
+                        if key in sink.runs:
+                            sink.duplicates += 1
+                        else:
+                            sink.runs[key] = (u, DAY_NAMES[day], s)
+                        continue
                     udays = uslots.get(user)
                     if udays is None:
                         udays = [None] * 32
@@ -288,6 +303,7 @@ class Folder:
             p.steps += rows - jobs - rejected
             p.orphan_steps += orphans
             p.jobs += jobs
+            p.runs += runs
             self.outside += outside
             self.lineno = lineno
             self.prefix, self.target, self.mx, self.av = prefix, target, mx, av

@@ -50,6 +50,10 @@ class MonthBatch:
         self.batch = dedupe.IdBatch()
         self.acc = {}  # type: Dict[Tuple[str, str], List[int]]
         self.suspects = []  # type: List[Tuple[int, str, str, List[int]]]
+        # Earlier runs of requeued jobs: {units.run_key: (user, DD, sums)}; settled exactly at commit.
+        self.runs = {}  # type: Dict[int, Tuple[str, str, List[int]]]
+        self.new_runs = []  # type: List[int]
+        self.runs_new = 0
         self.seen = 0
         self.duplicates = 0
 
@@ -61,7 +65,18 @@ class MonthBatch:
         return self._state
 
     def settle(self) -> int:
-        """Resolve the Bloom suspects exactly; return how many were new. Call once, after the stream."""
+        """Resolve the Bloom suspects and the runs exactly; return how many jobs were new. Call once,
+        after the stream."""
+        if self.runs:
+            # Runs are rare (a few per thousand jobs): their exact keys live in the month state.
+            known = self.state().runs if self.header else set()
+            for key, (user, day, sums) in self.runs.items():
+                if key in known:
+                    self.duplicates += 1
+                else:
+                    self._add(user, day, sums)
+                    self.new_runs.append(key)
+            self.runs_new = len(self.new_runs)
         if not self.suspects:
             return 0
         existing = self.state().ids
@@ -91,10 +106,12 @@ class MonthBatch:
         Idempotent in effect: a second commit of the same batch finds every id already present. Raises
         StorageError / FormatError.
         """
-        if not self.batch and self.header is not None:
+        if not self.batch and not self.runs_new and self.header is not None:
             return 0
         st = self.state() if self.header else store.MonthState(self.month)
         st.ids = dedupe.merge_sorted(st.ids, self.batch)
+        if self.runs_new:
+            st.runs.update(self.new_runs)
         st.add_all(self.acc.items())
         st.generation += 1
         st.asof = asof
@@ -124,6 +141,7 @@ class BatchResult:
         self.touched_users = set()  # type: Set[str]
         self.jobs_seen = 0
         self.jobs_new = 0
+        self.runs_new = 0  # earlier runs of requeued jobs newly counted (their time only)
         self.duplicates = 0
         self.rows = 0
         self.skipped = 0
@@ -136,6 +154,7 @@ class BatchResult:
             "months": self.months,
             "jobs_seen": self.jobs_seen,
             "jobs_new": self.jobs_new,
+            "runs_new": self.runs_new,
             "duplicates": self.duplicates,
             "rows": self.rows,
             "skipped": self.skipped,
@@ -188,14 +207,17 @@ def ingest(
     stamp = asof or utc_now_iso()
     for month in sorted(batches):
         mb = batches[month]
-        mb.seen = len(mb.batch) + mb.duplicates + len(mb.suspects)
+        mb.seen = len(mb.batch) + mb.duplicates + len(mb.suspects) + len(mb.runs)
         mb.settle()
         new = mb.commit(stamp)
         result.months[month] = {"seen": mb.seen, "new": new, "duplicates": mb.duplicates}
+        if mb.runs:
+            result.months[month]["runs_new"] = mb.runs_new
         result.jobs_seen += mb.seen
         result.jobs_new += new
+        result.runs_new += mb.runs_new
         result.duplicates += mb.duplicates
-        if new:
+        if new or mb.runs_new:
             result.touched_users.update(user for user, _day in mb.acc)
     result.users = parser.users
     result.rows = parser.rows

@@ -4,12 +4,17 @@ Real sacct prints each job row followed by its step rows (``123.batch``, ``123.e
 Only step rows carry MaxRSS/AveRSS, so a job is emitted when the next job row (or the end) arrives,
 carrying the max over its steps. Output records are ``(job_id, user, end, sums)`` where ``sums`` is the
 job's exact contribution in ``schemas.SUM_FIELDS`` order. Nothing else about a job is kept (no names).
+
+A record whose ``jobs`` sum is 0 is an earlier *run* of a requeued job (State REQUEUED, listed by
+``sacct -D`` before the job's later runs, with the same JobIDRaw): only its time counts -- elapsed,
+CPU, GPU-elapsed and GPU seconds -- because the job itself (its count, failure, requested and used
+memory) is counted once, with its last run. A run is deduplicated by ``units.run_key(job_id, end)``.
 """
 
 from typing import Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from . import units
-from .schemas import AVG_MEM, MAX_MEM
+from .schemas import AVG_MEM, JOBS, MAX_MEM, REQUEUED
 
 # The -o list every query uses; the parser relies on this order. sacct prints fields in the order asked,
 # and this one is chosen for the hot loop (2 of 3 rows are steps): a step row's only useful values,
@@ -56,6 +61,7 @@ class SacctParser:
         self.orphan_steps = 0
         self.skipped = 0
         self.unended = 0
+        self.runs = 0  # earlier runs of requeued jobs (records with jobs = 0), included in ``jobs``
         self.problems = []  # type: List[str]
         self.users = set()  # type: set
         self._user_cache = {}  # type: Dict[str, str]
@@ -132,6 +138,15 @@ class SacctParser:
         failed = self._state_cache.get(state)
         if failed is None:
             failed = self._failed(state)
+        if state.startswith(REQUEUED) and units.state_word(state) == REQUEUED:
+            # An earlier run of a requeued job: its time only (see the module docstring).
+            try:
+                units.month_second(end)  # its dedupe key needs End's time of day
+            except ValueError:
+                self._problem(lineno, f"bad End {end!r}", line)
+                return None
+            e = elapsed if gpus else 0
+            return (job_id, u, end, [0, 0, 0, elapsed, cpus * elapsed, e, gpus * elapsed, 0, 0, 0])
         # The job row has no MaxRSS/AveRSS on real Slurm; take them if a site's sacct prints them here.
         ave = units.mem_bytes(f[AVERSS]) if f[AVERSS] else 0
         mx = units.mem_bytes(f[MAXRSS]) if f[MAXRSS] else 0
@@ -150,8 +165,16 @@ class SacctParser:
         """
         current = None  # type: Optional[Record]
         prefix = "\0"  # "<JobIDRaw>." of the current job: its step rows start with it
-        lineno = rows = steps = orphans = jobs = 0
+        lineno = rows = steps = orphans = jobs = runs = 0
         mem = units.mem_bytes
+
+        def _done(rec: Record) -> Record:
+            nonlocal runs
+            if not rec[3][JOBS]:  # an earlier run: the job's memory counts with its last run
+                runs += 1
+                rec[3][AVG_MEM] = rec[3][MAX_MEM] = 0
+            return rec
+
         parse_job = self._parse_job
         try:
             for line in lines:
@@ -166,7 +189,7 @@ class SacctParser:
                         continue
                     rows += 1
                     steps += 1
-                    sums = current[3]
+                    sums = current[3]  # a run's step maxima are checked here and dropped by _done
                     a = f[AVERSS]
                     if a:
                         v = int(a) if a.isdigit() else mem(a)
@@ -198,17 +221,18 @@ class SacctParser:
                 rec = parse_job(f, lineno, line)
                 if current is not None:
                     jobs += 1
-                    yield current
+                    yield _done(current)
                 current = rec
                 prefix = jid + "." if rec is not None else "\0"  # "123." also guards "1234.batch"
             if current is not None:
                 jobs += 1
-                yield current
+                yield _done(current)
         finally:
             self.rows += rows
             self.steps += steps
             self.orphan_steps += orphans
             self.jobs += jobs
+            self.runs += runs
 
     def _step_values(self, line: str, lineno: int) -> Optional[Tuple[int, int]]:
         """Return ``(MaxRSS, AveRSS)`` bytes of a step row the fast path could not read, or None when the

@@ -47,9 +47,10 @@ def window_args(start: str, end: str, user: Optional[str] = None) -> List[str]:
 
     With ``-s`` terminal states plus -S/-E, slurmdbd selects jobs by their end time, so consecutive
     windows never return a job twice; plain -S/-E would return every job overlapping the window.
-    ``--noconvert`` keeps memory values exact (MaxRSS/AveRSS in bytes).
+    ``-D`` lists every run of a requeued job (the earlier ones with State REQUEUED), each in the window
+    of its own End. ``--noconvert`` keeps memory values exact (MaxRSS/AveRSS in bytes).
     """
-    args = ["-n", "-P", "--noconvert", "-s", TERMINAL_STATE_CODES, "-S", start, "-E", end, "-o", FORMAT]
+    args = ["-n", "-P", "-D", "--noconvert", "-s", TERMINAL_STATE_CODES, "-S", start, "-E", end, "-o", FORMAT]
     if user:
         args[0:0] = ["-u", user]
     else:

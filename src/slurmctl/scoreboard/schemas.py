@@ -57,8 +57,16 @@ WINDOW_ALIASES = {
     "rolling-365d": "rolling-365d",
 }
 
-# Terminal job states (sacct -s codes) and the full names sacct prints for them.
-TERMINAL_STATE_CODES = "BF,CA,CD,DL,F,NF,OOM,PR,TO"
+# The job states every query selects (sacct -s codes): the terminal states, plus RQ for the earlier
+# runs of requeued jobs. slurmdbd records each run of a job as its own row with the same JobIDRaw, and
+# every run that was requeued (by scontrol, preemption, a node failure or RequeueExit) as REQUEUED;
+# with -D sacct lists them all, each selected by its own End. Verified on 22.05: a job requeued twice
+# gives REQUEUED, REQUEUED, COMPLETED rows (tests/scoreboard/golden/dev-22.05-requeue.sacct). Without
+# -D, but with RQ in -s, sacct keeps only the latest matching run per job, so which run is listed would
+# depend on the window: every query passes -D.
+TERMINAL_STATE_CODES = "BF,CA,CD,DL,F,NF,OOM,PR,TO,RQ"
+# The State of an earlier run of a requeued job: its time counts, the job itself counts with its last run.
+REQUEUED = "REQUEUED"
 DEFAULT_FAILURE_STATES = (
     "FAILED",
     "NODE_FAIL",

@@ -4,9 +4,13 @@
 file, so they commit together with one atomic rename (a crash can never record ids without their sums or
 sums without their ids). Layout (docs/scoreboard.md)::
 
-    SLURMSB-MONTH 2\\n
-    {"month", "generation", "asof", "n_ids", "ids_bytes", "totals_bytes", "days_bytes"}\\n
-    zlib(uint32 id deltas) | zlib(JSON totals, columnar) | zlib(JSON days, columnar)
+    SLURMSB-MONTH 3\\n
+    {"month", "generation", "asof", "n_ids", "ids_bytes", "totals_bytes", "days_bytes", "n_runs",
+     "runs_bytes"}\\n
+    zlib(uint32 id deltas) | zlib(JSON totals, columnar) | zlib(JSON days, columnar) | zlib(JSON runs)
+
+The runs blob is the sorted list of ``units.run_key`` values of the earlier runs of requeued jobs
+counted in the month (their time is in the sums; the job's own id is in the id set with its last run).
 
 The per-user month totals hold all 10 exact sums; the days hold only ``DAY_FIELDS`` (counts and
 seconds): the rolling windows show no memory sums, and the memory columns are the least compressible
@@ -14,7 +18,8 @@ seconds): the rolling windows show no memory sums, and the memory columns are th
 decorrelating transforms -- CPU seconds minus elapsed seconds, GPU seconds minus GPU-elapsed seconds
 (equal for 1-CPU / 1-GPU work) -- and the days' GPU columns only on rows with GPU jobs: 9 % smaller
 than version 1 on a 1M-job month without arrays (the worst case), 10 % on a realistic one. Version 1
-files (per-user JSON totals, plain columns) are still read; every write is version 2.
+files (per-user JSON totals, plain columns) and version 2 files (no runs blob: written before runs of
+requeued jobs were counted) are still read; every write is version 3.
 """
 
 import itertools
@@ -29,8 +34,10 @@ from . import dedupe, fsutil, layout
 from .errors import FormatError
 from .schemas import CPU_S, DAY_FIELDS, ELAPSED_S, GPU_ELAPSED_S, GPU_JOBS, GPU_S, N_SUMS
 
-MAGIC = b"SLURMSB-MONTH 2\n"
+MAGIC = b"SLURMSB-MONTH 3\n"
+MAGIC_V2 = b"SLURMSB-MONTH 2\n"
 MAGIC_V1 = b"SLURMSB-MONTH 1\n"
+_VERSIONS = {MAGIC: 3, MAGIC_V2: 2, MAGIC_V1: 1}
 _LEVEL = 6  # zlib level: 9 takes 5x the CPU for 0.6 % less (measured on a 1M-job month)
 _DAY_MASK = [1 if i in DAY_FIELDS else 0 for i in range(N_SUMS)]
 # add_all slices instead of masking: it relies on the day fields being the leading ones.
@@ -46,7 +53,8 @@ Days = Dict[str, Dict[str, Sums]]
 class MonthState:
     """In-memory month state: ``ids`` (ascending uint32 array), ``totals[user]`` (the month's exact sums,
     all 10 fields) and ``days[user][DD]`` (exact per-day sums; only ``DAY_FIELDS`` are kept per day, the
-    memory sums are 0 there)."""
+    memory sums are 0 there) and ``runs`` (the set of ``units.run_key`` of earlier runs of requeued
+    jobs already counted)."""
 
     def __init__(
         self,
@@ -56,6 +64,7 @@ class MonthState:
         ids: Optional[array] = None,
         days: Optional[Days] = None,
         totals: Optional[Dict[str, Sums]] = None,
+        runs: Optional[Iterable[int]] = None,
     ) -> None:
         self.month = month
         self.generation = generation
@@ -63,6 +72,7 @@ class MonthState:
         self.ids = ids if ids is not None else dedupe.decode_ids(zlib.compress(b""))
         self.days = days if days is not None else {}
         self.month_totals = totals if totals is not None else {}
+        self.runs = set(runs) if runs is not None else set()  # type: Set[int]
 
     def add(self, user: str, day: str, sums: Sums) -> None:
         """Add one user-day's exact sums to the month totals and the day. Not idempotent (it adds)."""
@@ -121,6 +131,7 @@ class MonthState:
         ids_blob = dedupe.encode_ids(self.ids)
         totals_blob = zlib.compress(_json_bytes(encode_totals(self.month_totals)), _LEVEL)
         days_blob = zlib.compress(_json_bytes(encode_days(self.days)), _LEVEL)
+        runs_blob = zlib.compress(_json_bytes(sorted(self.runs)), _LEVEL)
         header = {
             "month": self.month,
             "generation": self.generation,
@@ -129,23 +140,34 @@ class MonthState:
             "ids_bytes": len(ids_blob),
             "totals_bytes": len(totals_blob),
             "days_bytes": len(days_blob),
+            "n_runs": len(self.runs),
+            "runs_bytes": len(runs_blob),
         }
-        return MAGIC + json.dumps(header).encode() + b"\n" + ids_blob + totals_blob + days_blob
+        blobs = ids_blob + totals_blob + days_blob + runs_blob
+        return MAGIC + json.dumps(header).encode() + b"\n" + blobs
 
 
 def _read_header(fh: Any, path: str) -> Tuple[Dict[str, Any], int]:
     magic = fh.readline()
-    if magic not in (MAGIC, MAGIC_V1):
-        raise FormatError(f"{path}: not a SLURMSB-MONTH v1/v2 file", hint="move it aside and re-run backfill")
+    version = _VERSIONS.get(magic)
+    if version is None:
+        raise FormatError(
+            f"{path}: not a SLURMSB-MONTH v1/v2/v3 file", hint="move it aside and re-run backfill"
+        )
     line = fh.readline()
+    keys = ("month", "generation", "n_ids", "ids_bytes", "totals_bytes", "days_bytes")
+    if version >= 3:
+        keys += ("n_runs", "runs_bytes")
     try:
         header = json.loads(line.decode())
-        for key in ("month", "generation", "n_ids", "ids_bytes", "totals_bytes", "days_bytes"):
+        if not isinstance(header, dict):
+            raise ValueError("not a JSON object")
+        for key in keys:
             if key not in header:
                 raise ValueError(f"missing {key!r}")
     except ValueError as exc:
         raise FormatError(f"{path}: line 2: bad header: {exc}") from exc
-    header["version"] = 2 if magic == MAGIC else 1
+    header["version"] = version
     return header, len(magic) + len(line)
 
 
@@ -217,6 +239,14 @@ def read_state(path: str, month: str) -> MonthState:
         days_blob = _blob(
             fh, path, off + header["ids_bytes"] + header["totals_bytes"], header["days_bytes"], "days"
         )
+        runs = []  # type: Any
+        if header["version"] >= 3:
+            at = off + header["ids_bytes"] + header["totals_bytes"] + header["days_bytes"]
+            runs = _json_blob(_blob(fh, path, at, header["runs_bytes"], "runs"), path, "runs")
+            if not isinstance(runs, list) or not all(isinstance(k, int) for k in runs):
+                raise FormatError(f"{path}: runs blob is not a list of integers")
+            if len(runs) != header["n_runs"]:
+                raise FormatError(f"{path}: header says {header['n_runs']} runs, blob holds {len(runs)}")
     ids = dedupe.decode_ids(ids_blob, path)
     if len(ids) != header["n_ids"]:
         raise FormatError(f"{path}: header says {header['n_ids']} ids, blob holds {len(ids)}")
@@ -224,7 +254,7 @@ def read_state(path: str, month: str) -> MonthState:
     days = decode_days(_json_blob(days_blob, path, "days"), path, header["version"])
     if header["month"] != month:
         raise FormatError(f"{path}: holds month {header['month']!r}, expected {month!r}")
-    return MonthState(month, int(header["generation"]), str(header.get("asof", "")), ids, days, totals)
+    return MonthState(month, int(header["generation"]), str(header.get("asof", "")), ids, days, totals, runs)
 
 
 def _json_bytes(obj: Any) -> bytes:

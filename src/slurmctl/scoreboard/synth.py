@@ -2,8 +2,9 @@
 
 ``generate`` writes what ``sacct -a -n -P --noconvert -o <parser.FIELDS>`` prints for one month of
 ended jobs: Zipfian users, a state mix, a GPU mix (typed GPUs listed twice, as real sacct does), job
-rows followed by their steps (``.batch``, ``.extern``, sometimes ``.0``), array tasks and ReqMem in the
-modern (job total) or old (``Mc``/``Gn``) form. It computes the expected per-user sums from its own
+rows followed by their steps (``.batch``, ``.extern``, sometimes ``.0``), array tasks, requeued jobs
+(earlier runs listed first with State REQUEUED, as ``sacct -D`` does) and ReqMem in the modern (job
+total) or old (``Mc``/``Gn``) form. It computes the expected per-user sums from its own
 numbers, independently of the parser, so tests compare the pipeline against ground truth.
 ``write_root`` builds a whole scoreboard root quickly (for the TUI's first-paint benchmark).
 """
@@ -46,6 +47,7 @@ def generate(
     old_reqmem: bool = False,
     realm: bool = False,
     array_share: float = 0.057,
+    requeue_share: float = 0.0,
 ) -> Dict[str, List[int]]:
     """Write ``n_jobs`` jobs (with steps) ending in ``month`` to ``out``; return ``{user: exact sums}``.
 
@@ -54,7 +56,9 @@ def generate(
     ``array_share`` (sizes exponential, mean 25 tasks: about 60 % of all jobs are array tasks, as on
     busy clusters); its tasks share user and resources and end within 4 hours of each other.
     ``array_share=0`` gives independent jobs with uniformly random end times (the worst case for the
-    number of distinct user-days the daily sums must store).
+    number of distinct user-days the daily sums must store). A job is requeued with probability
+    ``requeue_share``: one or two earlier runs (State REQUEUED, a CANCELLED batch step) end before its
+    last run starts, within the month; their time is in the expected sums, their memory is not.
     """
     rng = random.Random(seed)
     users = user_names(n_users)
@@ -113,6 +117,21 @@ def generate(
         end_s = end.strftime("%Y-%m-%dT%H:%M:%S")
         tres = f"billing={cpus},cpu={cpus}{tres_gpu},mem={req // MIB}M,node={nnodes}"
         shown_user = user.upper() + "@EXAMPLE.ORG" if realm and rand() < 0.1 else user
+        run_s = 0  # the time of this job's earlier runs (requeued)
+        if requeue_share and rand() < requeue_share:
+            run_end = end - datetime.timedelta(seconds=elapsed + rng.randrange(1, 600))
+            for _run in range(rng.choice((1, 1, 2))):
+                run_el = rng.randrange(0, 3600)
+                if run_end - datetime.timedelta(seconds=run_el) < base:
+                    break
+                r_end = run_end.strftime("%Y-%m-%dT%H:%M:%S")
+                write(
+                    f"{job_id}|||{run_el}|{r_end}|{shown_user}|REQUEUED|{cpus}|{nnodes}|{req_text}|{tres}\n"
+                )
+                mx = rng.randrange(1, 4 * per_cpu_mib) * MIB
+                write(f"{job_id}.batch|{mx}|{mx // 2}|{run_el}|{r_end}||CANCELLED|{cpus}|{nnodes}||{tres}\n")
+                run_s += run_el
+                run_end -= datetime.timedelta(seconds=run_el + rng.randrange(1, 600))
         write(f"{job_id}|||{elapsed}|{end_s}|{shown_user}|{state}|{cpus}|{nnodes}|{req_text}|{tres}\n")
         # steps: batch always, extern usually, a srun step sometimes; RSS in bytes (--noconvert)
         max_rss = ave_rss = 0
@@ -130,14 +149,15 @@ def generate(
         if acc is None:
             acc = expected[user] = zero_sums()
         failed = 1 if state.split()[0] in FAILURES else 0
+        time_s = elapsed + run_s
         contrib = (
             1,
             1 if gpus else 0,
             failed,
-            elapsed,
-            cpus * elapsed,
-            elapsed if gpus else 0,
-            gpus * elapsed,
+            time_s,
+            cpus * time_s,
+            time_s if gpus else 0,
+            gpus * time_s,
             req,
             ave_rss,
             max_rss,

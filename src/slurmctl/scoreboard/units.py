@@ -90,6 +90,23 @@ def state_word(state: str) -> str:
     return state.split(" ", 1)[0].rstrip("+").upper()
 
 
+def month_second(end: str) -> int:
+    """Return the seconds from the start of End's month to ``YYYY-MM-DDTHH:MM:SS``. Pure.
+
+    Raises ValueError when the time of day is not numeric. A day up to 31 gives < 2**22.
+    """
+    return (int(end[8:10]) - 1) * 86400 + int(end[11:13]) * 3600 + int(end[14:16]) * 60 + int(end[17:19])
+
+
+def run_key(job_id: int, end: str) -> int:
+    """Return the dedupe key of one earlier run of a requeued job: its JobIDRaw and End, as one int. Pure.
+
+    Runs of one job share the JobIDRaw and differ in End (a run ends before the next one starts); the
+    key is unique within End's month: ``job_id << 22 | seconds into the month``.
+    """
+    return job_id << 22 | month_second(end)
+
+
 def normalize_user(name: str) -> str:
     """Return the username lower-cased, any ``@realm`` stripped: ``Alice@EXAMPLE.ORG`` → ``alice``. Pure."""
     return name.strip().split("@", 1)[0].lower()
