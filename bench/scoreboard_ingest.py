@@ -124,6 +124,12 @@ def main() -> int:
     )
     ap.add_argument("--keep", action="store_true", help="keep the temp dir")
     ap.add_argument("--array-share", type=float, default=0.057, help="share of submissions that are arrays")
+    ap.add_argument(
+        "--requeue-share",
+        type=float,
+        default=0.01,
+        help="share of jobs requeued once or twice (earlier runs: REQUEUED rows, as sacct -D lists them)",
+    )
     a = ap.parse_args()
     if a.jobs < 1 or a.users < 1 or a.repeat < 1:
         ap.error("--jobs, --users and --repeat must be positive")
@@ -135,16 +141,28 @@ def main() -> int:
         t = time.time()
         with open(data, "w", buffering=1 << 20) as fh:
             expected = synth.generate(
-                fh, a.jobs, month=MONTH, n_users=a.users, seed=1, array_share=a.array_share
+                fh,
+                a.jobs,
+                month=MONTH,
+                n_users=a.users,
+                seed=1,
+                array_share=a.array_share,
+                requeue_share=a.requeue_share,
             )
         size_mb = os.path.getsize(data) / 1e6
         # The generated file stands in for sacct's pipe, which never touches the disk: flush it now, or
         # the poll's syncfs (one flush for the derived files) would write these 300 MB back on its
         # time.
         os.sync()
+        rows = runs = 0
         with open(data) as fh:
-            rows = sum(1 for _ in fh)
-        print(f"generated {a.jobs} jobs, {rows} sacct rows, {size_mb:.0f} MB in {time.time() - t:.1f} s")
+            for line in fh:
+                rows += 1
+                runs += "|REQUEUED|" in line
+        print(
+            f"generated {a.jobs} jobs (+{runs} earlier runs of requeued jobs), {rows} sacct rows,"
+            f" {size_mb:.0f} MB in {time.time() - t:.1f} s"
+        )
         print(
             f"load average       : {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
             " (wall times suffer, CPU times less)"

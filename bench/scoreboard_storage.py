@@ -55,14 +55,22 @@ def sizes(root: str) -> dict:
     return out
 
 
-ARRAY_SHARE = [synth.generate.__defaults__[-1]]
+ARRAY_SHARE = [synth.DEFAULT_ARRAY_SHARE]
+REQUEUE_SHARE = [0.01]
 
 
 def ingest_month(root: str, cluster: str, month: str, jobs: int, users: int, seed: int, first: int) -> None:
     data = os.path.join(os.path.dirname(root), "month.sacct")
     with open(data, "w", buffering=1 << 20) as fh:
         synth.generate(
-            fh, jobs, month=month, n_users=users, seed=seed, first_job_id=first, array_share=ARRAY_SHARE[0]
+            fh,
+            jobs,
+            month=month,
+            n_users=users,
+            seed=seed,
+            first_job_id=first,
+            array_share=ARRAY_SHARE[0],
+            requeue_share=REQUEUE_SHARE[0],
         )
     with open(data) as fh:
         ingest.ingest(root, cluster, fh, DEFAULT_FAILURE_STATES)
@@ -80,8 +88,15 @@ def main() -> int:
         default=ARRAY_SHARE[0],
         help="share of submissions that are job arrays (0: every job independent, the worst case)",
     )
+    ap.add_argument(
+        "--requeue-share",
+        type=float,
+        default=REQUEUE_SHARE[0],
+        help="share of jobs with earlier runs (State REQUEUED, counted in the month state's runs blob)",
+    )
     a = ap.parse_args()
     ARRAY_SHARE[0] = a.array_share
+    REQUEUE_SHARE[0] = a.requeue_share
     tmp = tempfile.mkdtemp(prefix="sb-storage-")
     now = datetime.datetime(2026, 11, 30, 12)
     try:
@@ -96,7 +111,8 @@ def main() -> int:
         h = store.read_header(layout.month_state(one, "hammer", "2026-10"))
         print(
             f"  (month state v{h['version']}: ids {h['ids_bytes'] / 1e6:.3f}"
-            f" + totals {h['totals_bytes'] / 1e6:.3f} + days {h['days_bytes'] / 1e6:.3f} MB;"
+            f" + totals {h['totals_bytes'] / 1e6:.3f} + days {h['days_bytes'] / 1e6:.3f}"
+            f" + runs {h.get('runs_bytes', 0) / 1e6:.3f} MB for {h.get('n_runs', 0)} runs;"
             f" Bloom p = {DEFAULT_BLOOM_FP_RATE})"
         )
         month_kinds = ("month state (.state)", "bloom (.bloom)", "monthly rollup")

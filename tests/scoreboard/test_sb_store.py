@@ -218,3 +218,20 @@ def test_batch_writer_uses_one_syncfs_only_on_a_local_disk_file_system(tmp_path,
     finally:
         for root, _suits in roots[1:]:
             shutil.rmtree(root, ignore_errors=True)
+
+
+def test_runs_blob_round_trips_and_checks_its_count():
+    rng = random.Random(8)
+    keys = {
+        units.run_key(rng.randrange(1 << 32), f"2026-10-{rng.randint(1, 31):02d}T12:34:56")
+        for _ in range(500)
+    }
+    keys |= {units.run_key((1 << 32) - 1, "2026-10-31T23:59:59"), units.run_key(7, "2026-10-01T00:00:00")}
+    keys |= {units.run_key(7, "2026-10-01T00:00:01")}  # two runs of one job: an id delta of 0
+    blob = store.encode_runs(keys)
+    assert store.decode_runs(blob, len(keys), "x.state") == sorted(keys)
+    assert store.decode_runs(store.encode_runs([]), 0, "x.state") == []
+    with pytest.raises(FormatError, match=r"x\.state: runs blob holds"):
+        store.decode_runs(blob, len(keys) - 1, "x.state")
+    with pytest.raises(FormatError, match="corrupt runs blob"):
+        store.decode_runs(blob[:-5] + b"12345", len(keys), "x.state")

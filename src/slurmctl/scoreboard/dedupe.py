@@ -21,11 +21,11 @@ from typing import Iterable, Iterator, Optional, Sequence
 from .errors import FormatError
 
 MAGIC = b"SLURMSB-BLOOM"
-_U32 = "I" if array("I").itemsize == 4 else "L"
+U32 = "I" if array("I").itemsize == 4 else "L"  # the array type code of a uint32
 
 
 def _u32() -> array:
-    a = array(_U32)
+    a = array(U32)
     assert a.itemsize == 4, "no 4-byte unsigned array type on this platform"
     return a
 

