@@ -2,6 +2,7 @@
 new users, retention. sacct is replaced by fake_sacct.py here (it replays a file the way slurmdbd selects
 by end time); real Slurm is exercised in test_sb_slurm_integration.py."""
 
+import datetime
 import io
 import json
 import os
@@ -328,3 +329,41 @@ def test_home_listing_filters_names_and_uids(tmp_path):
     assert (
         discover.home_users("", 1000) == set() and discover.home_users(str(tmp_path / "none"), 1000) == set()
     )
+
+
+def test_the_cron_example_runs_on_a_fresh_root(env):
+    """examples/scoreboard/crontab's command, run by sh as cron would, on a root that does not exist yet
+    (sh opens the 2>> file before the poller runs: without the mkdir the first run never happens)."""
+    _root, data, calls, tmp = env
+    now = datetime.datetime.utcnow()
+    make_data(data, months=(now.strftime("%Y-%m"),), n=20)
+    crontab = os.path.join(
+        os.path.dirname(os.path.dirname(sbhelpers.HERE)), "examples", "scoreboard", "crontab"
+    )
+    with open(crontab) as fh:
+        lines = [ln for ln in fh.read().splitlines() if ln.strip() and not ln.startswith("#")]
+    sb_line = next(ln for ln in lines if ln.startswith("SB="))
+    job = next(ln for ln in lines if not ln.startswith("SB="))
+    command = job.split(None, 5)[5]  # after the five time fields
+    assert sb_line and "poll --once" in command
+    sb = str(tmp / "depot")
+    os.makedirs(sb)
+    os.symlink(os.path.dirname(os.path.dirname(sbhelpers.HERE)), os.path.join(sb, "checkout"))
+    shims = tmp / "bin"
+    shims.mkdir()
+    (shims / "sacct").write_text(f'#!/bin/sh\nexec {sys.executable} {sbhelpers.FAKE_SACCT} "$@"\n')
+    (shims / "sacct").chmod(0o755)
+    env_vars = dict(
+        os.environ,
+        SB=sb,
+        HOME=str(tmp / "home"),
+        PATH=f"{shims}:{os.environ['PATH']}",
+        SLURM_SB_BACKFILL_START=now.strftime("%Y-%m-01"),
+        SLURM_SB_RATE_LIMIT_PER_MIN="600",
+        SLURM_SB_LAG_SEC="0",
+        SLURM_SB_HOME_DIR="",
+    )
+    r = subprocess.run(["/bin/sh", "-c", command], env=env_vars, capture_output=True, text=True)
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    assert os.path.exists(os.path.join(sb, "clusters", "hammer", "state", "poll_cursor.json"))
+    assert r.stderr == "" and len(calls()) == 1  # the current month, one sacct call
