@@ -3,7 +3,7 @@
 ``fold.Folder`` takes shortcuts (cache hits skip validation, counters are derived, step values are
 compared as ints without the unit parser); these tests feed both paths the same streams -- clean
 synthetic months and streams with every kind of damage the parser knows -- and require identical
-per-(user, day) sums, duplicates, suspects, counters and problem messages.
+per-(user, day) sums, duplicates, exact look-ups, counters and problem messages.
 """
 
 import io
@@ -19,16 +19,23 @@ from slurmctl.scoreboard.parser import SacctParser
 
 
 class Sink:
-    def __init__(self, bloom=None, batch=set):
+    """A month sink: ``bloom`` a stand-in filter (any container), ``committed`` the month's exact set."""
+
+    def __init__(self, bloom=None, batch=set, committed=frozenset()):
         self.batch = batch()
         self.acc = {}
         self.bloom = bloom
-        self.suspects = []
+        self.committed = committed
+        self.lookups = []  # the ids the filter flagged, in order: each is settled exactly at once
         self.runs = {}
         self.duplicates = 0
 
+    def known(self, job_id):
+        self.lookups.append(job_id)
+        return job_id in self.committed
 
-def reference(lines, allowed=None, bloom=None):
+
+def reference(lines, allowed=None, bloom=None, committed=frozenset()):
     """What ingest did before the fold existed: parse() records, then route/dedupe/add per job."""
     p = SacctParser(FAIL)
     sinks = {}
@@ -38,17 +45,15 @@ def reference(lines, allowed=None, bloom=None):
         if allowed is not None and month not in allowed:
             outside += 1
             continue
-        s = sinks.setdefault(month, Sink(bloom))
+        s = sinks.setdefault(month, Sink(bloom, committed=committed))
         if not sums[0]:  # an earlier run of a requeued job: deduplicated by (id, End), never a suspect
             key = units.run_key(job_id, end)
             if key in s.runs:
                 s.duplicates += 1
             else:
                 s.runs[key] = (user, end[8:10], sums)
-        elif job_id in s.batch:
+        elif job_id in s.batch or (s.bloom is not None and job_id in s.bloom and s.known(job_id)):
             s.duplicates += 1
-        elif s.bloom is not None and job_id in s.bloom:
-            s.suspects.append((job_id, user, end[8:10], sums))
         else:
             s.batch.add(job_id)
             acc = s.acc.setdefault((user, end[8:10]), [0] * 10)
@@ -57,7 +62,7 @@ def reference(lines, allowed=None, bloom=None):
     return p, sinks, outside
 
 
-def folded(lines, allowed=None, bloom=None, chunk_rng=None):
+def folded(lines, allowed=None, bloom=None, chunk_rng=None, committed=frozenset()):
     """The fold of ``lines``; with ``chunk_rng``, fed in random chunks (``_rows`` called again with the
     stream's next lines, as the Folder allows)."""
     p = SacctParser(FAIL)
@@ -66,7 +71,7 @@ def folded(lines, allowed=None, bloom=None, chunk_rng=None):
     def route(month):
         if allowed is not None and month not in allowed:
             return None
-        return sinks.setdefault(month, Sink(bloom, IdBatch))
+        return sinks.setdefault(month, Sink(bloom, IdBatch, committed))
 
     folder = Folder(p, route)
     if chunk_rng is None:
@@ -80,11 +85,11 @@ def folded(lines, allowed=None, bloom=None, chunk_rng=None):
     return p, sinks, folder.outside
 
 
-def assert_same(lines, allowed=None, bloom=None, chunk_rng=None):
+def assert_same(lines, allowed=None, bloom=None, chunk_rng=None, committed=frozenset()):
     """The fold of ``lines`` as str and as bytes (what the poller passes) both equal the reference."""
-    p1, s1, o1 = reference(list(lines), allowed, bloom)
+    p1, s1, o1 = reference(list(lines), allowed, bloom, committed)
     for stream in (list(lines), [ln.encode() for ln in lines]):
-        p2, s2, o2 = folded(stream, allowed, bloom, chunk_rng)
+        p2, s2, o2 = folded(stream, allowed, bloom, chunk_rng, committed)
         counters = ("rows", "jobs", "steps", "orphan_steps", "skipped", "unended", "runs")
         assert {c: getattr(p2, c) for c in counters} == {c: getattr(p1, c) for c in counters}
         assert p2.problems == p1.problems
@@ -93,8 +98,8 @@ def assert_same(lines, allowed=None, bloom=None, chunk_rng=None):
         assert sorted(s2) == sorted(s1)
         for month in s1:
             a, b = s1[month], s2[month]
-            got = (b.acc, set(b.batch), b.duplicates, b.suspects, b.runs)
-            assert got == (a.acc, a.batch, a.duplicates, a.suspects, a.runs), month
+            got = (b.acc, set(b.batch), b.duplicates, b.lookups, b.runs)
+            assert got == (a.acc, a.batch, a.duplicates, a.lookups, a.runs), month
     return p2, s2
 
 
@@ -218,14 +223,19 @@ def test_damaged_stream_gives_the_same_sums_counters_and_problems():
     assert_same(out, allowed={"2026-11"})  # the other month's jobs are refused, their steps skipped
 
 
-def test_bloom_suspects_are_the_same():
+def test_bloom_flagged_ids_are_settled_against_the_exact_set_at_once():
     lines, _ = synthetic(1500, 9)
     ids = [int(ln.split("|", 1)[0]) for ln in lines if "." not in ln.split("|", 1)[0]]
     flagged = frozenset(ids[::3])  # a stand-in filter: any container works for the sinks
+    committed = frozenset(
+        ids[::6]
+    )  # half the flagged ids were committed before: the rest are false positives
     again = [int(ln.split("|", 1)[0]) for ln in lines[:30] if "." not in ln.split("|", 1)[0]]
-    _p, sinks = assert_same(lines + lines[:30], bloom=flagged)
-    # every flagged id is a suspect, and a flagged id printed twice is a suspect twice (settle decides)
-    assert len(sinks["2026-10"].suspects) == len(flagged) + len(flagged.intersection(again))
+    _p, sinks = assert_same(lines + lines[:30], bloom=flagged, committed=committed)
+    sink = sinks["2026-10"]
+    # each flagged id is looked up when met; a repeat of a new one is caught by the batch first
+    assert sink.lookups == [i for i in ids if i in flagged] + [i for i in again if i in committed]
+    assert set(sink.batch) == set(ids) - committed and sink.duplicates == len(committed) + len(again)
 
 
 def test_fold_via_ingest_matches_expected_totals(tmp_path):

@@ -280,6 +280,23 @@ def decode_ids(blob: bytes, path: str = "<state>") -> array:
     return out
 
 
+class SortedIds:
+    """An ascending id array as a container: ``in`` is a binary search (~0.3 us). Not a copy."""
+
+    __slots__ = ("ids",)
+
+    def __init__(self, ids: Sequence[int]) -> None:
+        self.ids = ids
+
+    def __contains__(self, job_id: int) -> bool:
+        ids = self.ids
+        i = bisect_left(ids, job_id)
+        return i < len(ids) and ids[i] == job_id
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
 def contains(sorted_ids: Sequence[int], job_id: int) -> bool:
     """Return True when ``job_id`` is in the ascending sequence ``sorted_ids`` (binary search). Pure."""
     i = bisect_left(sorted_ids, job_id)

@@ -58,11 +58,11 @@ class Folder:
     ``route(month)`` returns the month's sink or None to drop the job (outside the queried months).
     A sink has ``batch`` (a ``dedupe.IdBatch`` of ids accepted in this stream), ``acc``
     (``{(user, DD): sums}``), ``bloom`` (None or a container of ids possibly committed already),
-    ``suspects`` (list of ``(id, user, DD, sums)``), ``runs`` (``{units.run_key: (user, DD, sums)}``,
-    the earlier runs of requeued jobs) and ``duplicates`` (int). A job already in ``batch``, or a run
-    already in ``runs``, counts as a duplicate; a job ``bloom`` may hold becomes a suspect (settled
-    later against the exact set); any other is added to ``batch`` and ``acc``. Counters and problems
-    go to ``parser``.
+    ``known(id)`` (True when the id is in the month's committed exact set; the sink may then replace
+    ``bloom`` by that set), ``runs`` (``{units.run_key: (user, DD, sums)}``, the earlier runs of
+    requeued jobs) and ``duplicates`` (int). A job already in ``batch``, or held by ``bloom`` and
+    ``known``, or a run already in ``runs``, counts as a duplicate; any other job is added to ``batch``
+    and ``acc``. Counters and problems go to ``parser``.
     """
 
     def __init__(self, parser: SacctParser, route: Callable[[str], Any]) -> None:
@@ -280,10 +280,14 @@ class Folder:
                 else:
                     ids.ordered = False
                 if bloom is not None and job_id in bloom:
-                    target = [1, 1 if gpus else 0, failed, elapsed, cpu_s, elapsed if gpus else 0, gpu_s]
-                    target += (req, 0, 0)
-                    sink.suspects.append((job_id, user_cache[user], DAY_NAMES[day], target))
-                    continue
+                    # The filter's "maybe": the month's exact id set decides at once. The sink decodes
+                    # it on the first such id and then offers it in the filter's place (a bisect is
+                    # cheaper than a SHA-1), so a re-read month holds no pending jobs in memory.
+                    known = sink.known(job_id)
+                    bloom = sink.bloom
+                    if known:
+                        sink.duplicates += 1
+                        continue
                 append(job_id)
                 target = udays[day]
                 if target is None:

@@ -1,10 +1,10 @@
 """One batch of sacct output → deduplicated exact sums committed to the month states.
 
 The stream is parsed once (``parser``); each job goes to the month of its End. Per month, the Bloom
-filter answers "definitely new" for most ids and those are summed at once; ids it flags ("suspects")
-are kept aside and settled at the end against the exact id set, and ids repeated within the stream are
-caught by the batch's own id set, so a Bloom false positive never drops a job and a re-read never
-counts one twice. Nothing is written until
+filter answers "definitely new" for most ids, and each id it flags is settled at once against the exact
+id set of the month state (decoded on the first flagged id, then used in the filter's place), and ids
+repeated within the stream are caught by the batch's own id set, so a Bloom false positive never drops
+a job and a re-read never counts one twice. Nothing is written until
 the whole stream was read without error; then each month's state is written with one atomic rename
 (the commit), and its Bloom file after it (derived: rebuilt when it disagrees with the state).
 """
@@ -23,11 +23,12 @@ from .schemas import N_SUMS
 class MonthBatch:
     """Accumulators of one month within one batch.
 
-    During the stream a job id is settled at once when possible: an id already accepted in this batch
-    is an exact duplicate (``batch`` is a ``dedupe.IdBatch``); an id the month's existing Bloom filter
-    does not hold is certainly new. Ids the filter flags are "suspects", settled after the stream
-    against the exact id set. A month with no ids yet (a backfill read) never consults a filter at
-    all; its filter is built once, at the exact size, when the month commits.
+    During the stream every job id is settled at once: an id already accepted in this batch is an
+    exact duplicate (``batch`` is a ``dedupe.IdBatch``); an id the month's existing Bloom filter does
+    not hold is certainly new; an id it flags is looked up in the month's exact id set (``known``).
+    Re-reading a whole 1M-job month thus holds no pending jobs (it held 1M "suspects" with their sums
+    until the end of the stream: ~490 MB peak). A month with no ids yet (a backfill read) never
+    consults a filter at all; its filter is built once, at the exact size, when the month commits.
     """
 
     def __init__(self, root: str, cluster: str, month: str, p: float) -> None:
@@ -46,16 +47,27 @@ class MonthBatch:
                 bloom = None  # derived data: rebuilt below from the exact set
             if bloom is None or bloom.n != self.n_existing or bloom.p != p:
                 bloom = dedupe.Bloom.build(self.state().ids, self.n_existing, p)
-        self.bloom = bloom  # type: Optional[dedupe.Bloom]
+        self.filter = bloom  # type: Optional[dedupe.Bloom]
+        # What the fold consults: the filter, or once ``known`` decoded it, the exact set.
+        self.bloom = bloom  # type: Any
         self.batch = dedupe.IdBatch()
         self.acc = {}  # type: Dict[Tuple[str, str], List[int]]
-        self.suspects = []  # type: List[Tuple[int, str, str, List[int]]]
         # Earlier runs of requeued jobs: {units.run_key: (user, DD, sums)}; settled exactly at commit.
         self.runs = {}  # type: Dict[int, Tuple[str, str, List[int]]]
         self.new_runs = []  # type: List[int]
         self.runs_new = 0
         self.seen = 0
         self.duplicates = 0
+
+    def known(self, job_id: int) -> bool:
+        """Return True when ``job_id`` is in the month's committed exact id set.
+
+        The first call decodes the set and puts it in the Bloom filter's place (``bloom``): once it is
+        in memory a bisect answers exactly, for less than the filter's SHA-1.
+        """
+        if not isinstance(self.bloom, dedupe.SortedIds):
+            self.bloom = dedupe.SortedIds(self.state().ids)  # a filter exists only for a committed month
+        return job_id in self.bloom
 
     def state(self) -> store.MonthState:
         """Return the month's committed state (read once, lazily)."""
@@ -64,9 +76,8 @@ class MonthBatch:
             self._state = store.read_state(path, self.month)
         return self._state
 
-    def settle(self) -> int:
-        """Resolve the Bloom suspects and the runs exactly; return how many jobs were new. Call once,
-        after the stream."""
+    def settle(self) -> None:
+        """Settle the earlier runs of requeued jobs against the month state. Call once, after the stream."""
         if self.runs:
             # Runs are rare (a few per thousand jobs): their exact keys live in the month state.
             known = self.state().runs if self.header else set()
@@ -77,19 +88,6 @@ class MonthBatch:
                     self._add(user, day, sums)
                     self.new_runs.append(key)
             self.runs_new = len(self.new_runs)
-        if not self.suspects:
-            return 0
-        existing = self.state().ids
-        n_new = 0
-        for job_id, user, day, sums in self.suspects:
-            if job_id in self.batch or dedupe.contains(existing, job_id):
-                self.duplicates += 1
-                continue
-            self.batch.add(job_id)
-            self._add(user, day, sums)
-            n_new += 1
-        self.suspects = []
-        return n_new
 
     def _add(self, user: str, day: str, sums: List[int]) -> None:
         key = (user, day)
@@ -119,7 +117,7 @@ class MonthBatch:
         # Derived, after the commit: a crash here leaves a Bloom file whose n disagrees with the state,
         # which the next batch of this month detects and rebuilds.
         n = len(st.ids)
-        bloom = self.bloom
+        bloom = self.filter
         if bloom is not None and n <= bloom.capacity:
             bloom.add_all(self.batch)
             bloom.n = n
@@ -207,7 +205,7 @@ def ingest(
     stamp = asof or utc_now_iso()
     for month in sorted(batches):
         mb = batches[month]
-        mb.seen = len(mb.batch) + mb.duplicates + len(mb.suspects) + len(mb.runs)
+        mb.seen = len(mb.batch) + mb.duplicates + len(mb.runs)
         mb.settle()
         new = mb.commit(stamp)
         result.months[month] = {"seen": mb.seen, "new": new, "duplicates": mb.duplicates}
