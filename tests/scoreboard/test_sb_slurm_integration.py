@@ -123,6 +123,7 @@ def ran_jobs(slurm_cluster):  # noqa: F811
         "gpu": sbatch("-J", "gpu", "--mem=60M", "-t", "2", "--gres=gpu:a100:1", "--wrap", "sleep 2"),
         "cancel": sbatch("-J", "can", "--mem=60M", "-t", "5", "--wrap", "sleep 300"),
         "requeue": sbatch("-J", "rq", "--requeue", "--mem=40M", "-t", "2", "--wrap", "sleep 20"),
+        "percpu": sbatch("-J", "pc", "-c", "2", "--mem-per-cpu=30M", "-t", "2", "--wrap", "sleep 1"),
     }
     start = t0.strftime("%Y-%m-%dT%H:%M:%S")
     # The dev cluster may be shared: our jobs can queue behind others' (override for a busy cluster,
@@ -130,6 +131,7 @@ def ran_jobs(slurm_cluster):  # noqa: F811
     wait = float(os.environ.get("SLURM_SB_TEST_JOB_WAIT_SEC", "500"))
     deadline = time.time() + wait
     cancelled = requeued = False
+    running_since = None
     while time.time() < deadline:
         runs = []
         rows = sacct_x(start, set(ids.values()), runs)
@@ -137,14 +139,17 @@ def ran_jobs(slurm_cluster):  # noqa: F811
             subprocess.run(["scancel", ids["cancel"]], check=True)
             cancelled = True
         if not requeued and rows.get(ids["requeue"], ("", "PENDING"))[1] == "RUNNING":
-            # Requeue it mid-run, then let it start again at once (a requeued job waits ~2 min otherwise).
+            running_since = running_since or time.time()
+        if not requeued and running_since and time.time() - running_since >= 3:
+            # Requeue it mid-run (>= 3 s in, so its first run has an ElapsedRaw > 0), then let it start
+            # again at once (a requeued job waits ~2 min otherwise).
             subprocess.run(["scontrol", "requeue", ids["requeue"]], check=True)
             time.sleep(0.5)
             subprocess.run(["scontrol", "update", f"jobid={ids['requeue']}", "StartTime=now"], check=True)
             requeued = True
         states = [r[1] for r in rows.values()]
         if (
-            len(rows) == 10
+            len(rows) == 11
             and runs
             and all(s.split()[0] not in ("PENDING", "RUNNING", "COMPLETING", "REQUEUED") for s in states)
         ):
@@ -164,7 +169,7 @@ def test_window_poll_matches_what_ran(ran_jobs, tmp_path):
     p = Poller(c, log=JsonLog("dev", None, quiet=True))
     end = datetime.datetime.utcnow().strftime("%Y-%m-%dT%H:%M:%S")
     r = p.read_window(t0.strftime("%Y-%m-%dT%H:%M:%S"), end, "test", user=USER)
-    assert r.skipped == 0 and r.jobs_new == 10 and r.runs_new == len(runs) == 1, r.as_dict()
+    assert r.skipped == 0 and r.jobs_new == 11 and r.runs_new == len(runs) == 1, r.as_dict()
     states = {k: rows[v][1].split()[0] for k, v in ids.items() if v in rows}
     assert states["ok"] == "COMPLETED" and states["fail"] == "FAILED" and states["timeout"] == "TIMEOUT"
     assert states["cancel"] == "CANCELLED" and states["oom"] in ("OUT_OF_MEMORY", "FAILED")
@@ -175,7 +180,7 @@ def test_window_poll_matches_what_ran(ran_jobs, tmp_path):
     cpu = sum(v[2] * v[3] for v in rows.values()) + sum(r[1] * r[2] for r in runs)
     gpu_el = rows[ids["gpu"]][2]
     assert s[:7] == [
-        10,
+        11,
         1,
         3,
         elapsed,
@@ -183,12 +188,24 @@ def test_window_poll_matches_what_ran(ran_jobs, tmp_path):
         gpu_el,
         gpu_el,
     ]  # ONE a100: gres/gpu:a100=1 + gres/gpu=1 not summed
-    assert s[7] == (100 + 60 * 4 + 50 + 40 * 4) * MIB  # ReqMem as requested (22.05: job total), once per job
+    # ReqMem as requested, once per job; 22.05 prints the job total, also for --mem-per-cpu (2 x 30M = 60M)
+    assert s[7] == (100 + 60 * 4 + 50 + 40 * 4 + 60) * MIB
     assert s[9] > 400 * 10**6  # the memory-killed job's MaxRSS comes from its step row: steps were folded
     assert 0 < s[8] <= s[9]
     derive.derive(root, "dev", derive.Policy(), write_merged=True)
     lb = model.load_leaderboard(layout.leaderboard_file(root, "ALL", "rolling-30d", "failed_jobs"))
     assert (USER, 3) in [(u, v) for _r, u, v in lb["rows"]]
+    # the public files carry the same numbers: the monthly rollup and the user's all-time file
+    from slurmctl.scoreboard import store
+
+    months = store.list_months(root, "dev")  # one, unless the jobs straddled a month's end
+    docs = [model.load_user(layout.user_file(root, "dev", USER))]
+    if len(months) == 1:
+        docs.append(model.load_rollup(layout.rollup_file(root, "dev", months[0]))["users"][USER])
+    for doc in docs:
+        assert doc["jobs"] == 11 and doc["failed_jobs"] == 3 and doc["gpu_jobs"] == 1
+        assert doc["clock_hours"] == round(cpu / 3600, 6) and doc["elapsed_hours"] == round(elapsed / 3600, 6)
+        assert doc["sum_req_mem_mb"] == round(s[7] / 1e6, 6) and doc["sum_max_mem_mb"] == round(s[9] / 1e6, 6)
 
 
 def test_cli_poll_once_on_real_slurm_is_idempotent(ran_jobs, tmp_path):
@@ -219,7 +236,7 @@ def test_cli_poll_once_on_real_slurm_is_idempotent(ran_jobs, tmp_path):
 
     st = store.read_state(layout.month_state(root, "dev", month), month)
     assert all(int(i) in set(st.ids) for i in ids.values() if i)  # every job we ran was read
-    assert st.totals()[USER][0] >= 10 and st.runs  # the requeued job's earlier run is in the state
+    assert st.totals()[USER][0] >= 11 and st.runs  # the requeued job's earlier run is in the state
     health = sbhelpers.load_json(layout.health_file(root, "dev"))
     assert health["last_error"] is None and "22.05" in health.get("sacct_version", "")
     before = sbhelpers.month_totals(root, "dev")
