@@ -4,9 +4,11 @@
 ``~/.slurm_scoreboard/config.yaml`` (flat YAML subset, or ``config.json``) < ``SLURM_SB_ROOT`` /
 ``SLURM_SB_CLUSTER`` < flags, validating every value with its source (file:line, variable, flag).
 The TUI uses ``root`` and ``cluster``; its cluster defaults to ``ALL`` (the poller's to ClusterName).
+A bad ``policy.json`` is a warning on stderr here (the TUI only reads; the poller treats it as an error).
 """
 
 import os
+import sys
 from typing import Dict, Optional
 
 from .. import config
@@ -24,6 +26,10 @@ class Settings:
         self.cluster_source = cluster_source
 
 
+def _warn(message: str) -> None:
+    print("slurm-sb-tui: warning: " + message, file=sys.stderr)
+
+
 def resolve(
     root_flag: Optional[str], cluster_flag: Optional[str], environ: Optional[Dict[str, str]] = None
 ) -> Settings:
@@ -35,7 +41,7 @@ def resolve(
     if cluster_flag is not None and cluster_flag.upper() == "ALL":
         cluster_flag = "ALL"
     try:
-        cfg = config.load(flags={"root": root_flag, "cluster": cluster_flag}, environ=environ)
+        cfg = config.load(flags={"root": root_flag, "cluster": cluster_flag}, environ=environ, warn=_warn)
     except ScoreboardError as exc:
         raise UsageError(exc.message, hint=exc.hint or "") from exc
     if not cfg["root"]:
