@@ -131,7 +131,8 @@ def test_persistent_failure_raises_keeps_cursor_and_records_health(env, monkeypa
     monkeypatch.setenv("FAKE_SACCT_FAIL_FIRST", "100")
     with pytest.raises(SacctError, match="Connection refused"):
         poller(root, utc(2026, 11, 30), backfill_start="2026-11-01", sacct_retries=1).poll()
-    assert not os.path.exists(layout.cursor_file(root, "c1"))
+    cur = sbhelpers.load_json(layout.cursor_file(root, "c1"))  # nothing advanced; the read is noted
+    assert cur["current"]["last_end"] is None and cur["in_progress"]["phase"] == "current"
     health = sbhelpers.load_json(layout.health_file(root, "c1"))
     assert "Connection refused" in health["last_error"]["message"] and "last_success" not in health
     assert not os.path.exists(layout.lock_file(root, "c1"))  # released on error
@@ -367,3 +368,75 @@ def test_the_cron_example_runs_on_a_fresh_root(env):
     assert r.returncode == 0, (r.stdout, r.stderr)
     assert os.path.exists(os.path.join(sb, "clusters", "hammer", "state", "poll_cursor.json"))
     assert r.stderr == "" and len(calls()) == 1  # the current month, one sacct call
+
+
+LATE = "7000001|||600|2026-10-15T10:00:00|latecomer|COMPLETED|1|1|100M|cpu=1,mem=100M,node=1\n"
+
+
+def test_a_record_that_reaches_slurmdbd_late_is_read_by_the_month_recheck(env):
+    """slurmctld queues job records while it cannot reach slurmdbd and sends them later; sacct answered
+    meanwhile. The month is read whole once more recheck_after_sec after its end, and only once."""
+    root, data, calls, _ = env
+    expected = make_data(data, months=("2026-10",), n=200)
+    over = {"backfill_start": "2026-10-01", "recheck_after_sec": 2 * 86400}
+    poller(root, utc(2026, 10, 20), **over).poll()
+    poller(root, utc(2026, 11, 1, 0, 30), **over).poll()  # closes October, schedules its recheck
+    cur = sbhelpers.load_json(layout.cursor_file(root, "c1"))
+    assert cur["recheck"] == [{"month": "2026-10", "after": "2026-11-03T00:00:00Z"}]
+    assert cur["last_complete_month"] == "2026-10" and cur["in_progress"] is None
+    with open(data, "a") as fh:
+        fh.write(LATE)  # arrives now, with an End long before the live window's overlap
+    poller(root, utc(2026, 11, 2), **over).poll()
+    assert "latecomer" not in month_totals(root, "c1")
+    n = len(calls())
+    s = poller(root, utc(2026, 11, 3, 0, 10), **over).poll()
+    assert s["rechecked_months"] == 1 and len(calls()) == n + 2  # the recheck + the live window
+    expected["latecomer"] = [1, 0, 0, 600, 600, 0, 0, 100 * 1024**2, 0, 0]
+    assert month_totals(root, "c1") == expected  # the late job once, nothing else twice
+    assert sbhelpers.load_json(layout.cursor_file(root, "c1"))["recheck"] == []
+    assert poller(root, utc(2026, 11, 4), **over).poll()["rechecked_months"] == 0
+
+
+def test_backfill_sets_last_complete_month_and_a_failed_read_leaves_in_progress(env, monkeypatch):
+    root, data, _calls, tmp = env
+    make_data(data)
+    poller(root, utc(2026, 11, 20)).poll(backfill_months=2)
+    cur = sbhelpers.load_json(layout.cursor_file(root, "c1"))
+    assert cur["last_complete_month"] == "2026-09" and cur["in_progress"] is None
+    assert cur["recheck"] == []  # months backfilled long after their end need no recheck
+    monkeypatch.setenv("FAKE_SACCT_COUNTER", str(tmp / "n"))
+    monkeypatch.setenv("FAKE_SACCT_FAIL_FIRST", "100")
+    with pytest.raises(SacctError):
+        poller(root, utc(2026, 11, 21), sacct_retries=0).poll()
+    cur = sbhelpers.load_json(layout.cursor_file(root, "c1"))
+    assert cur["in_progress"]["phase"] == "current" and cur["in_progress"]["since"] == "2026-11-21T00:00:00Z"
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("backfill_start", None),
+        ("backfill_start", 2026),
+        ("next_backfill_month", "2026-13-01"),
+        ("last_complete_month", 5),
+        ("recheck", {"month": "2026-10"}),
+        ("recheck", [{"month": "2026-10", "after": "soon"}]),
+    ],
+)
+def test_damaged_cursor_is_a_format_error_naming_the_field(env, field, value):
+    root, data, _calls, _ = env
+    make_data(data, months=("2026-11",), n=10)
+    poller(root, utc(2026, 11, 20), backfill_start="2026-11-01").poll()
+    path = layout.cursor_file(root, "c1")
+    cur = sbhelpers.load_json(path)
+    cur[field] = value
+    with open(path, "w") as fh:
+        json.dump(cur, fh)
+    argv = ["poll", "--once", "--root", root, "--cluster", "c1", "--sacct", sbhelpers.FAKE_SACCT]
+    r = subprocess.run(
+        [sys.executable, BIN, *argv, "--config", os.path.join(root, "none.yaml")],
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 3 and "Traceback" not in r.stderr, r.stderr
+    assert "poll_cursor.json" in r.stderr and field in r.stderr

@@ -43,7 +43,15 @@ def month_of(t: datetime.datetime) -> str:
 
 
 class Cursor:
-    """``state/poll_cursor.json``: how far the global reads got. Saved after each commit."""
+    """``state/poll_cursor.json``: how far the global reads got. Saved after each commit.
+
+    ``backfill_start`` and ``next_backfill_month`` (None when caught up): the backfill frontier;
+    ``current``: the live month and the End up to which it was read; ``last_complete_month``: the
+    latest month read whole (closed or backfilled); ``recheck``: months to read whole once more after
+    ``after`` (records that reach slurmdbd late, e.g. after a slurmctld -> slurmdbd outage, while sacct
+    already answered); ``in_progress``: the read under way (``{"phase", "window", "since"}``), None
+    between reads -- a value left behind says a poll died there (the read is simply redone).
+    """
 
     def __init__(self, root: str, cluster: str, backfill_start: str, now: datetime.datetime) -> None:
         self.path = layout.cursor_file(root, cluster)
@@ -62,16 +70,47 @@ class Cursor:
             }
         if not isinstance(data, dict) or not isinstance(data.get("current"), dict):
             raise FormatError(f"{self.path}: expected the cursor object (see docs/scoreboard.md)")
+        data.setdefault("recheck", [])
+        data.setdefault("in_progress", None)
         self.data = data
         cur = data["current"]
-        if not layout.MONTH_RE.match(str(cur.get("month"))):
-            raise FormatError(f"{self.path}: current.month must be YYYY-MM, found {cur.get('month')!r}")
+        self._month(cur.get("month"), "current.month")
         if cur.get("last_end") is not None:
             parse_iso(cur["last_end"], self.path + ": current.last_end")
+        self._month(data.get("backfill_start"), "backfill_start")
+        self._month(data.get("next_backfill_month"), "next_backfill_month", optional=True)
+        self._month(data.get("last_complete_month"), "last_complete_month", optional=True)
+        if not isinstance(data["recheck"], list):
+            raise FormatError(f"{self.path}: recheck must be a list, found {data['recheck']!r}")
+        for i, item in enumerate(data["recheck"]):
+            if not isinstance(item, dict):
+                raise FormatError(f"{self.path}: recheck[{i}] must be {{'month', 'after'}}, found {item!r}")
+            self._month(item.get("month"), f"recheck[{i}].month")
+            parse_iso(item.get("after"), f"{self.path}: recheck[{i}].after")
         if bf < data["backfill_start"]:
             # backfill_start moved earlier: read the new older months too (exact dedupe absorbs overlap)
             data["backfill_start"] = bf
             data["next_backfill_month"] = bf
+
+    def _month(self, value: Any, field: str, optional: bool = False) -> None:
+        if value is None and optional:
+            return
+        if not isinstance(value, str) or not layout.MONTH_RE.match(value):
+            raise FormatError(
+                f"{self.path}: {field} must be YYYY-MM{' or null' if optional else ''}, found {value!r}",
+                hint="fix or remove the cursor file (then backfill reads again; nothing is counted twice)",
+            )
+
+    def begin(self, phase: str, start: str, end: str, now: datetime.datetime) -> None:
+        """Record the read about to start (``in_progress``) and save."""
+        self.data["in_progress"] = {"phase": phase, "window": [start, end], "since": iso_z(now)}
+        self.save()
+
+    def completed(self, month: str) -> None:
+        """Note that ``month`` was read whole (``last_complete_month`` is the latest such month)."""
+        last = self.data.get("last_complete_month")
+        if not last or month > last:
+            self.data["last_complete_month"] = month
 
     def save(self) -> None:
         fsutil.atomic_write_json(self.path, self.data)
@@ -165,6 +204,22 @@ class Poller:
         return result
 
     # ------------------------------------------------------------------ steps
+    def _read(
+        self, cursor: Cursor, now: datetime.datetime, start: str, end: str, phase: str, **kw: Any
+    ) -> None:
+        cursor.begin(phase, start, end, now)
+        self.read_window(start, end, phase, **kw)
+        cursor.data["in_progress"] = None  # saved by the caller with what the read advanced
+
+    def _schedule_recheck(self, cursor: Cursor, month: str, now: datetime.datetime) -> None:
+        """Queue one more whole read of ``month`` at its end + ``recheck_after_sec``, unless that is past."""
+        delay = self.cfg["recheck_after_sec"]
+        if not delay:
+            return
+        after = parse_iso(month_bounds(month)[1], "month") + datetime.timedelta(seconds=1 + delay)
+        if now < after and all(r["month"] != month for r in cursor.data["recheck"]):
+            cursor.data["recheck"].append({"month": month, "after": iso_z(after)})
+
     def step_current(self, cursor: Cursor, now: datetime.datetime) -> None:
         """Close any months the live cursor left behind, then read the current month up to now - lag."""
         cur = cursor.data["current"]
@@ -174,8 +229,9 @@ class Poller:
             start, end = month_bounds(cur["month"])
             if cur["last_end"]:
                 start = max(start, (parse_iso(cur["last_end"], "cursor") - overlap).strftime(ISO))
-            self.read_window(start, end, "month-close", months={cur["month"]})
-            cursor.data["last_complete_month"] = cur["month"]
+            self._read(cursor, now, start, end, "month-close", months={cur["month"]})
+            cursor.completed(cur["month"])
+            self._schedule_recheck(cursor, cur["month"], now)
             cur["month"] = next_month(cur["month"])
             cur["last_end"] = None
             cursor.save()
@@ -185,12 +241,32 @@ class Poller:
             start = max(start, (parse_iso(cur["last_end"], "cursor") - overlap).strftime(ISO))
         if cutoff.strftime(ISO) < start:
             return  # the first minutes of a month: nothing ended yet that slurmdbd surely has
-        self.read_window(start, cutoff.strftime(ISO), "current", months={cur["month"]})
+        self._read(cursor, now, start, cutoff.strftime(ISO), "current", months={cur["month"]})
         cur["last_end"] = iso_z(cutoff)
         cursor.save()
 
-    def step_backfill(self, cursor: Cursor, months: int) -> int:
+    def step_recheck(self, cursor: Cursor, now: datetime.datetime) -> int:
+        """Read whole, once more, the months whose recheck time has come; return how many were read.
+
+        A job record can reach slurmdbd long after the job ended (slurmctld queues them while it cannot
+        reach slurmdbd, and sends them when it can; sacct meanwhile answers without them). The live
+        window re-reads only ``overlap_sec``; this catches what came later, up to ``recheck_after_sec``
+        after the month's end. Exact dedupe makes the re-read count only what is new.
+        """
+        done = 0
+        for item in list(cursor.data["recheck"]):
+            if parse_iso(item["after"], "recheck") > now:
+                continue
+            start, end = month_bounds(item["month"])
+            self._read(cursor, now, start, end, "recheck", months={item["month"]})
+            cursor.data["recheck"] = [r for r in cursor.data["recheck"] if r is not item]
+            cursor.save()
+            done += 1
+        return done
+
+    def step_backfill(self, cursor: Cursor, months: int, now: Optional[datetime.datetime] = None) -> int:
         """Read up to ``months`` whole months of backfill; return how many were read."""
+        now = now or datetime.datetime.utcfromtimestamp(self.clock())
         done = 0
         frontier = cursor.data["current"]["month"]
         while done < months:
@@ -200,9 +276,11 @@ class Poller:
                 cursor.save()
                 break
             start, end = month_bounds(nxt)
-            self.read_window(start, end, "backfill", months={nxt})
+            self._read(cursor, now, start, end, "backfill", months={nxt})
             after = next_month(nxt)
             cursor.data["next_backfill_month"] = after if after < frontier else None
+            cursor.completed(nxt)
+            self._schedule_recheck(cursor, nxt, now)  # a month backfilled right after its end
             cursor.save()
             done += 1
         return done
@@ -312,8 +390,9 @@ class Poller:
                 full = not derive.derived_is_current(self.root, self.cluster)
                 cursor = Cursor(self.root, self.cluster, self.cfg["backfill_start"], now)
                 self.step_current(cursor, now)
+                rechecked = self.step_recheck(cursor, now)
                 n = self.cfg["backfill_months_per_poll"] if backfill_months is None else backfill_months
-                backfilled = self.step_backfill(cursor, n)
+                backfilled = self.step_backfill(cursor, n, now)
                 new_users = self.step_discover(cursor, asof)
                 pruned = self.step_retention(now)
                 self.log.phase = "derive"
@@ -335,6 +414,7 @@ class Poller:
             summary.update(
                 {
                     "backfilled_months": backfilled,
+                    "rechecked_months": rechecked,
                     "new_users": len(new_users),
                     "pruned": pruned,
                     "calls": self.sacct.calls,
