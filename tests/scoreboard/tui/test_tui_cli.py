@@ -206,3 +206,28 @@ def test_ansi_refresh_loop_redraws_in_place_or_appends_on_dumb_terminals(sb_root
         text = out.getvalue()
         assert text.count("SlurmScoreboard Hiscores") == 2
         assert ("\x1b[H\x1b[2J" in text) == ansi
+
+
+PY27 = "/root/.pyenv/versions/2.7.18/bin/python2.7"
+
+
+@pytest.mark.skipif(not os.path.exists(PY27), reason="no Python 2.7 interpreter at " + PY27)
+def test_too_old_python_gets_a_clear_message_not_a_syntax_error(sb_root):
+    # bin/slurm-sb-tui must parse on old interpreters so that its version check can run
+    res = tui("--root", sb_root, "--once", python=PY27)
+    assert res.returncode == 1
+    assert "slurm-sb-tui needs Python 3.6 or newer (found 2.7" in res.stderr
+    assert "Traceback" not in res.stderr and "SyntaxError" not in res.stderr and res.stdout == ""
+
+
+def test_entry_point_has_no_syntax_newer_than_its_version_check():
+    # no f-strings etc. anywhere in the file: Python 3.5 and 2.7 parse the whole file first
+    import ast
+
+    with open(BIN, encoding="utf-8") as handle:
+        tree = ast.parse(handle.read())
+    assert not [node for node in ast.walk(tree) if isinstance(node, ast.JoinedStr)]
+    first = next(node for node in tree.body if isinstance(node, ast.If))
+    assert "version_info" in ast.dump(first.test)  # the guard comes before any slurmctl import
+    imports = [n for n in tree.body if isinstance(n, ast.ImportFrom)]
+    assert all(n.lineno > first.lineno for n in imports)

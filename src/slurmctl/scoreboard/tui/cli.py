@@ -1,7 +1,9 @@
 """``slurm-sb-tui``: browse the SlurmScoreboard high scores (curses, ANSI or Textual).
 
 Exit codes: 0 ok; 2 bad flags, environment or config (a message says which and how to fix it);
-4 the requested backend cannot run here. Never prints a traceback for bad input.
+4 the requested backend cannot run here; 128 + N after signal N (SIGTERM, SIGHUP) in the interactive
+ANSI UI, with the terminal restored. Never prints a traceback for bad input. (bin/slurm-sb-tui exits
+1 on a Python older than 3.6.)
 """
 
 import argparse
@@ -11,7 +13,7 @@ import os
 import re
 import shutil
 import sys
-from typing import List, Optional, Tuple
+from typing import List, Mapping, Optional, Tuple
 
 from . import labels
 from .controller import Controller
@@ -22,6 +24,7 @@ from .store import ALL, Store
 from .viewmodel import ViewState, parse_sort
 
 DEFAULT_REFRESH_SEC = 60.0
+DUMB_TERMS = ("", "dumb", "unknown")  # no cursor movement, no colour: frames are printed plainly
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -87,10 +90,19 @@ def choose_backend(requested: Optional[str], once: bool) -> str:
     """Return the backend to use: the requested one, else curses on a real terminal, else ansi."""
     if requested:
         return requested
-    term = os.environ.get("TERM", "")
-    if once or not sys.stdout.isatty() or not sys.stdin.isatty() or term in ("", "dumb", "unknown"):
+    if once or not sys.stdout.isatty() or not sys.stdin.isatty() or dumb_terminal():
         return "ansi"
     return "curses"
+
+
+def dumb_terminal(environ: Optional[Mapping[str, str]] = None) -> bool:
+    """Return True when ``$TERM`` says the terminal cannot move the cursor (``dumb``, unset...)."""
+    return (os.environ if environ is None else environ).get("TERM", "") in DUMB_TERMS
+
+
+def color_wanted(no_color_flag: bool, environ: Optional[Mapping[str, str]] = None) -> bool:
+    """Return False for ``--no-color`` or a non-empty ``$NO_COLOR`` (https://no-color.org)."""
+    return not no_color_flag and not (os.environ if environ is None else environ).get("NO_COLOR")
 
 
 def make_controller(args: argparse.Namespace, textual_tip: bool) -> Controller:
@@ -123,7 +135,7 @@ def run(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     size = _parse_size(args.size)
     backend = choose_backend(args.backend, args.once)
-    color = not args.no_color and not os.environ.get("NO_COLOR")
+    color = color_wanted(args.no_color)
     if backend == "textual" and not args.once:
         if not textual_installed():
             raise BackendUnavailable(
@@ -133,10 +145,12 @@ def run(argv: Optional[List[str]] = None) -> int:
         from . import backend_textual  # imports textual; only on request
 
         return backend_textual.run(make_controller(args, False), color, args.refresh_sec, args.ascii)
-    tip = backend == "curses" and not textual_installed()
-    ctrl = make_controller(args, tip)
+    # The "get the Textual backend" tip: for people looking at a live UI, not in --once output
+    tty = sys.stdout.isatty()
+    live = backend == "curses" or (backend == "ansi" and tty and not args.once)
+    ctrl = make_controller(args, live and not textual_installed())
     if backend == "curses" and not args.once:
-        if not (sys.stdout.isatty() and sys.stdin.isatty()):
+        if not (tty and sys.stdin.isatty()):
             raise BackendUnavailable(
                 "--backend curses needs a terminal on stdin and stdout",
                 hint="use --once or --backend ansi to print a frame to a pipe or file",
@@ -151,11 +165,17 @@ def run(argv: Optional[List[str]] = None) -> int:
 
     from . import backend_ansi
 
-    term = os.environ.get("TERM", "")
-    tty = sys.stdout.isatty()
+    ansi = not dumb_terminal()  # the terminal understands escape codes (cursor movement, colour)
     glyphs = Glyphs(_stdout_utf8() and not args.ascii)
-    colors256 = "256" in term or "truecolor" in os.environ.get("COLORTERM", "")
-    paint_color = color and tty and term not in ("", "dumb")
+    colors256 = "256" in os.environ.get("TERM", "") or "truecolor" in os.environ.get("COLORTERM", "")
+    paint_color = color and tty and ansi
+
+    if not args.once and backend_ansi.can_read_keys():
+        # interactive: keys from the terminal; the size asked of the terminal, not stale $COLUMNS
+        def live_size() -> Tuple[int, int]:
+            return size or backend_ansi.terminal_size(sys.stdout.fileno())
+
+        return backend_ansi.run_interactive(ctrl, live_size, glyphs, color, args.refresh_sec, ansi, colors256)
 
     def current_size() -> Tuple[int, int]:
         return size or tuple(shutil.get_terminal_size((100, 30)))
@@ -167,7 +187,7 @@ def run(argv: Optional[List[str]] = None) -> int:
             print("slurm-sb-tui: warning: " + problem, file=sys.stderr)
         return 0
     return backend_ansi.run_loop(
-        ctrl, current_size, glyphs, paint_color, args.refresh_sec, term not in ("", "dumb"), None, colors256
+        ctrl, current_size, glyphs, paint_color, args.refresh_sec, ansi, None, colors256
     )
 
 

@@ -348,6 +348,27 @@ def _blank(widths: Sequence[int], glyphs: Glyphs) -> List[Segment]:
     return [*row, (glyphs.v, "border")]
 
 
+def mark_selection(frame: Sequence[Line], mark: str = ">") -> List[Line]:
+    """Return ``frame`` with ``mark`` pointing at the selected row and the focused column header.
+
+    For screens with neither colour nor reverse video (a dumb terminal), where the ``cursor`` and
+    ``header_focus`` styles would not show: the border left of the selected row becomes ``mark``,
+    and so does the (blank) first character of the focused header cell. Widths are unchanged. Pure.
+    """
+    out = []  # type: List[Line]
+    for line in frame:
+        segments = list(line)
+        for i, (text, style) in enumerate(segments):
+            if style == "cursor" and i > 0 and segments[i - 1][1] == "border" and segments[i - 1][0]:
+                segments[i - 1] = (segments[i - 1][0][:-1] + mark, "border")
+                break
+            if style == "header_focus" and text.startswith(" "):
+                segments[i] = (mark + text[1:], style)
+                break
+        out.append(segments)
+    return out
+
+
 def to_text(frame: Sequence[Line]) -> str:
     """Return the frame as plain text, trailing spaces removed, one newline per line. Pure."""
     return "".join("".join(text for text, _ in line).rstrip() + "\n" for line in frame)
