@@ -14,7 +14,7 @@ from typing import Any, List, Optional
 
 from . import __version__, config, dedupe, humanize, layout, model, probe
 from .errors import LockHeldError, ScoreboardError, UsageError
-from .schemas import METRICS, TUI_METRICS, normalize_window
+from .schemas import METRICS, normalize_window
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -60,8 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("--window", default="alltime", help="alltime, 30d or 365d")
     p.add_argument("--metric", default="clock_hours", choices=METRICS)
-    p.add_argument("--limit", type=int, default=20)
-    p.add_argument("--json", action="store_true", help="print the leaderboard file's JSON")
+    p.add_argument("--limit", type=int, default=20, help="rows to print (default 20; 0: the heading only)")
+    p.add_argument("--json", action="store_true", help="print the leaderboard as JSON (the file's format)")
     p = sub.add_parser("bloom", help="Bloom filter tools")
     bsub = p.add_subparsers(dest="bloom_command", metavar="SUBCOMMAND")
     b = bsub.add_parser("stats", help="header, fill and estimated FP rate of one month's filter")
@@ -131,6 +131,16 @@ def cmd_daemon(args: argparse.Namespace) -> int:
             poller.log("warning", str(exc))
         except ScoreboardError as exc:
             poller.log("error", str(exc))
+        except Exception as exc:  # a bug or an unforeseen file problem: log it, try again next cycle
+            if args.debug:
+                traceback.print_exc()
+            poller.log(
+                "error",
+                f"unexpected error in a poll: {type(exc).__name__}: {exc}",
+                phase="daemon",
+                error_type=type(exc).__name__,
+                hint="retried next cycle; run `slurm-sb poll --once --debug` for the traceback",
+            )
         from .poller import Poller
 
         poller = Poller(poller.cfg, log=poller.log)  # fresh counters each cycle
@@ -160,6 +170,8 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
+    if args.limit < 0:
+        raise UsageError(f"--limit: expected 0 or a positive number of rows, found {args.limit}")
     cfg = _load_cfg(args, need_cluster=False)
     root = cfg["root"]
     if not root:
@@ -169,12 +181,16 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
         raise UsageError(f"--window: expected alltime, 30d or 365d, found {args.window!r}")
     scope = cfg["cluster"] or layout.ALL
     path = model.leaderboard_path(root, scope, window, args.metric)
-    if args.json:
-        with open(path, encoding="utf-8") as fh:
-            sys.stdout.write(fh.read())
-        return 0
-    if not os.path.exists(path) and (scope == layout.ALL or args.metric not in TUI_METRICS):
-        # no leaderboard file: the merged one is not written yet, or the metric is a table column only
+    if os.path.exists(path):
+        lb = model.load_leaderboard(path)  # validated even for --json: a bad file is named, not printed
+        board, asof = lb["rows"], lb["asof"]
+        if args.json:
+            with open(path, encoding="utf-8") as fh:
+                sys.stdout.write(fh.read())
+            return 0
+    else:
+        # No leaderboard file: the metric is a table column only (files exist for TUI_METRICS), or the
+        # merged one is not written yet. Rank the table's column as derive ranks the boards.
         columns, rows, asof = model.load_scope(root, scope, window)
         if args.metric not in columns:
             raise UsageError(
@@ -184,10 +200,12 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
         j = columns.index(args.metric)
         from .derive import rank_rows
 
-        board = [(r["rank"], r["user"], r["value"]) for r in rank_rows([(u, v[j]) for u, v in rows.items()])]
-    else:
-        lb = model.load_leaderboard(path)
-        board, asof = lb["rows"], lb["asof"]
+        ranked = rank_rows([(u, v[j]) for u, v in rows.items()])
+        if args.json:
+            doc = {"asof": asof, "window": window, "metric": args.metric, "cluster": scope, "rows": ranked}
+            sys.stdout.write(json.dumps(doc, separators=(",", ":"), ensure_ascii=False) + "\n")
+            return 0
+        board = [(r["rank"], r["user"], r["value"]) for r in ranked]
     print(f"{humanize.skill(args.metric)} -- {scope} -- {window} -- as of {asof}")
     print(f"{'Rank':>5}  {'User':<20} {'XP':>16}")
     for rank, user, value in board[: args.limit]:
@@ -203,6 +221,18 @@ def cmd_bloom(args: argparse.Namespace) -> int:
     cfg = _load_cfg(args, need_cluster=True)
     if not layout.MONTH_RE.match(args.month):
         raise UsageError(f"--month: expected YYYY-MM, found {args.month!r}")
+    if not cfg["root"]:
+        raise UsageError("no root given", hint="pass --root, set SLURM_SB_ROOT, or `root:` in the config")
+    if not os.path.isdir(cfg["root"]):
+        raise UsageError(
+            f"the root {cfg['root']} (from {cfg.sources['root']}) does not exist or is not a directory",
+            hint="check the path; the poller creates it",
+        )
+    if not layout.valid_cluster(cfg["cluster"]):
+        raise UsageError(
+            f"bad or missing cluster name {cfg['cluster']!r}",
+            hint="pass --cluster NAME (or set it in the config)",
+        )
     from . import store
 
     path = layout.bloom_file(cfg["root"], cfg["cluster"], args.month)
@@ -273,6 +303,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     except Exception as exc:  # a bug: say so briefly, with the traceback only on request
         if getattr(args, "debug", False):
             traceback.print_exc()
+        if isinstance(exc, OSError) and exc.filename:
+            # A safety net: the readers turn the file problems they expect into FormatError/StorageError.
+            sys.stderr.write(f"slurm-sb {args.command}: cannot use {exc.filename}: {exc.strerror or exc}\n")
+            sys.stderr.write(
+                "  hint: a directory in place of a file, or unreadable? `slurm-sb doctor` checks\n"
+            )
+            return 3
         sys.stderr.write(f"slurm-sb {args.command}: internal error: {exc!r} (re-run with --debug)\n")
         return 1
 

@@ -58,6 +58,7 @@ def rollup_doc(
 def alltime_totals(root: str, cluster: str) -> Tuple[Dict[str, Sums], Dict[str, Tuple[str, str]]]:
     """Return ``({user: sums}, {user: (first_month, last_month)})`` over archive + every month state."""
     archive = store.read_archive(root, cluster)
+    _check_archive(archive, layout.archive_file(root, cluster))
     archived = set(archive["months"])
     totals = {u: list(s) for u, s in archive["users"].items()}  # type: Dict[str, Sums]
     span = {u: tuple(v) for u, v in archive.get("span", {}).items()}  # type: Dict[str, Tuple[str, str]]
@@ -76,6 +77,21 @@ def alltime_totals(root: str, cluster: str) -> Tuple[Dict[str, Sums], Dict[str, 
             first, last = span.get(user, (month, month))
             span[user] = (min(first, month), max(last, month))
     return totals, span
+
+
+def _check_archive(archive: Dict[str, Any], path: str) -> None:
+    # store.read_archive checks "months" is a list and "users" the sums; the rest is checked here.
+    hint = "restore it from backup; it holds pruned totals"
+    if not all(isinstance(m, str) for m in archive["months"]):
+        raise FormatError(f"{path}: field 'months' must be a list of YYYY-MM strings", hint=hint)
+    span = archive.get("span", {})
+    if not isinstance(span, dict):
+        raise FormatError(f"{path}: field 'span' must be an object {{user: [first, last]}}", hint=hint)
+    for user, months in span.items():
+        if not isinstance(months, list) or len(months) != 2 or not all(isinstance(m, str) for m in months):
+            raise FormatError(
+                f"{path}: span.{user}: expected [first_month, last_month], found {months!r}", hint=hint
+            )
 
 
 def window_totals(root: str, cluster: str, today: datetime.date, days: int) -> Dict[str, Sums]:
@@ -197,19 +213,29 @@ def _full_table_path(root: str, cluster: str, window: str) -> str:
 def read_full_table(root: str, cluster: str, window: str) -> Dict[str, Sums]:
     """Return another cluster's exact per-user sums for ``window`` (empty when absent). Raises FormatError."""
     path = _full_table_path(root, cluster, window)
+    hint = f"run `slurm-sb rebuild --cluster {cluster}`"
     try:
         with open(path, encoding="utf-8") as fh:
             data = json.load(fh)
     except FileNotFoundError:
         return {}
-    except ValueError as exc:
-        raise FormatError(
-            f"{path}: invalid JSON: {exc}", hint=f"run `slurm-sb rebuild --cluster {cluster}`"
-        ) from exc
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+        raise FormatError(f"{path}: invalid JSON: {exc}", hint=hint) from exc
+    except OSError as exc:
+        raise FormatError(f"{path}: cannot read: {exc}", hint=hint) from exc
     users = data.get("users") if isinstance(data, dict) else None
     if not isinstance(users, dict):
-        raise FormatError(f"{path}: expected {{'users': {{user: [sums]}}}}")
+        raise FormatError(f"{path}: expected {{'users': {{user: [sums]}}}}", hint=hint)
+    for user, sums in users.items():
+        if not isinstance(sums, list) or len(sums) != N_SUMS or not all(_is_int(v) for v in sums):
+            raise FormatError(
+                f"{path}: users.{user}: expected a list of {N_SUMS} integers, found {sums!r:.60}", hint=hint
+            )
     return users
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def derive(
@@ -308,8 +334,10 @@ def derived_is_current(root: str, cluster: str) -> bool:
     try:
         with open(layout.derived_marker(root, cluster), encoding="utf-8") as fh:
             marker = json.load(fh)
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return False
+    if not isinstance(marker, dict):
+        return False  # damaged: the next poll rewrites every derived file and the marker
     want = {}
     for month in store.list_months(root, cluster):
         h = store.read_header(layout.month_state(root, cluster, month))

@@ -12,6 +12,7 @@ import re
 from typing import Iterable, List, Set
 
 from . import fsutil, layout
+from .errors import FormatError
 from .model import read_json
 
 _NAME_RE = re.compile(r"^[a-z_][a-z0-9_.-]{0,31}$")
@@ -57,7 +58,13 @@ class Registry:
         self.existed = data is not None
         data = data if isinstance(data, dict) else {}
         self.users = data.get("users", {})  # type: Dict[str, Dict[str, str]]
-        self.queue = list(data.get("queue", []))  # type: List[str]
+        self.queue = data.get("queue", [])  # type: List[str]
+        hint = "fix the field, or remove the file: it is rebuilt (queued user backfills are lost)"
+        if not isinstance(self.users, dict):
+            raise FormatError(f"{self.path}: field 'users' must be an object {{name: {{...}}}}", hint=hint)
+        if not isinstance(self.queue, list) or not all(isinstance(u, str) for u in self.queue):
+            raise FormatError(f"{self.path}: field 'queue' must be a list of user names", hint=hint)
+        self.queue = list(self.queue)
 
     def register(self, names: Iterable[str], source: str, asof: str, enqueue: bool) -> List[str]:
         """Add unknown ``names``; queue them for a user-scoped backfill when ``enqueue``; return the new."""

@@ -1,5 +1,7 @@
 """Display-time formatting of raw metric values ("XP"): ``1.23e3 GPU-h``. Stored files keep raw numbers."""
 
+import math
+
 # metric -> (OSRS-style "Skill" title, unit shown after the value)
 SKILLS = {
     "jobs": ("Jobs", "jobs"),
@@ -19,10 +21,17 @@ def number(value: float) -> str:
     """Return ``value`` with 3 significant digits: ``0``, ``0.5``, ``12.3``, ``999``, ``1.23e3``. Pure.
 
     From 1000 up (in magnitude) the form is ``<mantissa>e<exponent>`` so every cell has the same width.
+    Never raises: NaN and infinities come out as ``nan``, ``inf`` and ``-inf``.
     """
-    v = float(value)
-    if v != v:  # NaN never comes from our files, but a hand-edited file must not crash the display
-        return "nan"
+    # The loaders refuse non-finite and non-numeric values; still, a display must never crash on one.
+    try:
+        v = float(value)
+    except OverflowError:  # an int too large for a float
+        return "-inf" if value < 0 else "inf"
+    except (TypeError, ValueError):
+        return str(value)
+    if not math.isfinite(v):
+        return str(v)  # "nan", "inf" or "-inf"
     if v == 0:
         return "0"
     if abs(v) >= 999.5:

@@ -7,6 +7,7 @@ the old or the new version.
 """
 
 import json
+import math
 import os
 from typing import Any, Dict, List, Sequence, Tuple
 
@@ -15,6 +16,19 @@ from .errors import FormatError
 from .schemas import METRICS, WINDOWS, normalize_window
 
 ALL = layout.ALL
+
+
+def _no_constant(name: str) -> Any:
+    # json.loads accepts NaN, Infinity and -Infinity by default; they are not JSON and no file has them.
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def loads(text: str) -> Any:
+    """Return the parsed JSON ``text``, refusing NaN/Infinity. Raises ValueError (RecursionError as one)."""
+    try:
+        return json.loads(text, parse_constant=_no_constant)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
 
 
 def read_json(path: str) -> Any:
@@ -27,7 +41,7 @@ def read_json(path: str) -> Any:
     except (OSError, UnicodeDecodeError) as exc:
         raise FormatError(f"{path}: cannot read: {exc}") from exc
     try:
-        return json.loads(text)
+        return loads(text)
     except ValueError as exc:
         raise FormatError(
             f"{path}: invalid JSON: {exc}", hint="the file is derived; `slurm-sb rebuild` rewrites it"
@@ -47,8 +61,22 @@ def _need(data: Any, key: str, kind: Any, path: str) -> Any:
 
 def _number(value: Any, where: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise FormatError(f"{where}: expected a number, found {value!r}")
+        raise FormatError(f"{where}: expected a number, found {_short(value)}")
+    try:
+        finite = math.isfinite(value)
+    except OverflowError:  # an integer too large for a float
+        finite = False
+    if not finite:
+        raise FormatError(
+            f"{where}: expected a finite number that fits a float, found {_short(value)}",
+            hint="the file is derived; `slurm-sb rebuild` rewrites it",
+        )
     return value
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:20]}... ({len(text)} characters)"
 
 
 def load_leaderboard(path: str) -> Dict[str, Any]:

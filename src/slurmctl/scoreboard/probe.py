@@ -101,8 +101,13 @@ def _doctor_cluster(root: str, c: str, stale_sec: float, max_age_sec: float, say
         "OK" if os.access(sd, os.W_OK) else "WARN",
         f"[{c}] state dir writable by this user: {os.access(sd, os.W_OK)}",
     )
-    info = lock.read_lock(layout.lock_file(root, c))
-    if info is None:
+    lock_path = layout.lock_file(root, c)
+    info = lock.read_lock(lock_path)
+    if info is None and os.path.isdir(lock_path):
+        say("FAIL", f"[{c}] lock {lock_path} is a directory: polls fail until it is removed")
+    elif info is None and os.path.lexists(lock_path):
+        say("WARN", f"[{c}] lock {lock_path} holds no lock token (the next poll takes it over)")
+    elif info is None:
         say("OK", f"[{c}] not locked")
     elif lock.is_stale(info, stale_sec):
         say(
@@ -120,26 +125,14 @@ def _doctor_cluster(root: str, c: str, stale_sec: float, max_age_sec: float, say
         )
     except FileNotFoundError:
         say("WARN", f"[{c}] no cursor yet (never polled)")
-    except (FormatError, KeyError, TypeError) as exc:
-        say("FAIL", f"[{c}] cursor unreadable: {exc}")
-    try:
-        h = read_json(layout.health_file(root, c))
-        last = h.get("last_success")
-        if last:
-            t = datetime.datetime.strptime(last.rstrip("Z"), "%Y-%m-%dT%H:%M:%S")
-            age = (datetime.datetime.utcnow() - t).total_seconds()
-            say(
-                "OK" if age <= max_age_sec else "WARN",
-                f"[{c}] last successful poll {last} ({age / 60:.0f} min ago)",
-            )
-        else:
-            say("WARN", f"[{c}] no successful poll recorded")
-        if h.get("last_error"):
-            say("WARN", f"[{c}] last error at {h['last_error'].get('at')}: {h['last_error'].get('message')}")
-    except FileNotFoundError:
-        say("WARN", f"[{c}] no health file yet")
     except FormatError as exc:
-        say("FAIL", f"[{c}] {exc}")
+        say("FAIL", f"[{c}] cursor unreadable: {exc}")
+    except (KeyError, TypeError, AttributeError):
+        say(
+            "FAIL",
+            f"[{c}] cursor {layout.cursor_file(root, c)}: expected {{'current': {{'month', ...}}, ...}}",
+        )
+    _doctor_health(root, c, max_age_sec, say)
     bad = 0
     for month in store.list_months(root, c):
         try:
@@ -163,7 +156,47 @@ def _doctor_cluster(root: str, c: str, stale_sec: float, max_age_sec: float, say
             say("FAIL", f"[{c}] {exc}")
     if not bad:
         say("OK", f"[{c}] {len(store.list_months(root, c))} month states readable")
-    say("OK" if derive.derived_is_current(root, c) else "WARN", f"[{c}] derived files match the month states")
+    try:
+        current = derive.derived_is_current(root, c)
+    except FormatError as exc:
+        say("WARN", f"[{c}] cannot compare the derived files with the month states: {exc}")
+    else:
+        say("OK" if current else "WARN", f"[{c}] derived files match the month states")
+
+
+def _doctor_health(root: str, c: str, max_age_sec: float, say: Any) -> None:
+    path = layout.health_file(root, c)
+    hint = "the next poll rewrites it"
+    try:
+        h = read_json(path)
+    except FileNotFoundError:
+        say("WARN", f"[{c}] no health file yet")
+        return
+    except FormatError as exc:
+        say("FAIL", f"[{c}] {exc}")
+        return
+    if not isinstance(h, dict):
+        say("FAIL", f"[{c}] {path}: expected a JSON object at the top level ({hint})")
+        return
+    last = h.get("last_success")
+    if last:
+        try:
+            t = datetime.datetime.strptime(str(last).rstrip("Z"), "%Y-%m-%dT%H:%M:%S")
+        except ValueError:
+            say("FAIL", f"[{c}] {path}: field 'last_success' is not YYYY-MM-DDTHH:MM:SSZ: {last!r} ({hint})")
+        else:
+            age = (datetime.datetime.utcnow() - t).total_seconds()
+            say(
+                "OK" if age <= max_age_sec else "WARN",
+                f"[{c}] last successful poll {last} ({age / 60:.0f} min ago)",
+            )
+    else:
+        say("WARN", f"[{c}] no successful poll recorded")
+    err = h.get("last_error")
+    if isinstance(err, dict):
+        say("WARN", f"[{c}] last error at {err.get('at')}: {err.get('message')}")
+    elif err:
+        say("FAIL", f"[{c}] {path}: field 'last_error' should be {{'at', 'message'}}, found {err!r} ({hint})")
 
 
 def format_rows(rows: List[Tuple[str, str]]) -> str:

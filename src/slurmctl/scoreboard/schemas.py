@@ -41,7 +41,8 @@ METRICS = (
 COUNT_METRICS = ("jobs", "gpu_jobs", "failed_jobs")
 # Columns of the rolling-window tables (what DAY_FIELDS yield); all-time tables have every metric.
 WINDOW_METRICS = METRICS[:7]
-# The metrics the TUI offers with --metric (leaderboard files exist for every METRICS entry).
+# The metrics the TUI offers with --metric: only they have leaderboard files; the other METRICS are
+# table columns, which `slurm-sb leaderboard` ranks itself (derive.rank_rows).
 TUI_METRICS = ("clock_hours", "elapsed_hours", "gpu_clock_hours", "gpu_elapsed_hours", "failed_jobs")
 
 # Window names as they appear in file paths and the "window" field; TUI spellings map onto them.

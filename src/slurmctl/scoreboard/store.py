@@ -167,7 +167,13 @@ def _read_header(fh: Any, path: str) -> Tuple[Dict[str, Any], int]:
         for key in keys:
             if key not in header:
                 raise ValueError(f"missing {key!r}")
-    except ValueError as exc:
+            value = header[key]
+            if key == "month":
+                if not isinstance(value, str):
+                    raise ValueError(f"'month' must be a string, found {value!r}")
+            elif isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{key!r} must be a non-negative integer, found {value!r}")
+    except (ValueError, RecursionError) as exc:
         raise FormatError(f"{path}: line 2: bad header: {exc}") from exc
     header["version"] = version
     return header, len(magic) + len(line)
@@ -183,6 +189,11 @@ def read_header(path: str) -> Optional[Dict[str, Any]]:
 
 
 def _blob(fh: Any, path: str, offset: int, size: int, what: str) -> bytes:
+    # The header's sizes are checked against the file first: a damaged header must not make us try
+    # to allocate a huge buffer.
+    have = max(0, min(size, os.fstat(fh.fileno()).st_size - offset))
+    if have != size:
+        raise FormatError(f"{path}: truncated {what} blob ({have} of {size} bytes)")
     fh.seek(offset)
     data = fh.read(size)
     if len(data) != size:

@@ -9,7 +9,7 @@ when its mtime or size changed, so the periodic refresh costs a few ``stat`` cal
 Bad files never raise here: they are skipped and described in ``problems`` (file, field, what to do).
 """
 
-import json
+import math
 import os
 from operator import itemgetter
 from typing import Dict, List, Optional, Set, Tuple
@@ -85,35 +85,39 @@ def read_board(path: str, metric: str) -> Tuple[str, List[Tuple[str, float]]]:
     """
     try:
         with open(path, "rb") as handle:
-            data = json.loads(handle.read().decode("utf-8"))
+            data = model.loads(handle.read().decode("utf-8"))
         rows = data["rows"]
         users = list(map(itemgetter("user"), rows))
         values = list(map(itemgetter("value"), rows))
         ranks = list(map(itemgetter("rank"), rows))
         ok = (
             isinstance(data["asof"], str)
+            and isinstance(data["metric"], str)
             and normalize_window(data["window"])
             and set(map(type, users)) <= {str}
             and set(map(type, values)) <= _NUMBER_TYPES
             and set(map(type, ranks)) <= {int}
         )
+        if ok:
+            values = list(map(float, values))  # OverflowError for an int too large for a float
+            ok = all(map(math.isfinite, values))  # 1e400 parses as inf
     except FileNotFoundError:
         raise
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, OverflowError):
         ok = False
     if not ok:
         # The slow path: exact validation and the precise message (or, if it finds nothing, its data).
         loaded = model.load_leaderboard(path)
         data = {"asof": loaded["asof"], "metric": loaded["metric"]}
         users = [user for _, user, _ in loaded["rows"]]
-        values = [value for _, _, value in loaded["rows"]]
+        values = [float(value) for _, _, value in loaded["rows"]]
     if data["metric"] != metric:
         raise FormatError(
             "{}: field 'metric' is {!r}, expected {!r} from the file name".format(
                 path, data["metric"], metric
             )
         )
-    return data["asof"], list(zip(users, map(float, values)))
+    return data["asof"], list(zip(users, values))
 
 
 class Store:
