@@ -324,3 +324,31 @@ def test_bloom_stats_on_a_missing_root_says_so(tmp_path):
     missing = str(tmp_path / "missing")
     r = run("bloom", "stats", "--root", missing, "--cluster", "c1", "--month", "2026-10", *NOCONF)
     assert r.returncode == 2 and clean(r) and missing in r.stderr and "does not exist" in r.stderr, r.stderr
+
+
+def test_unreadable_optout_list_stops_the_poller_rather_than_show_the_users(tmp_path):
+    """An opt-out list that cannot be read (here a directory) must not count as an empty list."""
+    from slurmctl.scoreboard import config as sbconfig
+    from slurmctl.scoreboard.errors import FormatError
+
+    os.makedirs(str(tmp_path / "config" / "optout.txt"))
+    with pytest.raises(FormatError, match=r"optout\.txt: cannot read the opt-out list"):
+        sbconfig.read_optout(str(tmp_path))
+
+
+def test_archive_span_and_nesting_are_checked_for_every_reader(tmp_path):
+    """store.read_archive (used by retention as well as derive) names the file and the field."""
+    from slurmctl.scoreboard import layout, store
+    from slurmctl.scoreboard.errors import FormatError
+
+    path = layout.archive_file(str(tmp_path), "c1")
+    os.makedirs(os.path.dirname(path))
+    for text, what in (
+        ('{"months": [], "users": {}, "span": 5}', "field 'span'"),
+        ('{"months": [], "users": {}, "span": {"a": ["2026-01"]}}', "span.a"),
+        ("[" * 100000 + "]" * 100000, "invalid JSON"),
+    ):
+        with open(path, "w") as fh:
+            fh.write(text)
+        with pytest.raises(FormatError, match=what):
+            store.read_archive(str(tmp_path), "c1")

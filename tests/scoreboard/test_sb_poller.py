@@ -440,3 +440,26 @@ def test_damaged_cursor_is_a_format_error_naming_the_field(env, field, value):
     )
     assert r.returncode == 3 and "Traceback" not in r.stderr, r.stderr
     assert "poll_cursor.json" in r.stderr and field in r.stderr
+
+
+def test_opting_out_between_polls_removes_the_user_from_every_file(env):
+    """A poll rewrites only the months and users it touched, unless the policy changed: a name added to
+    config/optout.txt must disappear from the user's own file and the rollups at the next poll, not
+    only from the leaderboards (and not only after a `rebuild`)."""
+    root, data, _calls, _ = env
+    make_data(data, months=("2026-10",), n=300)
+    poller(root, utc(2026, 11, 5), backfill_start="2026-10-01").poll(backfill_months=5)
+    shy = "u00000"  # the busiest synthetic user
+    assert os.path.exists(layout.user_file(root, "c1", shy))
+    os.makedirs(os.path.join(root, "config"), exist_ok=True)
+    with open(os.path.join(root, "config", "optout.txt"), "a") as fh:
+        fh.write(f"# asked on 2026-11-06\n{shy}\n")
+    poller(root, utc(2026, 11, 6), backfill_start="2026-10-01").poll()
+    assert not os.path.exists(layout.user_file(root, "c1", shy))
+    for path in (
+        layout.rollup_file(root, "c1", "2026-10"),
+        layout.table_file(root, "c1", "alltime"),
+        layout.table_file(root, "ALL", "rolling-30d"),
+        layout.leaderboard_file(root, "c1", "alltime", "clock_hours"),
+    ):
+        assert f'"{shy}"' not in sbhelpers.read_text(path), path

@@ -492,6 +492,11 @@ def read_optout(root: str) -> List[str]:
         raise FormatError(
             f"{path}: not UTF-8 text: {exc}", hint="save it as UTF-8, one user name a line"
         ) from exc
-    except OSError:
+    except FileNotFoundError:
         return []
+    except OSError as exc:  # a directory, no permission: failing closed, as for bad bytes
+        raise FormatError(
+            f"{path}: cannot read the opt-out list: {exc}",
+            hint="make it a readable file, one name a line (the poller stops rather than show these users)",
+        ) from exc
     return [ln.split("#", 1)[0].strip().lower() for ln in lines if ln.split("#", 1)[0].strip()]

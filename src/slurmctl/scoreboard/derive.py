@@ -7,6 +7,7 @@ poll (``derived.json`` records the state generations the files reflect).
 
 import contextlib
 import datetime
+import hashlib
 import json
 import operator
 import os
@@ -40,6 +41,16 @@ class Policy:
         self.min_jobs = int(min_jobs)
         self.opt_out = frozenset(u.lower() for u in opt_out)
 
+    def fingerprint(self) -> str:
+        """Return a digest of the knobs (recorded in ``derived.json``; not the names themselves). Pure.
+
+        A change -- a name added to ``config/optout.txt``, another ``min_jobs_to_show`` -- makes the
+        next poll rewrite every derived file, not only those of the months and users it touched:
+        otherwise an opted-out user's own file and monthly rollup rows would stay until a ``rebuild``.
+        """
+        text = json.dumps([self.min_jobs, sorted(self.opt_out)])
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
 
 def rollup_doc(
     cluster: str, month: str, totals: Dict[str, Sums], asof: str, policy: Policy
@@ -57,8 +68,7 @@ def rollup_doc(
 
 def alltime_totals(root: str, cluster: str) -> Tuple[Dict[str, Sums], Dict[str, Tuple[str, str]]]:
     """Return ``({user: sums}, {user: (first_month, last_month)})`` over archive + every month state."""
-    archive = store.read_archive(root, cluster)
-    _check_archive(archive, layout.archive_file(root, cluster))
+    archive = store.read_archive(root, cluster)  # checked there, for every reader
     archived = set(archive["months"])
     totals = {u: list(s) for u, s in archive["users"].items()}  # type: Dict[str, Sums]
     span = {u: tuple(v) for u, v in archive.get("span", {}).items()}  # type: Dict[str, Tuple[str, str]]
@@ -77,21 +87,6 @@ def alltime_totals(root: str, cluster: str) -> Tuple[Dict[str, Sums], Dict[str, 
             first, last = span.get(user, (month, month))
             span[user] = (min(first, month), max(last, month))
     return totals, span
-
-
-def _check_archive(archive: Dict[str, Any], path: str) -> None:
-    # store.read_archive checks "months" is a list and "users" the sums; the rest is checked here.
-    hint = "restore it from backup; it holds pruned totals"
-    if not all(isinstance(m, str) for m in archive["months"]):
-        raise FormatError(f"{path}: field 'months' must be a list of YYYY-MM strings", hint=hint)
-    span = archive.get("span", {})
-    if not isinstance(span, dict):
-        raise FormatError(f"{path}: field 'span' must be an object {{user: [first, last]}}", hint=hint)
-    for user, months in span.items():
-        if not isinstance(months, list) or len(months) != 2 or not all(isinstance(m, str) for m in months):
-            raise FormatError(
-                f"{path}: span.{user}: expected [first_month, last_month], found {months!r}", hint=hint
-            )
 
 
 def window_totals(root: str, cluster: str, today: datetime.date, days: int) -> Dict[str, Sums]:
@@ -306,7 +301,8 @@ def derive(
         if h is not None:
             all_generations[month] = h["generation"]
     fsutil.atomic_write_json(
-        layout.derived_marker(root, cluster), {"asof": asof, "generations": all_generations}
+        layout.derived_marker(root, cluster),
+        {"asof": asof, "generations": all_generations, "policy": policy.fingerprint()},
     )
     return {"rollups": len(generations), "user_files": n_user_files, "shown": shown, "merged": merged}
 
@@ -329,8 +325,9 @@ def write_merged_scope(
     return write_scope(root, layout.ALL, window, merged, asof, policy, writer)
 
 
-def derived_is_current(root: str, cluster: str) -> bool:
-    """Return True when the derived files reflect every month state's generation (no repair needed)."""
+def derived_is_current(root: str, cluster: str, policy: Optional[Policy] = None) -> bool:
+    """Return True when the derived files reflect every month state's generation (no repair needed)
+    and, when ``policy`` is given, were written under that policy."""
     try:
         with open(layout.derived_marker(root, cluster), encoding="utf-8") as fh:
             marker = json.load(fh)
@@ -338,6 +335,8 @@ def derived_is_current(root: str, cluster: str) -> bool:
         return False
     if not isinstance(marker, dict):
         return False  # damaged: the next poll rewrites every derived file and the marker
+    if policy is not None and marker.get("policy") != policy.fingerprint():
+        return False
     want = {}
     for month in store.list_months(root, cluster):
         h = store.read_header(layout.month_state(root, cluster, month))

@@ -387,7 +387,9 @@ class Poller:
         )
         with PollLock(layout.lock_file(self.root, self.cluster), self.cfg["stale_lock_sec"]):
             try:
-                full = not derive.derived_is_current(self.root, self.cluster)
+                policy = self.policy()
+                # A policy change (opt-out, min_jobs_to_show) rewrites everything, not just what changed.
+                full = not derive.derived_is_current(self.root, self.cluster, policy)
                 cursor = Cursor(self.root, self.cluster, self.cfg["backfill_start"], now)
                 self.step_current(cursor, now)
                 rechecked = self.step_recheck(cursor, now)
@@ -399,7 +401,7 @@ class Poller:
                 d = derive.derive(
                     self.root,
                     self.cluster,
-                    self.policy(),
+                    policy,
                     now=now,
                     months=None if full or pruned else self.touched_months,
                     users=None if full else self.touched_users,

@@ -452,16 +452,27 @@ def list_months(root: str, cluster: str) -> List[str]:
 def read_archive(root: str, cluster: str) -> Dict[str, Any]:
     """Return ``{"months": [...], "users": {user: sums}}`` of months pruned by retention (empty if none)."""
     path = layout.archive_file(root, cluster)
+    hint = "restore it from backup; it holds pruned totals"
     try:
         with open(path, encoding="utf-8") as fh:
             data = json.load(fh)
     except FileNotFoundError:
         return {"months": [], "users": {}}
-    except ValueError as exc:
-        raise FormatError(
-            f"{path}: invalid JSON: {exc}", hint="restore it from backup; it holds pruned totals"
-        ) from exc
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+        raise FormatError(f"{path}: invalid JSON: {exc}", hint=hint) from exc
+    except OSError as exc:
+        raise FormatError(f"{path}: cannot read it: {exc}", hint=hint) from exc
     if not isinstance(data, dict) or not isinstance(data.get("months"), list):
-        raise FormatError(f"{path}: expected {{'months': [...], 'users': {{...}}}}")
+        raise FormatError(f"{path}: expected {{'months': [...], 'users': {{...}}}}", hint=hint)
     _check_sums_map(data.get("users"), f"{path}: users")
+    if not all(isinstance(m, str) for m in data["months"]):
+        raise FormatError(f"{path}: field 'months' must be a list of YYYY-MM strings", hint=hint)
+    span = data.setdefault("span", {})
+    if not isinstance(span, dict):
+        raise FormatError(f"{path}: field 'span' must be an object {{user: [first, last]}}", hint=hint)
+    for user, months in span.items():
+        if not isinstance(months, list) or len(months) != 2 or not all(isinstance(m, str) for m in months):
+            raise FormatError(
+                f"{path}: span.{user}: expected [first_month, last_month], found {months!r}", hint=hint
+            )
     return data
