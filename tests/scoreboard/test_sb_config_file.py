@@ -337,3 +337,34 @@ def test_example_policy_has_a_cluster_section(tmp_path):
     assert load_text(tmp_path, "", flags={"root": root, "cluster": "bell"})["rate_limit_per_min"] == 1.0
     assert load_text(tmp_path, "", flags={"root": root, "cluster": "hammer"})["rate_limit_per_min"] == 2.0
     assert load_text(tmp_path, "", flags={"root": root, "cluster": "ALL"})["rate_limit_per_min"] == 2.0
+
+
+def test_leaderboard_only_reads_so_a_bad_policy_is_a_warning(tmp_path):
+    root = bad_policy_root(tmp_path)
+    from slurmctl.scoreboard import synth
+
+    synth.write_root(root, ["c1"], n_users=20, months=2)
+    r = run(BIN, tmp_path, "leaderboard", "--root", root, "--cluster", "c1", "--config", "/none.yaml")
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    assert "warning" in r.stderr and "policy.json: min_jobs_to_show" in r.stderr and "u00000" in r.stdout
+
+
+def test_a_cluster_found_by_scontrol_gets_its_policy_section(tmp_path, monkeypatch):
+    """The cluster a poller detects (scontrol show config) picks its clusters.<name> section too."""
+    from slurmctl.scoreboard import cli, probe
+
+    root = cluster_policy_root(tmp_path, {"hammer": {"rate_limit_per_min": 0.5}})
+    monkeypatch.setattr(probe, "cluster_name", lambda *a, **k: "hammer")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    for k in [k for k in os.environ if k.startswith("SLURM_SB_")]:
+        monkeypatch.delenv(k)
+    args = cli.build_parser().parse_args(["poll", "--once", "--root", root, "--config", "/none.yaml"])
+    c = cli._load_cfg(args, need_cluster=True)
+    assert c["cluster"] == "hammer" and c.sources["cluster"] == "scontrol show config"
+    assert c["rate_limit_per_min"] == 0.5 and c.sources["rate_limit_per_min"].endswith("clusters.hammer")
+
+
+def test_negative_month_counts_are_usage_errors(tmp_path):
+    for args in (["poll", "--once", "--backfill-months", "-1"], ["backfill", "--months", "-2"]):
+        r = run(BIN, tmp_path, *args, "--root", str(tmp_path), "--cluster", "c1", "--config", "/none.yaml")
+        assert r.returncode == 2 and "Traceback" not in r.stderr and "months" in r.stderr, r.stderr

@@ -75,7 +75,13 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
-def _load_cfg(args: argparse.Namespace, need_cluster: bool) -> config.Config:
+def _warn(msg: str) -> None:
+    sys.stderr.write(f"slurm-sb: warning: {msg}\n")
+
+
+def _load_cfg(args: argparse.Namespace, need_cluster: bool, reader: bool = False) -> config.Config:
+    """Return the effective config. ``reader``: a command that only reads the files (leaderboard)
+    warns about a bad policy.json and goes on, as the TUI does; commands that act on the policy stop."""
     flags = {
         "root": args.root,
         "cluster": args.cluster,
@@ -83,11 +89,14 @@ def _load_cfg(args: argparse.Namespace, need_cluster: bool) -> config.Config:
         "backfill_start": getattr(args, "backfill_start", None),
         "sacct": getattr(args, "sacct", None),
     }
-    cfg = config.load(flags, config_path=args.config)
+    warn = _warn if reader else None
+    cfg = config.load(flags, config_path=args.config, warn=warn)
     if need_cluster and not cfg["cluster"]:
         name = probe.cluster_name()
         if name:
-            cfg.values["cluster"] = name
+            # Load again with the detected name, so policy.json's clusters.<name> section applies too.
+            flags["cluster"] = name
+            cfg = config.load(flags, config_path=args.config, warn=warn)
             cfg.sources["cluster"] = "scontrol show config"
     if need_cluster and cfg["cluster"] == layout.ALL:
         raise UsageError("--cluster ALL is only for reading; a poller polls one cluster")
@@ -112,6 +121,8 @@ def _poller(args: argparse.Namespace) -> Any:
 def cmd_poll(args: argparse.Namespace) -> int:
     if not args.once:
         return cmd_daemon(args)
+    if args.backfill_months is not None and args.backfill_months < 0:
+        raise UsageError(f"--backfill-months: expected 0 or more months, found {args.backfill_months}")
     summary = _poller(args).poll(backfill_months=args.backfill_months)
     return 0 if summary else 1
 
@@ -150,6 +161,8 @@ def cmd_daemon(args: argparse.Namespace) -> int:
 def cmd_backfill(args: argparse.Namespace) -> int:
     from .poller import Poller
 
+    if args.months < 0:
+        raise UsageError(f"--months: expected 0 (until caught up) or more months, found {args.months}")
     poller = _poller(args)
     done = 0
     while True:
@@ -172,7 +185,7 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     if args.limit < 0:
         raise UsageError(f"--limit: expected 0 or a positive number of rows, found {args.limit}")
-    cfg = _load_cfg(args, need_cluster=False)
+    cfg = _load_cfg(args, need_cluster=False, reader=True)
     root = cfg["root"]
     if not root:
         raise UsageError("no root given", hint="pass --root or set SLURM_SB_ROOT")

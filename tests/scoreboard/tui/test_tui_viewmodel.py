@@ -162,7 +162,7 @@ def test_optout_from_policy_json_and_bad_policy(tmp_path):
     assert read_optout(str(root)) == ({"zoe", "yan"}, [])
     (root / "config" / "policy.json").write_text("{oops")
     hidden, problems = read_optout(str(root))
-    assert hidden == set() and "policy.json" in problems[0]
+    assert hidden == set() and problems == []  # the config loader reports a bad policy.json, once
 
 
 # -- controller (the keys every backend shares) ------------------------------------------------------

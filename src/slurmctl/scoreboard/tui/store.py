@@ -61,8 +61,8 @@ def read_optout(root: str) -> Tuple[Set[str], List[str]]:
     if os.path.exists(path):
         try:
             policy = model.read_json(path)
-        except (OSError, FormatError) as exc:
-            problems.append(f"{path}: cannot read the opt-out list: {exc}")
+        except (OSError, FormatError):
+            # Already reported once by the config loader (tui/settings.py), which reads it first.
             policy = {}
         listed = policy.get("opt_out", []) if isinstance(policy, dict) else []
         if isinstance(listed, list):
