@@ -21,6 +21,11 @@ def main() -> int:
     if args == ["--version"]:
         print("slurm 22.05.8 (fake)")
         return 0
+    if args == ["--helpformat"]:  # the fields of the scoreboard's query, as sacct lists them
+        missing = os.environ.get("FAKE_SACCT_MISSING_FIELD", "")
+        fields = "JobIDRaw MaxRSS AveRSS ElapsedRaw End User State AllocCPUS NNodes ReqMem AllocTRES JobName"
+        print(" ".join(f for f in fields.split() if f != missing))
+        return 0
     log = os.environ.get("FAKE_SACCT_LOG")
     if log:
         with open(log, "a") as fh:

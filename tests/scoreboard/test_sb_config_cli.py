@@ -182,7 +182,10 @@ def test_probe_exit_codes(tmp_path):
     r = run("probe", "--root", str(tmp_path), "--sacct", "/nonexistent/sacct", "--config", "/x.yaml")
     assert r.returncode == 1 and "NOT FOUND" in r.stdout and str(tmp_path) in r.stdout
     r = run("probe", "--root", str(tmp_path), "--sacct", sbhelpers.FAKE_SACCT, "--config", "/x.yaml")
-    assert r.returncode == 0 and "slurm 22.05.8 (fake)" in r.stdout
+    assert r.returncode == 0 and "slurm 22.05.8 (fake)" in r.stdout and "all 11 present" in r.stdout
+    old = {"FAKE_SACCT_MISSING_FIELD": "AllocTRES"}  # an old sacct without a field the query needs
+    r = run("probe", "--root", str(tmp_path), "--sacct", sbhelpers.FAKE_SACCT, "--config", "/x.yaml", env=old)
+    assert r.returncode == 1 and "MISSING: AllocTRES" in r.stdout
 
 
 def test_corrupt_month_state_is_reported_with_its_path(tmp_path):

@@ -463,3 +463,29 @@ def test_opting_out_between_polls_removes_the_user_from_every_file(env):
         layout.leaderboard_file(root, "c1", "alltime", "clock_hours"),
     ):
         assert f'"{shy}"' not in sbhelpers.read_text(path), path
+
+
+def test_stale_temps_are_swept_by_the_next_poll_and_doctor_reports_what_a_failed_poll_left(env, monkeypatch):
+    root, data, _calls, tmp = env
+    make_data(data, months=("2026-11",), n=30)
+    poller(root, utc(2026, 11, 20), backfill_start="2026-11-01").poll()
+    users = layout.users_dir(root, "c1")
+    old, fresh = os.path.join(users, ".tmp-u1.json.dead"), os.path.join(users, ".tmp-u2.json.live")
+    for p in (old, fresh):
+        with open(p, "w") as fh:
+            fh.write("{")
+    os.utime(old, (0, 0))  # written by a poller that died long ago
+    doctor = [sys.executable, BIN, "doctor", "--root", root, "--config", os.path.join(root, "none.yaml")]
+    out = subprocess.run(doctor, capture_output=True, text=True).stdout
+    assert "1 stale temp files" in out and old in out and "errors logged" not in out
+    monkeypatch.setenv("FAKE_SACCT_COUNTER", str(tmp / "n"))
+    monkeypatch.setenv("FAKE_SACCT_FAIL_FIRST", "100")
+    now = datetime.datetime.utcnow()
+    with pytest.raises(SacctError):
+        # a real log file this time (the doctor reads it), the clock of today
+        c = cfg(root, backfill_start="2026-11-01", sacct_retries=0)
+        Poller(c, log=JsonLog("c1", layout.log_file(root, "c1"), quiet=True), clock=now.timestamp).poll()
+    assert not os.path.exists(old) and os.path.exists(fresh)  # swept before the failing read
+    out = subprocess.run(doctor, capture_output=True, text=True).stdout
+    assert "1 error logged in the last 24 h" in out and "Connection refused" in out, out
+    assert "the last poll stopped during its month-close read" in out, out

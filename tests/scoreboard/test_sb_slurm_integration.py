@@ -251,3 +251,15 @@ def test_cli_poll_once_on_real_slurm_is_idempotent(ran_jobs, tmp_path):
         text=True,
     )
     assert out.returncode == 0, out.stdout
+
+
+def test_probe_on_real_slurm_finds_every_field_and_the_accounting_it_needs(slurm_cluster):  # noqa: F811
+    """sacct 22.05 knows every field of the query; the dev cluster gathers memory and tracks GPUs."""
+    r = subprocess.run(
+        [sys.executable, BIN, "probe", "--config", "/nonexistent.yaml"], capture_output=True, text=True
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "all 11 present" in r.stdout and "jobacct_gather/linux" in r.stdout
+    tres = next(ln for ln in r.stdout.splitlines() if ln.startswith("AccountingStorageTRES"))
+    assert "gres/gpu" in tres and "GPU metrics stay 0" not in tres
+    assert "22.05" in next(ln for ln in r.stdout.splitlines() if ln.startswith("slurmdbd (sacctmgr)"))

@@ -1,8 +1,8 @@
 """Durable file writes for the shared root: temp file in the same directory, fsync, rename, fsync dir.
 
 A reader (the TUI, another cluster's poller) therefore sees either the old or the new file, never a
-torn one, and a crash leaves at worst a stray ``.tmp-*`` file that the next write of the same path or
-``slurm-sb doctor`` removes.
+torn one, and a crash leaves at worst a stray ``.tmp-*`` file, which the next poll of that cluster removes
+once it is an hour old (``remove_stale_temps``; ``slurm-sb doctor`` counts them).
 """
 
 import contextlib
@@ -69,6 +69,22 @@ def dumps(obj: Any) -> bytes:
 def atomic_write_json(path: str, obj: Any) -> None:
     """Write ``obj`` as compact JSON to ``path`` atomically. Idempotent. Raises StorageError."""
     atomic_write_bytes(path, dumps(obj))
+
+
+def stale_temps(top: str, older_than_sec: float = 3600.0) -> list:
+    """Return the ``.tmp-*`` files older than ``older_than_sec`` anywhere under ``top``. Reads listings."""
+    import time
+
+    now = time.time()
+    found = []
+    for d, _dirs, names in os.walk(top):
+        for name in names:
+            if name.startswith(".tmp-"):
+                p = os.path.join(d, name)
+                with contextlib.suppress(OSError):
+                    if now - os.lstat(p).st_mtime > older_than_sec:
+                        found.append(p)
+    return found
 
 
 def remove_stale_temps(directory: str, older_than_sec: float = 3600.0) -> int:

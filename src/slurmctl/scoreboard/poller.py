@@ -387,6 +387,18 @@ class Poller:
         )
         with PollLock(layout.lock_file(self.root, self.cluster), self.cfg["stale_lock_sec"]):
             try:
+                # Temp files of a writer that died (an hour old: no live write takes that long). Only
+                # this cluster's tree and, for the merged writer, the merged boards: the poller's own.
+                swept = 0
+                for top in [layout.cluster_dir(self.root, self.cluster)] + (
+                    [os.path.join(self.root, "leaderboards")] if self.merged_writer() else []
+                ):
+                    for path in fsutil.stale_temps(top):
+                        with contextlib.suppress(OSError):
+                            os.unlink(path)
+                            swept += 1
+                if swept:
+                    self.log("info", "removed stale temp files", files=swept)
                 policy = self.policy()
                 # A policy change (opt-out, min_jobs_to_show) rewrites everything, not just what changed.
                 full = not derive.derived_is_current(self.root, self.cluster, policy)

@@ -10,24 +10,75 @@ import subprocess
 import time
 from typing import Any, Dict, List, Optional, Tuple
 
-from . import derive, layout, lock, store
+from . import derive, fsutil, layout, lock, store
 from .errors import FormatError
 from .model import read_json
 
 
+def _show_config(cmd: List[str]) -> Dict[str, str]:
+    """Return the ``Key = value`` lines of ``scontrol show config`` / ``sacctmgr show config`` ({} when
+    the command is missing or fails)."""
+    try:
+        out = subprocess.check_output(cmd, stderr=subprocess.DEVNULL, universal_newlines=True, timeout=30)
+    except (OSError, subprocess.SubprocessError, ValueError):
+        return {}
+    conf = {}
+    for line in out.splitlines():
+        key, sep, value = line.partition("=")
+        if sep and key.strip() and key.strip() not in conf:
+            conf[key.strip()] = value.strip()
+    return conf
+
+
 def cluster_name() -> str:
     """Return ClusterName from ``scontrol show config`` ("" when unavailable)."""
+    return _show_config(["scontrol", "show", "config"]).get("ClusterName", "")
+
+
+def capabilities(sacct: str, scontrol: Dict[str, str]) -> Tuple[List[Tuple[str, str]], int]:
+    """Return probe rows about what this site's accounting can give, and 1 when the poller cannot work.
+
+    * every field of the sacct query must exist (``sacct --helpformat``): exit 1 when one is missing;
+    * ``JobAcctGatherType = jobacct_gather/none`` leaves MaxRSS/AveRSS empty: the memory sums stay 0;
+    * ``AccountingStorageTRES`` without ``gres/gpu`` keeps GPUs out of AllocTRES: the GPU metrics stay 0;
+    * ``sacctmgr show config`` (best effort): the slurmdbd side's version and storage type.
+    """
+    from .parser import FIELDS
+
+    rows = []  # type: List[Tuple[str, str]]
+    code = 0
     try:
         out = subprocess.check_output(
-            ["scontrol", "show", "config"], stderr=subprocess.DEVNULL, universal_newlines=True, timeout=30
+            [sacct, "--helpformat"], stderr=subprocess.DEVNULL, universal_newlines=True, timeout=30
         )
-    except (OSError, subprocess.SubprocessError):
-        return ""
-    for line in out.splitlines():
-        key, _, value = line.partition("=")
-        if key.strip() == "ClusterName":
-            return value.strip()
-    return ""
+        known = {w.lower() for w in out.split()}
+        missing = [f for f in FIELDS if f.lower() not in known]
+        if missing:
+            code = 1
+            rows.append(("sacct fields", "MISSING: " + ", ".join(missing) + " (the poller needs them)"))
+        else:
+            rows.append(("sacct fields", f"all {len(FIELDS)} present"))
+    except (OSError, subprocess.SubprocessError, ValueError) as exc:
+        rows.append(("sacct fields", f"unknown (sacct --helpformat failed: {exc})"))
+    gather = scontrol.get("JobAcctGatherType")
+    if gather:
+        note = " (MaxRSS/AveRSS are empty: memory metrics stay 0)" if gather.endswith("/none") else ""
+        rows.append(("JobAcctGatherType", gather + note))
+    tres = scontrol.get("AccountingStorageTRES")
+    if tres is not None:
+        note = "" if "gres/gpu" in tres else " (no gres/gpu: GPU metrics stay 0)"
+        rows.append(("AccountingStorageTRES", tres + note))
+    dbd = _show_config(["sacctmgr", "-n", "show", "config"])
+    if dbd:
+        rows.append(
+            (
+                "slurmdbd (sacctmgr)",
+                f"{dbd.get('SLURM_VERSION', '?')}, {dbd.get('AccountingStorageType', '?')}",
+            )
+        )
+    else:
+        rows.append(("slurmdbd (sacctmgr)", "unavailable (sacctmgr missing or slurmdbd not answering)"))
+    return rows, code
 
 
 def probe(root: str, sacct: str = "sacct") -> Tuple[List[Tuple[str, str]], int]:
@@ -50,7 +101,11 @@ def probe(root: str, sacct: str = "sacct") -> Tuple[List[Tuple[str, str]], int]:
             v = f"failed: {exc}"
             code = 1
         rows.append(("sacct --version", v))
-    rows.append(("ClusterName", cluster_name() or "unknown (scontrol unavailable)"))
+    scontrol = _show_config(["scontrol", "show", "config"])
+    rows.append(("ClusterName", scontrol.get("ClusterName") or "unknown (scontrol unavailable)"))
+    if code == 0:
+        more, code = capabilities(sacct, scontrol)
+        rows.extend(more)
     if root:
         rows.append(("root", root))
         rows.append(("root readable", "yes" if os.access(root, os.R_OK) else "NO"))
@@ -123,6 +178,13 @@ def _doctor_cluster(root: str, c: str, stale_sec: float, max_age_sec: float, say
             f"[{c}] cursor: current {cur['current']['month']} up to {cur['current'].get('last_end')}, "
             f"next backfill {cur.get('next_backfill_month') or 'done'}",
         )
+        busy = cur.get("in_progress")
+        if isinstance(busy, dict) and (info is None or lock.is_stale(info, stale_sec)):
+            say(
+                "WARN",
+                f"[{c}] the last poll stopped during its {busy.get('phase')} read of {busy.get('window')}"
+                f" (started {busy.get('since')}); the next poll redoes it",
+            )
     except FileNotFoundError:
         say("WARN", f"[{c}] no cursor yet (never polled)")
     except FormatError as exc:
@@ -133,6 +195,14 @@ def _doctor_cluster(root: str, c: str, stale_sec: float, max_age_sec: float, say
             f"[{c}] cursor {layout.cursor_file(root, c)}: expected {{'current': {{'month', ...}}, ...}}",
         )
     _doctor_health(root, c, max_age_sec, say)
+    _doctor_log(root, c, say)
+    temps = fsutil.stale_temps(layout.cluster_dir(root, c))
+    if temps:
+        say(
+            "WARN",
+            f"[{c}] {len(temps)} stale temp files (of writers that died), e.g. {temps[0]}:"
+            " the next poll removes them",
+        )
     bad = 0
     for month in store.list_months(root, c):
         try:
@@ -162,6 +232,41 @@ def _doctor_cluster(root: str, c: str, stale_sec: float, max_age_sec: float, say
         say("WARN", f"[{c}] cannot compare the derived files with the month states: {exc}")
     else:
         say("OK" if current else "WARN", f"[{c}] derived files match the month states")
+
+
+def _doctor_log(root: str, c: str, say: Any, day_sec: float = 86400.0, tail_bytes: int = 1 << 20) -> None:
+    """Report the errors of the last day in ``state/log/poll.jsonl`` (its last MiB: a bounded read)."""
+    path = layout.log_file(root, c)
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, fh.tell() - tail_bytes))
+            tail = fh.read().decode("utf-8", "replace").splitlines()
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        say("WARN", f"[{c}] cannot read the log {path}: {exc}")
+        return
+    since = (datetime.datetime.utcnow() - datetime.timedelta(seconds=day_sec)).strftime("%Y-%m-%dT%H:%M:%S")
+    errors = []
+    for line in tail:
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue  # the first line of the tail may be cut
+        if isinstance(rec, dict) and rec.get("level") == "error" and str(rec.get("ts", "")) >= since:
+            errors.append(rec)
+    if errors:
+        last = errors[-1]
+        n = len(errors)
+        first_line = (str(last.get("msg") or "").splitlines() or [""])[0]
+        say(
+            "WARN",
+            f"[{c}] {n} error{'s' if n != 1 else ''} logged in the last 24 h;"
+            f" latest {last.get('ts')}: {first_line}",
+        )
+    else:
+        say("OK", f"[{c}] no errors logged in the last 24 h")
 
 
 def _doctor_health(root: str, c: str, max_age_sec: float, say: Any) -> None:
