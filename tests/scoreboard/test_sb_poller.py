@@ -291,7 +291,7 @@ def test_cli_backfill_bloom_stats_and_daemon(env, monkeypatch):
     r = run("bloom", "stats", "--month", "2026-08")
     assert r.returncode == 0, r.stderr
     stats = json.loads(r.stdout)
-    assert stats["n"] == stats["exact_ids"] == 300 and stats["k"] == 2 and 0 < stats["fill_ratio"] < 0.5
+    assert stats["n"] == stats["exact_ids"] == 300 and stats["k"] == 1 and 0 < stats["fill_ratio"] < 0.5
     r = run("bloom", "stats", "--month", "2026-09")
     assert r.returncode == 2 and "has not been read yet" in r.stderr
     monkeypatch.setenv("SLURM_SB_POLL_INTERVAL_SEC", "1")

@@ -49,7 +49,7 @@ class Bloom:
     """A Bloom filter over job ids. Not thread-safe.
 
     Bit positions: the first ``k`` little-endian 32-bit words of ``sha1(decimal job id)``, each mod ``m``
-    (k <= 5: enough for any p >= 0.03; the default p is 0.35, k = 2). In memory the filter is one byte
+    (k <= 5: enough for any p >= 0.03; the default p is 0.4, k = 1). In memory the filter is one byte
     per bit, because testing and setting a byte is the cheapest operation pure Python has (ingest calls
     ``add`` once per job); it is packed to bits only in the file.
     """
