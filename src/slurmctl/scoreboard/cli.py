@@ -103,13 +103,25 @@ def _load_cfg(args: argparse.Namespace, need_cluster: bool, reader: bool = False
     return cfg
 
 
+def _need_root(cfg: config.Config, existing: bool = False) -> str:
+    """Return the configured root; UsageError when unset (or, with ``existing``, not a directory)."""
+    root = cfg["root"]
+    if not root:
+        raise UsageError("no root given", hint="pass --root, set SLURM_SB_ROOT, or `root:` in the config")
+    if existing and not os.path.isdir(root):
+        raise UsageError(
+            f"the root {root} (from {cfg.sources['root']}) does not exist or is not a directory",
+            hint="check the path; the poller creates it",
+        )
+    return root
+
+
 def _poller(args: argparse.Namespace) -> Any:
     from .jsonlog import JsonLog
     from .poller import Poller
 
     cfg = _load_cfg(args, need_cluster=True)
-    if not cfg["root"]:
-        raise UsageError("no root given", hint="pass --root, set SLURM_SB_ROOT, or `root:` in the config")
+    _need_root(cfg)
     log = JsonLog(
         cfg["cluster"],
         layout.log_file(cfg["root"], cfg["cluster"]) if cfg["cluster"] else None,
@@ -186,9 +198,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     if args.limit < 0:
         raise UsageError(f"--limit: expected 0 or a positive number of rows, found {args.limit}")
     cfg = _load_cfg(args, need_cluster=False, reader=True)
-    root = cfg["root"]
-    if not root:
-        raise UsageError("no root given", hint="pass --root or set SLURM_SB_ROOT")
+    root = _need_root(cfg)
     window = normalize_window(args.window)
     if not window:
         raise UsageError(f"--window: expected alltime, 30d or 365d, found {args.window!r}")
@@ -234,13 +244,7 @@ def cmd_bloom(args: argparse.Namespace) -> int:
     cfg = _load_cfg(args, need_cluster=True)
     if not layout.MONTH_RE.match(args.month):
         raise UsageError(f"--month: expected YYYY-MM, found {args.month!r}")
-    if not cfg["root"]:
-        raise UsageError("no root given", hint="pass --root, set SLURM_SB_ROOT, or `root:` in the config")
-    if not os.path.isdir(cfg["root"]):
-        raise UsageError(
-            f"the root {cfg['root']} (from {cfg.sources['root']}) does not exist or is not a directory",
-            hint="check the path; the poller creates it",
-        )
+    _need_root(cfg, existing=True)
     if not layout.valid_cluster(cfg["cluster"]):
         raise UsageError(
             f"bad or missing cluster name {cfg['cluster']!r}",

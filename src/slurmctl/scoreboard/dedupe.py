@@ -297,12 +297,6 @@ class SortedIds:
         return len(self.ids)
 
 
-def contains(sorted_ids: Sequence[int], job_id: int) -> bool:
-    """Return True when ``job_id`` is in the ascending sequence ``sorted_ids`` (binary search). Pure."""
-    i = bisect_left(sorted_ids, job_id)
-    return i < len(sorted_ids) and sorted_ids[i] == job_id
-
-
 def merge_sorted(a: Sequence[int], new: Iterable[int]) -> array:
     """Return ascending ``a`` merged with ``new`` (ids not in ``a``, any order) as a uint32 array. Pure.
 

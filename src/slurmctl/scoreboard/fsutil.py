@@ -2,7 +2,7 @@
 
 A reader (the TUI, another cluster's poller) therefore sees either the old or the new file, never a
 torn one, and a crash leaves at worst a stray ``.tmp-*`` file, which the next poll of that cluster removes
-once it is an hour old (``remove_stale_temps``; ``slurm-sb doctor`` counts them).
+once it is an hour old (``stale_temps``, ``Poller.sweep_temps``; ``slurm-sb doctor`` counts them).
 """
 
 import contextlib
@@ -85,29 +85,6 @@ def stale_temps(top: str, older_than_sec: float = 3600.0) -> list:
                     if now - os.lstat(p).st_mtime > older_than_sec:
                         found.append(p)
     return found
-
-
-def remove_stale_temps(directory: str, older_than_sec: float = 3600.0) -> int:
-    """Delete ``.tmp-*`` files older than ``older_than_sec`` in ``directory``; return how many. Idempotent."""
-    import time
-
-    removed = 0
-    try:
-        names = os.listdir(directory)
-    except OSError:
-        return 0
-    now = time.time()
-    for name in names:
-        if not name.startswith(".tmp-"):
-            continue
-        p = os.path.join(directory, name)
-        try:
-            if now - os.path.getmtime(p) > older_than_sec:
-                os.unlink(p)
-                removed += 1
-        except OSError:
-            pass
-    return removed
 
 
 _SYNCFS_MIN_FILES = 32

@@ -54,8 +54,7 @@ class MonthBatch:
         self.acc = {}  # type: Dict[Tuple[str, str], List[int]]
         # Earlier runs of requeued jobs: {units.run_key: (user, DD, sums)}; settled exactly at commit.
         self.runs = {}  # type: Dict[int, Tuple[str, str, List[int]]]
-        self.new_runs = []  # type: List[int]
-        self.runs_new = 0
+        self.new_runs = []  # type: List[int]  # the keys of ``runs`` not in the month state (settle)
         self.seen = 0
         self.duplicates = 0
 
@@ -87,7 +86,11 @@ class MonthBatch:
                 else:
                     self._add(user, day, sums)
                     self.new_runs.append(key)
-            self.runs_new = len(self.new_runs)
+
+    @property
+    def runs_new(self) -> int:
+        """How many earlier runs of requeued jobs this batch adds (known after ``settle``)."""
+        return len(self.new_runs)
 
     def _add(self, user: str, day: str, sums: List[int]) -> None:
         key = (user, day)

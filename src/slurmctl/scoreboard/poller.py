@@ -371,6 +371,22 @@ class Poller:
         writer = data.get("merged_writer") if isinstance(data, dict) else None
         return not writer or writer == self.cluster
 
+    def sweep_temps(self, merged: bool) -> int:
+        """Remove the temp files of writers that died (an hour old: no live write takes that long) in
+        this poller's own files: its cluster's tree and, for the merged writer, the merged boards."""
+        tops = [layout.cluster_dir(self.root, self.cluster)]
+        if merged:
+            tops.append(os.path.join(self.root, "leaderboards"))
+        swept = 0
+        for top in tops:
+            for path in fsutil.stale_temps(top):
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
+                    swept += 1
+        if swept:
+            self.log("info", "removed stale temp files", files=swept)
+        return swept
+
     def poll(self, backfill_months: Optional[int] = None) -> Dict[str, Any]:
         """Run one poll under the lock; return a summary. Raises LockHeldError, SacctError, StorageError..."""
         start_t = time.time()
@@ -387,18 +403,8 @@ class Poller:
         )
         with PollLock(layout.lock_file(self.root, self.cluster), self.cfg["stale_lock_sec"]):
             try:
-                # Temp files of a writer that died (an hour old: no live write takes that long). Only
-                # this cluster's tree and, for the merged writer, the merged boards: the poller's own.
-                swept = 0
-                for top in [layout.cluster_dir(self.root, self.cluster)] + (
-                    [os.path.join(self.root, "leaderboards")] if self.merged_writer() else []
-                ):
-                    for path in fsutil.stale_temps(top):
-                        with contextlib.suppress(OSError):
-                            os.unlink(path)
-                            swept += 1
-                if swept:
-                    self.log("info", "removed stale temp files", files=swept)
+                merged = self.merged_writer()
+                self.sweep_temps(merged)
                 policy = self.policy()
                 # A policy change (opt-out, min_jobs_to_show) rewrites everything, not just what changed.
                 full = not derive.derived_is_current(self.root, self.cluster, policy)
@@ -417,7 +423,7 @@ class Poller:
                     now=now,
                     months=None if full or pruned else self.touched_months,
                     users=None if full else self.touched_users,
-                    write_merged=self.merged_writer(),
+                    write_merged=merged,
                 )
             except ScoreboardError as exc:
                 health["last_error"] = {"at": asof, "message": str(exc)}
