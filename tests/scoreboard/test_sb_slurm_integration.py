@@ -142,9 +142,12 @@ def ran_jobs(slurm_cluster):  # noqa: F811
             running_since = running_since or time.time()
         if not requeued and running_since and time.time() - running_since >= 3:
             # Requeue it mid-run (>= 3 s in, so its first run has an ElapsedRaw > 0), then let it start
-            # again at once (a requeued job waits ~2 min otherwise).
+            # again soon (a requeued job waits ~2 min otherwise). Not at once: slurmd refuses a job
+            # credential created in the same second as the revocation of the previous run's one
+            # ("Killing non-startable batch JobId=...: Job credential revoked" -> the job FAILED, seen
+            # in CI with a 0.5 s pause), because it compares whole-second times (ctime <= revoked).
             subprocess.run(["scontrol", "requeue", ids["requeue"]], check=True)
-            time.sleep(0.5)
+            time.sleep(2.5)
             subprocess.run(["scontrol", "update", f"jobid={ids['requeue']}", "StartTime=now"], check=True)
             requeued = True
         states = [r[1] for r in rows.values()]
