@@ -105,7 +105,7 @@ def heartbeat(root: Path, job_id: str, beat: int) -> int:
 
 def build(work: Path, tasks: int) -> tuple[Path, str, dict[str, int]]:
     """Prepare a TASKS-task job and put its tasks into the MIX of states. Returns (root, job id, counts)."""
-    from slurmctl.coordinator import set_job_state
+    from slurmctl.lifecycle import set_job_state
     from slurmctl.model.core import TaskStatus
     from slurmctl.model.states import JobState, TaskState
     from slurmctl.storage import keys

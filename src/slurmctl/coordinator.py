@@ -21,8 +21,9 @@ from typing import TYPE_CHECKING, Any
 from slurmctl.clusters import apply_profile, resolve
 from slurmctl.config.models import JobConfig
 from slurmctl.errors import ConfigError, ConflictError, InputError, JobNotFoundError, StateError
+from slurmctl.lifecycle import create_job, create_task, job_status, set_job_state
 from slurmctl.model.core import Batch, Job, JobStatus, Task, TaskStatus, task_id
-from slurmctl.model.states import JobState, TaskState
+from slurmctl.model.states import JobState
 from slurmctl.storage import keys
 from slurmctl.storage.base import Backend
 from slurmctl.storage.open import open_backend
@@ -53,27 +54,6 @@ def load_job(backend: Backend, job_id: str) -> Job:
     return Job.from_json(data, where=f"job {job_id}")
 
 
-def job_status(backend: Backend, job_id: str) -> JobStatus:
-    rec = backend.state.get(keys.JOBS_TABLE, keys.job_state(job_id))
-    if rec is None:
-        raise JobNotFoundError.in_backend(job_id, backend.description)
-    return JobStatus.model_validate(rec.value)
-
-
-def set_job_state(backend: Backend, job_id: str, new: JobState, **changes: Any) -> JobStatus:
-    def change(value: dict[str, Any] | None) -> dict[str, Any] | None:
-        if value is None:
-            raise JobNotFoundError(f"no job {job_id!r}")
-        st = JobStatus.model_validate(value)
-        if st.state == new and not changes:
-            return None
-        return st.advance(new, **changes).model_dump(mode="json")
-
-    rec = backend.state.update(keys.JOBS_TABLE, keys.job_state(job_id), change)
-    assert rec is not None
-    return JobStatus.model_validate(rec.value)
-
-
 def prepare(
     config: JobConfig,
     *,
@@ -92,7 +72,7 @@ def prepare(
     if profile is not None:
         cfg = apply_profile(cfg, profile[1])
         cfg["executor"]["cluster"] = profile[0]
-    backend = open_backend(cfg["backend"], root_override)
+    backend = open_backend(cfg["backend"], root_override, check=True)  # fails fast, before any write
     cfg["backend"] = backend.spec
     inputs = expand_inputs(config.input.path, Path.cwd())
     job_id = job_id or new_job_id(config.name)
@@ -100,12 +80,20 @@ def prepare(
     staging = out_dir.parent if out_dir is not None else Path(os.environ.get("TMPDIR", "/tmp")) / job_id
     reference = _reference_batches(config, out_dir, inputs)
     cfg_bytes = json.dumps(cfg, sort_keys=True).encode()
-    status = JobStatus(job_id=job_id, name=config.name, state=JobState.CREATED, executor=config.executor.kind)
+    status = JobStatus(
+        job_id=job_id,
+        name=config.name,
+        state=JobState.CREATED,
+        executor=config.executor.kind,
+        max_attempts=config.retry.max_attempts,
+    )
     # Re-running prepare for the same id carries on from where it stopped (partitioning resumes).
     try:
-        backend.state.create(keys.JOBS_TABLE, keys.job_state(job_id), status.model_dump(mode="json"))
+        create_job(backend, status)
     except ConflictError:
         current = job_status(backend, job_id)
+        if current.state == JobState.PARTITIONED:
+            return backend, load_job(backend, job_id)  # interrupted before submission: submit it
         if current.state != JobState.CREATED:
             raise StateError(
                 f"job {job_id} is {current.state.value}: its submission is not interrupted",
@@ -169,9 +157,7 @@ def prepare(
             backend.objects.put(keys.task_manifest(job_id, tid), task.to_json())
             ts = TaskStatus(task_id=tid, items_total=b.items)
             with contextlib.suppress(ConflictError):
-                backend.state.create(
-                    keys.TASKS_TABLE, keys.task_state(job_id, tid), ts.model_dump(mode="json")
-                )
+                create_task(backend, job_id, ts)
     save_job(backend, job)
     set_job_state(backend, job_id, JobState.PARTITIONED, total_items=job.total_items, tasks=job.tasks)
     return backend, job
@@ -241,57 +227,6 @@ def _reject_examples(path: Path | None, limit: int = 5) -> list[str]:
             if len(out) >= limit:
                 break
     return out
-
-
-def task_statuses(backend: Backend, job_id: str) -> list[TaskStatus]:
-    return [
-        TaskStatus.model_validate(r.value)
-        for r in backend.state.scan(keys.TASKS_TABLE, keys.task_states_prefix(job_id))
-    ]
-
-
-def mark_tasks(
-    backend: Backend,
-    job_id: str,
-    task_ids: list[str],
-    new: TaskState,
-    *,
-    only_from: frozenset[TaskState] | None = None,
-    **changes: Any,
-) -> None:
-    """Move tasks to ``new`` where that is a legal move (and, with ``only_from``, only from those
-    states); others are left as they are. One durability point for the whole batch."""
-    from slurmctl.model.states import can_advance_task
-
-    with backend.deferred_sync():
-        for tid in task_ids:
-
-            def change(value: dict[str, Any] | None, tid: str = tid) -> dict[str, Any] | None:
-                st = TaskStatus(task_id=tid) if value is None else TaskStatus.model_validate(value)
-                if st.state == new or not can_advance_task(st.state, new):
-                    return None
-                if only_from is not None and st.state not in only_from:
-                    return None
-                return st.advance(new, **changes).model_dump(mode="json")
-
-            backend.state.update(keys.TASKS_TABLE, keys.task_state(job_id, tid), change)
-
-
-# States a task may be queued from by a (re)submission: never from running — a worker that has
-# already claimed it would otherwise see its lease vanish.
-SUBMITTABLE = frozenset({TaskState.PENDING, TaskState.FAILED, TaskState.CANCELLED, TaskState.QUEUED})
-
-
-def refresh_job_state(backend: Backend, job_id: str, statuses: list[TaskStatus] | None = None) -> JobStatus:
-    """Derive the job's state from its tasks and store it if it changed."""
-    from slurmctl.model.states import derive_job_state
-
-    st = job_status(backend, job_id)
-    if st.state in (JobState.CREATED, JobState.PARTITIONED, JobState.CANCELLED, JobState.SUCCEEDED):
-        return st
-    statuses = statuses if statuses is not None else task_statuses(backend, job_id)
-    new = derive_job_state(st.state, (t.state for t in statuses))
-    return st if new is None else set_job_state(backend, job_id, new)
 
 
 def record_retry(backend: Backend, job_id: str, task_ids: list[str], reason: str) -> int:

@@ -32,6 +32,7 @@ TASK_FIELDS = (
     "started_at",
     "finished_at",
     "error",
+    "failures",
 )
 
 
@@ -125,8 +126,8 @@ def _task_state(key: str, value: Any) -> TaskState:
 
 
 def progress(backend: Backend, job_id: str, *, now: float | None = None) -> JobProgress:
-    """The job's progress from one scan of its task records. Stores the job's state if its tasks
-    imply a new one (all succeeded, all terminal, first task started). Raises JobNotFoundError."""
+    """The job's progress from one scan of its task records, with the job state its tasks imply
+    (all succeeded, all final, first task started). Reads only. Raises JobNotFoundError."""
     rec = backend.state.get(keys.JOBS_TABLE, keys.job_state(job_id))
     if rec is None:
         raise JobNotFoundError.in_backend(job_id, backend.description)
@@ -137,12 +138,16 @@ def progress(backend: Backend, job_id: str, *, now: float | None = None) -> JobP
     except (KeyError, TypeError):  # find the culprit for the message
         states = [_task_state(k, v[0]) for k, v in rows]
     job_state = JobState(job.get("state", JobState.CREATED))
-    new = derive_job_state(job_state, states)
+    # The state the tasks imply, shown without storing it: readers never write (the lifecycle
+    # stores the job's state when the watcher or the runner settles it).
+    max_attempts = job.get("max_attempts") or 3
+    effective = [
+        TaskState.QUEUED if st == TaskState.FAILED and (v[8] or 0) < max_attempts else st
+        for st, (_, v) in zip(states, rows, strict=True)
+    ]
+    new = derive_job_state(job_state, effective)
     if new is not None:
-        from slurmctl.coordinator import set_job_state
-
-        stored = set_job_state(backend, job_id, new)
-        job_state, job = stored.state, stored.model_dump(mode="json")
+        job_state = new
     now = now or time.time()
     counts: dict[TaskState, int] = {}
     for st in states:
@@ -151,7 +156,7 @@ def progress(backend: Backend, job_id: str, *, now: float | None = None) -> JobP
     started: float | None = None
     ended: float | None = None
     failed_tasks: list[dict[str, Any]] = []
-    for (key, (_, attempt, i_done, i_failed, i_total, t_start, t_end, error)), st in zip(
+    for (key, (_, attempt, i_done, i_failed, i_total, t_start, t_end, error, _failures)), st in zip(
         rows, states, strict=True
     ):
         done += (i_total or 0) if st == TaskState.SUCCEEDED else (i_done or 0)

@@ -4,20 +4,22 @@ Two clocks: the task records in the backend are read every ``progress_s`` (cheap
 query), while the scheduler is asked at most once per ``sched`` interval — ONE command for all
 tasks — and that interval grows by half, from ``executor.poll_min_s`` up to ``executor.poll_max_s``,
 while the scheduler's answer does not change. Progress comes from the records, so a busy job does
-not make us poll Slurm faster. Tasks that no live worker will run are resubmitted (at most
-``retry.max_attempts`` times per task by one watcher).
+not make us poll Slurm faster. After each scheduler poll the lifecycle settles the tasks from the
+facts; tasks that no live worker will run are resubmitted (the lifecycle's attempt budget decides
+which may run again), and the job's final state is stored.
 
 This is what ``slurmctl submit --wait`` and ``slurmctl status --watch`` run."""
 
 from __future__ import annotations
 
 import time
-from collections import Counter
 from collections.abc import Callable
 
 from slurmctl.coordinator import record_retry
 from slurmctl.executors.base import Executor
 from slurmctl.status import JobProgress, progress
+
+_DONE = ("succeeded", "cancelled")
 
 
 def watch(
@@ -31,32 +33,62 @@ def watch(
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
 ) -> JobProgress:
-    """Poll until the job is terminal; returns the final progress."""
+    """Poll until the job is terminal; returns the final progress (the job's state stored)."""
     ecfg = executor.job.config["executor"]
     lo = min_s if min_s is not None else float(ecfg.get("poll_min_s", 1.0))
     hi = max_s if max_s is not None else float(ecfg.get("poll_max_s", 30.0))
+    lc = executor.lifecycle
     sched_delay = lo
     next_sched = clock()
-    last_states: dict[str, object] | None = None
-    budget = int(executor.job.config["retry"]["max_attempts"])
-    resubmitted: Counter[str] = Counter()
+    last_facts: object = None
     while True:
         p = progress(executor.backend, executor.job.job_id)
         on_progress(p)
-        if p.state in ("succeeded", "cancelled"):
-            return p
-        failed = p.state == "failed"  # final only if nothing is left to resubmit
-        if failed or clock() >= next_sched:
-            states = executor.poll()
-            again = [t for t in executor.resubmittable(states) if resubmitted[t] < budget] if resubmit else []
-            if again:
-                resubmitted.update(again)
+        if p.state in _DONE or (p.state == "failed" and not resubmit):
+            lc.refresh_job()
+            return progress(executor.backend, executor.job.job_id)
+        if clock() >= next_sched:
+            facts = executor.poll()
+            again = lc.settle(facts)
+            if again and resubmit:
                 record_retry(executor.backend, executor.job.job_id, again, "no live worker will run them")
                 executor.submit(again)
-                states = None  # something changed: look again soon
-            elif failed:
-                return p
-            sched_delay = lo if states != last_states else min(sched_delay * 1.5, hi)
-            last_states = states
+                facts = None  # something changed: look again soon
+            lc.refresh_job()
+            if p.state == "failed" and not again:
+                return progress(executor.backend, executor.job.job_id)
+            fingerprint = None if facts is None else {k: e.state for k, e in facts.elements.items()}
+            sched_delay = lo if fingerprint != last_facts else min(sched_delay * 1.5, hi)
+            last_facts = fingerprint
             next_sched = clock() + sched_delay
         sleep(min(progress_s, max(0.0, next_sched - clock())) or progress_s)
+
+
+def resubmit_once(executor: Executor, *, reason: str = "slurmctl resubmit") -> tuple[list[str], str]:
+    """Settle the job from the scheduler's facts, then submit again what no live worker will run.
+    Returns (task ids resubmitted, a one-line description). When nothing is resubmitted the
+    description says why: every task done or final, or which live elements will still run the
+    rest. Asks the scheduler at most twice (squeue, then sacct when squeue no longer knows a
+    submission)."""
+    lc = executor.lifecycle
+    facts = executor.poll()
+    watcher = getattr(executor, "_status_watcher", None)
+    if watcher is not None and watcher.next_source == "sacct":
+        facts = executor.poll()  # squeue has forgotten some submission: ask slurmdbd once
+    again = lc.settle(facts)
+    if again:
+        n = record_retry(executor.backend, executor.job.job_id, again, reason)
+        detail = executor.submit(again)
+        lc.refresh_job()
+        return again, f"resubmitted {len(again)} task(s) (retry manifest {n}): {detail}"
+    lc.refresh_job()
+    statuses = lc.tasks()
+    open_tasks = [t for t in statuses if t.state.value not in ("succeeded", "cancelled", "failed")]
+    if not open_tasks:
+        return [], "nothing to resubmit: every task has succeeded or used up its attempts"
+    live = [e for e in facts.elements.values() if e.alive(time.time())]
+    return [], (
+        f"nothing to resubmit: {len(open_tasks)} unfinished task(s) will be run by "
+        f"{len(live)} live element(s) ({facts.summary()}); `slurmctl status JOB --watch` follows them "
+        "and resubmits whatever they leave"
+    )

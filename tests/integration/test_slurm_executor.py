@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from slurmctl.coordinator import load_job, task_statuses
+from slurmctl.coordinator import load_job
+from slurmctl.lifecycle import task_statuses
 from slurmctl.executors.slurm import SlurmExecutor
 from slurmctl.model.states import TaskState
 from slurmctl.slurm.client import SlurmClient

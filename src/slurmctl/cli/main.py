@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from slurmctl.cli.common import format_progress, open_backend_of, progress_json, use_color
-from slurmctl.errors import SlurmctlError
+from slurmctl.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_ITEMS_FAILED, SlurmctlError
 
 app = typer.Typer(
     name="slurmctl",
@@ -28,8 +28,6 @@ app = typer.Typer(
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)  # never wrap messages: file paths must stay greppable
 
-# The job finished, but some items failed (their errors are listed by `results`).
-EXIT_ITEMS_FAILED = 9
 
 RootOpt = Annotated[
     str | None,
@@ -183,14 +181,10 @@ def resubmit(job_id: str, root: RootOpt = None, backend_spec: BackendOpt = None)
 
     backend = open_backend_of(root, backend_spec)
     executor = executor_for(backend, load_job(backend, job_id))
-    tids = executor.resubmittable()
-    if not tids:
-        out.print(f"job {job_id}: nothing to resubmit")
-        return
-    from slurmctl.coordinator import record_retry
+    from slurmctl.watch import resubmit_once
 
-    n = record_retry(backend, job_id, tids, "slurmctl resubmit")
-    out.print(f"resubmitted {len(tids)} task(s) (retry manifest {n}): {executor.submit(tids)}")
+    _, message = resubmit_once(executor)
+    out.print(f"job {job_id}: {message}".replace("JOB", job_id), highlight=False)
 
 
 @app.command()
@@ -324,9 +318,9 @@ def cancel(
     backend_spec: BackendOpt = None,
 ) -> None:
     """Stop a job's running work and mark it cancelled."""
-    from slurmctl.coordinator import job_status, load_job, mark_tasks, set_job_state, task_statuses
+    from slurmctl.coordinator import load_job
     from slurmctl.executors import executor_for
-    from slurmctl.model.states import JobState, TaskState
+    from slurmctl.lifecycle import job_status
 
     backend = open_backend_of(root, backend_spec)
     st = job_status(backend, job_id)
@@ -335,11 +329,9 @@ def cancel(
         return
     if not yes and not typer.confirm(f"cancel job {job_id} ({st.tasks} tasks)?"):
         raise typer.Exit(1)
-    job = load_job(backend, job_id)
-    executor_for(backend, job).cancel()
-    open_tasks = [t.task_id for t in task_statuses(backend, job_id) if not t.state.is_terminal]
-    mark_tasks(backend, job_id, open_tasks, TaskState.CANCELLED)
-    set_job_state(backend, job_id, JobState.CANCELLED, message="cancelled by user")
+    executor = executor_for(backend, load_job(backend, job_id))
+    executor.cancel()
+    executor.lifecycle.cancel("cancelled by user")
     out.print(f"cancelled {job_id}")
 
 
@@ -496,10 +488,10 @@ def main() -> None:
         sys.exit(exc.exit_code)
     except typer.Abort:
         err.print("aborted")
-        sys.exit(130)
+        sys.exit(EXIT_INTERRUPTED)
     except KeyboardInterrupt:
         err.print("interrupted")
-        sys.exit(130)
+        sys.exit(EXIT_INTERRUPTED)
     except Exception as exc:  # click usage errors and genuine bugs
         # typer vendors its own click: recognise its usage errors by shape, not by class.
         show = getattr(exc, "show", None)
@@ -512,4 +504,4 @@ def main() -> None:
 
         err.print(f"[red]internal error:[/] {type(exc).__name__}: {escape(str(exc))}", highlight=False)
         err.print("re-run with SLURMCTL_DEBUG=1 for the traceback, and please report it")
-        sys.exit(70)
+        sys.exit(EXIT_INTERNAL)

@@ -4,9 +4,13 @@ An executor turns task ids into running ``slurmctl worker`` processes and answer
 
 * ``submit(task_ids)`` hands tasks over (local: a detached runner process; Slurm: ``sbatch
   --array``) and records what it submitted in the job manifest's task groups. Tasks go to
-  ``queued``. Safe to call again for tasks that are not running (resubmission).
+  ``queued`` (through the lifecycle). Safe to call again for tasks that are not running.
+* ``poll()`` reports the scheduler's facts about every submission (one scheduler command);
+  :meth:`slurmctl.lifecycle.Lifecycle.settle` decides what they mean for the tasks.
 * ``cancel()`` stops everything the executor started for the job. Idempotent.
 * ``dry_run(task_ids)`` returns what ``submit`` would run, without running it.
+
+Executors never change a task's state themselves: :mod:`slurmctl.lifecycle` owns it.
 
 Executors never process items themselves: every executor launches the same worker entry point
 (:func:`worker_command`), so behaviour is identical whatever runs it.
@@ -19,6 +23,7 @@ import shlex
 import sys
 from abc import ABC, abstractmethod
 
+from slurmctl.lifecycle import Facts, Lifecycle
 from slurmctl.model.core import Job
 from slurmctl.storage.base import Backend
 
@@ -47,6 +52,7 @@ class Executor(ABC):
     def __init__(self, backend: Backend, job: Job) -> None:
         self.backend = backend
         self.job = job
+        self.lifecycle = Lifecycle.of(backend, job.job_id, job.config)
 
     @abstractmethod
     def submit(self, task_ids: list[str]) -> str:
@@ -61,13 +67,8 @@ class Executor(ABC):
     def dry_run(self, task_ids: list[str]) -> str:
         """The commands/scripts ``submit`` would run, as text."""
 
-    @abstractmethod
-    def resubmittable(self, states: dict[str, object] | None = None) -> list[str]:
-        """Unfinished tasks that nothing the executor started will run any more (their worker or
-        Slurm element ended, attempts left): what ``resubmit`` hands to ``submit`` again.
-        ``states`` is the result of a ``poll()`` just made (saves a scheduler call)."""
-
-    def poll(self) -> dict[str, object]:
-        """Reconcile task records with the scheduler (at most one scheduler command). Returns the
-        scheduler's view {name: state}; the local executor has nothing to ask."""
-        return {}
+    def poll(self) -> Facts:
+        """What the scheduler says of everything the executor started for the job, as the
+        lifecycle's facts (at most ONE scheduler command). The lifecycle settles tasks from them;
+        an executor never changes a task's state itself."""
+        return Facts()

@@ -21,22 +21,16 @@ import sys
 import time
 from pathlib import Path
 
-from slurmctl.coordinator import (
-    SUBMITTABLE,
-    load_job,
-    mark_tasks,
-    refresh_job_state,
-    set_job_state,
-    task_statuses,
-)
-from slurmctl.errors import SchedulerError
+from slurmctl.coordinator import load_job
+from slurmctl.errors import EXIT_LEASE_LOST, SchedulerError
 from slurmctl.executors.base import Executor, shell_join, worker_command
-from slurmctl.model.core import JobStatus
+from slurmctl.lifecycle import Element, Facts, Lifecycle, attempts_left, owner_alive, this_host
+from slurmctl.model.core import JobStatus, TaskStatus
 from slurmctl.model.states import JobState, TaskState
+from slurmctl.slurm.states import JobState as SlurmState
 from slurmctl.storage import keys
 from slurmctl.storage.base import Backend
 from slurmctl.storage.open import default_root, open_backend
-from slurmctl.worker.runtime import EXIT_OK
 
 log = logging.getLogger("slurmctl.executors.local")
 
@@ -73,7 +67,7 @@ class LocalExecutor(Executor):
         return "\n".join(lines)
 
     def submit(self, task_ids: list[str]) -> str:
-        mark_tasks(self.backend, self.job.job_id, task_ids, TaskState.QUEUED, only_from=SUBMITTABLE)
+        self.lifecycle.queue(task_ids)
         log_key = keys.log_prefix(self.job.job_id) + "runner.log"
         # Remote backends (S3) hold no log files: the runner then logs beside the default root.
         log_path = self.backend.objects.local_path(log_key) or default_root() / log_key
@@ -90,13 +84,7 @@ class LocalExecutor(Executor):
                 start_new_session=True,  # survives the CLI; cancel signals the whole group
                 close_fds=True,
             )
-        set_job_state(
-            self.backend,
-            self.job.job_id,
-            JobState.SUBMITTED,
-            runner_pid=proc.pid,
-            runner_host=socket.gethostname(),
-        )
+        self.lifecycle.set_job(JobState.SUBMITTED, runner_pid=proc.pid, runner_host=socket.gethostname())
         return f"local runner pid {proc.pid}, {len(task_ids)} task(s)"
 
     def _runner(self) -> JobStatus | None:
@@ -117,16 +105,19 @@ class LocalExecutor(Executor):
             return True
         return Path(f"/proc/{st.runner_pid}").exists() and "Z" not in _proc_state(st.runner_pid)
 
-    def resubmittable(self, states: dict[str, object] | None = None) -> list[str]:
-        if self.runner_alive():
-            return []
-        max_attempts = int(self.job.config["retry"]["max_attempts"])
-        return [
-            t.task_id
-            for t in task_statuses(self.backend, self.job.job_id)
-            if t.state != TaskState.SUCCEEDED
-            and not (t.state == TaskState.FAILED and t.attempt >= max_attempts)
-        ]
+    def poll(self) -> Facts:
+        """The runner is the one element: alive (its pid on this host, or a runner on another host,
+        which this host cannot see and so presumes alive) or gone. No scheduler command."""
+        st = self._runner()
+        alive = self.runner_alive()
+        started = st.updated_at if st is not None else 0.0
+        runner = Element(
+            submission="local",
+            index=0,
+            submitted_at=started,
+            state=SlurmState.RUNNING if alive else SlurmState.COMPLETED,
+        )
+        return Facts(elements={runner.name: runner}, pool=[runner])
 
     def cancel(self) -> None:
         st = self._runner()
@@ -142,13 +133,23 @@ def _proc_state(pid: int) -> str:
         return ""
 
 
+def held_by_live_worker(st: TaskStatus) -> bool:
+    """Whether a worker this runner did not start holds the task: running, its lease not lapsed,
+    and its process alive on this host (or on a host this one cannot see)."""
+    if st.state != TaskState.RUNNING or st.lease_expires is None or st.lease_expires <= time.time():
+        return False
+    return owner_alive(st.owner) is not False
+
+
 def run(backend: Backend, job_id: str, *, max_parallel: int | None = None) -> int:
-    """Run every unfinished task of the job with at most ``max_parallel`` workers at once.
-    Returns 0 if all tasks succeeded, 1 otherwise."""
+    """Run every unfinished task of the job with at most ``max_parallel`` workers at once; a task
+    whose worker died or was interrupted runs again while its attempts last (the lifecycle keeps
+    the count). A task held by a live worker of an earlier runner is left to it. Returns 0 if all
+    tasks succeeded, 1 otherwise."""
     job = load_job(backend, job_id)
     cfg = job.config
+    lc = Lifecycle.of(backend, job_id, cfg)
     n = max_parallel or cfg["executor"].get("max_parallel") or default_parallel()
-    max_attempts = int(cfg["retry"]["max_attempts"])
     stopping = False
 
     def on_signal(signum: int, _frame: object) -> None:
@@ -158,14 +159,25 @@ def run(backend: Backend, job_id: str, *, max_parallel: int | None = None) -> in
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
 
-    todo = [t.task_id for t in task_statuses(backend, job_id) if t.state != TaskState.SUCCEEDED]
-    todo.sort()
-    tries: dict[str, int] = {}
+    def runnable(tid: str) -> bool:
+        st = lc.task(tid)
+        if st is None or st.state in (TaskState.SUCCEEDED, TaskState.CANCELLED):
+            return False
+        return not (st.state == TaskState.FAILED and not attempts_left(st, lc.max_attempts))
+
+    todo = sorted(t.task_id for t in lc.tasks() if runnable(t.task_id))
+    deferred: list[str] = []  # held by a live worker this runner did not start: look again later
     running: dict[str, subprocess.Popen[bytes]] = {}
-    while (todo or running) and not stopping:
+    next_look = 0.0
+    while (todo or running or deferred) and not stopping:
         while todo and len(running) < n:
             tid = todo.pop(0)
-            tries[tid] = tries.get(tid, 0) + 1
+            if not runnable(tid):
+                continue
+            st = lc.task(tid)
+            if st is not None and held_by_live_worker(st):
+                deferred.append(tid)
+                continue
             running[tid] = subprocess.Popen(
                 worker_command(backend, job_id, "--task", tid), stdin=subprocess.DEVNULL
             )
@@ -175,10 +187,26 @@ def run(backend: Backend, job_id: str, *, max_parallel: int | None = None) -> in
             if code is None:
                 continue
             del running[tid]
-            if code != EXIT_OK and not stopping:
-                log.warning("task %s: worker exited %s (try %d of %d)", tid, code, tries[tid], max_attempts)
-                if tries[tid] < max_attempts:
-                    todo.append(tid)
+            if stopping:
+                continue
+            st = lc.task(tid)
+            owner = f"{this_host()}:{proc.pid}"
+            if st is not None and st.state == TaskState.RUNNING and st.owner == owner:
+                # The worker died without a word (SIGKILL, OOM): one failed attempt.
+                lc.holder_died(tid, owner, f"worker pid {proc.pid} exited {code} before finishing")
+            if code == EXIT_LEASE_LOST:
+                deferred.append(tid)  # another worker holds it; see again when that one is gone
+            elif runnable(tid):
+                log.warning("task %s: worker exited %s; running it again", tid, code)
+                todo.append(tid)
+        if deferred and time.monotonic() >= next_look:
+            next_look = time.monotonic() + 0.5
+            for tid in list(deferred):
+                st = lc.task(tid)
+                if st is None or not held_by_live_worker(st):
+                    deferred.remove(tid)
+                    if runnable(tid) and tid not in running and tid not in todo:
+                        todo.append(tid)
     if stopping:
         for proc in running.values():
             with contextlib.suppress(ProcessLookupError):
@@ -186,13 +214,7 @@ def run(backend: Backend, job_id: str, *, max_parallel: int | None = None) -> in
         for proc in running.values():
             proc.wait()
         return 1
-    statuses = task_statuses(backend, job_id)
-    # Workers that died without a word (SIGKILL, OOM) leave their task 'running': settle those.
-    stale = [t.task_id for t in statuses if t.state in (TaskState.RUNNING, TaskState.QUEUED)]
-    if stale:
-        mark_tasks(backend, job_id, stale, TaskState.FAILED, error="worker died; attempts exhausted")
-        statuses = task_statuses(backend, job_id)
-    final = refresh_job_state(backend, job_id, statuses)
+    final = lc.refresh_job()
     return 0 if final.state == JobState.SUCCEEDED else 1
 
 

@@ -23,17 +23,20 @@ import shlex
 import string
 import sys
 import time
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from slurmctl.coordinator import SUBMITTABLE, mark_tasks, save_job, set_job_state, task_statuses
+from slurmctl.coordinator import save_job
 from slurmctl.errors import ConfigError, SubmissionError
 from slurmctl.executors.base import Executor, shell_join, worker_command
+from slurmctl.lifecycle import Element, Facts
 from slurmctl.model.core import Job, TaskGroup
-from slurmctl.model.states import JobState, TaskState
+from slurmctl.model.states import JobState
 from slurmctl.slurm.client import SlurmClient
+from slurmctl.slurm.jobids import TaskRanges
 from slurmctl.slurm.states import JobState as SlurmState
+from slurmctl.slurm.watcher import StatusWatcher
 from slurmctl.storage import keys
 from slurmctl.storage.base import Backend
 from slurmctl.storage.open import default_root
@@ -41,9 +44,6 @@ from slurmctl.storage.open import default_root
 # Early warning before the time limit: Slurm sends SIGUSR1 to the batch shell, which has exec'd
 # the worker, this many seconds before killing it; the worker checkpoints and exits 75.
 SIGNAL_LEAD_S = 60
-
-# A submitted element that sacct has never listed for this long is presumed lost (e.g. purged).
-LOST_AFTER_S = 600.0
 
 DEFAULT_TEMPLATE = """#!/bin/bash
 #SBATCH --job-name=${job_name}
@@ -117,6 +117,7 @@ class SlurmExecutor(Executor):
         self.client = client
         self.ecfg = job.config["executor"]
         self._max_array: int | None = None
+        self._status_watcher: StatusWatcher | None = None
 
     # -- scripts ----------------------------------------------------------------------------
     def log_dir(self) -> Path:
@@ -218,14 +219,14 @@ class SlurmExecutor(Executor):
         """One sbatch per chunk; each success is recorded before the next, so a failure leaves a
         job that ``resubmit`` can complete without submitting anything twice."""
         self.log_dir().mkdir(parents=True, exist_ok=True)
-        set_job_state(self.backend, self.job.job_id, JobState.SUBMITTED)
+        self.lifecycle.set_job(JobState.SUBMITTED)
         submitted = []
         for p in self.plan(task_ids):
             key = keys.sbatch_script(self.job.job_id, p["group_id"])
             self.backend.objects.put(key, p["script"].encode())
             # Queue before sbatch: elements may start (and claim) before sbatch even returns. If
             # sbatch fails, the tasks stay queued with no submission, which resubmit picks up.
-            mark_tasks(self.backend, self.job.job_id, p["tasks"], TaskState.QUEUED, only_from=SUBMITTABLE)
+            self.lifecycle.queue(p["tasks"])
             try:
                 array_job = self.client.sbatch(script_text=p["script"])
             except SubmissionError as exc:
@@ -270,135 +271,65 @@ class SlurmExecutor(Executor):
             self.client.scancel(ids)
 
     # -- polling ----------------------------------------------------------------------------
-    def poll(self) -> dict[str, SlurmState]:
-        """ONE sacct call for every array of the job. Returns {task_id: Slurm state} for array
-        mode ({"pilot<i>": state} in pilot mode) and settles tasks whose element ended without
-        publishing: back to ``queued`` if it was interrupted/preempted, else ``failed``."""
-        ids = self.array_ids()
-        if not ids:
-            return {}
-        first = min(s["submitted_at"] for g in self.job.groups for s in g.submissions)
-        # Bound the accounting query: jobs of this run started after submission (minus clock slack).
-        since = datetime.fromtimestamp(first) - timedelta(minutes=5)
-        rows = self.client.sacct(ids, start=since, allocations_only=True)
-        offsets = {s["array_job_id"]: (g, s["offset"]) for g in self.job.groups for s in g.submissions}
-        # Only the latest submission of a task speaks for it: an older, cancelled element must not
-        # make a resubmitted task look dead while slurmdbd has not yet heard of its new element.
-        latest = {
-            tid: s["array_job_id"] for g in self.job.groups for s in g.submissions for tid in g.task_ids
-        }
-        states: dict[str, SlurmState] = {}
-        for row in rows:
-            parent = str(row.ref.job)
-            if parent not in offsets:
-                continue
-            group, offset = offsets[parent]
-            tasks = row.ref.pending_tasks if row.ref.pending_tasks is not None else [row.ref.task]
-            for i in tasks:
-                if i is None:
-                    continue
-                name = self._element_name(group, offset, i)
-                if group.mode == "pilot" or latest.get(name) == parent:
-                    states[name] = SlurmState.PENDING if row.ref.pending_tasks is not None else row.state
-        if self.ecfg["mode"] == "array":
-            self._settle(states)
-        else:
-            self._settle_pilots(states)
-        return states
+    def poll(self) -> Facts:
+        """ONE Slurm command for every array of the job (squeue -t all while slurmctld holds
+        them, sacct with a bounded window once it does not: :class:`StatusWatcher`). Returns the
+        facts per element; the lifecycle settles the tasks from them. Raises SchedulerQueryError
+        if Slurm cannot be asked after retries."""
+        subs = [(g, s) for g in self.job.groups for s in g.submissions]
+        if not subs:
+            return Facts()
+        watcher = self._watcher(subs)
+        watcher.poll()
+        self.last_source = watcher.sources
+        return self.facts(watcher, subs)
+
+    def _watcher(self, subs: list[tuple[TaskGroup, dict[str, Any]]]) -> StatusWatcher:
+        """The job's status watcher, with every submission so far (a resubmission adds one)."""
+        ids = [str(s["array_job_id"]) for _, s in subs]
+        if self._status_watcher is None or self._status_watcher.job_ids != ids:
+            first = min(s["submitted_at"] for _, s in subs)
+            expected = {str(s["array_job_id"]): self._indices(g, s) for g, s in subs}
+            old = self._status_watcher
+            self._status_watcher = StatusWatcher(
+                self.client, ids, submitted_at=datetime.fromtimestamp(first), expected_tasks=expected
+            )
+            if old is not None:  # keep what the earlier polls saw of the arrays it already watched
+                for jid, st in old.jobs.items():
+                    if jid in self._status_watcher.jobs:
+                        self._status_watcher.jobs[jid] = st
+                self._status_watcher.next_source = old.next_source
+        return self._status_watcher
 
     @staticmethod
-    def _element_name(group: TaskGroup, offset: int, i: int) -> str:
-        return f"pilot{i}" if group.mode == "pilot" else f"t{i + offset:07d}"
+    def _indices(group: TaskGroup, sub: dict[str, Any]) -> list[int]:
+        """The array indices of one submission (from its recorded ``--array`` value)."""
+        spec = str(sub["array"]).split("%")[0]
+        return list(TaskRanges.parse(spec))
 
-    def _settle(self, states: dict[str, SlurmState]) -> None:
-        statuses = {t.task_id: t for t in task_statuses(self.backend, self.job.job_id)}
-        ended = [tid for tid, s in states.items() if s.is_terminal]
-        lost = [
-            tid
-            for tid in ended
-            if tid in statuses
-            and statuses[tid].state in (TaskState.QUEUED, TaskState.RUNNING)
-            and not self.backend.objects.exists(keys.done_marker(self.job.job_id, tid))
-        ]
-        retry = [
-            t
-            for t in lost
-            if states[t] in (SlurmState.PREEMPTED, SlurmState.REQUEUED) or statuses[t].exit_code == 75
-        ]
-        dead = [t for t in lost if t not in retry]
-        if dead:
-            for tid in dead:
-                mark_tasks(
-                    self.backend,
-                    self.job.job_id,
-                    [tid],
-                    TaskState.FAILED,
-                    error=f"slurm element ended {states[tid].value} without publishing",
+    def facts(self, watcher: StatusWatcher, subs: list[tuple[TaskGroup, dict[str, Any]]]) -> Facts:
+        """The lifecycle's facts from what ``watcher`` knows: array mode maps each task to the
+        element of its latest submission; pilot elements of every submission form the pool."""
+        facts = Facts(fresh=True)
+        for group, sub in subs:
+            jid = str(sub["array_job_id"])
+            status = watcher.jobs[jid]
+            for i in self._indices(group, sub):
+                state = status.task_state(i)
+                el = Element(
+                    submission=jid,
+                    index=i,
+                    submitted_at=float(sub["submitted_at"]),
+                    state=None if state is SlurmState.UNKNOWN else state,
                 )
-        if retry:
-            mark_tasks(self.backend, self.job.job_id, retry, TaskState.QUEUED)
+                facts.elements[el.name] = el
+                if group.mode == "pilot":
+                    facts.pool.append(el)
+                else:
+                    # Later submissions come later in the list: the last one speaks for the task.
+                    facts.by_task[f"t{i + int(sub['offset']):07d}"] = [el]
+        return facts
 
-    def _settle_pilots(self, states: dict[str, SlurmState]) -> None:
-        """When every pilot has ended, tasks still not published failed (or were never reached)."""
-        if not states or not all(s.is_terminal for s in states.values()):
-            return
-        left = [
-            t.task_id
-            for t in task_statuses(self.backend, self.job.job_id)
-            if t.state in (TaskState.QUEUED, TaskState.RUNNING, TaskState.PENDING)
-        ]
-        # A task whose result is published succeeded, whatever its record says.
-        published = [
-            tid for tid in left if self.backend.objects.exists(keys.done_marker(self.job.job_id, tid))
-        ]
-        if published:
-            mark_tasks(self.backend, self.job.job_id, published, TaskState.RUNNING)
-            mark_tasks(self.backend, self.job.job_id, published, TaskState.SUCCEEDED)
-            left = [tid for tid in left if tid not in set(published)]
-        if left:
-            mark_tasks(
-                self.backend,
-                self.job.job_id,
-                left,
-                TaskState.FAILED,
-                error="every pilot worker ended before this task was published",
-            )
-
-    def resubmittable(self, states: dict[str, Any] | None = None) -> list[str]:
-        """Tasks that no live Slurm element will run: failed with attempts left, interrupted, or
-        never submitted. Polls (one sacct) unless ``states`` from a poll just made is given.
-
-        An element sacct does not list yet counts as live: slurmdbd learns of a new job a few
-        seconds after sbatch returns. Only after ``LOST_AFTER_S`` of silence is it presumed lost."""
-        if states is None:
-            states = self.poll()
-        now = time.time()
-        latest: dict[str, float] = {}  # task (or "pilots") -> when its latest submission was made
-        for g in self.job.groups:
-            for sub in g.submissions:
-                for tid in g.task_ids if g.mode == "array" else ["pilots"]:
-                    latest[tid] = max(latest.get(tid, 0.0), sub["submitted_at"])
-
-        def live(name: str, submitted: float | None) -> bool:
-            if submitted is None:
-                return False
-            state = states.get(name)
-            if state is None:
-                return now - submitted < LOST_AFTER_S
-            return not state.is_terminal
-
-        pilots_live = self.ecfg["mode"] == "pilot" and (
-            any(not s.is_terminal for s in states.values())
-            or (not states and now - latest.get("pilots", 0.0) < LOST_AFTER_S)
-        )
-        max_attempts = int(self.job.config["retry"]["max_attempts"])
-        out = []
-        for t in task_statuses(self.backend, self.job.job_id):
-            if t.state in (TaskState.SUCCEEDED, TaskState.CANCELLED):
-                continue
-            if t.state == TaskState.FAILED and t.attempt >= max_attempts:
-                continue
-            array = self.ecfg["mode"] == "array"
-            if not (live(t.task_id, latest.get(t.task_id)) if array else pilots_live):
-                out.append(t.task_id)
-        return out
+    def describe_live(self, facts: Facts) -> str:
+        """What of the job Slurm still runs, for messages."""
+        return facts.summary()

@@ -154,7 +154,8 @@ def task_id(index: int) -> str:
 
 
 class TaskStatus(Doc, kw_only=True):
-    """The mutable state of a task (state store, table ``tasks``)."""
+    """The mutable state of a task (state store, table ``tasks``); changed only by
+    :mod:`slurmctl.lifecycle`."""
 
     task_id: str
     state: TaskState = TaskState.PENDING
@@ -170,6 +171,8 @@ class TaskStatus(Doc, kw_only=True):
     exit_code: int | None = None
     error: str | None = None
     slurm_job_id: str | None = None
+    failures: int = 0  # attempts that ended in a failure (the budget: retry.max_attempts)
+    submission: str | None = None  # the Slurm element of the holder: <array job id>_<index>
 
     def advance(self, new: TaskState, **changes: Any) -> TaskStatus:
         """A copy in state ``new`` with ``changes`` applied. Raises StateError if illegal."""
@@ -178,7 +181,8 @@ class TaskStatus(Doc, kw_only=True):
 
 
 class JobStatus(Doc, kw_only=True):
-    """The mutable state of a job (state store, table ``jobs``)."""
+    """The mutable state of a job (state store, table ``jobs``); changed only by
+    :mod:`slurmctl.lifecycle`."""
 
     job_id: str
     name: str
@@ -188,6 +192,7 @@ class JobStatus(Doc, kw_only=True):
     total_items: int = 0
     tasks: int = 0
     executor: str = "local"
+    max_attempts: int = 3  # retry.max_attempts of the job (the attempt budget of each task)
     runner_pid: int | None = None
     runner_host: str | None = None
     message: str | None = None

@@ -10,7 +10,7 @@ import logging
 import os
 import sys
 
-from slurmctl.errors import SlurmctlError
+from slurmctl.errors import EXIT_INTERNAL, SlurmctlError
 
 
 def run(
@@ -39,7 +39,17 @@ def run(
         if array_offset is None or "SLURM_ARRAY_TASK_ID" not in os.environ:
             raise SlurmctlError("worker needs --task, --pilot, or --array-offset inside a Slurm array job")
         task = task_id(int(os.environ["SLURM_ARRAY_TASK_ID"]) + array_offset)
-    return w.run_task(task)
+    from slurmctl.errors import EXIT_LEASE_LOST
+    from slurmctl.lifecycle import Busy
+
+    try:
+        return w.run_task(task)
+    except Busy:
+        st = w.lifecycle.task(task)
+        held = f"held by live worker {st.owner}" if st is not None and st.owner else "not runnable"
+        state = st.state.value if st is not None else "missing"
+        print(f"task {task} is {state}, {held}: this worker leaves it alone", file=sys.stderr)
+        return EXIT_LEASE_LOST
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -61,5 +71,5 @@ def main(argv: list[str] | None = None) -> None:
         if os.environ.get("SLURMCTL_DEBUG"):
             raise
         print(f"internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
-        sys.exit(70)
+        sys.exit(EXIT_INTERNAL)
     sys.exit(code)

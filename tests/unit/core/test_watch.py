@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import time
 
 from slurmctl.config import load_config
-from slurmctl.coordinator import mark_tasks, prepare
+from slurmctl.coordinator import prepare
 from slurmctl.executors.base import Executor
-from slurmctl.model.states import TaskState
+from slurmctl.lifecycle import Element, Facts
+from slurmctl.slurm.states import JobState as SlurmState
 from slurmctl.watch import watch
 
 
@@ -31,16 +33,14 @@ class RecordingExecutor(Executor):
     def dry_run(self, task_ids):
         return ""
 
-    def resubmittable(self, states=None):
-        return []
-
     def poll(self):
         self.poll_times.append(self.clock.t)
         if len(self.poll_times) == self.finish_after:
-            ids = self.job.task_ids()
-            mark_tasks(self.backend, self.job.job_id, ids, TaskState.RUNNING)
-            mark_tasks(self.backend, self.job.job_id, ids, TaskState.SUCCEEDED)
-        return {"t0000000": "running"}
+            for tid in self.job.task_ids():  # a worker runs and publishes every task
+                self.lifecycle.claim(tid, owner="w:1", items=1, lease_s=60, honour_leases=True)
+                self.lifecycle.succeeded(tid, owner="w:1", items_done=1, items_failed=0)
+        el = Element("123", 0, time.time(), SlurmState.RUNNING)
+        return Facts(elements={el.name: el}, pool=[el])
 
 
 class Clock:
@@ -59,7 +59,7 @@ def test_scheduler_polls_back_off_while_unchanged(tmp_path):
     (tmp_path / "in.jsonl").write_text("".join(json.dumps({"n": i}) + "\n" for i in range(3)))
     (tmp_path / "job.yaml").write_text("name: w\ninput: {path: in.jsonl}\nhandler: {function: 'h:handle'}\n")
     backend, job = prepare(load_config(tmp_path / "job.yaml"), root_override=str(tmp_path / "r"))
-    from slurmctl.coordinator import set_job_state
+    from slurmctl.lifecycle import set_job_state
     from slurmctl.model.states import JobState
 
     set_job_state(backend, job.job_id, JobState.SUBMITTED)

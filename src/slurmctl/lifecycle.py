@@ -1,0 +1,521 @@
+"""The one owner of task and job state: every transition of a task or job record happens here.
+
+Workers, executors, the watcher and the CLI call this module; none of them writes a record
+itself, and readers (``status``, ``inspect``, ``jobs``) never write. Every change is a
+compare-and-set on the record (``StateStore.update`` re-runs the change function against the
+fresh record after a conflict), so a decision taken from stale facts cannot overwrite a claim
+that won in between: each change function re-checks the condition it was decided on.
+
+Task state machine (``model/states.py`` holds the legal moves)::
+
+    pending ──queue──▶ queued ──claim──▶ running ──publish──▶ succeeded
+                         ▲  ▲               │  │
+                         │  └─interrupted───┘  └─failed / holder died──▶ failed ──queue──▶ queued
+                         └──────────── cancel / queue (resubmit) ◀──── cancelled
+
+The attempt budget: ``failures`` counts attempts that ended in a failure (the worker failed, or
+died — SIGKILL, OOM, node failure — as the scheduler or a dead pid says). Interruptions that
+leave a clean checkpoint (SIGTERM, scancel, preemption, the time-limit signal) do not count. A
+task with ``failures >= retry.max_attempts`` is final.
+
+Settling from scheduler facts (``settle``), the rules:
+
+* only the latest submission of a task speaks for it (array mode); in pilot mode any live pilot
+  of the job may run any task;
+* a submission the scheduler does not list yet is alive for ``LOST_AFTER_S`` from its own submit
+  time (slurmctld lists a new array at once, slurmdbd seconds later);
+* a task claimed under a live lease is never settled, unless the facts are about the lease's
+  holder itself (its Slurm element ended, or its pid is gone on this host);
+* a published ``.done`` marker wins over every record.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from slurmctl.errors import JobNotFoundError, StateError
+from slurmctl.model.core import JobStatus, TaskStatus
+from slurmctl.model.states import JobState, TaskState, can_advance_task, derive_job_state
+from slurmctl.slurm.states import JobState as SlurmState
+from slurmctl.storage import keys
+from slurmctl.storage.base import Backend
+
+# A submission that the scheduler has never listed for this long is presumed lost (e.g. purged
+# from slurmctld before we looked, and absent from the accounting window).
+LOST_AFTER_S = 600.0
+
+# States a task may be queued from by a (re)submission: never from running — a worker that has
+# already claimed it would otherwise see its lease vanish.
+SUBMITTABLE = frozenset({TaskState.PENDING, TaskState.FAILED, TaskState.CANCELLED, TaskState.QUEUED})
+
+# How an element's end speaks for the task its worker held: these ends are not the task's fault
+# (the worker is normally interrupted cleanly first and re-queues the task itself).
+_INTERRUPTED_ENDS = frozenset({SlurmState.CANCELLED, SlurmState.PREEMPTED, SlurmState.REQUEUED})
+# Ends of a whole pilot submission that count a failure for the tasks it was meant to run.
+_FAILED_ENDS = frozenset(
+    {SlurmState.FAILED, SlurmState.NODE_FAIL, SlurmState.BOOT_FAIL, SlurmState.OUT_OF_MEMORY}
+)
+
+
+class Busy(Exception):
+    """The task is held by another live worker, or cannot be claimed (final, cancelled)."""
+
+
+class LeaseLost(Exception):
+    """Another worker took the task over; this attempt must not publish."""
+
+
+def attempts_left(st: TaskStatus, max_attempts: int) -> bool:
+    """Whether a task may run again: fewer than ``max_attempts`` of its attempts failed. The one
+    rule for the attempt budget."""
+    return st.failures < max_attempts
+
+
+# -- facts ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Element:
+    """One thing the scheduler runs for the job: a Slurm array element (``submission`` is the
+    array job id, ``index`` the element), or the local runner (``submission`` "local")."""
+
+    submission: str
+    index: int
+    submitted_at: float
+    state: SlurmState | None
+    """None: the scheduler does not list it (yet)."""
+
+    @property
+    def name(self) -> str:
+        return f"{self.submission}_{self.index}"
+
+    def alive(self, now: float) -> bool:
+        """Whether it may still run a task: listed and not ended, or not listed yet within
+        ``LOST_AFTER_S`` of its submission."""
+        if self.state is None or self.state is SlurmState.UNKNOWN:
+            return now - self.submitted_at < LOST_AFTER_S
+        return not self.state.is_terminal
+
+    @property
+    def ended(self) -> bool:
+        return self.state is not None and self.state.is_terminal
+
+
+@dataclass
+class Facts:
+    """What an executor's poll learnt, as the lifecycle needs it.
+
+    ``by_task`` maps a task to the elements that may run it (array mode: its latest submission's
+    element); ``pool`` holds elements that may run any task (pilots of every submission, or the
+    local runner). ``elements`` is every element by name (``<array job>_<index>``)."""
+
+    elements: dict[str, Element] = field(default_factory=dict)
+    by_task: dict[str, list[Element]] = field(default_factory=dict)
+    pool: list[Element] = field(default_factory=list)
+    fresh: bool = True
+    """False when the scheduler could not be asked (nothing may be settled from these facts)."""
+
+    def covering(self, task_id: str) -> list[Element]:
+        return self.by_task.get(task_id, []) + self.pool
+
+    def live_cover(self, task_id: str, now: float) -> bool:
+        return any(e.alive(now) for e in self.covering(task_id))
+
+    def summary(self) -> str:
+        """A short description for messages: element states counted."""
+        counts: dict[str, int] = {}
+        for e in self.elements.values():
+            label = "not listed yet" if e.state is None else e.state.value
+            counts[label] = counts.get(label, 0) + 1
+        return ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "none"
+
+
+# -- the holder of a lease --------------------------------------------------------------------
+
+_HOST: str | None = None
+
+
+def this_host() -> str:
+    global _HOST
+    if _HOST is None:
+        _HOST = socket.gethostname()
+    return _HOST
+
+
+def owner_alive(owner: str | None) -> bool | None:
+    """Whether the worker ``owner`` (``host:pid[:slurm<id>]``) is alive: True/False when it ran on
+    this host (its pid is checked at once), None when this host cannot tell."""
+    if not owner:
+        return None
+    parts = owner.split(":")
+    if len(parts) < 2 or parts[0] != this_host() or not parts[1].isdigit():
+        return None
+    pid = int(parts[1])
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    except OSError:
+        return None
+    # A zombie has exited. (A pid reused by another process reads as alive: callers combine this
+    # with the lease, which such a process never renews.)
+    return stat.rsplit(b")", 1)[-1].split()[:1] != [b"Z"]
+
+
+# -- the owner ----------------------------------------------------------------------------------
+
+
+class Lifecycle:
+    """Every task and job transition of one job. Methods that change state say so; each is one
+    compare-and-set per record (idempotent where noted)."""
+
+    def __init__(self, backend: Backend, job_id: str, *, max_attempts: int = 3) -> None:
+        self.backend = backend
+        self.job_id = job_id
+        self.max_attempts = max_attempts
+
+    @classmethod
+    def of(cls, backend: Backend, job_id: str, config: Mapping[str, Any]) -> Lifecycle:
+        """The lifecycle of a job whose resolved config is ``config``."""
+        return cls(backend, job_id, max_attempts=int(config["retry"]["max_attempts"]))
+
+    # -- reads ----------------------------------------------------------------------------------
+    def task(self, task_id: str) -> TaskStatus | None:
+        rec = self.backend.state.get(keys.TASKS_TABLE, keys.task_state(self.job_id, task_id))
+        return None if rec is None else TaskStatus.model_validate(rec.value)
+
+    def tasks(self) -> list[TaskStatus]:
+        return task_statuses(self.backend, self.job_id)
+
+    def job(self) -> JobStatus:
+        return job_status(self.backend, self.job_id)
+
+    def _update(self, task_id: str, change: Callable[[TaskStatus], TaskStatus | None]) -> TaskStatus | None:
+        """Apply ``change`` to the task's record by compare-and-set (re-run on conflict against the
+        fresh record). Returns the stored status, or None if ``change`` changed nothing."""
+        changed: list[bool] = []
+
+        def fn(value: dict[str, Any] | None) -> dict[str, Any] | None:
+            changed.clear()
+            current = TaskStatus(task_id=task_id) if value is None else TaskStatus.model_validate(value)
+            new = change(current)
+            if new is None:
+                return None
+            changed.append(True)
+            return new.model_dump(mode="json")
+
+        rec = self.backend.state.update(keys.TASKS_TABLE, keys.task_state(self.job_id, task_id), fn)
+        if not changed or rec is None:
+            return None
+        return TaskStatus.model_validate(rec.value)
+
+    # -- worker transitions -------------------------------------------------------------------
+    def claim(
+        self,
+        task_id: str,
+        *,
+        owner: str,
+        items: int,
+        lease_s: float,
+        honour_leases: bool,
+        takeover: bool = True,
+        submission: str | None = None,
+        slurm_job_id: str | None = None,
+    ) -> TaskStatus | None:
+        """Take the task for ``owner``: returns its new status (attempt + 1), or None if it is
+        already succeeded. Raises Busy if another live worker holds it (a pilot honours every live
+        lease; a one-task worker takes over a lease unless ``takeover`` is False or the holder is
+        seen alive on this host), if its attempts are used up, or (pilot) if it was cancelled.
+        A holder that is seen dead, or whose lease ran out, counts as a failed attempt."""
+        now = time.time()
+
+        def change(st: TaskStatus) -> TaskStatus | None:
+            if st.state == TaskState.SUCCEEDED:
+                return None
+            failures = st.failures
+            if st.state == TaskState.RUNNING and st.owner != owner:
+                alive = owner_alive(st.owner)
+                live = alive is not False and st.lease_expires is not None and st.lease_expires > now
+                if live and (honour_leases or not takeover or alive is True):
+                    raise Busy(task_id)
+                failures += 1  # its holder died (or is presumed dead) without a word
+            if st.state == TaskState.FAILED and not attempts_left(st, self.max_attempts):
+                raise Busy(task_id)
+            if failures >= self.max_attempts and st.state == TaskState.RUNNING:
+                return st.advance(
+                    TaskState.FAILED,
+                    failures=failures,
+                    lease_expires=None,
+                    finished_at=now,
+                    error=f"worker {st.owner} died; attempts exhausted",
+                )
+            if honour_leases and st.state == TaskState.CANCELLED:
+                raise Busy(task_id)
+            base = TaskState.QUEUED if st.state in (TaskState.FAILED, TaskState.CANCELLED) else st.state
+            st = st.model_copy(update={"state": base})
+            return st.advance(
+                TaskState.RUNNING,
+                attempt=st.attempt + 1,
+                failures=failures,
+                owner=owner,
+                lease_expires=now + lease_s,
+                started_at=now,
+                finished_at=None,
+                items_total=items,
+                exit_code=None,
+                error=None,
+                submission=submission,
+                slurm_job_id=slurm_job_id,
+            )
+
+        status = self._update(task_id, change)
+        if status is not None and status.state == TaskState.FAILED:
+            raise Busy(task_id)
+        return status
+
+    def renew(self, task_id: str, *, owner: str, lease_s: float, done: int, failed: int) -> None:
+        """Extend ``owner``'s lease and store its progress. Raises LeaseLost if it no longer holds
+        the task."""
+
+        def change(st: TaskStatus) -> TaskStatus | None:
+            if st.owner != owner or st.state != TaskState.RUNNING:
+                raise LeaseLost(task_id)
+            return st.advance(
+                TaskState.RUNNING,
+                lease_expires=time.time() + lease_s,
+                items_done=done,
+                items_failed=failed,
+            )
+
+        self._update(task_id, change)
+
+    def _finish(self, task_id: str, owner: str | None, new: TaskState, **changes: Any) -> TaskStatus | None:
+        def change(st: TaskStatus) -> TaskStatus | None:
+            if st.state == TaskState.RUNNING and owner is not None and st.owner != owner:
+                return None  # someone took over; leave their record alone
+            if st.state == new == TaskState.SUCCEEDED:
+                return None
+            if new == TaskState.FAILED:
+                changes["failures"] = st.failures + 1
+            try:
+                return st.advance(new, finished_at=time.time(), lease_expires=None, **changes)
+            except StateError:
+                return None
+
+        return self._update(task_id, change)
+
+    def succeeded(self, task_id: str, *, owner: str | None, items_done: int, items_failed: int) -> None:
+        """The task's result is published (its ``.done`` marker exists). Idempotent."""
+        self._finish(
+            task_id, owner, TaskState.SUCCEEDED, items_done=items_done, items_failed=items_failed, exit_code=0
+        )
+
+    def published(self, task_id: str) -> None:
+        """A ``.done`` marker exists for the task: its record follows, whatever it says. Idempotent."""
+
+        def change(st: TaskStatus) -> TaskStatus | None:
+            if st.state == TaskState.SUCCEEDED:
+                return None
+            return st.model_copy(
+                update={"state": TaskState.SUCCEEDED, "lease_expires": None, "updated_at": time.time()}
+            )
+
+        self._update(task_id, change)
+
+    def failed(self, task_id: str, *, owner: str | None, error: str, exit_code: int) -> None:
+        """The worker ``owner`` could not finish the task: one failed attempt."""
+        self._finish(task_id, owner, TaskState.FAILED, error=error, exit_code=exit_code)
+
+    def interrupted(self, task_id: str, *, owner: str, exit_code: int) -> None:
+        """The worker stopped on a signal after saving its checkpoint: the task waits for the next
+        worker (no failed attempt)."""
+        self._finish(task_id, owner, TaskState.QUEUED, exit_code=exit_code, error="interrupted by signal")
+
+    # -- submission side ------------------------------------------------------------------------
+    def queue(self, task_ids: Iterable[str]) -> None:
+        """Hand tasks to an executor: pending/failed/cancelled/queued → queued; a running task is
+        left alone (its worker holds it). Idempotent; one durability point for the batch."""
+        with self.backend.deferred_sync():
+            for tid in task_ids:
+
+                def change(st: TaskStatus) -> TaskStatus | None:
+                    if st.state not in SUBMITTABLE or st.state == TaskState.QUEUED:
+                        return None
+                    return st.advance(TaskState.QUEUED)
+
+                self._update(tid, change)
+
+    def holder_died(self, task_id: str, owner: str, why: str, *, interrupted: bool = False) -> bool:
+        """The worker ``owner`` holding the task is gone without a word: the task fails one attempt
+        (or, for an end that is not the task's fault, goes back to queued). Nothing happens if
+        someone else holds it by now. Returns whether the record changed."""
+
+        def change(st: TaskStatus) -> TaskStatus | None:
+            if st.state != TaskState.RUNNING or st.owner != owner:
+                return None
+            if interrupted:
+                return st.advance(TaskState.QUEUED, lease_expires=None, error=why)
+            return st.advance(
+                TaskState.FAILED,
+                failures=st.failures + 1,
+                lease_expires=None,
+                finished_at=time.time(),
+                error=why,
+            )
+
+        return self._update(task_id, change) is not None
+
+    def settle(self, facts: Facts, statuses: list[TaskStatus] | None = None) -> list[str]:
+        """Bring task records in line with the scheduler's facts (see the module docstring).
+        Returns the ids of tasks that no live element will run and that may run again (what
+        ``resubmit`` submits). Idempotent."""
+        if not facts.fresh:
+            return []
+        now = time.time()
+        statuses = statuses if statuses is not None else self.tasks()
+        objects = self.backend.objects
+        out: list[str] = []
+        for st in statuses:
+            if st.state == TaskState.SUCCEEDED:
+                continue
+            tid = st.task_id
+            if st.state == TaskState.RUNNING:
+                holder = facts.elements.get(st.submission) if st.submission else None
+                alive = owner_alive(st.owner)
+                lease_live = st.lease_expires is not None and st.lease_expires > now
+                if holder is not None and holder.ended:
+                    end = holder.state  # the scheduler says the holder's own element ended
+                elif alive is False or (alive is None and not lease_live and not facts.live_cover(tid, now)):
+                    end = None  # its pid is gone on this host, or its lease lapsed with no one to take it
+                else:
+                    continue  # a live holder, or a lease that a live pilot will take over
+                if objects.exists(keys.done_marker(self.job_id, tid)):
+                    self.published(tid)
+                    continue
+                why = f"worker {st.owner} ended" + (f" ({end.value} in Slurm)" if end else " without a word")
+                self.holder_died(tid, st.owner or "", why, interrupted=end in _INTERRUPTED_ENDS)
+                st = self.task(tid) or st
+            if st.state in (TaskState.QUEUED, TaskState.PENDING):
+                if facts.live_cover(tid, now):
+                    continue
+                if objects.exists(keys.done_marker(self.job_id, tid)):
+                    self.published(tid)
+                    continue
+                cover = facts.covering(tid)
+                if cover and all(e.ended and e.state in _FAILED_ENDS for e in cover):
+                    latest = max(cover, key=lambda e: e.submitted_at)
+                    self._orphan_failed(tid, st, f"Slurm element {latest.name} ended {latest.state}")
+                    st = self.task(tid) or st
+            if st.state == TaskState.FAILED and not attempts_left(st, self.max_attempts):
+                continue
+            waiting = (TaskState.QUEUED, TaskState.PENDING, TaskState.FAILED, TaskState.CANCELLED)
+            if st.state in waiting and not facts.live_cover(tid, now):
+                out.append(tid)
+        return out
+
+    def _orphan_failed(self, task_id: str, seen: TaskStatus, why: str) -> None:
+        """Every element meant to run the queued task failed before claiming it: one failed attempt."""
+
+        def change(st: TaskStatus) -> TaskStatus | None:
+            if st.state != seen.state or st.attempt != seen.attempt:
+                return None  # claimed (or changed) since the decision
+            return st.advance(TaskState.FAILED, failures=st.failures + 1, finished_at=time.time(), error=why)
+
+        self._update(task_id, change)
+
+    def cancel(self, message: str = "cancelled by user") -> None:
+        """Every unfinished task → cancelled, then the job. Idempotent."""
+        with self.backend.deferred_sync():
+            for st in self.tasks():
+                if st.state.is_terminal:
+                    continue
+
+                def change(cur: TaskStatus) -> TaskStatus | None:
+                    if cur.state.is_terminal or not can_advance_task(cur.state, TaskState.CANCELLED):
+                        return None
+                    return cur.advance(TaskState.CANCELLED, lease_expires=None)
+
+                self._update(st.task_id, change)
+        set_job_state(self.backend, self.job_id, JobState.CANCELLED, message=message)
+
+    # -- the job --------------------------------------------------------------------------------
+    def set_job(self, new: JobState, **changes: Any) -> JobStatus:
+        return set_job_state(self.backend, self.job_id, new, **changes)
+
+    def refresh_job(self, statuses: list[TaskStatus] | None = None) -> JobStatus:
+        """Derive the job's state from its tasks and store it if it changed. A job with a failed
+        task that may still run again is not failed."""
+        st = self.job()
+        if st.state in (JobState.CREATED, JobState.PARTITIONED, JobState.CANCELLED, JobState.SUCCEEDED):
+            return st
+        statuses = statuses if statuses is not None else self.tasks()
+        new = derive_job_state(st.state, (effective_state(t, self.max_attempts) for t in statuses))
+        return st if new is None else set_job_state(self.backend, self.job_id, new)
+
+
+def effective_state(st: TaskStatus, max_attempts: int) -> TaskState:
+    """The state that counts for the job: a failed task with attempts left is waiting to run."""
+    if st.state == TaskState.FAILED and attempts_left(st, max_attempts):
+        return TaskState.QUEUED
+    return st.state
+
+
+# -- job records (the job's state is changed here and in no other module) ----------------------
+
+
+def job_status(backend: Backend, job_id: str) -> JobStatus:
+    rec = backend.state.get(keys.JOBS_TABLE, keys.job_state(job_id))
+    if rec is None:
+        raise JobNotFoundError.in_backend(job_id, backend.description)
+    return JobStatus.model_validate(rec.value)
+
+
+def create_job(backend: Backend, status: JobStatus) -> None:
+    """Create the job record. Raises ConflictError if it exists."""
+    backend.state.create(keys.JOBS_TABLE, keys.job_state(status.job_id), status.model_dump(mode="json"))
+
+
+def create_task(backend: Backend, job_id: str, status: TaskStatus) -> None:
+    """Create a task record (pending). Raises ConflictError if it exists."""
+    backend.state.create(
+        keys.TASKS_TABLE, keys.task_state(job_id, status.task_id), status.model_dump(mode="json")
+    )
+
+
+def set_job_state(backend: Backend, job_id: str, new: JobState, **changes: Any) -> JobStatus:
+    """Move the job to ``new`` (with ``changes``) by compare-and-set. Raises StateError if illegal,
+    JobNotFoundError if there is no such job."""
+
+    def change(value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is None:
+            raise JobNotFoundError(f"no job {job_id!r}")
+        st = JobStatus.model_validate(value)
+        if st.state == new and not changes:
+            return None
+        return st.advance(new, **changes).model_dump(mode="json")
+
+    rec = backend.state.update(keys.JOBS_TABLE, keys.job_state(job_id), change)
+    if rec is None:
+        raise JobNotFoundError.in_backend(job_id, backend.description)
+    return JobStatus.model_validate(rec.value)
+
+
+def task_statuses(backend: Backend, job_id: str) -> list[TaskStatus]:
+    return [
+        TaskStatus.model_validate(r.value)
+        for r in backend.state.scan(keys.TASKS_TABLE, keys.task_states_prefix(job_id))
+    ]
+
+
+def worker_submission() -> str | None:
+    """The Slurm element this process runs in (``<array job>_<index>``), if any."""
+    array, index = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
+    if array and index:
+        return f"{array}_{index}"
+    return None
