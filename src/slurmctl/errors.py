@@ -21,11 +21,41 @@
 
 Foreign exceptions (sqlite3, OSError, subprocess, boto3) are converted at the edge of the module
 that calls them, with ``raise ... from exc`` so the cause stays visible under ``--debug``.
+
+Exit codes — the one table; every command (``slurmctl``, ``python -m slurmctl.worker``, the local
+runner) exits with one of these, each with one meaning:
+
+    ==  ==================  ===========================================================
+     0  EXIT_OK             done (a worker: its task is published, or already was)
+     1  EXIT_FAILED         the command failed (a worker: its task failed; see the task record)
+     2  ConfigError         bad job file, profile or flag: fix it
+     3  InputError          the input data cannot be read
+     4  HandlerError        the handler cannot be imported or has the wrong shape
+     5  StateError          unknown job/task, or a state that forbids the command
+     6  StorageError        the storage backend failed (disk full, outage, unreadable record)
+     7  SchedulerError      Slurm (or the local runner) failed or refused
+     8  ResultsError        results do not verify (missing tasks, rows, checksums)
+     9  EXIT_ITEMS_FAILED   the job finished but some items failed (``results`` lists them)
+    10  RateLimitTimeout    a rate-limit wait gave up (bucket paused, blocked or booked out)
+    11  EXIT_LEASE_LOST     a worker lost its task to another worker; it published nothing
+    70  EXIT_INTERNAL       internal error: a bug in slurmctl (please report it)
+    75  EXIT_RESUME         a worker was interrupted after a clean checkpoint: run it again
+   130  EXIT_INTERRUPTED    stopped by Ctrl-C
+    ==  ==================  ===========================================================
 """
 
 from __future__ import annotations
 
 from slurmctl.value import Value
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_ITEMS_FAILED = 9
+EXIT_RATE_LIMIT = 10
+EXIT_LEASE_LOST = 11
+EXIT_INTERNAL = 70
+EXIT_RESUME = 75  # EX_TEMPFAIL: interrupted after a clean checkpoint; run again to resume
+EXIT_INTERRUPTED = 130
 
 
 class SlurmctlError(Exception):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from slurmctl.errors import SlurmctlError, StateError, TransientItemError
+from slurmctl.errors import EXIT_RATE_LIMIT, SlurmctlError, StateError, TransientItemError
 
 
 class Throttled(TransientItemError):
@@ -28,4 +28,4 @@ class LimitNotFoundError(StateError):
 class RateLimitTimeout(SlurmctlError):
     """``acquire(timeout=...)`` gave up (the bucket is paused, blocked or booked out)."""
 
-    exit_code = 6
+    exit_code = EXIT_RATE_LIMIT
