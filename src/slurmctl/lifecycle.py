@@ -380,6 +380,8 @@ class Lifecycle:
         now = time.time()
         statuses = statuses if statuses is not None else self.tasks()
         objects = self.backend.objects
+        # The elements that ever claimed a task of the job (pilots run any task).
+        claimed = {t.submission for t in statuses if t.submission} if facts.pool else set()
         out: list[str] = []
         for st in statuses:
             if st.state == TaskState.SUCCEEDED:
@@ -407,11 +409,19 @@ class Lifecycle:
                 if objects.exists(keys.done_marker(self.job_id, tid)):
                     self.published(tid)
                     continue
+                # Every element meant to run it failed. If one of them ever claimed a task (this
+                # one, or in pilot mode any), the element ran and the task was put back cleanly
+                # (exit 75 makes the element FAILED too): no one's fault. If none did, the elements
+                # died before any work (a broken environment): one failed attempt, so that
+                # resubmission cannot loop for ever.
                 cover = facts.covering(tid)
                 if cover and all(e.ended and e.state in _FAILED_ENDS for e in cover):
-                    latest = max(cover, key=lambda e: e.submitted_at)
-                    self._orphan_failed(tid, st, f"Slurm element {latest.name} ended {latest.state}")
-                    st = self.task(tid) or st
+                    names = {e.name for e in cover}
+                    if st.submission not in names and not (names & claimed):
+                        latest = max(cover, key=lambda e: e.submitted_at)
+                        why = f"Slurm element {latest.name} ended {latest.state} before running it"
+                        self._orphan_failed(tid, st, why)
+                        st = self.task(tid) or st
             if st.state == TaskState.FAILED and not attempts_left(st, self.max_attempts):
                 continue
             waiting = (TaskState.QUEUED, TaskState.PENDING, TaskState.FAILED, TaskState.CANCELLED)

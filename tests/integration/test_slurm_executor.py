@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from slurmctl.coordinator import load_job
-from slurmctl.lifecycle import task_statuses
 from slurmctl.executors.slurm import SlurmExecutor
+from slurmctl.lifecycle import task_statuses
 from slurmctl.model.states import TaskState
 from slurmctl.slurm.client import SlurmClient
 from slurmctl.slurm.runner import CommandRunner
@@ -104,15 +104,17 @@ def test_one_status_poll_is_one_slurm_command(slurm_cluster, tmp_path):
     backend = local_backend(root)
     runner = CommandRunner()
     executor = SlurmExecutor(backend, load_job(backend, job_id), client=SlurmClient(runner))
-    # slurmdbd may lag a second behind the last element: poll until it lists all 30.
+    # squeue answers at once; once slurmctld has purged the array, sacct does (slurmdbd may lag a
+    # second behind the last element): poll until all 30 elements are known to have ended.
     polls = 0
-    states: dict = {}
-    while len(states) < 30 and polls < 20:
-        states = executor.poll()
+    ended: list = []
+    while len(ended) < 30 and polls < 20:
+        facts = executor.poll()
+        ended = [e for e in facts.elements.values() if e.ended]
         polls += 1
         assert sum(runner.calls.values()) == polls  # exactly one Slurm command per poll
-        time.sleep(0.5 * (len(states) < 30))
-    assert len(states) == 30 and runner.calls["sacct"] == polls
+        time.sleep(0.5 * (len(ended) < 30))
+    assert len(ended) == 30 and runner.calls["squeue"] + runner.calls["sacct"] == polls
 
 
 def test_pilot_killed_mid_task_is_reclaimed_after_lease(slurm_cluster, tmp_path):

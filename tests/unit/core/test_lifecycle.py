@@ -187,3 +187,31 @@ def test_live_holder_on_this_host_is_never_taken_over(job):
     lc.claim("t0000001", owner=FOREIGN, items=1, lease_s=60, honour_leases=True)
     st = lc.claim("t0000001", owner="w:2", items=1, lease_s=60, honour_leases=False)
     assert st.owner == "w:2" and st.failures == 1
+
+
+def test_an_element_that_put_its_task_back_cleanly_is_no_failure(job):
+    """Time limit: the worker checkpoints and exits 75, which Slurm records as FAILED."""
+    lc, _j = job
+    lc.queue(["t0000000"])
+    lc.claim("t0000000", owner=FOREIGN, items=1, lease_s=60, honour_leases=False, submission="100_0")
+    lc.interrupted("t0000000", owner=FOREIGN, exit_code=75)
+    el = Element("100", 0, time.time() - 60, SlurmState.FAILED)
+    assert "t0000000" in lc.settle(Facts(elements={el.name: el}, by_task={"t0000000": [el]}))
+    st = lc.task("t0000000")
+    assert st.state == TaskState.QUEUED and st.failures == 0
+
+
+def test_pilots_that_all_failed_before_any_work_count_a_failure(job):
+    """A broken environment (pilots die at start) must not be resubmitted for ever; pilots that
+    ran tasks and then failed (e.g. exit 75 at the time limit) leave the rest without a failure."""
+    lc, j = job
+    lc.queue(j.task_ids())
+    dead = pilots("100", 2, SlurmState.FAILED, time.time() - 60)
+    lc.settle(pool_facts(dead))
+    assert {t.failures for t in lc.tasks()} == {1}
+    lc.queue(j.task_ids())
+    lc.claim("t0000000", owner=FOREIGN, items=1, lease_s=60, honour_leases=True, submission="101_0")
+    lc.interrupted("t0000000", owner=FOREIGN, exit_code=75)
+    ran = pilots("101", 2, SlurmState.FAILED, time.time() - 30)
+    assert sorted(lc.settle(pool_facts(dead, ran))) == j.task_ids()
+    assert {t.failures for t in lc.tasks()} == {1}
