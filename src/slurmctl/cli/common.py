@@ -16,7 +16,8 @@ if TYPE_CHECKING:
 
 
 def open_backend_of(root: str | None, spec: str | None) -> Backend:
-    """The backend of ``--root`` (local) or ``--backend JSON``. Raises ConfigError on a bad spec."""
+    """The backend of ``--root`` (local) or ``--backend JSON``. Raises ConfigError on a bad spec;
+    StorageError when a remote backend fails its first-contact check (seconds at most)."""
     from slurmctl.storage.open import open_backend
 
     if spec is None:
@@ -29,7 +30,7 @@ def open_backend_of(root: str | None, spec: str | None) -> Backend:
         ) from None
     if not isinstance(block, dict):
         raise ConfigError("--backend: expected a JSON object")
-    return open_backend(block, root)
+    return open_backend(block, root, check=True)
 
 
 def fmt_s(s: float | None) -> str:

@@ -113,6 +113,13 @@ class BackendConfig(Strict):
     sse: Literal["AES256", "aws:kms"] | None = Field(
         "AES256", description="aws: S3 server-side encryption header; null for stores without SSE (SeaweedFS)"
     )
+    # The bound is storage.aws.settings.RETRY_DEADLINE_MAX_S (not imported: it would load the aws backend).
+    retry_deadline_s: float | None = Field(
+        None,
+        gt=0,
+        le=86400,
+        description="aws: how long workers retry an S3/DynamoDB outage before the task fails (default 300)",
+    )
 
     @model_validator(mode="after")
     def _aws_needs_bucket(self) -> BackendConfig:
@@ -120,6 +127,8 @@ class BackendConfig(Strict):
             raise ValueError("backend.kind aws needs backend.bucket")
         if self.kind == "local" and self.bucket:
             raise ValueError("backend.bucket is for kind: aws (set kind: aws, or remove bucket)")
+        if self.kind == "local" and self.retry_deadline_s is not None:
+            raise ValueError("backend.retry_deadline_s is for kind: aws (the local backend does not retry)")
         return self
 
 

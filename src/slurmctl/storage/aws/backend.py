@@ -10,11 +10,20 @@ from slurmctl.storage.aws.state import DynamoStateStore
 from slurmctl.storage.base import Backend
 
 
-def aws_backend(spec: dict[str, Any], *, counter: RequestCounter | None = None) -> Backend:
-    """The S3 + DynamoDB backend a ``{kind: aws, bucket, ...}`` block names. Opens clients only
-    (no request is sent). Raises ConfigError for a bad block or missing boto3/region."""
+def aws_backend(
+    spec: dict[str, Any], *, counter: RequestCounter | None = None, check: bool = False
+) -> Backend:
+    """The S3 + DynamoDB backend a ``{kind: aws, bucket, ...}`` block names. Without ``check``
+    it opens clients only (no request is sent: what a worker wants); with ``check`` it first runs
+    the first-contact check of :mod:`.preflight` (a few requests, seconds at most).
+    Raises ConfigError for a bad block or missing/malformed boto3 or region; with ``check``,
+    StorageError when the bucket or a table is missing or the endpoint does not answer."""
     settings = AwsSettings.from_spec(spec)
     counter = counter or RequestCounter()
+    if check:
+        from slurmctl.storage.aws.preflight import preflight
+
+        preflight(settings, counter=counter)
     return Backend(
         objects=S3ObjectStore(settings, counter=counter),
         state=DynamoStateStore(settings, counter=counter),

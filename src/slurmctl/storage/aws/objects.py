@@ -58,13 +58,15 @@ class S3ObjectStore(ObjectStore):
             raise
         except Exception as exc:
             code = error_code(exc)
-            if code in _PASS_THROUGH or http_status(exc) in (404, 409, 412):
-                raise  # the caller turns these into ObjectNotFoundError / ConflictError
+            # Before the pass-through: NoSuchBucket is a 404 too, but no caller can treat a
+            # missing bucket as a missing object.
             if code == "NoSuchBucket":
                 raise StorageError(
                     f"S3 bucket {self.bucket!r} does not exist",
                     hint="run `slurmctl aws bootstrap --bucket ...` or apply infra/terraform",
                 ) from exc
+            if code in _PASS_THROUGH or http_status(exc) in (404, 409, 412):
+                raise  # the caller turns these into ObjectNotFoundError / ConflictError
             if code in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken"):
                 raise StorageError(
                     f"{what}: access denied by S3 ({code})",
