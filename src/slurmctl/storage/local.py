@@ -8,9 +8,25 @@ Safe when workers on several nodes share only that filesystem (NFS v3+, GPFS, Lu
   for every caller but one (the classic NFS-safe exclusive create; ``O_EXCL`` alone would let a
   reader see an empty file).
 * State records are JSON files with a ``version`` field. Compare-and-set takes a per-record lock
-  (an exclusive ``link(2)`` of a lock file), re-reads, compares, writes with rename, and releases.
-  The lock is held for milliseconds; one left behind by a SIGKILLed writer is broken after
-  ``stale_lock_s`` (the lock file names its host, pid and time). Readers never lock.
+  (an exclusive ``link(2)`` of a complete lock file), re-reads, compares, writes with rename, and
+  releases. Readers never lock.
+* The lock file names its holder: host, boot id, pid namespace, pid, the process's start time
+  (field 22 of /proc/<pid>/stat) and a random token. A holder on this host (same boot and pid
+  namespace) is checked at once: a lock whose pid is gone, a zombie, or a process with another
+  start time (a reused pid) is broken without waiting. A lock from another host is judged by the
+  observer's own monotonic clock, never by comparing clocks of two machines (a file's mtime is
+  the file server's clock): a lock whose content stays unchanged for ``stale_lock_s`` (30 s) while
+  this process watches is stale — live holders keep it for milliseconds.
+* Breaking cannot remove a lock taken after it was judged stale: of the processes that judged
+  a content stale, the one that links the breaker file ``<lock>.break-<digest of the content>``
+  first re-reads the lock and removes it only if it still holds that content (tokens are unique).
+  A breaker file whose creator died is judged and broken like a lock. A holder releases only its
+  own lock, and checks just before its rename that the lock still holds its token: a holder on
+  another host that stalled past ``stale_lock_s`` gets a ConflictError instead of overwriting
+  (only a stall between that check and the rename could still lose an update).
+* Every OSError is converted at this module's edge into a StorageError naming the path and the
+  cause, with a hint for a full or over-quota file system, a read-only one, permissions, a stale
+  NFS handle and file size limits. Writes through ``os.write`` check the byte count.
 * No SQLite database is ever shared between nodes.
 """
 
@@ -167,16 +183,129 @@ def _check_key(key: str) -> str:
     return key
 
 
-def _link_exclusive(tmp: str | os.PathLike[str], target: str | os.PathLike[str]) -> bool:
-    """Hard-link ``tmp`` to ``target``; False if ``target`` exists. The temp file is removed."""
+def _mount_point(path: str | os.PathLike[str]) -> str:
+    """The mount point of the file system that holds ``path`` (or would hold it: the nearest
+    existing directory above it decides). Used on error paths only."""
+    where = os.path.abspath(os.fspath(path))
+    while not os.path.isdir(where) and where != os.path.dirname(where):
+        where = os.path.dirname(where)
+    while not os.path.ismount(where) and where != os.path.dirname(where):
+        where = os.path.dirname(where)
+    return where
+
+
+def _hint(code: int | None, path: str | os.PathLike[str]) -> str | None:
+    """What a user can do about an OSError with errno ``code`` at ``path``, or None."""
+    if code in (errno.ENOSPC, errno.EDQUOT):
+        fs = _mount_point(path)
+        return f"free space or raise the quota on {fs} (`df -h {fs}` and `quota -s` show the usage)"
+    if code == errno.EROFS:
+        return (
+            f"{_mount_point(path)} is mounted read-only: remount it read-write, or set backend.root "
+            "(--root / SLURMCTL_ROOT) to a writable file system"
+        )
+    if code in (errno.EACCES, errno.EPERM):
+        return (
+            f"check the permissions of {path} and of the directories above it: user id "
+            f"{os.getuid()} must be able to read and write there"
+        )
+    if code == errno.ESTALE:
+        return (
+            "the file server no longer knows this file or directory (stale NFS file handle): run the "
+            f"command again; if this persists, remount {_mount_point(path)}"
+        )
+    if code == errno.EFBIG:
+        return "a file size limit was reached (`ulimit -f`, or the file system's largest file): raise it"
+    if code in (errno.ENOTDIR, errno.EEXIST, errno.EISDIR):
+        return (
+            "a file stands where the store needs a directory, or the other way round: something else "
+            "wrote under the backend root; move it away, or use another backend.root"
+        )
+    if code == errno.EIO:
+        return f"an I/O error on {_mount_point(path)}: check the disk or the file server"
+    if code in (errno.EMFILE, errno.ENFILE):
+        return "too many open files: raise the limit (`ulimit -n`)"
+    return None
+
+
+def _storage_error(exc: OSError, doing: str, path: str | os.PathLike[str]) -> StorageError:
+    """The StorageError for ``exc``, raised while trying to ``doing`` ``path``: names the path,
+    the cause (and the file the system refused, if another), and a hint where one helps."""
+    where = os.fspath(path)
+    message = f"cannot {doing} {where}: {exc.strerror or exc}"
+    if exc.filename is not None and os.fspath(exc.filename) != where:
+        message += f" ({os.fspath(exc.filename)})"
+    return StorageError(message, hint=_hint(exc.errno, where))
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """Write all of ``data`` to ``fd``. A short write is followed by another, which reports why
+    the file system stopped (ENOSPC, EDQUOT, EFBIG...). Raises OSError."""
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        if n <= 0:
+            raise OSError(errno.EIO, "the file system accepted no bytes of a write")
+        view = view[n:]
+
+
+def _write_temp(directory: str, prefix: str, data: bytes, *, fsync: bool) -> str:
+    """The path of a new file in ``directory``, named ``<prefix><random>.tmp``, holding ``data``
+    (fsynced if ``fsync``), mode 0600 like mkstemp's. Raises OSError; then no file is left."""
+    while True:
+        tmp = f"{directory}/{prefix}{os.urandom(6).hex()}.tmp"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_CLOEXEC, 0o600)
+            break
+        except FileExistsError:
+            continue
+    try:
+        try:
+            _write_all(fd, data)
+            if fsync:
+                os.fsync(fd)
+        finally:
+            # close reports the write errors an NFS client defers to it (EDQUOT, ENOSPC, EIO)
+            os.close(fd)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return tmp
+
+
+def _link(tmp: str, target: str) -> bool:
+    """Hard-link ``tmp`` to ``target``: True if this call made ``target``, False if it existed.
+    ``tmp`` is kept. Raises OSError.
+
+    On NFS a LINK whose reply was lost is sent again and then fails with EEXIST although it
+    succeeded; the link count of ``tmp`` tells (the test open(2)'s manual gives for O_EXCL)."""
     try:
         os.link(tmp, target)
         return True
     except FileExistsError:
-        return False
+        return os.stat(tmp).st_nlink > 1
+
+
+def _link_exclusive(tmp: str, target: str) -> bool:
+    """``_link`` of ``tmp`` to ``target``, after which the temp file is removed. Raises OSError."""
+    try:
+        return _link(tmp, target)
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+
+
+def _read_small(path: str) -> bytes | None:
+    """The content of the small file ``path`` (a lock), or None if there is none. Raises OSError."""
+    try:
+        fd = os.open(path, os.O_RDONLY | _O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    try:
+        return _read_open(fd)[1]
+    finally:
+        os.close(fd)
 
 
 def _absolute(root: str | os.PathLike[str]) -> str:
@@ -189,6 +318,101 @@ def _absolute(root: str | os.PathLike[str]) -> str:
         path = f"{cwd}/{path}" if path else cwd
     lead = "//" if path.startswith("//") and not path.startswith("///") else "/"
     return lead + "/".join(p for p in path.split("/") if p and p != ".")
+
+
+# The lock protocol of FileStateStore, per process: who this process is (cached per pid: a
+# forked child is another holder), and the tokens of the locks it holds right now.
+_identity_of: tuple[int, dict[str, Any]] | None = None
+_HELD: set[str] = set()
+
+
+def _proc_stat(pid: int) -> tuple[str, int] | None:
+    """``(state, start time)`` of process ``pid``: fields 3 and 22 of /proc/<pid>/stat (the
+    start time in clock ticks since boot tells a reused pid), or None if there is no such
+    process. Raises OSError if /proc cannot tell."""
+    try:
+        data = _read_small(f"/proc/{pid}/stat")
+    except ProcessLookupError:  # it exited while being read
+        return None
+    if data is None:
+        return None
+    # The command name (field 2) is in parentheses and may hold spaces and parentheses itself.
+    rest = data[data.rindex(b")") + 2 :].split()
+    return rest[0].decode(), int(rest[19])
+
+
+def _identity() -> dict[str, Any]:
+    """This process as a lock names it: host, boot id, pid namespace, pid and start time (None
+    where /proc does not tell). Computed once per process."""
+    global _identity_of
+    pid = os.getpid()
+    if _identity_of is None or _identity_of[0] != pid:
+        import socket  # only writers lock: `status` never pays for this import
+
+        boot = pidns = start = None
+        with contextlib.suppress(OSError, ValueError):
+            boot = (_read_small("/proc/sys/kernel/random/boot_id") or b"").decode().strip() or None
+        with contextlib.suppress(OSError):
+            pidns = os.readlink("/proc/self/ns/pid")
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            start = (_proc_stat(pid) or (None, None))[1]
+        me = {"host": socket.gethostname(), "boot": boot, "pidns": pidns, "pid": pid, "start": start}
+        _identity_of = (pid, me)
+    return _identity_of[1]
+
+
+def _holder_alive(info: dict[str, Any]) -> bool | None:
+    """Whether the holder a lock file names (``info``) is alive, if this host can tell: the lock
+    was taken on this host, in this boot and pid namespace. None if it cannot (another host, a
+    lock without these fields, a process /proc hides from this user)."""
+    me = _identity()
+    pid = info.get("pid")
+    if (
+        me["boot"] is None
+        or info.get("host") != me["host"]
+        or info.get("boot") != me["boot"]
+        or info.get("pidns") != me["pidns"]
+        or not isinstance(pid, int)
+        or isinstance(pid, bool)
+        or pid <= 0
+    ):
+        return None
+    if pid == me["pid"] and info.get("start") == me["start"]:
+        # This process: held if a call in it holds the lock now, else leaked (its release failed).
+        return info.get("token") in _HELD
+    try:
+        got = _proc_stat(pid)
+    except (OSError, ValueError, IndexError):
+        return None
+    if got is None:
+        try:  # /proc may hide other users' processes (hidepid): ask the kernel
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except OSError:
+            return None
+        return None
+    state, started = got
+    if state in ("Z", "X"):  # killed, not yet reaped by its parent
+        return False
+    start = info.get("start")
+    return start is None or started == start  # another start time: the pid was reused
+
+
+def _lock_content() -> tuple[str, bytes]:
+    """A new random token, and the content of a lock file naming this process as the holder of
+    that token. The time is for people reading the file: no process compares it with its clock."""
+    token = os.urandom(8).hex()
+    return token, json.dumps({**_identity(), "token": token, "time": round(time.time(), 3)}).encode()
+
+
+def _describe_holder(data: bytes) -> str:
+    """Who a lock file's content says holds it, for messages."""
+    with contextlib.suppress(ValueError, KeyError, TypeError, AttributeError, OverflowError, OSError):
+        info = json.loads(data)
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(info["time"])))
+        return f"pid {info['pid']} on {info['host']} (since {when} by its clock)"
+    return "an unknown holder (the file is not one slurmctl wrote)"
 
 
 class _RootDir:
@@ -241,41 +465,34 @@ class LocalObjectStore(_RootDir, _DeferrableSync, ObjectStore):
             with atomic_writer(path, fsync=self.fsync) as f:
                 f.write(data)
         except OSError as exc:
-            raise StorageError(f"cannot write {path}: {exc.strerror}") from exc
+            raise _storage_error(exc, "write", path) from exc
         return ObjectInfo(key, len(data), sha256_bytes(data))
 
     def put_file(self, key: str, path: Path) -> ObjectInfo:
         target = self._path(key)
         try:
-            if os.path.realpath(path) == os.path.realpath(target):
-                return ObjectInfo(key, target.stat().st_size, sha256_file(target))
-            import shutil
+            if os.path.realpath(path) != os.path.realpath(target):
+                import shutil
 
-            with atomic_writer(target, fsync=self.fsync) as out, open(path, "rb") as src:
-                shutil.copyfileobj(src, out, CHUNK)
+                with atomic_writer(target, fsync=self.fsync) as out, open(path, "rb") as src:
+                    shutil.copyfileobj(src, out, CHUNK)
+            return ObjectInfo(key, target.stat().st_size, sha256_file(target))
         except OSError as exc:
-            raise StorageError(f"cannot store {path} as {target}: {exc.strerror}") from exc
-        return ObjectInfo(key, target.stat().st_size, sha256_file(target))
+            raise _storage_error(exc, f"store {path} as", target) from exc
 
     def put_if_absent(self, key: str, data: bytes) -> ObjectInfo:
-        import tempfile
-
         target = self._path(key)
         try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                if self.fsync:
-                    os.fsync(f.fileno())
-            created = _link_exclusive(tmp, target)
+            directory, name = os.path.split(target)
+            os.makedirs(directory, exist_ok=True)
+            tmp = _write_temp(directory, f".{name}.", data, fsync=self.fsync)
+            created = _link_exclusive(tmp, os.fspath(target))
+            if created and self.fsync:
+                fsync_dir(directory)
         except OSError as exc:
-            raise StorageError(f"cannot write {target}: {exc.strerror}") from exc
+            raise _storage_error(exc, "write", target) from exc
         if not created:
             raise ConflictError(key, "already exists")
-        if self.fsync:
-            fsync_dir(target.parent)
         return ObjectInfo(key, len(data), sha256_bytes(data))
 
     def get(self, key: str) -> bytes:
@@ -285,7 +502,7 @@ class LocalObjectStore(_RootDir, _DeferrableSync, ObjectStore):
         except FileNotFoundError as exc:
             raise ObjectNotFoundError(key) from exc
         except OSError as exc:
-            raise StorageError(f"cannot read {path}: {exc.strerror}") from exc
+            raise _storage_error(exc, "read", path) from exc
 
     def get_file(self, key: str, path: Path) -> ObjectInfo:
         src = self._path(key)
@@ -294,22 +511,30 @@ class LocalObjectStore(_RootDir, _DeferrableSync, ObjectStore):
 
             with open(src, "rb") as f, atomic_writer(path, fsync=False) as out:
                 shutil.copyfileobj(f, out, CHUNK)
+            return ObjectInfo(key, os.stat(path).st_size, sha256_file(path))
         except FileNotFoundError as exc:
-            raise ObjectNotFoundError(key) from exc
+            if not os.path.exists(src):
+                raise ObjectNotFoundError(key) from exc
+            raise _storage_error(exc, f"copy {src} to", path) from exc
         except OSError as exc:
-            raise StorageError(f"cannot copy {src} to {path}: {exc.strerror}") from exc
-        return ObjectInfo(key, os.stat(path).st_size, sha256_file(path))
+            raise _storage_error(exc, f"copy {src} to", path) from exc
 
     def head(self, key: str) -> ObjectInfo | None:
         path = self._path(key)
         try:
             size = path.stat().st_size
             return ObjectInfo(key, size, sha256_file(path))
-        except FileNotFoundError:
-            return None
+        except (FileNotFoundError, NotADirectoryError):
+            return None  # as exists(): a key below a key that is an object is not one
+        except OSError as exc:
+            raise _storage_error(exc, "read", path) from exc
 
     def exists(self, key: str) -> bool:
-        return self._path(key).exists()
+        path = self._path(key)
+        try:
+            return path.exists()
+        except OSError as exc:
+            raise _storage_error(exc, "look up", path) from exc
 
     def list(self, prefix: str) -> Iterator[str]:
         # Walk only the directory the prefix names (plus a name filter), never the whole root.
@@ -317,8 +542,13 @@ class LocalObjectStore(_RootDir, _DeferrableSync, ObjectStore):
         base = self.root / head if head else self.root
         if not base.is_dir():
             return iter(())
+
+        def fail(exc: OSError) -> None:
+            # os.walk skips what it cannot read: a listing of results must not silently miss some
+            raise _storage_error(exc, "list", exc.filename or base) from exc
+
         found: list[str] = []
-        for dirpath, dirnames, filenames in os.walk(base):
+        for dirpath, dirnames, filenames in os.walk(base, onerror=fail):
             rel = os.path.relpath(dirpath, self.root)
             rel = "" if rel == "." else rel.replace(os.sep, "/") + "/"
             for fn in filenames:
@@ -332,8 +562,13 @@ class LocalObjectStore(_RootDir, _DeferrableSync, ObjectStore):
         return iter(sorted(found))
 
     def delete(self, key: str) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            self._path(key).unlink()
+        path = self._path(key)
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise _storage_error(exc, "delete", path) from exc
 
 
 class FileStateStore(_RootDir, _DeferrableSync, StateStore):
@@ -345,17 +580,9 @@ class FileStateStore(_RootDir, _DeferrableSync, StateStore):
         self._root = os.fspath(root)
         self.fsync = fsync
         self.stale_lock_s = stale_lock_s
-        self._host_name: str | None = None
-
-    @property
-    def _host(self) -> str:
-        """This host's name, for lock files (looked up on the first write: readers never lock,
-        and importing socket is a cost every `status` would pay)."""
-        if self._host_name is None:
-            import socket
-
-            self._host_name = socket.gethostname()
-        return self._host_name
+        # lock or breaker file -> (its content, when this process first saw that content, on
+        # its monotonic clock): how a holder on another host is judged gone
+        self._seen: dict[str, tuple[bytes, float]] = {}
 
     def _path(self, table: str, key: str) -> Path:
         return self.root / _check_key(table) / f"{_check_key(key)}.json"
@@ -371,11 +598,11 @@ class FileStateStore(_RootDir, _DeferrableSync, StateStore):
         except FileNotFoundError:
             return None
         except OSError as exc:
-            raise StorageError(f"cannot read state record {path}: {exc}") from exc
+            raise _storage_error(exc, "read state record", path) from exc
         try:
             data = _read_open(fd)[1]
         except OSError as exc:
-            raise StorageError(f"cannot read state record {path}: {exc}") from exc
+            raise _storage_error(exc, "read state record", path) from exc
         finally:
             os.close(fd)
         version, value = _decode_record(data, os.fspath(path))
@@ -422,15 +649,14 @@ class FileStateStore(_RootDir, _DeferrableSync, StateStore):
                     append(None)
                     continue
                 except OSError as exc2:
-                    where = os.path.join(base, name)
-                    raise StorageError(f"cannot read state record {where}: {exc2}") from exc2
+                    raise _storage_error(exc2, "read state record", os.path.join(base, name)) from exc2
             try:
                 st = fstat(fd)
                 data = read(fd, st.st_size + 1)
                 if len(data) != st.st_size:  # a short read, or the size changed since fstat
                     data = _read_rest(fd, data)
             except OSError as exc:
-                raise StorageError(f"cannot read state record {os.path.join(base, name)}: {exc}") from exc
+                raise _storage_error(exc, "read state record", os.path.join(base, name)) from exc
             finally:
                 close(fd)
             append((st, data))
@@ -474,78 +700,182 @@ class FileStateStore(_RootDir, _DeferrableSync, StateStore):
     def get(self, table: str, key: str) -> Record | None:
         return self._read(os.path.join(self._root, _check_key(table), f"{_check_key(key)}.json"), key)
 
-    def _write(self, path: Path, key: str, version: int, value: dict[str, Any]) -> Record:
+    def _write(
+        self, path: str, name: str, version: int, value: dict[str, Any], fence: tuple[str, bytes]
+    ) -> None:
+        """Replace the record file ``path`` (``name`` in errors) by ``version`` and ``value``, unless the
+        lock file ``fence[0]`` no longer holds ``fence[1]`` (this writer's lock was broken: then
+        ConflictError, nothing written). Raises StorageError."""
+        target = os.fspath(path)
+        directory, base = os.path.split(target)
         data = json.dumps({"version": version, "value": value}, separators=(",", ":")).encode()
         try:
-            with atomic_writer(path, fsync=self.fsync) as f:
-                f.write(data)
+            tmp = _write_temp(directory, f".{base}.", data, fsync=self.fsync)
+            try:
+                # A holder judged gone (stalled for stale_lock_s on another host) must not
+                # overwrite the record that the writer after it may have changed.
+                if _read_small(fence[0]) != fence[1]:
+                    held = f"longer than {self.stale_lock_s} s"
+                    raise ConflictError(name, f"its lock was broken while this writer held it ({held})")
+                os.replace(tmp, target)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+                raise
+            if self.fsync:
+                fsync_dir(directory)
         except OSError as exc:
-            raise StorageError(f"cannot write state record {path}: {exc.strerror}") from exc
-        return Record(key, version, value)
+            raise _storage_error(exc, "write state record", target) from exc
 
     @contextlib.contextmanager
-    def _locked(self, path: Path) -> Iterator[None]:
-        import tempfile
+    def _locked(self, path: str | os.PathLike[str]) -> Iterator[bytes]:
+        """Hold the lock of the record file ``path`` (``<path>.lock``) for the ``with`` block;
+        yields the lock file's content, unique to this holder. Waits while a live holder has it,
+        breaks it if its holder is gone. Raises StorageError if the lock cannot be written, or
+        stays held for ``2 * stale_lock_s + 10`` seconds."""
+        record = os.fspath(path)
+        lock = record + ".lock"
+        token, content = _lock_content()
+        # Registered before the lock exists: another thread of this process that finds it must
+        # see a holder, not a lock its process leaked.
+        _HELD.add(token)
+        try:
+            directory = os.path.dirname(lock)
+            os.makedirs(directory, exist_ok=True)
+            tmp = _write_temp(directory, f".{os.path.basename(lock)}.", content, fsync=False)
+            try:
+                self._acquire(record, lock, tmp)
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
+        except OSError as exc:
+            _HELD.discard(token)
+            raise _storage_error(exc, "lock state record", record) from exc
+        except BaseException:
+            _HELD.discard(token)
+            raise
+        try:
+            yield content
+        except BaseException:
+            self._release(lock, token, content, quiet=True)
+            raise
+        self._release(lock, token, content, quiet=False)
 
-        lock = path.with_name(path.name + ".lock")
-        lock.parent.mkdir(parents=True, exist_ok=True)
-        info = json.dumps({"host": self._host, "pid": os.getpid(), "time": time.time()}).encode()
-        delay = 0.001
+    def _acquire(self, record: str, lock: str, tmp: str) -> None:
+        """Link ``tmp`` (this holder's lock content) to ``lock``, breaking a lock whose holder is
+        gone. Raises OSError, StorageError if it stays held too long."""
         deadline = time.monotonic() + 2 * self.stale_lock_s + 10
-        while True:
-            fd, tmp = tempfile.mkstemp(prefix=f".{lock.name}.", suffix=".tmp", dir=lock.parent)
-            with os.fdopen(fd, "wb") as f:
-                f.write(info)
-            if _link_exclusive(tmp, lock):
-                break
-            self._break_if_stale(lock)
+        delay = 0.001
+        while not _link(tmp, lock):
+            seen = _read_small(lock)
+            if seen is None:
+                continue  # released since the link: try again at once
+            if self._is_stale(lock, seen) and self._break(lock, seen):
+                continue
             if time.monotonic() > deadline:
-                raise StorageError(f"could not lock {path} (lock file {lock} is held)")
+                raise StorageError(
+                    f"could not lock state record {record}: {lock} stays held by {_describe_holder(seen)}",
+                    hint=f"if that process is not running, remove {lock}",
+                )
             time.sleep(delay)
             delay = min(delay * 2, 0.05)
+        self._seen.pop(lock, None)
+
+    def _release(self, lock: str, token: str, content: bytes, *, quiet: bool) -> None:
+        """Remove ``lock`` if it still holds ``content`` (a lock broken and re-taken by another
+        writer is theirs). Raises StorageError unless ``quiet``; then the lock stays, and this
+        process treats it as leaked (see ``_holder_alive``). Idempotent."""
         try:
-            yield
+            if _read_small(lock) == content:
+                os.unlink(lock)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            if not quiet:
+                raise _storage_error(exc, "unlock", lock) from exc
+        finally:
+            _HELD.discard(token)
+
+    def _is_stale(self, path: str, data: bytes) -> bool:
+        """Whether the lock (or breaker) file ``path``, read as ``data``, was left by a holder that
+        is gone. On this host: its pid is gone, a zombie, or another process. Elsewhere (or when
+        this host cannot tell): ``data`` has stayed the same for ``stale_lock_s`` on this process's
+        monotonic clock — clocks of different machines are never compared, and a live holder
+        keeps a lock for milliseconds. Reads /proc only; records what it saw."""
+        info: Any = None
+        with contextlib.suppress(ValueError):
+            info = json.loads(data)
+        alive = _holder_alive(info) if isinstance(info, dict) else None
+        if alive is not None:
+            return not alive
+        now = time.monotonic()
+        seen = self._seen.get(path)
+        if seen is None or seen[0] != data:
+            self._seen[path] = (data, now)
+            return False
+        return now - seen[1] >= self.stale_lock_s
+
+    @staticmethod
+    def _breaker_path(target: str, seen: bytes) -> str:
+        """The mutex file whose creator alone may remove ``target`` while it holds ``seen``."""
+        import hashlib
+
+        return f"{target}.break-{hashlib.sha256(seen).hexdigest()[:16]}"
+
+    def _break(self, target: str, seen: bytes, depth: int = 0) -> bool:
+        """Remove the stale lock (or breaker) ``target`` if it still holds ``seen``; True if it is
+        gone (by this call or another), False if another breaker is at work. Raises OSError.
+
+        Of all processes that judged ``seen`` stale, the one that links the breaker file first
+        re-reads ``target`` and removes it only if it still holds ``seen``: a lock re-taken since
+        has another (random) content and stays. A breaker file whose creator died is judged like
+        a lock and broken the same way (up to three levels deep)."""
+        mutex = self._breaker_path(target, seen)
+        directory, name = os.path.split(mutex)
+        mine = _lock_content()[1]
+        tmp = _write_temp(directory, f".{name}.", mine, fsync=False)
+        try:
+            won = _link(tmp, mutex)
         finally:
             with contextlib.suppress(FileNotFoundError):
-                lock.unlink()
-
-    def _break_if_stale(self, lock: Path) -> None:
-        try:
-            age = time.time() - lock.stat().st_mtime
-        except FileNotFoundError:
-            return
-        if age < self.stale_lock_s:
-            return
-        # Rename to a unique name first: of several breakers exactly one rename succeeds.
-        grave = lock.with_name(f".{lock.name}.stale.{os.getpid()}.{time.monotonic_ns()}")
-        try:
-            os.rename(lock, grave)
-        except OSError as exc:
-            if exc.errno != errno.ENOENT:
-                raise
-            return
-        with contextlib.suppress(FileNotFoundError):
-            grave.unlink()
+                os.unlink(tmp)
+        if won:
+            try:
+                if _read_small(target) == seen:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(target)
+                self._seen.pop(target, None)
+            finally:
+                if _read_small(mutex) == mine:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(mutex)
+            return True
+        other = _read_small(mutex)
+        if other is None:
+            return _read_small(target) != seen
+        if depth < 2 and self._is_stale(mutex, other):
+            self._break(mutex, other, depth + 1)
+        return False
 
     def create(self, table: str, key: str, value: dict[str, Any]) -> Record:
-        import tempfile
-
-        path = self._path(table, key)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path = os.fspath(self._path(table, key))
+        directory, name = os.path.split(path)
         data = json.dumps({"version": 1, "value": value}, separators=(",", ":")).encode()
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            if self.fsync:
-                os.fsync(f.fileno())
-        if not _link_exclusive(tmp, path):
+        try:
+            os.makedirs(directory, exist_ok=True)
+            tmp = _write_temp(directory, f".{name}.", data, fsync=self.fsync)
+            created = _link_exclusive(tmp, path)
+            if created and self.fsync:
+                fsync_dir(directory)
+        except OSError as exc:
+            raise _storage_error(exc, "create state record", path) from exc
+        if not created:
             raise ConflictError(f"{table}/{key}", "record already exists")
         return Record(key, 1, value)
 
     def compare_and_set(self, table: str, key: str, value: dict[str, Any], expected_version: int) -> Record:
-        path = self._path(table, key)
-        with self._locked(path):
+        path = os.fspath(self._path(table, key))
+        with self._locked(path) as mine:
             current = self._read(path, key)
             if current is None:
                 raise ConflictError(f"{table}/{key}", "record does not exist")
@@ -553,7 +883,8 @@ class FileStateStore(_RootDir, _DeferrableSync, StateStore):
                 raise ConflictError(
                     f"{table}/{key}", f"version is {current.version}, expected {expected_version}"
                 )
-            return self._write(path, key, expected_version + 1, value)
+            self._write(path, f"{table}/{key}", expected_version + 1, value, (path + ".lock", mine))
+            return Record(key, expected_version + 1, value)
 
     def _location(self, table: str, prefix: str) -> tuple[str, str, str]:
         """(directory to list, key prefix of its records, name prefix to match) for a scan."""
@@ -572,9 +903,15 @@ class FileStateStore(_RootDir, _DeferrableSync, StateStore):
                 entries = sorted(it, key=lambda e: e.name)
         except FileNotFoundError:
             return records
+        except OSError as exc:
+            raise _storage_error(exc, "list state records in", base) from exc
         for entry in entries:
             name = entry.name
-            if entry.is_dir():
+            try:
+                is_dir = entry.is_dir()
+            except OSError as exc:
+                raise _storage_error(exc, "list state records in", base) from exc
+            if is_dir:
                 if name.startswith(name_prefix):
                     records.extend(self.scan(table, f"{key_head}{name}/"))
                 continue
@@ -605,7 +942,10 @@ class FileStateStore(_RootDir, _DeferrableSync, StateStore):
             return self._read_many(dir_fd, names, fields, where)
 
         cache_dir = os.path.join(self._root, ".scan-cache", table, key_head)
-        found = scancache.scan_dir(where, cache_dir, read, fields)
+        try:
+            found = scancache.scan_dir(where, cache_dir, read, fields)
+        except OSError as exc:
+            raise _storage_error(exc, "list state records in", exc.filename or where) from exc
         if found is None:
             return [], [], []
         subdirs = [d for d in found.subdirs if d.startswith(name_prefix)]
@@ -636,8 +976,13 @@ class FileStateStore(_RootDir, _DeferrableSync, StateStore):
         return keys, versions, values
 
     def delete(self, table: str, key: str) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            self._path(table, key).unlink()
+        path = self._path(table, key)
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise _storage_error(exc, "delete state record", path) from exc
 
 
 def local_backend(root: str | os.PathLike[str], *, fsync: bool = True) -> Backend:
@@ -649,7 +994,8 @@ def local_backend(root: str | os.PathLike[str], *, fsync: bool = True) -> Backen
     except OSError as exc:
         raise StorageError(
             f"cannot create backend root {path}: {exc.strerror}",
-            hint="set backend.root in the job file or --root / SLURMCTL_ROOT to a writable directory",
+            hint=_hint(exc.errno, path)
+            or "set backend.root in the job file or --root / SLURMCTL_ROOT to a writable directory",
         ) from exc
     return Backend(
         objects=LocalObjectStore(path, fsync=fsync),

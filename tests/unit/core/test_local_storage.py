@@ -61,6 +61,9 @@ def test_put_if_absent_has_one_winner_across_processes(tmp_path):
 
 
 def test_stale_lock_of_a_dead_writer_is_broken(tmp_path):
+    """A lock file without boot id and token (written by hand or by an older slurmctl) cannot be
+    checked by pid: it is stale once unchanged for stale_lock_s on this process's clock. The
+    liveness cases are in tests/unit/storage/test_local_lock_liveness.py."""
     b = local_backend(tmp_path)
     b.state.stale_lock_s = 0.5
     b.state.create("t", "k", {"n": 0})
