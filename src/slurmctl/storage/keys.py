@@ -12,7 +12,9 @@ Object keys (the same on a local root and in an S3 bucket)::
     jobs/<job>/results/<task>/a<N>.manifest.json result manifest of attempt N (rows, sha256, timings)
     jobs/<job>/results/<task>/.done             written last, create-if-absent: names the one attempt
                                                 whose result is published (manifest key + sha256)
-    jobs/<job>/checkpoints/<task>.sqlite        item-level checkpoint copied from node-local scratch
+    jobs/<job>/checkpoints/<task>/<first>-<w>.seg  checkpoint segment: runs of items committed on a
+                                                node since its previous segment (first = its first
+                                                item id, 12 digits; w = the writing attempt's token)
     jobs/<job>/retries/<n>.json                 retry manifests
     jobs/<job>/slurm/<group>.sbatch             generated sbatch scripts
     jobs/<job>/logs/...                         executor and worker logs
@@ -86,8 +88,15 @@ def done_marker(job_id: str, task_id: str) -> str:
     return f"{_job(job_id)}/results/{task_id}/.done"
 
 
-def checkpoint(job_id: str, task_id: str) -> str:
-    return f"{_job(job_id)}/checkpoints/{task_id}.sqlite"
+def checkpoint_prefix(job_id: str, task_id: str) -> str:
+    """The prefix of every checkpoint segment of a task."""
+    return f"{_job(job_id)}/checkpoints/{task_id}/"
+
+
+def checkpoint_segment(job_id: str, task_id: str, first_item: int, writer: str) -> str:
+    """A checkpoint segment: its first item id (segments list in item order) and the token of the
+    attempt that wrote it (two attempts never write the same key)."""
+    return f"{_job(job_id)}/checkpoints/{task_id}/{first_item:012d}-{writer}.seg"
 
 
 def retries_prefix(job_id: str) -> str:

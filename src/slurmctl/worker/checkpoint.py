@@ -1,17 +1,15 @@
-"""Item-level checkpoint: a SQLite file on node-local scratch, copied to the shared store.
+"""Item-level checkpoint: a SQLite file on node-local scratch, shipped to the shared store as segments.
 
 Why node-local: SQLite's locking is unreliable on NFS/Lustre, and a database written from two
-nodes can be corrupted. Each task attempt owns its file on the node it runs on; the worker copies a
-consistent snapshot (SQLite's backup API) to the store every ``interval_s`` and on SIGTERM, so a
-task restarted on another node resumes from the last snapshot.
+nodes can be corrupted. Each task attempt owns its file on the node it runs on.
 
-Layout (format 2, ``PRAGMA user_version = 2``): the worker records items in *runs* — contiguous
+Layout (format 3, ``PRAGMA user_version = 3``): the worker records items in *runs* — contiguous
 ranges of item ids handled one after another — and stores ONE row per run in ``chunks``: its first
-and last item id, its row count, how many of its items failed, and its output rows as one blob (the
-rows in item order, each followed by ``\\n``: exactly the bytes the published result file holds for
-those items). Failed items are listed one per row in ``errors``. A one-row-per-item SQLite insert
-was a third of a no-op item's cost; one row per run of ~1,000 items is noise. ``items`` is a view
-with one row per recorded item (``item_id``, ``ok``), for people and tools that look inside.
+and last item id, its row count, how many of its items failed, whether the run is in the store
+(``shipped``), and its output rows as one blob (the rows in item order, each followed by ``\\n``:
+exactly the bytes the published result file holds for those items). Failed items are listed one per
+row in ``errors``. ``items`` is a view with one row per recorded item (``item_id``, ``ok``), for
+people and tools that look inside.
 
 Commits are batched (every ``commit_items`` items or ``commit_s`` seconds), not one per item. After
 a crash the items since the last commit are processed again; the runs already committed say exactly
@@ -19,27 +17,42 @@ which items are done, so an item is never recorded twice: the *output* is exactl
 call is at-least-once. Runs never overlap (an attempt only handles items no run covers), so the
 runs ordered by ``first_id`` give the rows in item order.
 
-Format 1 (slurmctl before this layout: one ``items`` table row per item with its rows as text) is
-converted in place when such a file is opened, so a task interrupted by the previous version resumes
-with no item redone.
+Shipping to the store (so another node can resume): each snapshot writes ONE *segment* holding the
+committed runs not shipped yet, with their errors (``write_segment``), and the worker stores it under
+its own key; the runs are then marked shipped. A long task's traffic is therefore its rows once, not
+a copy of the whole database per snapshot. A segment is a self-checking file (see ``_MAGIC``): a
+magic with the format, one frame per run (its numbers, rows and errors), an end frame, and the
+sha256 of everything before it. ``read_segment`` refuses a truncated, damaged or other-format
+segment (``SegmentError``); the resuming worker then ignores it and runs its items again. Restoring
+is a union: ``merge`` adds the runs of a segment that overlap no run already present, so runs from
+several attempts (one of them may have lost its lease and still shipped) never overlap either.
+
+Only format 3 is read: a file of an earlier development format (1: one row per item; 2: runs, copied
+whole to the store) is refused with a message, and its items are run again.
 """
 
 from __future__ import annotations
 
+import bisect
 import contextlib
+import hashlib
 import json
 import logging
+import os
+import secrets
 import sqlite3
+import struct
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, NamedTuple
 
 from slurmctl.errors import StateError
+from slurmctl.fsutil import CHUNK, fsync_dir
 
 log = logging.getLogger("slurmctl.worker")
 
-FORMAT = 2
+FORMAT = 3
 PAGE_SIZE = 16384
 
 TABLES = """
@@ -48,8 +61,11 @@ CREATE TABLE IF NOT EXISTS chunks (
     last_id INTEGER NOT NULL,      -- last item id of the run (inclusive)
     nrows INTEGER NOT NULL,        -- output rows of the run's items
     nfailed INTEGER NOT NULL,      -- items of the run that failed (listed in errors)
+    shipped INTEGER NOT NULL DEFAULT 0,  -- 1 once the run is in a segment in the store
     rows BLOB NOT NULL             -- the rows, JSON, in item order, each followed by a newline
 );
+-- The runs a snapshot has to ship: found without reading every run's row.
+CREATE INDEX IF NOT EXISTS unshipped ON chunks (first_id) WHERE shipped = 0;
 CREATE TABLE IF NOT EXISTS errors (
     item_id INTEGER PRIMARY KEY,
     category TEXT NOT NULL,
@@ -69,12 +85,35 @@ CREATE VIEW IF NOT EXISTS items (item_id, ok) AS
     )
     SELECT item_id, item_id NOT IN (SELECT item_id FROM errors) FROM ids;
 """
-
-# A format-1 file is converted into runs of at most this many items (the blob of a run is held in
-# memory while it is written).
-_MIGRATE_RUN_ITEMS = 5000
+_INSERT_RUN = "INSERT INTO chunks (first_id, last_id, nrows, nfailed, shipped, rows) VALUES (?,?,?,?,?,?)"
+_INSERT_ERROR = "INSERT OR REPLACE INTO errors VALUES (?,?,?,?,?,?)"
 
 ErrorRow = tuple[int, str, str, str, str, int]  # item_id, category, type, message, traceback, attempt
+Run = tuple[int, int, int, int, bytes]  # first_id, last_id, nrows, nfailed, rows
+
+# A segment file: _MAGIC, then one frame per run — _FRAME (first_id, last_id, nrows, nfailed,
+# bytes of rows, bytes of errors) followed by the rows and the run's errors (a JSON array of error
+# rows) — then an end frame (first_id -1, the rest 0), then the sha256 digest (32 bytes) of every
+# byte before it. The last byte of the magic is the format.
+_MAGIC = b"SLCKSEG" + bytes([FORMAT])
+_FRAME = struct.Struct("<qqqqQQ")
+_END = _FRAME.pack(-1, 0, 0, 0, 0, 0)
+_DIGEST = 32
+
+
+class SegmentError(Exception):
+    """A segment file is truncated, damaged, or not of this format (the message says which)."""
+
+
+class Segment(NamedTuple):
+    """What ``write_segment`` wrote: its first item id, the first ids of its runs (for
+    ``mark_shipped``), its items, its size in bytes and its sha256."""
+
+    first_id: int
+    runs: tuple[int, ...]
+    items: int
+    size: int
+    sha256: str
 
 
 def _unreadable(path: Path, exc: Exception) -> StateError:
@@ -96,107 +135,76 @@ def _format_of(db: sqlite3.Connection) -> int:
     return 0
 
 
+def _wrong_format(path: Path, version: int) -> StateError:
+    if version > FORMAT:
+        return StateError(
+            f"checkpoint {path} has format {version}; this slurmctl reads format {FORMAT} only",
+            hint="run the task with the slurmctl version that wrote the checkpoint (upgrade the "
+            "workers' environment), or delete it to restart the task from its first item",
+        )
+    return StateError(
+        f"checkpoint {path} has format {version}, written by an earlier development version of "
+        f"slurmctl; this slurmctl reads format {FORMAT} only",
+        hint="delete it: the task restarts from its first item (a worker that finds such a file "
+        "on its node ignores it and does that by itself)",
+    )
+
+
 class Checkpoint:
     """The checkpoint of one task attempt. Not thread-safe except where a method says so."""
 
     def __init__(
         self, path: Path, *, commit_items: int = 5000, commit_s: float = 1.0, commit_bytes: int = 64 << 20
     ) -> None:
-        """Open (creating or converting) the checkpoint at ``path``. Pending runs are committed
-        every ``commit_items`` items, ``commit_bytes`` bytes of rows or ``commit_s`` seconds.
+        """Open (creating) the checkpoint at ``path``. Pending runs are committed every
+        ``commit_items`` items, ``commit_bytes`` bytes of rows or ``commit_s`` seconds.
 
-        Raises StateError if the file is not a checkpoint, is damaged, or has a newer format."""
+        Raises StateError if the file is not a checkpoint, is damaged, or has another format."""
         self.path = path
+        # Names this attempt's segments in the store: two attempts (one may have lost its lease
+        # and still be running) never write the same key.
+        self.writer = secrets.token_hex(4)
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            # Checked before anything is set: a refused file is left exactly as it was.
+            version = _format_of(self.db)
+            if version not in (0, FORMAT):
+                self.db.close()
+                raise _wrong_format(path, version)
             # Rows are stored as ~100 KB blobs: 16 KiB pages write them ~2x faster than the default
             # 4 KiB (fewer overflow pages; measured in bench/RESULTS.md). Only takes effect when
             # the file is created (a no-op on an existing one).
             self.db.execute(f"PRAGMA page_size = {PAGE_SIZE}")
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
-            version = _format_of(self.db)
-            if version > FORMAT:
-                raise StateError(
-                    f"checkpoint {path} has format {version}; this slurmctl reads formats 1-{FORMAT}",
-                    hint="run the task with the slurmctl version that wrote the checkpoint (upgrade "
-                    "the workers' environment), or delete it to restart the task from its first item",
-                )
-            if version == 1:
-                self._migrate_v1()
-            else:
-                self.db.executescript(TABLES + ITEMS_VIEW + f"PRAGMA user_version = {FORMAT};")
+            self.db.executescript(TABLES + ITEMS_VIEW + f"PRAGMA user_version = {FORMAT};")
         except sqlite3.DatabaseError as exc:
             raise _unreadable(path, exc) from exc
         self.commit_items = commit_items
         self.commit_s = commit_s
         self.commit_bytes = commit_bytes
-        self._chunks: list[tuple[int, int, int, int, bytes]] = []
+        self._chunks: list[tuple[int, int, int, int, int, bytes]] = []
         self._err: list[ErrorRow] = []
         self._pending_items = 0
         self._pending_bytes = 0
         self._last_commit = time.monotonic()
 
-    def _migrate_v1(self) -> None:
-        """Convert a format-1 file (one ``items`` row per item) to runs, in one transaction."""
-        db = self.db
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            db.execute("ALTER TABLE items RENAME TO items_v1")
-            # Statement by statement: executescript() would commit the open transaction first.
-            for statement in TABLES.split(";")[:-1]:
-                db.execute(statement)
-            run: list[tuple[int, int, int, str]] = []
-
-            def flush() -> None:
-                if not run:
-                    return
-                text = "".join(rows + "\n" for _, ok, nrows, rows in run if ok and nrows)
-                failed = sum(1 for _, ok, _, _ in run if not ok)
-                nrows = sum(nrows for _, ok, nrows, _ in run if ok)
-                db.execute(
-                    "INSERT INTO chunks VALUES (?,?,?,?,?)",
-                    (run[0][0], run[-1][0], nrows, failed, text.encode()),
-                )
-                run.clear()
-
-            for row in db.execute("SELECT item_id, ok, nrows, rows FROM items_v1 ORDER BY item_id"):
-                if run and (row[0] != run[-1][0] + 1 or len(run) >= _MIGRATE_RUN_ITEMS):
-                    flush()
-                run.append(row)
-            flush()
-            db.execute("DROP TABLE items_v1")
-            db.execute(ITEMS_VIEW)
-            db.execute(f"PRAGMA user_version = {FORMAT}")
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-
     @staticmethod
     def count(path: Path) -> int:
-        """Return the items recorded in a checkpoint file, format 1 or 2; 0 if it is missing,
-        unreadable or of a newer format (logged: the task then redoes those items). Never raises;
-        read-only."""
+        """Return the items recorded in a checkpoint file; 0 if it is missing, unreadable or of
+        another format (logged: the task then redoes those items). Never raises; read-only."""
         if not path.exists():
             return 0
         try:
             with contextlib.closing(sqlite3.connect(path)) as db:
                 version = _format_of(db)
-                if version == 1:
-                    return db.execute("SELECT count(*) FROM items").fetchone()[0]
                 if version == FORMAT:
                     sql = "SELECT coalesce(sum(last_id - first_id + 1), 0) FROM chunks"
                     return db.execute(sql).fetchone()[0]
-                if version > FORMAT:
-                    # Written by a newer slurmctl: its items are redone rather than misread.
-                    log.warning(
-                        "checkpoint %s has format %d, newer than this slurmctl reads (%d); ignoring it",
-                        path,
-                        version,
-                        FORMAT,
-                    )
+                if version:
+                    # Misread rather than redone would publish wrong rows; redone costs time only.
+                    log.warning("%s; ignoring it, its items are run again", _wrong_format(path, version))
                 return 0
         except sqlite3.DatabaseError:
             return 0
@@ -238,7 +246,7 @@ class Checkpoint:
         failed items. Commits when ``commit_items`` items or ``commit_bytes`` bytes are pending.
         Not idempotent: a run must be recorded once (a second record of the same ``first_id``
         fails at commit)."""
-        self._chunks.append((first_id, last_id, nrows, len(errors), rows))
+        self._chunks.append((first_id, last_id, nrows, len(errors), 0, rows))
         if errors:
             self._err.extend(errors)
         self._pending_items += last_id - first_id + 1
@@ -255,9 +263,9 @@ class Checkpoint:
             return False
         self.db.execute("BEGIN")
         try:
-            self.db.executemany("INSERT INTO chunks VALUES (?,?,?,?,?)", self._chunks)
+            self.db.executemany(_INSERT_RUN, self._chunks)
             if self._err:
-                self.db.executemany("INSERT OR REPLACE INTO errors VALUES (?,?,?,?,?,?)", self._err)
+                self.db.executemany(_INSERT_ERROR, self._err)
         except BaseException:
             self.db.execute("ROLLBACK")
             raise
@@ -269,17 +277,113 @@ class Checkpoint:
         self._last_commit = time.monotonic()
         return True
 
-    def snapshot(self, dest: Path) -> None:
-        """Write a consistent copy to ``dest`` (SQLite backup API; readers of this file unaffected).
-        Commits pending runs first. Idempotent."""
+    # -- segments ---------------------------------------------------------------------------
+    def write_segment(self, dest: Path) -> Segment | None:
+        """Commit pending runs, then write the committed runs not shipped yet (and their errors)
+        as one segment file at ``dest`` (temp file, fsync, rename). Returns what it wrote, or None
+        if every run is shipped (no file written). The runs stay unshipped until ``mark_shipped``:
+        if storing the segment fails, the next segment carries them again. Idempotent until then.
+        Memory: one run's rows at a time."""
         self.commit_if_due(force=True)
-        tmp = dest.with_name(dest.name + ".snap")
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        with contextlib.closing(sqlite3.connect(tmp)) as out:
-            self.db.backup(out)
-        tmp.replace(dest)
+        heads = self.db.execute(
+            "SELECT first_id, last_id FROM chunks WHERE shipped = 0 ORDER BY first_id"
+        ).fetchall()
+        if not heads:
+            return None
+        tmp = dest.with_name(dest.name + ".tmp")
+        digest = hashlib.sha256()
+        size = 0
+        with open(tmp, "wb") as out:
 
+            def put(data: bytes) -> None:
+                nonlocal size
+                out.write(data)
+                digest.update(data)
+                size += len(data)
+
+            put(_MAGIC)
+            runs = self.db.execute(
+                "SELECT first_id, last_id, nrows, nfailed, rows FROM chunks WHERE shipped = 0 "
+                "ORDER BY first_id"
+            )
+            errors = self.db.cursor()
+            for first, last, nrows, nfailed, rows in runs:
+                errs = b""
+                if nfailed:
+                    found = errors.execute(
+                        "SELECT * FROM errors WHERE item_id BETWEEN ? AND ? ORDER BY item_id", (first, last)
+                    ).fetchall()
+                    errs = json.dumps(found).encode()
+                put(_FRAME.pack(first, last, nrows, nfailed, len(rows), len(errs)))
+                put(rows)
+                put(errs)
+            put(_END)
+            sha = digest.digest()
+            out.write(sha)
+            size += len(sha)
+            out.flush()
+            os.fsync(out.fileno())
+        tmp.replace(dest)
+        fsync_dir(dest.parent)
+        ids = tuple(first for first, _ in heads)
+        items = sum(last - first + 1 for first, last in heads)
+        return Segment(ids[0], ids, items, size, sha.hex())
+
+    def mark_shipped(self, segment: Segment) -> None:
+        """Record that ``segment``'s runs are in the store (the next segment leaves them out).
+        Idempotent."""
+        self.db.execute("BEGIN")
+        self.db.executemany("UPDATE chunks SET shipped = 1 WHERE first_id = ?", [(i,) for i in segment.runs])
+        self.db.execute("COMMIT")
+
+    def set_shipped(self, in_store: set[tuple[int, int]]) -> None:
+        """Mark shipped exactly the runs whose ``(first_id, last_id)`` is in ``in_store`` (the runs
+        of the store's readable segments): a copy of an earlier attempt's file then ships what
+        the store lacks (e.g. runs of a damaged segment) and nothing it has. Idempotent."""
+        self.commit_if_due(force=True)
+        heads = self.db.execute("SELECT first_id, last_id, shipped FROM chunks").fetchall()
+        change = [
+            (int((first, last) in in_store), first)
+            for first, last, was in heads
+            if int((first, last) in in_store) != was
+        ]
+        if change:
+            self.db.execute("BEGIN")
+            self.db.executemany("UPDATE chunks SET shipped = ? WHERE first_id = ?", change)
+            self.db.execute("COMMIT")
+
+    def merge(
+        self, runs: Iterable[tuple[Run, list[ErrorRow]]], *, shipped: bool = True
+    ) -> list[tuple[int, int]]:
+        """Add the ``runs`` (each with its errors) that overlap no run already recorded, marked
+        ``shipped``, in one transaction (all or nothing: if iterating ``runs`` raises, nothing is
+        added). The others are dropped: their items are recorded once already. Returns the
+        ``(first_id, last_id)`` of every run of ``runs``, added or not. Restoring from segments is
+        this union of runs, never an item twice."""
+        self.commit_if_due(force=True)
+        heads = self.db.execute("SELECT first_id, last_id FROM chunks ORDER BY first_id").fetchall()
+        firsts = [first for first, _ in heads]
+        lasts = [last for _, last in heads]
+        seen: list[tuple[int, int]] = []
+        self.db.execute("BEGIN")
+        try:
+            for (first, last, nrows, nfailed, rows), errs in runs:
+                seen.append((first, last))
+                at = bisect.bisect_right(firsts, last)  # the runs that start at or before ``last``
+                if at and lasts[at - 1] >= first:
+                    continue  # overlaps the last of them (runs are disjoint: only it can)
+                firsts.insert(at, first)
+                lasts.insert(at, last)
+                self.db.execute(_INSERT_RUN, (first, last, nrows, nfailed, int(shipped), rows))
+                if errs:
+                    self.db.executemany(_INSERT_ERROR, errs)
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+        return seen
+
+    # -- reading ----------------------------------------------------------------------------
     def counts(self) -> tuple[int, int, int]:
         """Return (items ok, items failed, rows) recorded so far, pending included."""
         self.commit_if_due(force=True)
@@ -327,3 +431,65 @@ class Checkpoint:
         with contextlib.suppress(sqlite3.Error):
             self.commit_if_due(force=True)
             self.db.close()
+
+
+def _read_exact(f: BinaryIO, n: int, what: str) -> bytes:
+    data = f.read(n)
+    if len(data) != n:
+        raise SegmentError(f"truncated in {what}")
+    return data
+
+
+def read_segment(f: BinaryIO) -> Iterator[tuple[Run, list[ErrorRow]]]:
+    """Check a whole segment file (open for binary reading, seekable), then yield its runs, each
+    with its errors, in the order written. Raises SegmentError, before yielding anything, if the
+    file is truncated, damaged (its sha256 does not match) or of another format; read-only."""
+    f.seek(0, os.SEEK_END)
+    size = f.tell()
+    f.seek(0)
+    magic = f.read(len(_MAGIC))
+    if magic[:-1] != _MAGIC[:-1]:
+        raise SegmentError("not a slurmctl checkpoint segment")
+    if len(magic) == len(_MAGIC) and magic[-1] != FORMAT:
+        raise SegmentError(f"segment format {magic[-1]}; this slurmctl reads format {FORMAT} only")
+    if size < len(_MAGIC) + len(_END) + _DIGEST:
+        raise SegmentError(f"truncated ({size} bytes)")
+    # The digest first, over the whole file: a damaged segment is refused before any run is used.
+    digest = hashlib.sha256(magic)
+    left = size - _DIGEST - len(magic)
+    while left:
+        block = f.read(min(CHUNK, left))
+        if not block:
+            raise SegmentError("truncated while checking its sha256")
+        digest.update(block)
+        left -= len(block)
+    if f.read(_DIGEST) != digest.digest():
+        raise SegmentError("damaged: its sha256 does not match its content")
+    return _frames(f, size)
+
+
+def _frames(f: BinaryIO, size: int) -> Iterator[tuple[Run, list[ErrorRow]]]:
+    f.seek(len(_MAGIC))
+    previous = None
+    while True:
+        first, last, nrows, nfailed, nbytes, nerrs = _FRAME.unpack(_read_exact(f, _FRAME.size, "a run"))
+        if first == -1:
+            break
+        if (
+            not 0 <= first <= last
+            or (previous is not None and first <= previous)
+            or nfailed > last - first + 1
+        ):
+            raise SegmentError(f"inconsistent run {first}..{last}")
+        rows = _read_exact(f, nbytes, f"the rows of run {first}..{last}")
+        errs = [tuple(e) for e in json.loads(_read_exact(f, nerrs, "errors"))] if nerrs else []
+        if (
+            len(errs) != nfailed
+            or any(len(e) != 6 or not first <= e[0] <= last for e in errs)
+            or rows.count(b"\n") != nrows
+        ):
+            raise SegmentError(f"inconsistent run {first}..{last}")
+        previous = last
+        yield (first, last, nrows, nfailed, rows), errs  # type: ignore[misc]
+    if f.tell() != size - _DIGEST:
+        raise SegmentError("data after its end frame")

@@ -191,6 +191,14 @@ def pending_runs(first: int, items: int, done: list[tuple[int, int]]) -> list[tu
     return runs
 
 
+# A chunk function: ``handle_chunk(pos, n)`` handles up to ``n`` items from item id ``pos`` (the next
+# lines of the batch file) and returns (first id not handled, their rows, their failed items'
+# errors); fewer than ``n`` handled means a stop signal or the end of the file.
+_Chunker = Callable[[int, int], tuple[int, list[bytes], list[ErrorRow]]]
+# Records per call of a batch handler (the last call of a run may get fewer).
+_BATCH_RECORDS = 1000
+
+
 class _Heartbeat(threading.Thread):
     """Renews the task's lease and publishes progress counters every ``every_s``."""
 
@@ -388,27 +396,80 @@ class Worker:
         return EXIT_OK
 
     def _open_checkpoint(self, task_id: str, scratch: Path) -> Checkpoint:
-        """Start from the furthest checkpoint there is: an earlier attempt's on this node (it may
-        be newer than the store's, e.g. after SIGKILL) or the store's snapshot."""
+        """Open this attempt's checkpoint holding the union of what there is: the furthest one an
+        earlier attempt left on this node (it may be further on than the store, e.g. after
+        SIGKILL), plus every run of the store's segments that overlaps no run already there. A
+        damaged or other-format segment is logged and ignored: its items run again. Runs the store
+        lacks are marked to ship with the next snapshot. Raises StateError (the local file) or
+        StorageError (the store)."""
         local = scratch / "checkpoint.sqlite"
-        candidates = [p for p in scratch.parent.glob("a*/checkpoint.sqlite") if p != local]
-        key = keys.checkpoint(self.job_id, task_id)
-        if self.objects.exists(key):
-            remote_copy = scratch / "checkpoint.remote.sqlite"
-            self.objects.get_file(key, remote_copy)
-            candidates.append(remote_copy)
-        best = max(candidates, key=Checkpoint.count, default=None)
-        if best is not None and Checkpoint.count(best) > 0:
+        earlier = [p for p in scratch.parent.glob("a*/checkpoint.sqlite") if p != local]
+        counted = [(Checkpoint.count(p), p) for p in earlier]
+        items, best = max(counted, default=(0, None))
+        if best is not None and items > 0:
             Checkpoint.copy(best, local)
-        with contextlib.suppress(FileNotFoundError):
-            (scratch / "checkpoint.remote.sqlite").unlink()
-        return Checkpoint(local)
+        ckpt = Checkpoint(local)
+        try:
+            ckpt.set_shipped(self._merge_segments(task_id, ckpt, scratch))
+        except BaseException:
+            ckpt.close()
+            raise
+        return ckpt
+
+    def _merge_segments(self, task_id: str, ckpt: Checkpoint, scratch: Path) -> set[tuple[int, int]]:
+        """Merge the task's readable segments from the store into ``ckpt`` (see ``Checkpoint.merge``).
+        Returns the ``(first, last)`` of every run they hold, merged or not (those are in the
+        store: not to be shipped again)."""
+        from slurmctl.errors import ObjectNotFoundError
+        from slurmctl.worker.checkpoint import SegmentError, read_segment
+
+        in_store: set[tuple[int, int]] = set()
+        for key in list(self.objects.list(keys.checkpoint_prefix(self.job_id, task_id))):
+            if not key.endswith(".seg"):
+                continue
+            path = self.objects.local_path(key)
+            copied = path is None
+            if path is None:  # a remote store: read a local copy
+                path = scratch / "segment.restore"
+                try:
+                    self.objects.get_file(key, path)
+                except ObjectNotFoundError:  # deleted since the listing (the task got published)
+                    continue
+            try:
+                with open(path, "rb") as f:
+                    heads = ckpt.merge(read_segment(f))
+            except FileNotFoundError:
+                continue
+            except SegmentError as exc:
+                log.warning("checkpoint segment %s ignored: %s; its items are run again", key, exc)
+                continue
+            finally:
+                if copied:
+                    path.unlink(missing_ok=True)
+            in_store.update(heads)
+        return in_store
 
     def _save_checkpoint(self, task_id: str, ckpt: Checkpoint, scratch: Path) -> None:
-        snap = scratch / "checkpoint.snapshot.sqlite"
-        ckpt.snapshot(snap)
-        self.objects.put_file(keys.checkpoint(self.job_id, task_id), snap)
-        snap.unlink()
+        """Ship the runs committed since the previous call to the store, as one segment (nothing
+        when there are none): the cost of a snapshot is the new work, not the whole checkpoint.
+        Raises StorageError if the store refuses it (the next call ships those runs again).
+        Idempotent."""
+        path = scratch / "segment.out"
+        segment = ckpt.write_segment(path)
+        if segment is None:
+            return
+        try:
+            key = keys.checkpoint_segment(self.job_id, task_id, segment.first_id, ckpt.writer)
+            self.objects.put_file(key, path)
+        finally:
+            path.unlink(missing_ok=True)
+        ckpt.mark_shipped(segment)
+
+    def _drop_checkpoint(self, task_id: str) -> None:
+        """Delete the task's checkpoint segments from the store (once it is published: the result
+        holds every item). Idempotent."""
+        for key in list(self.objects.list(keys.checkpoint_prefix(self.job_id, task_id))):
+            self.objects.delete(key)
 
     def _batch_path(self, task: Task, scratch: Path) -> Path:
         if task.batch.key is None:  # a reference batch: its bytes are in the job's input file
@@ -439,10 +500,11 @@ class Worker:
         scratch: Path,
         beat: _Heartbeat,
     ) -> float:
-        """Run the handler over the items of ``runs`` (half-open id ranges, in order). Returns the
-        seconds spent in the item loop (decoding, the handler, encoding its rows; timed per chunk
-        of items, not per item). Raises Interrupted on a stop signal (the items handled so far
-        are recorded), LeaseLost if the heartbeat lost the lease."""
+        """Run the handler over the items of ``runs`` (half-open id ranges, in order), per item or
+        per batch as the job says. Returns the seconds spent handling chunks (decoding, the
+        handler, encoding its rows; timed per chunk of items, not per item). Raises Interrupted on
+        a stop signal (the items handled so far are recorded), LeaseLost if the heartbeat lost the
+        lease."""
         ctx = TaskContext(
             job_id=self.job_id,
             task_id=task.task_id,
@@ -457,35 +519,19 @@ class Worker:
             ctx.scratch_dir.mkdir(exist_ok=True)
             path = self._batch_path(task, scratch)
             with open(path, "rb") as f:
-                if handler.mode == "batch":
-                    return self._process_batches(f, task, attempt, handler, ctx, ckpt, runs, progress)
-                return self._process_items(
-                    f, task, attempt, handler, ctx, ckpt, runs, progress, scratch, beat
-                )
+                batch = handler.mode == "batch"
+                chunks = (self._batch_chunks if batch else self._item_chunks)(f, attempt, handler, ctx)
+                return self._drive_chunks(f, task, chunks, ckpt, runs, progress, scratch, beat, batch=batch)
         finally:
             ctx.rate_limits.release()
 
-    def _process_items(
-        self,
-        f: BinaryIO,
-        task: Task,
-        attempt: int,
-        handler: LoadedHandler,
-        ctx: TaskContext,
-        ckpt: Checkpoint,
-        runs: list[tuple[int, int]],
-        progress: _Progress,
-        scratch: Path,
-        beat: _Heartbeat,
-    ) -> float:
-        """Per-item handler over ``runs``; see ``_process``. Items are handled in chunks (a few to
-        a few thousand items, sized to take ~20-100 ms): each chunk is one run in the checkpoint,
-        and the per-chunk work (checkpoint, commit, lease and snapshot checks, timing) is done
-        once per chunk instead of once per item."""
+    def _item_chunks(self, f: BinaryIO, attempt: int, handler: LoadedHandler, ctx: TaskContext) -> _Chunker:
+        """The chunk function of a per-item handler (see ``_Chunker``): one call per item, a
+        failing item recorded as an error, the others' rows kept. Stops early at a stop signal
+        (after the item in hand) or at the end of ``f``."""
         call = _item_call(handler)
         decode, encode = _decode_line, _row_encoder()
         flag = self.stop.flag
-        perf = time.perf_counter
 
         def handle_chunk(pos: int, n: int) -> tuple[int, list[bytes], list[ErrorRow]]:
             """Handle up to ``n`` items from item ``pos``; return (first id not handled, rows,
@@ -509,10 +555,65 @@ class Worker:
                     errors.append(_error_row(item_id, exc, attempt))
             return item_id + 1, rows, errors
 
+        return handle_chunk
+
+    def _batch_chunks(self, f: BinaryIO, attempt: int, handler: LoadedHandler, ctx: TaskContext) -> _Chunker:
+        """The chunk function of a per-batch handler (see ``_Chunker``): one call with the chunk's
+        records; if it raises, or returns a wrong number of results, every item of the call fails;
+        an item whose rows cannot be encoded fails alone. Stops early at the end of ``f``."""
+        fn, wants_ctx = handler.function, handler.wants_ctx
+        encode = _row_encoder()
+
+        def handle_chunk(pos: int, n: int) -> tuple[int, list[bytes], list[ErrorRow]]:
+            lines = list(islice(f, n))
+            ids = range(pos, pos + len(lines))
+            rows: list[bytes] = []
+            if not lines:
+                return pos, rows, []
+            try:
+                records = [_decode_line(line) for line in lines]
+                results = fn(records, ctx) if wants_ctx else fn(records)
+                results = list(results) if results is not None else []
+                if len(results) != len(records):
+                    raise HandlerError(
+                        f"batch handler returned {len(results)} results for {len(records)} records"
+                    )
+            except Exception as exc:  # the call failed: every item of it fails
+                return ids.stop, rows, [_error_row(item_id, exc, attempt) for item_id in ids]
+            errors: list[ErrorRow] = []
+            for item_id, result in zip(ids, results, strict=True):
+                try:  # every row encoded before any is kept: a bad row fails its item only
+                    rows.extend([encode({**r, "_item_id": item_id}) for r in rows_of(result)])
+                except Exception as exc:
+                    errors.append(_error_row(item_id, exc, attempt))
+            return ids.stop, rows, errors
+
+        return handle_chunk
+
+    def _drive_chunks(
+        self,
+        f: BinaryIO,
+        task: Task,
+        handle_chunk: _Chunker,
+        ckpt: Checkpoint,
+        runs: list[tuple[int, int]],
+        progress: _Progress,
+        scratch: Path,
+        beat: _Heartbeat,
+        *,
+        batch: bool = False,
+    ) -> float:
+        """The one loop over ``runs`` for both handler modes; see ``_process`` (returns, raises).
+        Items go to ``handle_chunk`` in chunks: each chunk is one run in the checkpoint, and the
+        per-chunk work — commit when due, the lost-lease check, a snapshot every ``checkpoint_s``,
+        the stop signal — is done once per chunk instead of once per item. Per-item chunks are
+        sized to take ~20-100 ms; a batch handler gets up to ``_BATCH_RECORDS`` records per call."""
+        flag = self.stop.flag
+        perf = time.perf_counter
         handler_s = 0.0
         # Items per chunk, adapted below. Start at one: a slow handler (seconds per item) must report
         # progress and commit item by item from its first item on.
-        size = 1
+        size = _BATCH_RECORDS if batch else 1
         next_snapshot = time.monotonic() + self.checkpoint_s
         pos = task.batch.first_item  # the id of the item the next line of f holds
         for a, b in runs:
@@ -540,7 +641,9 @@ class Worker:
                 # ~20-100 ms per chunk: per-chunk costs vanish for fast handlers, and a slow one
                 # still commits every commit_s and notices a lost lease within ~0.1 s. Big rows
                 # shrink the chunk too: its rows are held in memory until the next commit.
-                if len(block) > _CHUNK_BYTES and size > 1:
+                if batch:  # the handler's contract: batches of _BATCH_RECORDS
+                    pass
+                elif len(block) > _CHUNK_BYTES and size > 1:
                     size //= 2
                 elif elapsed < 0.02 and size < 4096:
                     size *= 2
@@ -552,63 +655,6 @@ class Worker:
                 if time.monotonic() >= next_snapshot:
                     self._save_checkpoint(task.task_id, ckpt, scratch)
                     next_snapshot = time.monotonic() + self.checkpoint_s
-        return handler_s
-
-    def _process_batches(
-        self,
-        f: BinaryIO,
-        task: Task,
-        attempt: int,
-        handler: LoadedHandler,
-        ctx: TaskContext,
-        ckpt: Checkpoint,
-        runs: list[tuple[int, int]],
-        progress: _Progress,
-    ) -> float:
-        """Per-batch handler over ``runs``, up to 1,000 records per call; see ``_process``. Returns
-        the seconds spent in the handler calls."""
-        fn, wants_ctx = handler.function, handler.wants_ctx
-        encode = _row_encoder()
-        handler_s = 0.0
-        pos = task.batch.first_item
-        for a, b in runs:
-            if a > pos:
-                deque(islice(f, a - pos), maxlen=0)
-                pos = a
-            while pos < b:
-                if self.stop.requested:
-                    raise Interrupted()
-                lines = list(islice(f, min(1000, b - pos)))
-                if not lines:
-                    return handler_s  # the batch file is shorter than the task: _publish reports it
-                ids = range(pos, pos + len(lines))
-                rows: list[bytes] = []
-                errors: list[ErrorRow] = []
-                t0 = time.perf_counter()
-                try:
-                    records = [_decode_line(line) for line in lines]
-                    results = fn(records, ctx) if wants_ctx else fn(records)
-                    results = list(results) if results is not None else []
-                    if len(results) != len(records):
-                        raise HandlerError(
-                            f"batch handler returned {len(results)} results for {len(records)} records"
-                        )
-                except Exception as exc:  # the call failed: every item of it fails
-                    handler_s += time.perf_counter() - t0
-                    errors = [_error_row(item_id, exc, attempt) for item_id in ids]
-                else:
-                    handler_s += time.perf_counter() - t0
-                    for item_id, result in zip(ids, results, strict=True):
-                        try:  # every row encoded before any is kept: a bad row fails its item only
-                            rows.extend([encode({**r, "_item_id": item_id}) for r in rows_of(result)])
-                        except Exception as exc:
-                            errors.append(_error_row(item_id, exc, attempt))
-                block = b"\n".join(rows) + b"\n" if rows else b""
-                ckpt.record_run(pos, ids[-1], block, len(rows), errors)
-                progress.done += len(ids)
-                progress.failed += len(errors)
-                pos += len(ids)
-                ckpt.commit_if_due()
         return handler_s
 
     def _publish(
@@ -676,7 +722,7 @@ class Worker:
                 if key:
                     self.objects.delete(key)
         self._finish(tid, TaskState.SUCCEEDED, items_done=ok + failed, items_failed=failed, exit_code=0)
-        self.objects.delete(keys.checkpoint(job, tid))
+        self._drop_checkpoint(tid)
 
     # -- pilot ------------------------------------------------------------------------------
     def run_pilot(self, index: int, workers: int, *, idle_poll_s: float = 2.0) -> int:

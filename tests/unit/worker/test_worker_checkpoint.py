@@ -1,5 +1,6 @@
-"""The item checkpoint (format 2: one row per run of items): resume, crash between commits, errors,
-item order, the per-item view, format-1 files written by the previous version, damaged files."""
+"""The item checkpoint (format 3: one row per run of items): resume, crash between commits, errors,
+item order, the per-item view, segments shipped to the store (each run once, union on restore,
+damaged segments refused), files of earlier development formats and damaged files refused."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import pytest
 from worker_helpers import V1_SCHEMA
 
 from slurmctl.errors import StateError
-from slurmctl.worker.checkpoint import FORMAT, PAGE_SIZE, Checkpoint
+from slurmctl.worker.checkpoint import FORMAT, PAGE_SIZE, Checkpoint, SegmentError, read_segment
 from slurmctl.worker.runtime import pending_runs
 
 
@@ -100,16 +101,139 @@ def test_pending_runs():
     assert pending_runs(5, 3, [(0, 4), (8, 9)]) == [(5, 8)]
 
 
-def test_snapshot_and_copy_resume_elsewhere(tmp_path):
+def segment_runs(path: Path) -> list[tuple[int, int]]:
+    with open(path, "rb") as f:
+        return [(run[0], run[1]) for run, _ in read_segment(f)]
+
+
+def test_segments_carry_each_committed_run_once(tmp_path):
     ck = Checkpoint(tmp_path / "a" / "c.sqlite", commit_items=10**9, commit_s=3600)
+    assert ck.write_segment(tmp_path / "s0.seg") is None  # nothing recorded: nothing written
+    assert not (tmp_path / "s0.seg").exists()
     ck.record_run(0, 9, rows_block(range(10)), 10, [])
-    ck.snapshot(tmp_path / "snap.sqlite")  # commits what is pending first
-    ck.record_run(10, 19, rows_block(range(10, 20)), 10, [])  # after the snapshot: not in it
-    Checkpoint.copy(tmp_path / "snap.sqlite", tmp_path / "b" / "c.sqlite")
+    ck.record_run(10, 19, rows_block(range(10, 15)), 5, [err(i) for i in range(15, 20)])
+    first = ck.write_segment(tmp_path / "s1.seg")  # commits what is pending first
+    assert first is not None and (first.first_id, first.runs, first.items) == (0, (0, 10), 20)
+    assert first.size == (tmp_path / "s1.seg").stat().st_size
+    # Not marked shipped (the store refused it, say): the next segment carries the runs again.
+    again = ck.write_segment(tmp_path / "s1b.seg")
+    assert again is not None and again.runs == (0, 10)
+    ck.mark_shipped(first)
+    assert ck.write_segment(tmp_path / "none.seg") is None
+    ck.record_run(20, 29, rows_block(range(20, 30)), 10, [])
+    second = ck.write_segment(tmp_path / "s2.seg")
+    assert second is not None and second.runs == (20,)
+    assert segment_runs(tmp_path / "s2.seg") == [(20, 29)]  # only the new run: no full copy
+    assert second.size < len(rows_block(range(20, 30))) + 200
+    ck.close()
+
+
+def test_segments_restore_the_union_of_runs_elsewhere(tmp_path):
+    ck = Checkpoint(tmp_path / "a" / "c.sqlite", commit_items=10**9, commit_s=3600)
+    segments = []
+    for k, (a, b) in enumerate([(0, 99), (100, 149), (150, 299)]):
+        ck.record_run(a, b, rows_block(range(a, b + 1, 2)), len(range(a, b + 1, 2)), [err(b)])
+        seg = ck.write_segment(tmp_path / f"s{k}.seg")
+        assert seg is not None
+        ck.mark_shipped(seg)
+        segments.append(tmp_path / f"s{k}.seg")
+    ck.record_run(300, 309, rows_block(range(300, 310)), 10, [])  # committed, never shipped
     other = Checkpoint(tmp_path / "b" / "c.sqlite")
-    assert other.done_ranges() == [(0, 9)]
-    assert b"".join(other.iter_rows()) == rows_block(range(10))
+    for path in reversed(segments):  # any order: runs are placed by item id
+        with open(path, "rb") as f:
+            other.merge(read_segment(f))
+    assert other.done_ranges() == [(0, 299)]
+    assert b"".join(other.iter_rows()) == b"".join(
+        rows_block(range(a, b + 1, 2)) for a, b in [(0, 99), (100, 149), (150, 299)]
+    )
+    assert [e["item_id"] for e in other.iter_errors()] == [99, 149, 299]
+    assert other.write_segment(tmp_path / "x.seg") is None  # merged runs are in the store already
     other.close()
+    ck.close()
+
+
+def test_merge_keeps_runs_disjoint(tmp_path):
+    """Two attempts shipped runs over the same items (one had lost its lease): the union takes a
+    run only if it overlaps none taken, so no item is recorded twice and none is half-recorded."""
+    ck = Checkpoint(tmp_path / "c.sqlite")
+    ck.record_run(100, 199, rows_block(range(100, 200)), 100, [])
+    other = [
+        ((0, 49, 50, 0, rows_block(range(50))), []),
+        ((50, 120, 71, 0, rows_block(range(50, 121))), []),  # overlaps 100..199: dropped
+        ((150, 160, 11, 0, rows_block(range(150, 161))), []),  # inside 100..199: dropped
+        ((190, 250, 61, 0, rows_block(range(190, 251))), []),  # overlaps the end: dropped
+        ((200, 209, 9, 1, rows_block(range(200, 209))), [err(209)]),
+    ]
+    heads = ck.merge(other)
+    assert heads == [(0, 49), (50, 120), (150, 160), (190, 250), (200, 209)]
+    assert ck.done_ranges() == [(0, 49), (100, 209)]
+    assert b"".join(ck.iter_rows()) == rows_block(range(50)) + rows_block(range(100, 209))
+    assert [e["item_id"] for e in ck.iter_errors()] == [209]
+    # Shipped marks follow what the store holds: the local run 100..199 is not in it.
+    ck.set_shipped({(0, 49), (200, 209)})
+    seg = ck.write_segment(tmp_path / "s.seg")
+    assert seg is not None and seg.runs == (100,)
+    ck.close()
+
+
+def test_merge_is_all_or_nothing(tmp_path):
+    ck = Checkpoint(tmp_path / "c.sqlite")
+
+    def runs():
+        yield (0, 9, 10, 0, rows_block(range(10))), []
+        raise SegmentError("damaged")
+
+    with pytest.raises(SegmentError):
+        ck.merge(runs())
+    assert ck.done_ranges() == []
+    ck.close()
+
+
+def damage_cases(good: bytes) -> dict[str, bytes]:
+    flipped = bytearray(good)
+    flipped[len(good) // 2] ^= 0x40
+    return {
+        "empty": b"",
+        "magic only": good[:8],
+        "truncated in a run": good[: len(good) // 2],
+        "digest cut short": good[:-1],
+        "a byte flipped": bytes(flipped),
+        "bytes appended": good + b"\0",
+        "not a segment": b"SQLite format 3\0" + good[16:],
+        "another format": good[:7] + bytes([FORMAT + 1]) + good[8:],
+    }
+
+
+@pytest.mark.parametrize("case", sorted(damage_cases(b"x" * 100)))
+def test_damaged_segment_is_refused_before_any_run_is_used(tmp_path, case):
+    ck = Checkpoint(tmp_path / "a.sqlite")
+    ck.record_run(0, 99, rows_block(range(100)), 100, [err(5)])
+    assert ck.write_segment(tmp_path / "good.seg") is not None
+    ck.close()
+    bad = tmp_path / "bad.seg"
+    bad.write_bytes(damage_cases((tmp_path / "good.seg").read_bytes())[case])
+    with open(bad, "rb") as f, pytest.raises(SegmentError) as e:
+        read_segment(f)  # raises at once, not on the first run
+    if case == "another format":
+        assert f"segment format {FORMAT + 1}" in str(e.value)
+    target = Checkpoint(tmp_path / "b.sqlite")
+    with open(bad, "rb") as f, pytest.raises(SegmentError):
+        target.merge(read_segment(f))
+    assert target.done_ranges() == []
+    target.close()
+
+
+def test_segment_write_is_atomic(tmp_path):
+    """A segment appears whole under its name or not at all (written beside it, then renamed)."""
+    ck = Checkpoint(tmp_path / "c.sqlite")
+    ck.record_run(0, 9, rows_block(range(10)), 10, [])
+    dest = tmp_path / "out" / "s.seg"
+    dest.parent.mkdir()
+    dest.write_bytes(b"an older segment")
+    seg = ck.write_segment(dest)
+    assert seg is not None
+    assert sorted(p.name for p in dest.parent.iterdir()) == ["s.seg"]  # no temp file left
+    assert segment_runs(dest) == [(0, 9)]
     ck.close()
 
 
@@ -123,76 +247,40 @@ def test_overlapping_runs_are_refused_at_publication(tmp_path):
 
 
 def write_v1(path: Path) -> None:
-    """A format-1 checkpoint as the previous version left it: items 0-6 and 9-10 done."""
+    """A format-1 checkpoint (one row per item) as an earlier development version wrote it."""
     db = sqlite3.connect(path)
     db.executescript(V1_SCHEMA)
-    two = '{"w":"a","_item_id":1}\n{"w":"b","_item_id":1}'
-    db.executemany(
-        "INSERT INTO items VALUES (?,?,?,?)",
-        [
-            (0, 1, 1, '{"n":0,"_item_id":0}'),
-            (1, 1, 2, two),
-            (2, 1, 0, ""),  # handler returned None
-            (3, 0, 0, ""),  # failed
-            (4, 1, 1, '{"n":4,"_item_id":4}'),
-            (5, 1, 1, '{"n":5,"_item_id":5}'),
-            (6, 1, 1, '{"n":6,"_item_id":6}'),
-            (9, 1, 1, '{"n":9,"_item_id":9}'),
-            (10, 0, 0, ""),
-        ],
-    )
-    db.executemany("INSERT INTO errors VALUES (?,?,?,?,?,?)", [err(3), err(10, "transient")])
+    db.execute("INSERT INTO items VALUES (0, 1, 1, '{\"n\":0}')")
     db.commit()
     db.close()
 
 
-def test_format_1_file_is_converted_and_resumes(tmp_path):
-    path = tmp_path / "old.sqlite"
-    write_v1(path)
-    assert Checkpoint.count(path) == 9
-    ck = Checkpoint(path)
-    assert ck.db.execute("PRAGMA user_version").fetchone()[0] == FORMAT
-    assert ck.done_ranges() == [(0, 6), (9, 10)]
-    assert pending_runs(0, 12, ck.done_ranges()) == [(7, 9), (11, 12)]
-    assert ck.counts() == (7, 2, 7)
-    expected = (
-        '{"n":0,"_item_id":0}\n{"w":"a","_item_id":1}\n{"w":"b","_item_id":1}\n'
-        '{"n":4,"_item_id":4}\n{"n":5,"_item_id":5}\n{"n":6,"_item_id":6}\n{"n":9,"_item_id":9}\n'
-    )
-    assert b"".join(ck.iter_rows()).decode() == expected
-    assert [(e["item_id"], e["category"]) for e in ck.iter_errors()] == [(3, "permanent"), (10, "transient")]
-    # The resumed attempt fills the gaps; the rows come out in item order.
-    ck.record_run(7, 8, b'{"n":7}\n{"n":8}\n', 2, [])
-    ck.record_run(11, 11, b'{"n":11}\n', 1, [])
-    text = b"".join(ck.iter_rows()).decode()
-    assert text.splitlines()[6:9] == ['{"n":7}', '{"n":8}', '{"n":9,"_item_id":9}']
-    assert text.endswith('{"n":11}\n')
-    ck.close()
-    # Converted once: opening again changes nothing.
-    again = Checkpoint(path)
-    assert again.done_ranges() == [(0, 11)]
-    assert again.counts() == (10, 2, 10)
-    again.close()
-
-
-def test_format_1_conversion_splits_long_runs(tmp_path, monkeypatch):
-    import slurmctl.worker.checkpoint as checkpoint
-
-    monkeypatch.setattr(checkpoint, "_MIGRATE_RUN_ITEMS", 4)
-    path = tmp_path / "old.sqlite"
+def write_v2(path: Path) -> None:
+    """A format-2 checkpoint (runs, copied whole to the store) as an earlier development version
+    wrote it."""
     db = sqlite3.connect(path)
-    db.executescript(V1_SCHEMA)
-    db.executemany("INSERT INTO items VALUES (?,?,?,?)", [(i, 1, 1, json.dumps({"i": i})) for i in range(10)])
+    db.execute(
+        "CREATE TABLE chunks (first_id INTEGER PRIMARY KEY, last_id INTEGER NOT NULL, "
+        "nrows INTEGER NOT NULL, nfailed INTEGER NOT NULL, rows BLOB NOT NULL)"
+    )
+    db.execute("INSERT INTO chunks VALUES (0, 9, 10, 0, ?)", (rows_block(range(10)),))
+    db.execute("PRAGMA user_version = 2")
     db.commit()
     db.close()
-    ck = Checkpoint(path)
-    assert ck.db.execute("SELECT first_id, last_id FROM chunks ORDER BY 1").fetchall() == [
-        (0, 3),
-        (4, 7),
-        (8, 9),
-    ]
-    assert b"".join(ck.iter_rows()).decode().splitlines() == [json.dumps({"i": i}) for i in range(10)]
-    ck.close()
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_earlier_formats_are_refused_with_a_clear_message(tmp_path, caplog, version):
+    path = tmp_path / "old.sqlite"
+    (write_v1 if version == 1 else write_v2)(path)
+    before = path.read_bytes()
+    with pytest.raises(StateError, match=f"format {version}, written by an earlier development") as e:
+        Checkpoint(path)
+    assert str(path) in str(e.value) and f"reads format {FORMAT} only" in str(e.value)
+    assert "delete it" in (e.value.hint or "")
+    assert path.read_bytes() == before  # refused, not converted nor touched
+    assert Checkpoint.count(path) == 0  # a worker ignores it: the items are run again
+    assert f"format {version}, written by an earlier development version" in caplog.text
 
 
 def test_newer_format_is_refused_with_a_clear_message(tmp_path, caplog):
@@ -204,7 +292,7 @@ def test_newer_format_is_refused_with_a_clear_message(tmp_path, caplog):
         Checkpoint(path)
     assert "delete it" in str(e.value)
     assert Checkpoint.count(path) == 0
-    assert f"format {FORMAT + 1}, newer" in caplog.text
+    assert f"format {FORMAT + 1}; this slurmctl reads format {FORMAT} only" in caplog.text
 
 
 def test_garbage_file_is_refused_with_a_clear_message(tmp_path):

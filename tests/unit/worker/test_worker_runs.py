@@ -1,20 +1,18 @@
 """The worker's item loop over runs of items, on the real local backend: rows in item order across
 chunk boundaries, per-item failures, a stop signal mid-task then resume on another node from the
-store's snapshot, and resume from a checkpoint written in the previous (format-1) layout."""
+store's checkpoint segments (more on segments in test_worker_segments.py)."""
 
 from __future__ import annotations
 
 import json
-import os
 import signal
-import sqlite3
 from pathlib import Path
 
 import pytest
-from worker_helpers import V1_SCHEMA
 
 from slurmctl.storage import keys
 from slurmctl.storage.open import open_backend
+from slurmctl.worker.checkpoint import read_segment
 from slurmctl.worker.runtime import EXIT_OK, EXIT_RESUME, Worker
 from tests.e2e.cli import slurmctl, write_job
 
@@ -151,9 +149,11 @@ def test_stop_signal_then_resume_on_another_node(tmp_path, scratch, monkeypatch,
     w.stop.install()
     assert w.run_task("t0000000") == EXIT_RESUME
     assert w.stop.signal == signal.SIGUSR1
-    snapshot = root / keys.checkpoint(job_id, "t0000000")
-    with sqlite3.connect(snapshot) as db:  # the item that saw the signal finished, the next did not start
-        assert db.execute("SELECT count(*), max(item_id) FROM items").fetchone() == (stop_at + 1, stop_at)
+    stored: list[int] = []  # the items of the store's segments
+    for segment in (root / keys.checkpoint_prefix(job_id, "t0000000")).glob("*.seg"):
+        with open(segment, "rb") as f:
+            stored += [i for run, _ in read_segment(f) for i in range(run[0], run[1] + 1)]
+    assert sorted(stored) == list(range(stop_at + 1))  # the item that saw the signal finished, no more
     monkeypatch.setenv("TEST_STOP_AT", "-1")
     scratch("scratch-b")  # another node: only the store's snapshot carries progress
     assert worker(root, job_id).run_task("t0000000") == EXIT_OK
@@ -163,38 +163,6 @@ def test_stop_signal_then_resume_on_another_node(tmp_path, scratch, monkeypatch,
     assert [e["item_id"] for e in errors] == sorted(want_failed)
     assert manifest["items_resumed"] == stop_at + 1
     assert manifest["attempt"] == 2
-
-
-def test_resume_from_a_format_1_checkpoint_in_the_store(tmp_path, scratch):
-    """A task interrupted by the previous slurmctl (per-item checkpoint rows) resumes without
-    redoing its recorded items, and keeps their rows and errors as recorded."""
-    n_items = 400
-    root, job_id = prepare(tmp_path, n_items)
-    want_rows, want_failed = expected(n_items)
-    old = tmp_path / "old.sqlite"
-    db = sqlite3.connect(old)
-    db.executescript(V1_SCHEMA)
-    # Items 0..149 done by the old version; its rows were written with json.dumps (spaces), which
-    # shows they are carried over rather than recomputed.
-    for n in range(150):
-        if n in want_failed:
-            db.execute("INSERT INTO items VALUES (?,0,0,'')", (n,))
-            db.execute("INSERT INTO errors VALUES (?,'permanent','ValueError','old','tb',1)", (n,))
-            continue
-        mine = [json.dumps(r) for r in want_rows if r["_item_id"] == n]
-        db.execute("INSERT INTO items VALUES (?,1,?,?)", (n, len(mine), "\n".join(mine)))
-    db.commit()
-    db.close()
-    os.makedirs((root / keys.checkpoint(job_id, "t0000000")).parent, exist_ok=True)
-    (root / keys.checkpoint(job_id, "t0000000")).write_bytes(old.read_bytes())
-    assert worker(root, job_id).run_task("t0000000") == EXIT_OK
-    manifest, rows, errors = published(root, job_id)
-    assert manifest["items_resumed"] == 150
-    assert rows == want_rows
-    assert [e["item_id"] for e in errors] == sorted(want_failed)
-    assert {e["message"] for e in errors if e["item_id"] < 150} == {"old"}
-    data = (root / manifest["data_key"]).read_text()
-    assert data.startswith(json.dumps(want_rows[0]) + "\n")  # the old rows, byte for byte
 
 
 SHAPES = {
@@ -233,27 +201,6 @@ def test_handler_shapes(tmp_path, scratch, shape):
     failed = [n for n in range(n_items) if n % 5 == 0] if shape == "raising_generator" else []
     assert [e["item_id"] for e in errors] == failed
     assert manifest["items_ok"] + manifest["items_failed"] == n_items
-
-
-@pytest.mark.parametrize("content", ["garbage", "newer"])
-def test_unusable_store_checkpoint_restarts_the_task(tmp_path, scratch, content, caplog):
-    """A damaged snapshot, or one of a newer format, is not misread: the task redoes its items."""
-    n_items = 200
-    root, job_id = prepare(tmp_path, n_items)
-    snap = root / keys.checkpoint(job_id, "t0000000")
-    snap.parent.mkdir(parents=True, exist_ok=True)
-    if content == "garbage":
-        snap.write_bytes(b"not a database" * 500)
-    else:
-        with sqlite3.connect(snap) as db:
-            db.execute("PRAGMA user_version = 99")
-            db.execute("CREATE TABLE chunks (first_id INTEGER PRIMARY KEY)")
-    assert worker(root, job_id).run_task("t0000000") == EXIT_OK
-    manifest, rows, _ = published(root, job_id)
-    assert manifest["items_resumed"] == 0
-    assert rows == expected(n_items)[0]
-    if content == "newer":
-        assert "format 99, newer than this slurmctl reads" in caplog.text
 
 
 SLOW = """
