@@ -832,24 +832,28 @@ class FileStateStore(_RootDir, _DeferrableSync, StateStore):
         a lock and broken the same way (up to three levels deep)."""
         mutex = self._breaker_path(target, seen)
         directory, name = os.path.split(mutex)
-        mine = _lock_content()[1]
-        tmp = _write_temp(directory, f".{name}.", mine, fsync=False)
+        token, mine = _lock_content()
+        _HELD.add(token)  # a breaker of this process is alive to its other threads, like a lock
         try:
-            won = _link(tmp, mutex)
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-        if won:
+            tmp = _write_temp(directory, f".{name}.", mine, fsync=False)
             try:
-                if _read_small(target) == seen:
-                    with contextlib.suppress(FileNotFoundError):
-                        os.unlink(target)
-                self._seen.pop(target, None)
+                won = _link(tmp, mutex)
             finally:
-                if _read_small(mutex) == mine:
-                    with contextlib.suppress(FileNotFoundError):
-                        os.unlink(mutex)
-            return True
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
+            if won:
+                try:
+                    if _read_small(target) == seen:
+                        with contextlib.suppress(FileNotFoundError):
+                            os.unlink(target)
+                    self._seen.pop(target, None)
+                finally:
+                    if _read_small(mutex) == mine:
+                        with contextlib.suppress(FileNotFoundError):
+                            os.unlink(mutex)
+                return True
+        finally:
+            _HELD.discard(token)
         other = _read_small(mutex)
         if other is None:
             return _read_small(target) != seen
