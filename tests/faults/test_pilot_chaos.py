@@ -280,16 +280,32 @@ class ChaosOutcome:
         )
 
 
+def element_names() -> dict[str, str]:
+    """Slurm job id -> ``<array>_<index>`` of every array element squeue lists."""
+    p = subprocess.run(
+        ["squeue", "-h", "-o", "%A %i"], capture_output=True, text=True, check=False, timeout=60
+    )
+    return dict(line.split() for line in p.stdout.splitlines() if len(line.split()) == 2)
+
+
 def running_pilots(job: PilotJob, host: str) -> dict[str, tuple[str, str, int]]:
-    """Pilot element -> (task id, owner, pid) of the tasks held now by live workers of this host.
-    The element is the record's ``submission`` (``<array>_<index>``), or for records without one
-    the Slurm job id in the owner (``host:pid:slurm<id>``): scancel takes either."""
+    """Pilot element (``<array>_<index>``) -> (task id, owner, pid) of the tasks held now by live
+    workers of this host. The element is the record's ``submission``, or for a record without one
+    (older code) squeue's name for the Slurm job id in the owner (``host:pid:slurm<id>``): on
+    22.05 ``scancel <id of an element>`` is refused ("Invalid job id") and ``scancel <array id>``
+    ends the whole array."""
     out = {}
+    names: dict[str, str] | None = None
     for tid, t in job.task_records().items():
         owner = t.get("owner") or ""
         pid = owner_pid(owner, host)
-        element = t.get("submission") or (owner.rpartition(":slurm")[2] if ":slurm" in owner else "")
-        if t.get("state") == "running" and element and pid and alive(pid):
+        if t.get("state") != "running" or not pid or not alive(pid):
+            continue
+        element = t.get("submission")
+        if not element and ":slurm" in owner:
+            names = element_names() if names is None else names
+            element = names.get(owner.rpartition(":slurm")[2])
+        if element:
             out[element] = (tid, owner, pid)
     return out
 
@@ -340,8 +356,11 @@ def _chaos(job: PilotJob, o: ChaosOutcome, rng: random.Random, host: str) -> Non
         _kill(job, o, victim_owner, victim_pid)
 
     def scancel() -> None:
-        subprocess.run(["scancel", other_el], check=True, capture_output=True)
-        replay.note(f"scancel {other_el} (it held {pilots[other_el][0]} when chosen)")
+        # scancel exits 0 even when it refuses a job id: its stderr says so.
+        p = subprocess.run(["scancel", other_el], capture_output=True, text=True, check=False)
+        replay.note(f"scancel {other_el} (it held {pilots[other_el][0]} when chosen) {p.stderr.strip()}")
+        if p.returncode != 0 or "error" in p.stderr:
+            o.problems.append(f"the test's scancel {other_el} failed: {p.stderr.strip()}")
 
     first, second = (kill, scancel) if rng.random() < 0.5 else (scancel, kill)
     first()
@@ -365,7 +384,12 @@ def _chaos(job: PilotJob, o: ChaosOutcome, rng: random.Random, host: str) -> Non
 def _kill(job: PilotJob, o: ChaosOutcome, owner: str, pid: int) -> None:
     """SIGKILL the worker ``pid`` and note, per task it held when it died, the items its
     checkpoint had not committed (the only items the product may hand to the handler again)."""
-    os.kill(pid, signal.SIGKILL)
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        job.replay.note(f"SIGKILL pid {pid} ({owner}): it had already ended")
+        o.problems.append(f"the test's kill found worker {pid} ended already (its pilot ran out of work?)")
+        return
     wait_until(lambda: not alive(pid), 10, f"killed worker {pid} to end", job.replay)
     for tid, t in job.task_records().items():
         if t.get("owner") != owner or t.get("state") != "running":
