@@ -53,7 +53,8 @@ def test_aws_bootstrap_creates_everything_and_is_idempotent(moto: Any) -> None:
 
 
 def test_limits_set_pause_resume_on_local_root(tmp_path: Path) -> None:
-    from slurmctl.ratelimit.stores import SqliteBucketStore
+    from slurmctl.ratelimit import bucket_store
+    from slurmctl.storage.local import local_backend
 
     root = str(tmp_path / "root")
     missing = cli("limits", "set", "api", "--burst", "3", "--job", "j1", "--root", root)
@@ -62,7 +63,7 @@ def test_limits_set_pause_resume_on_local_root(tmp_path: Path) -> None:
     ok = cli("limits", "set", "api", "--rate", "7.5", "--burst", "3", "--job", "j1", "--root", root)
     assert ok.returncode == 0, ok.stderr
     assert "rate 7.5/s, burst 3" in ok.stdout
-    store = SqliteBucketStore(tmp_path / "root" / "ratelimit.sqlite")
+    store = bucket_store(local_backend(tmp_path / "root"))
     assert store.get("j1/api")["rate"] == 7.5
     assert cli("pause", "j1", "--root", root).returncode == 0
     assert store.get("j1/_pause")["paused"] is True

@@ -16,8 +16,8 @@ again within that horizon (the lease TTL). Unused future slots are handed back o
 (``release``): if the lease is the newest, ``tat`` moves back; otherwise the slots become
 *credits* the next reservation takes first.
 
-Pure functions over a JSON-able dict, so the same code runs inside an SQLite transaction and a
-DynamoDB compare-and-set.
+Pure functions over a JSON-able dict, applied inside the state store's compare-and-set (a JSON
+record file on the local backend, a conditional PutItem on DynamoDB).
 """
 
 from __future__ import annotations

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any
 
-from slurmctl.errors import ConfigError
 from slurmctl.ratelimit.limiter import Limiter
-from slurmctl.ratelimit.stores import BucketStore, SqliteBucketStore, StateBucketStore
+from slurmctl.ratelimit.stores import BucketStore
 from slurmctl.storage.base import Backend
 
 log = logging.getLogger("slurmctl.ratelimit")
@@ -19,17 +17,12 @@ _stores: dict[str, BucketStore] = {}
 
 
 def bucket_store(backend: Backend) -> BucketStore:
-    """The bucket store of a backend: SQLite beside a local root, the ``limits`` table on aws.
-    Cached per process. Raises ConfigError for a backend kind without one."""
+    """The bucket store of a backend: the ``limits`` table of its state store (compare-and-set on
+    versioned records; on the local backend files under ``<root>/state/limits/``, safe on NFS and
+    every other shared file system). Cached per process: the same object for the same backend."""
     ident = backend.description
     if ident not in _stores:
-        kind = backend.spec.get("kind", "local")
-        if kind == "local":
-            _stores[ident] = SqliteBucketStore(Path(backend.spec["root"]) / "ratelimit.sqlite")
-        elif kind == "aws":
-            _stores[ident] = StateBucketStore(backend.state, "limits")
-        else:
-            raise ConfigError(f"backend kind {kind!r} has no rate-limit store")
+        _stores[ident] = BucketStore(backend.state, "limits")
     return _stores[ident]
 
 
