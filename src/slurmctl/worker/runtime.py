@@ -5,11 +5,13 @@ or, as a *pilot*, claims tasks one after another until none is left. For each ta
 
 1. claims the task in the state store (compare-and-set; a running task held by a live lease of
    another worker is left alone), attempt += 1;
-2. restores the item checkpoint (node-local SQLite; the store's snapshot if that is further on);
+2. restores the item checkpoint (node-local SQLite): the union of an earlier attempt's file on this
+   node and the runs of the checkpoint segments in the store;
 3. streams the batch (sha256 verified) from the first item no run of the checkpoint covers, calls
-   the handler per item (or per batch) in chunks of items sized to ~20-100 ms, records each chunk
-   as one run (its rows, its failed items' errors) in the checkpoint, commits in batches,
-   heartbeats the lease from a thread, snapshots the checkpoint to the store every ``checkpoint_s``;
+   the handler per item (chunks sized to ~20-100 ms) or per batch (1,000 records), records each
+   chunk as one run (its rows, its failed items' errors) in the checkpoint, commits in batches,
+   heartbeats the lease from a thread (a lost lease stops the loop after the chunk), and every
+   ``checkpoint_s`` ships the runs committed since the last time to the store as one segment;
 4. publishes: result rows, then errors, then the result manifest (rows, sha256, timings), then the
    ``.done`` marker (create-if-absent: exactly one attempt is published), then state SUCCEEDED.
 
@@ -38,8 +40,18 @@ from typing import Any, BinaryIO
 
 import msgspec
 
-from slurmctl.errors import ConflictError, HandlerError, SlurmctlError, StateError
+from slurmctl.errors import (
+    EXIT_FAILED,
+    EXIT_LEASE_LOST,
+    EXIT_OK,
+    EXIT_RESUME,
+    ConflictError,
+    HandlerError,
+    SlurmctlError,
+    StateError,
+)
 from slurmctl.fsutil import sha256_file
+from slurmctl.lifecycle import Busy, LeaseLost, Lifecycle, attempts_left, worker_submission
 from slurmctl.model.core import Job, Task, TaskStatus
 from slurmctl.model.manifests import DoneMarker, ResultManifest
 from slurmctl.model.states import TaskState
@@ -54,24 +66,12 @@ from slurmctl.worker.handler import LoadedHandler, load_handler, rows_of
 # A chunk of items whose rows exceed this many bytes makes the next chunk smaller.
 _CHUNK_BYTES = 16 << 20
 
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_LEASE_LOST = 3
-EXIT_RESUME = 75  # EX_TEMPFAIL: interrupted after a clean checkpoint; run again to resume
 
 log = logging.getLogger("slurmctl.worker")
 
 
-class Busy(Exception):
-    """Another worker holds the task with a live lease."""
-
-
 class Interrupted(Exception):
     """A stop signal arrived; the checkpoint is safe."""
-
-
-class LeaseLost(Exception):
-    """Another worker took the task over; this attempt must not publish."""
 
 
 def scratch_root() -> Path:
@@ -212,15 +212,28 @@ class _Heartbeat(threading.Thread):
 
     def run(self) -> None:
         every = max(0.2, min(self.worker.heartbeat_s, self.worker.lease_s / 3))
+        # The lease runs out lease_s after the last renewal that got through: past 80% of that
+        # without one, another worker may take the task any moment, so this attempt gives it up
+        # (the item loop sees ``lost`` and stops without publishing) rather than race it.
+        renewed = time.monotonic()
         while not self.stop_event.wait(every):
             done, failed = self.progress()
             try:
                 self.worker._renew(self.task_id, done, failed)
+                renewed = time.monotonic()
             except LeaseLost:
                 self.lost = True
                 return
-            except SlurmctlError as exc:  # storage hiccup: try again next beat, lease has slack
+            except Exception as exc:  # storage hiccup (or a bug): try again next beat, the lease has slack
                 log.warning("heartbeat for %s failed: %s", self.task_id, exc)
+                if time.monotonic() - renewed > 0.8 * self.worker.lease_s:
+                    log.error(
+                        "task %s: the lease could not be renewed for %.0f s; giving the task up",
+                        self.task_id,
+                        time.monotonic() - renewed,
+                    )
+                    self.lost = True
+                    return
 
 
 class Worker:
@@ -245,86 +258,31 @@ class Worker:
         self.checkpoint_s = checkpoint_s
         self.takeover = takeover
         self.max_attempts = int(cfg["retry"]["max_attempts"])
+        self.lifecycle = Lifecycle.of(backend, job_id, cfg)
         self.id = worker_id()
         self.stop = _Stop()
         self._handler: LoadedHandler | None = None
 
-    # -- state ------------------------------------------------------------------------------
+    # -- state (every change goes through the lifecycle, the one owner of task state) --------
     def _status(self, task_id: str) -> TaskStatus | None:
-        rec = self.state.get(keys.TASKS_TABLE, keys.task_state(self.job_id, task_id))
-        return None if rec is None else TaskStatus.model_validate(rec.value)
-
-    def _update(self, task_id: str, change: Callable[[TaskStatus], TaskStatus | None]) -> TaskStatus | None:
-        def fn(value: dict[str, Any] | None) -> dict[str, Any] | None:
-            current = TaskStatus(task_id=task_id) if value is None else TaskStatus.model_validate(value)
-            new = change(current)
-            return None if new is None else new.model_dump(mode="json")
-
-        rec = self.state.update(keys.TASKS_TABLE, keys.task_state(self.job_id, task_id), fn)
-        return None if rec is None else TaskStatus.model_validate(rec.value)
+        return self.lifecycle.task(task_id)
 
     def _claim(self, task_id: str, items: int, honour_leases: bool) -> TaskStatus | None:
         """Take the task: returns its new status, or None if it is already succeeded.
-        Raises Busy if another worker's lease is live (pilot mode) or attempts are exhausted."""
-        now = time.time()
-        claimed: list[bool] = []
-
-        def change(st: TaskStatus) -> TaskStatus | None:
-            claimed.clear()
-            if st.state == TaskState.SUCCEEDED:
-                return None
-            if st.state == TaskState.RUNNING and st.owner != self.id:
-                live = st.lease_expires is not None and st.lease_expires > now
-                if live and (honour_leases or not self.takeover):
-                    raise Busy(task_id)
-            if honour_leases and st.state == TaskState.FAILED and st.attempt >= self.max_attempts:
-                raise Busy(task_id)
-            if honour_leases and st.state == TaskState.CANCELLED:
-                raise Busy(task_id)
-            new_state = TaskState.QUEUED if st.state in (TaskState.FAILED, TaskState.CANCELLED) else st.state
-            st = st.model_copy(update={"state": new_state})
-            claimed.append(True)
-            return st.advance(
-                TaskState.RUNNING,
-                attempt=st.attempt + 1,
-                owner=self.id,
-                lease_expires=now + self.lease_s,
-                started_at=now,
-                finished_at=None,
-                items_total=items,
-                exit_code=None,
-                error=None,
-                slurm_job_id=os.environ.get("SLURM_JOB_ID"),
-            )
-
-        status = self._update(task_id, change)
-        return status if claimed else None
+        Raises Busy if another live worker holds it (pilot mode) or attempts are exhausted."""
+        return self.lifecycle.claim(
+            task_id,
+            owner=self.id,
+            items=items,
+            lease_s=self.lease_s,
+            honour_leases=honour_leases,
+            takeover=self.takeover,
+            submission=worker_submission(),
+            slurm_job_id=os.environ.get("SLURM_JOB_ID"),
+        )
 
     def _renew(self, task_id: str, done: int, failed: int) -> None:
-        def change(st: TaskStatus) -> TaskStatus | None:
-            if st.owner != self.id or st.state != TaskState.RUNNING:
-                raise LeaseLost(task_id)
-            return st.advance(
-                TaskState.RUNNING,
-                lease_expires=time.time() + self.lease_s,
-                items_done=done,
-                items_failed=failed,
-            )
-
-        self._update(task_id, change)
-
-    def _finish(self, task_id: str, new: TaskState, **changes: Any) -> None:
-        def change(st: TaskStatus) -> TaskStatus | None:
-            if st.owner != self.id and st.state == TaskState.RUNNING:
-                return None  # someone took over; leave their record alone
-            if st.state == new == TaskState.SUCCEEDED:
-                return None
-            try:
-                return st.advance(new, finished_at=time.time(), lease_expires=None, **changes)
-            except StateError:
-                return None
-
-        self._update(task_id, change)
+        self.lifecycle.renew(task_id, owner=self.id, lease_s=self.lease_s, done=done, failed=failed)
 
     # -- one task ---------------------------------------------------------------------------
     def handler(self) -> LoadedHandler:
@@ -338,7 +296,7 @@ class Worker:
         task returns EXIT_OK at once; an interrupted one resumes from its checkpoint."""
         task = Task.from_json(self.objects.get(keys.task_manifest(self.job_id, task_id)), where=task_id)
         if self.objects.exists(keys.done_marker(self.job_id, task_id)):
-            self._finish(task_id, TaskState.SUCCEEDED)
+            self.lifecycle.published(task_id)
             return EXIT_OK
         status = self._claim(task_id, task.batch.items, honour_leases)
         if status is None:
@@ -352,12 +310,12 @@ class Worker:
         try:
             handler = self.handler()
         except HandlerError as exc:
-            self._finish(task_id, TaskState.FAILED, exit_code=EXIT_FAILED, error=str(exc))
+            self.lifecycle.failed(task_id, owner=self.id, exit_code=EXIT_FAILED, error=str(exc))
             raise
         try:
             ckpt = self._open_checkpoint(task_id, scratch)
         except SlurmctlError as exc:  # a damaged or too-new checkpoint: say so on the task, not only here
-            self._finish(task_id, TaskState.FAILED, exit_code=EXIT_FAILED, error=str(exc))
+            self.lifecycle.failed(task_id, owner=self.id, exit_code=EXIT_FAILED, error=str(exc))
             raise
         done = ckpt.done_ranges()
         resumed = sum(last - first + 1 for first, last in done)
@@ -376,7 +334,7 @@ class Worker:
             ckpt.commit_if_due(force=True)
             self._save_checkpoint(task_id, ckpt, scratch)
             beat.stop_event.set()
-            self._finish(task_id, TaskState.QUEUED, exit_code=EXIT_RESUME, error="interrupted by signal")
+            self.lifecycle.interrupted(task_id, owner=self.id, exit_code=EXIT_RESUME)
             log.warning("task %s interrupted (signal %s); checkpoint saved", task_id, self.stop.signal)
             return EXIT_RESUME
         except LeaseLost:
@@ -387,7 +345,7 @@ class Worker:
                 ckpt.commit_if_due(force=True)
                 self._save_checkpoint(task_id, ckpt, scratch)
             error = str(exc) if isinstance(exc, SlurmctlError) else f"{type(exc).__name__}: {exc}"
-            self._finish(task_id, TaskState.FAILED, exit_code=EXIT_FAILED, error=error)
+            self.lifecycle.failed(task_id, owner=self.id, exit_code=EXIT_FAILED, error=error)
             raise
         finally:
             beat.stop_event.set()
@@ -721,7 +679,7 @@ class Worker:
             for key in (data_info.key, mkey, errors_key):
                 if key:
                     self.objects.delete(key)
-        self._finish(tid, TaskState.SUCCEEDED, items_done=ok + failed, items_failed=failed, exit_code=0)
+        self.lifecycle.succeeded(tid, owner=self.id, items_done=ok + failed, items_failed=failed)
         self._drop_checkpoint(tid)
 
     # -- pilot ------------------------------------------------------------------------------
@@ -746,7 +704,7 @@ class Worker:
                     st = self._status(tid)
                     if (
                         st is not None
-                        and not (st.state == TaskState.FAILED and st.attempt >= self.max_attempts)
+                        and not (st.state == TaskState.FAILED and not attempts_left(st, self.max_attempts))
                         and st.state != TaskState.CANCELLED
                     ):
                         remaining += 1
