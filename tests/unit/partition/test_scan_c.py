@@ -1,8 +1,8 @@
 """The C scanner (partition/_scan.c) against the Python rules, and reference batches end to end.
 
-The scanner may refuse a line the Python rules accept (the caller then asks them), but it must never
-accept a line they refuse: that would put a bad record into a batch. The partitioner's output must be
-the same bytes with the scanner or without it, copying or referring.
+The scanner may refuse a line the Python rules (``validity.record_problem``) accept (the caller then
+asks them), but it must never accept a line they refuse: that would put a bad record into a batch.
+The partitioner's output must be the same bytes with the scanner or without it, copying or referring.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from slurmctl.coordinator import batch_manifest
 from slurmctl.model.core import Batch
 from slurmctl.partition import jsonl as jsonl_mod
 from slurmctl.partition import partition
+from slurmctl.partition.validity import MAX_NESTING, record_problem
 from slurmctl.worker.batchfile import InputChangedError, copy_reference
 
 _scan = jsonl_mod._scan
@@ -51,7 +52,18 @@ def c_accepts(line: bytes, max_record: int = 1 << 30) -> bool:
     [
         (b'{"a":1}', True),
         (b' \t[1, 2.5e-3, -0, true, false, null, "x"] ', True),
-        (b'"\\u00e9\\ud800\\n\\"\\\\\\/\\b\\f\\r\\t"', True),  # a lone surrogate escape: json reads it
+        (b'"\\u00e9\\ud83d\\ude00\\n\\"\\\\\\/\\b\\f\\r\\t"', True),
+        (b'"\\ud800"', False),  # a lone surrogate escape: json reads it, the worker's decoder does not
+        (b'"\\udc00\\ud800"', False),
+        (b"1e308", True),
+        (b"1.7976931348623157e308", True),  # the largest double
+        (b"1.7976931348623158079372897140530341507994e308", False),  # rounds to infinity
+        (b"1.7976931348623158079372897140530341507993e308", True),  # just below: rounds down
+        (b"0.1e310", False),  # 1e309: beyond the range
+        (b"0.01e310", False),  # 1e308, but in a form the scanner leaves to Python
+        (b"1e999", False),
+        (b"9" * 4300, True),
+        (b"-" + b"9" * 4300, False),  # msgspec counts the sign
         ('{"é":"😀"}'.encode(), True),
         (b"", False),  # blank: the Python path counts it
         (b"  ", False),
@@ -86,14 +98,14 @@ def c_accepts(line: bytes, max_record: int = 1 << 30) -> bool:
         (b'"\xc3"', False),  # truncated sequence
         (b"\xef\xbb\xbf{}", False),  # a BOM inside the data
         (b"{}\r", False),  # any CR: the Python path handles CRLF files
-        (b"[" * 200 + b"]" * 200, False),  # deeper than the scanner goes (128): Python decides
-        (b"[" * 100 + b"]" * 100, True),
+        (b"[" * (MAX_NESTING + 1) + b"]" * (MAX_NESTING + 1), False),  # deeper than a record may be
+        (b"[" * MAX_NESTING + b"]" * MAX_NESTING, True),
     ],
 )
 def test_c_scanner_verdicts(line: bytes, ok: bool) -> None:
     assert c_accepts(line) is ok
     if ok:
-        assert jsonl_mod.json_problem(line) is None
+        assert record_problem(line) is None
 
 
 _json = st.recursive(
@@ -105,7 +117,7 @@ _tokens = st.sampled_from(
     [
         *(b"{", b"}", b"[", b"]", b",", b":", b'"', b"\\", b"\\u", b"0", b"1", b"-", b".", b"e", b"+", b" "),
         *(b"\t", b"true", b"false", b"null", b"a", b"\xc3\xa9", b"\xc3", b"\xed\xa0\x80"),
-        *(b"\x7f", b"\x01", b"\r"),
+        *(b"\x7f", b"\x01", b"\r", b"\\ud800", b"\\udc00", b"e308", b"e999", b"9" * 300, b"[" * 300),
     ]
 )
 
@@ -136,7 +148,7 @@ def test_c_scanner_accepts_what_json_dumps_writes(value: object, ensure_ascii: b
 )
 def test_c_scanner_never_accepts_what_python_refuses(line: bytes) -> None:
     if c_accepts(line):
-        assert jsonl_mod.json_problem(line) is None, line
+        assert record_problem(line) is None, line
 
 
 @needs_c
@@ -212,8 +224,7 @@ def test_same_batches_with_or_without_c_copying_or_referring(
             for b in s.batches:
                 span = lines[b.first_line - 1 : b.last_line]
                 pure = all(
-                    line.strip() and b"\r" not in line and jsonl_mod.json_problem(line) is None
-                    for line in span
+                    line.strip() and b"\r" not in line and record_problem(line) is None for line in span
                 )
                 assert (b.ref_path is not None) == pure, b
             assert len(refs) > len(s.batches) // 2
