@@ -1,4 +1,4 @@
-"""Acceptance of the shared rate limiter, on the local backend (SQLite) and on DynamoDB (moto):
+"""Acceptance of the shared rate limiter, on the local backend (state-store records) and on DynamoDB (moto):
 
 * a real map job, 8 worker processes, one limit of R/s for ~20 s against a local HTTP server that
   records every arrival: no 1-second window sees more than R + burst requests, and the aggregate
