@@ -351,6 +351,24 @@ class Lifecycle:
 
                 self._update(tid, change)
 
+    def fresh_budget(self) -> list[str]:
+        """Give every task that used up its attempts a fresh budget (``failures`` back to 0; it stays
+        failed until it is queued): what ``slurmctl resubmit --failed`` does once the cause (a full
+        disk, a bad node, a bug in the handler) is fixed. Returns those task ids. Idempotent."""
+        out: list[str] = []
+        for st in self.tasks():
+            if st.state != TaskState.FAILED or attempts_left(st, self.max_attempts):
+                continue
+
+            def change(cur: TaskStatus) -> TaskStatus | None:
+                if cur.state != TaskState.FAILED or attempts_left(cur, self.max_attempts):
+                    return None
+                return cur.model_copy(update={"failures": 0, "updated_at": time.time()})
+
+            if self._update(st.task_id, change) is not None:
+                out.append(st.task_id)
+        return out
+
     def holder_died(self, task_id: str, owner: str, why: str, *, interrupted: bool = False) -> bool:
         """The worker ``owner`` holding the task is gone without a word: the task fails one attempt
         (or, for an end that is not the task's fault, goes back to queued). Nothing happens if

@@ -64,13 +64,17 @@ def watch(
         sleep(min(progress_s, max(0.0, next_sched - clock())) or progress_s)
 
 
-def resubmit_once(executor: Executor, *, reason: str = "slurmctl resubmit") -> tuple[list[str], str]:
+def resubmit_once(
+    executor: Executor, *, reason: str = "slurmctl resubmit", failed: bool = False
+) -> tuple[list[str], str]:
     """Settle the job from the scheduler's facts, then submit again what no live worker will run.
     Returns (task ids resubmitted, a one-line description). When nothing is resubmitted the
     description says why: every task done or final, or which live elements will still run the
     rest. Asks the scheduler at most twice (squeue, then sacct when squeue no longer knows a
-    submission)."""
+    submission). With ``failed``, tasks that used up their attempts get a fresh budget first."""
     lc = executor.lifecycle
+    if failed:
+        lc.fresh_budget()
     facts = executor.poll()
     watcher = getattr(executor, "_status_watcher", None)
     if watcher is not None and watcher.next_source == "sacct":
@@ -84,8 +88,15 @@ def resubmit_once(executor: Executor, *, reason: str = "slurmctl resubmit") -> t
     lc.refresh_job()
     statuses = lc.tasks()
     open_tasks = [t for t in statuses if t.state.value not in ("succeeded", "cancelled", "failed")]
+    exhausted = [t for t in statuses if t.state.value == "failed"]
     if not open_tasks:
-        return [], "nothing to resubmit: every task has succeeded or used up its attempts"
+        if exhausted:
+            return [], (
+                f"nothing to resubmit: {len(exhausted)} task(s) used up their attempts (see `slurmctl "
+                "status JOB`); once the cause is fixed, `slurmctl resubmit JOB --failed` runs them again "
+                "with a fresh budget"
+            )
+        return [], "nothing to resubmit: every task has succeeded"
     live = [e for e in facts.elements.values() if e.alive(time.time())]
     return [], (
         f"nothing to resubmit: {len(open_tasks)} unfinished task(s) will be run by "

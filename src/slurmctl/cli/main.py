@@ -173,7 +173,18 @@ def _follow(backend: Any, job_id: str) -> int:
 
 
 @app.command()
-def resubmit(job_id: str, root: RootOpt = None, backend_spec: BackendOpt = None) -> None:
+def resubmit(
+    job_id: str,
+    failed: Annotated[
+        bool,
+        typer.Option(
+            "--failed",
+            help="also run tasks that used up their attempts, with a fresh budget (fix the cause first)",
+        ),
+    ] = False,
+    root: RootOpt = None,
+    backend_spec: BackendOpt = None,
+) -> None:
     """Submit again the tasks of a job that nothing will run any more (failed with attempts left,
     interrupted, or never submitted after a failed sbatch)."""
     from slurmctl.coordinator import load_job
@@ -183,7 +194,7 @@ def resubmit(job_id: str, root: RootOpt = None, backend_spec: BackendOpt = None)
     executor = executor_for(backend, load_job(backend, job_id))
     from slurmctl.watch import resubmit_once
 
-    _, message = resubmit_once(executor)
+    _, message = resubmit_once(executor, failed=failed)
     out.print(f"job {job_id}: {message}".replace("JOB", job_id), highlight=False)
 
 

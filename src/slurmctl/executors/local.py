@@ -19,10 +19,11 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from slurmctl.coordinator import load_job
-from slurmctl.errors import EXIT_LEASE_LOST, SchedulerError
+from slurmctl.errors import EXIT_LEASE_LOST, SchedulerError, SlurmctlError, StorageError
 from slurmctl.executors.base import Executor, shell_join, worker_command
 from slurmctl.lifecycle import Element, Facts, Lifecycle, attempts_left, owner_alive, this_host
 from slurmctl.model.core import JobStatus, TaskStatus
@@ -33,6 +34,10 @@ from slurmctl.storage.base import Backend
 from slurmctl.storage.open import default_root, open_backend
 
 log = logging.getLogger("slurmctl.executors.local")
+
+# A runner keeps trying through a storage outage (backing off) for this long before it stops;
+# running workers are not disturbed, and `slurmctl resubmit JOB` starts a new runner.
+STORAGE_OUTAGE_S = 300.0
 
 
 def default_parallel() -> int:
@@ -169,44 +174,17 @@ def run(backend: Backend, job_id: str, *, max_parallel: int | None = None) -> in
     deferred: list[str] = []  # held by a live worker this runner did not start: look again later
     running: dict[str, subprocess.Popen[bytes]] = {}
     next_look = 0.0
+    outage_s = 0.0  # how long the backend has been failing (a storage outage pauses the runner)
     while (todo or running or deferred) and not stopping:
-        while todo and len(running) < n:
-            tid = todo.pop(0)
-            if not runnable(tid):
-                continue
-            st = lc.task(tid)
-            if st is not None and held_by_live_worker(st):
-                deferred.append(tid)
-                continue
-            running[tid] = subprocess.Popen(
-                worker_command(backend, job_id, "--task", tid), stdin=subprocess.DEVNULL
-            )
-        time.sleep(0.05)
-        for tid, proc in list(running.items()):
-            code = proc.poll()
-            if code is None:
-                continue
-            del running[tid]
-            if stopping:
-                continue
-            st = lc.task(tid)
-            owner = f"{this_host()}:{proc.pid}"
-            if st is not None and st.state == TaskState.RUNNING and st.owner == owner:
-                # The worker died without a word (SIGKILL, OOM): one failed attempt.
-                lc.holder_died(tid, owner, f"worker pid {proc.pid} exited {code} before finishing")
-            if code == EXIT_LEASE_LOST:
-                deferred.append(tid)  # another worker holds it; see again when that one is gone
-            elif runnable(tid):
-                log.warning("task %s: worker exited %s; running it again", tid, code)
-                todo.append(tid)
-        if deferred and time.monotonic() >= next_look:
-            next_look = time.monotonic() + 0.5
-            for tid in list(deferred):
-                st = lc.task(tid)
-                if st is None or not held_by_live_worker(st):
-                    deferred.remove(tid)
-                    if runnable(tid) and tid not in running and tid not in todo:
-                        todo.append(tid)
+        try:
+            next_look = _round(lc, backend, job_id, n, todo, deferred, running, next_look, runnable, stopping)
+            outage_s = 0.0
+        except StorageError as exc:
+            outage_s = outage_s * 2 if outage_s else 0.5
+            if outage_s > STORAGE_OUTAGE_S:
+                raise
+            log.warning("backend failing (%s); trying again in %.1f s", exc, outage_s)
+            time.sleep(outage_s)
     if stopping:
         for proc in running.values():
             with contextlib.suppress(ProcessLookupError):
@@ -218,6 +196,60 @@ def run(backend: Backend, job_id: str, *, max_parallel: int | None = None) -> in
     return 0 if final.state == JobState.SUCCEEDED else 1
 
 
+def _round(
+    lc: Lifecycle,
+    backend: Backend,
+    job_id: str,
+    n: int,
+    todo: list[str],
+    deferred: list[str],
+    running: dict[str, subprocess.Popen[bytes]],
+    next_look: float,
+    runnable: Callable[[str], bool],
+    stopping: bool,
+) -> float:
+    """One round of the runner: start workers up to ``n``, reap the ones that ended, look at the
+    deferred tasks. Returns when to look at the deferred ones next. Raises StorageError."""
+    while todo and len(running) < n:
+        tid = todo.pop(0)
+        if not runnable(tid):
+            continue
+        st = lc.task(tid)
+        if st is not None and held_by_live_worker(st):
+            deferred.append(tid)
+            continue
+        running[tid] = subprocess.Popen(
+            worker_command(backend, job_id, "--task", tid), stdin=subprocess.DEVNULL
+        )
+    time.sleep(0.05)
+    for tid, proc in list(running.items()):
+        code = proc.poll()
+        if code is None:
+            continue
+        del running[tid]
+        if stopping:
+            continue
+        st = lc.task(tid)
+        owner = f"{this_host()}:{proc.pid}"
+        if st is not None and st.state == TaskState.RUNNING and st.owner == owner:
+            # The worker died without a word (SIGKILL, OOM): one failed attempt.
+            lc.holder_died(tid, owner, f"worker pid {proc.pid} exited {code} before finishing")
+        if code == EXIT_LEASE_LOST:
+            deferred.append(tid)  # another worker holds it; see again when that one is gone
+        elif runnable(tid):
+            log.warning("task %s: worker exited %s; running it again", tid, code)
+            todo.append(tid)
+    if deferred and time.monotonic() >= next_look:
+        next_look = time.monotonic() + 0.5
+        for tid in list(deferred):
+            st = lc.task(tid)
+            if st is None or not held_by_live_worker(st):
+                deferred.remove(tid)
+                if runnable(tid) and tid not in running and tid not in todo:
+                    todo.append(tid)
+    return next_look
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m slurmctl.executors.local")
     parser.add_argument("--backend", required=True, help="backend spec (JSON)")
@@ -225,8 +257,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-parallel", type=int)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    backend = open_backend(json.loads(args.backend))
-    code = run(backend, args.job, max_parallel=args.max_parallel)
+    try:
+        backend = open_backend(json.loads(args.backend))
+        code = run(backend, args.job, max_parallel=args.max_parallel)
+    except SlurmctlError as exc:
+        # Workers already running go on and publish; `slurmctl resubmit JOB` starts a new runner.
+        log.error("runner for %s stops: %s", args.job, exc)
+        return exc.exit_code
     log.info("runner done for %s (exit %d)", args.job, code)
     return code
 

@@ -420,6 +420,7 @@ class _RootDir:
 
     _root: str
     _root_path: Path | None = None
+    _root_seen: bool | None = None  # the root existed when this store first wrote: never recreate it
 
     @property
     def root(self) -> Path:
@@ -429,6 +430,24 @@ class _RootDir:
 
             self._root_path = Path(self._root)
         return self._root_path
+
+    def _makedirs(self, directory: str | os.PathLike[str]) -> None:
+        """Create ``directory`` and its parents below the root, never the root itself: a root that
+        vanished (unmounted, renamed away, an NFS outage) is an error, not an empty new root that
+        would hide every record and result. Raises OSError (ENOENT naming the root)."""
+        if os.path.isdir(directory):
+            return
+        if self._root_seen is None:
+            self._root_seen = os.path.isdir(self._root)
+        if self._root_seen and not os.path.isdir(self._root):
+            try:
+                os.stat(self._root)
+            except FileNotFoundError:
+                raise FileNotFoundError(
+                    errno.ENOENT, "the backend root is gone (unmounted or moved?)", self._root
+                ) from None
+        os.makedirs(directory, exist_ok=True)
+        self._root_seen = True
 
 
 class _DeferrableSync:
@@ -462,6 +481,7 @@ class LocalObjectStore(_RootDir, _DeferrableSync, ObjectStore):
     def put(self, key: str, data: bytes) -> ObjectInfo:
         path = self._path(key)
         try:
+            self._makedirs(path.parent)
             with atomic_writer(path, fsync=self.fsync) as f:
                 f.write(data)
         except OSError as exc:
@@ -474,6 +494,7 @@ class LocalObjectStore(_RootDir, _DeferrableSync, ObjectStore):
             if os.path.realpath(path) != os.path.realpath(target):
                 import shutil
 
+                self._makedirs(target.parent)
                 with atomic_writer(target, fsync=self.fsync) as out, open(path, "rb") as src:
                     shutil.copyfileobj(src, out, CHUNK)
             return ObjectInfo(key, target.stat().st_size, sha256_file(target))
@@ -484,7 +505,7 @@ class LocalObjectStore(_RootDir, _DeferrableSync, ObjectStore):
         target = self._path(key)
         try:
             directory, name = os.path.split(target)
-            os.makedirs(directory, exist_ok=True)
+            self._makedirs(directory)
             tmp = _write_temp(directory, f".{name}.", data, fsync=self.fsync)
             created = _link_exclusive(tmp, os.fspath(target))
             if created and self.fsync:
@@ -741,7 +762,7 @@ class FileStateStore(_RootDir, _DeferrableSync, StateStore):
         _HELD.add(token)
         try:
             directory = os.path.dirname(lock)
-            os.makedirs(directory, exist_ok=True)
+            self._makedirs(directory)
             tmp = _write_temp(directory, f".{os.path.basename(lock)}.", content, fsync=False)
             try:
                 self._acquire(record, lock, tmp)
@@ -866,7 +887,7 @@ class FileStateStore(_RootDir, _DeferrableSync, StateStore):
         directory, name = os.path.split(path)
         data = json.dumps({"version": 1, "value": value}, separators=(",", ":")).encode()
         try:
-            os.makedirs(directory, exist_ok=True)
+            self._makedirs(directory)
             tmp = _write_temp(directory, f".{name}.", data, fsync=self.fsync)
             created = _link_exclusive(tmp, path)
             if created and self.fsync:
@@ -994,7 +1015,7 @@ def local_backend(root: str | os.PathLike[str], *, fsync: bool = True) -> Backen
     Raises StorageError if it cannot be created. Idempotent."""
     path = _absolute(root)
     try:
-        os.makedirs(path, exist_ok=True)
+        os.makedirs(os.path.join(path, "state"), exist_ok=True)
     except OSError as exc:
         raise StorageError(
             f"cannot create backend root {path}: {exc.strerror}",

@@ -215,3 +215,15 @@ def test_pilots_that_all_failed_before_any_work_count_a_failure(job):
     ran = pilots("101", 2, SlurmState.FAILED, time.time() - 30)
     assert sorted(lc.settle(pool_facts(dead, ran))) == j.task_ids()
     assert {t.failures for t in lc.tasks()} == {1}
+
+
+def test_fresh_budget_for_tasks_that_used_up_their_attempts(job):
+    """`resubmit --failed`: after a full disk burnt every attempt, the tasks run again."""
+    lc, _j = job
+    for _ in range(2):
+        lc.claim("t0000000", owner="w:1", items=1, lease_s=60, honour_leases=True)
+        lc.failed("t0000000", owner="w:1", error="No space left on device", exit_code=6)
+    assert "t0000000" not in lc.settle(Facts())
+    assert lc.fresh_budget() == ["t0000000"]
+    assert "t0000000" in lc.settle(Facts())
+    assert lc.task("t0000000").failures == 0 and lc.fresh_budget() == []
