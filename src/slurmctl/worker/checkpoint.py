@@ -47,7 +47,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO, NamedTuple
 
-from slurmctl.errors import StateError
+from slurmctl.errors import StateError, StorageError
 from slurmctl.fsutil import CHUNK, fsync_dir
 
 log = logging.getLogger("slurmctl.worker")
@@ -116,7 +116,27 @@ class Segment(NamedTuple):
     sha256: str
 
 
-def _unreadable(path: Path, exc: Exception) -> StateError:
+# SQLite result codes that mean the file system, not the checkpoint, is at fault.
+_DISK_ERRORS = {"SQLITE_FULL", "SQLITE_IOERR", "SQLITE_CANTOPEN", "SQLITE_READONLY"}
+
+
+def disk_error(path: Path, exc: Exception) -> StorageError | None:
+    """A StorageError for an SQLite error caused by the file system (full, read-only, I/O), else
+    None."""
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    if not any(name.startswith(code) for code in _DISK_ERRORS):
+        return None
+    return StorageError(
+        f"checkpoint {path}: {exc} ({name})",
+        hint=f"node-local scratch ({path.parent}) is full or unwritable: free space there or point "
+        "$SLURMCTL_SCRATCH at a larger file system, then `slurmctl resubmit JOB`",
+    )
+
+
+def _unreadable(path: Path, exc: Exception) -> StateError | StorageError:
+    disk = disk_error(path, exc)
+    if disk is not None:
+        return disk
     return StateError(
         f"checkpoint {path} is unreadable: {exc}",
         hint="it is not a slurmctl checkpoint or it is damaged; delete it and the task restarts "
@@ -285,49 +305,54 @@ class Checkpoint:
         if storing the segment fails, the next segment carries them again. Idempotent until then.
         Memory: one run's rows at a time."""
         self.commit_if_due(force=True)
-        heads = self.db.execute(
-            "SELECT first_id, last_id FROM chunks WHERE shipped = 0 ORDER BY first_id"
-        ).fetchall()
-        if not heads:
-            return None
         tmp = dest.with_name(dest.name + ".tmp")
         digest = hashlib.sha256()
         size = 0
-        with open(tmp, "wb") as out:
+        ids: list[int] = []
+        items = 0
+        try:
+            with open(tmp, "wb") as out:
 
-            def put(data: bytes) -> None:
-                nonlocal size
-                out.write(data)
-                digest.update(data)
-                size += len(data)
+                def put(data: bytes) -> None:
+                    nonlocal size
+                    out.write(data)
+                    digest.update(data)
+                    size += len(data)
 
-            put(_MAGIC)
-            runs = self.db.execute(
-                "SELECT first_id, last_id, nrows, nfailed, rows FROM chunks WHERE shipped = 0 "
-                "ORDER BY first_id"
-            )
-            errors = self.db.cursor()
-            for first, last, nrows, nfailed, rows in runs:
-                errs = b""
-                if nfailed:
-                    found = errors.execute(
-                        "SELECT * FROM errors WHERE item_id BETWEEN ? AND ? ORDER BY item_id", (first, last)
-                    ).fetchall()
-                    errs = json.dumps(found).encode()
-                put(_FRAME.pack(first, last, nrows, nfailed, len(rows), len(errs)))
-                put(rows)
-                put(errs)
-            put(_END)
-            sha = digest.digest()
-            out.write(sha)
-            size += len(sha)
-            out.flush()
-            os.fsync(out.fileno())
-        tmp.replace(dest)
+                put(_MAGIC)
+                errors = self.db.cursor()
+                for first, last, nrows, nfailed, rows in self.db.execute(
+                    "SELECT first_id, last_id, nrows, nfailed, rows FROM chunks WHERE shipped = 0 "
+                    "ORDER BY first_id"
+                ):
+                    errs = b""
+                    if nfailed:
+                        found = errors.execute(
+                            "SELECT * FROM errors WHERE item_id BETWEEN ? AND ? ORDER BY item_id",
+                            (first, last),
+                        ).fetchall()
+                        errs = json.dumps(found).encode()
+                    put(_FRAME.pack(first, last, nrows, nfailed, len(rows), len(errs)))
+                    put(rows)
+                    put(errs)
+                    ids.append(first)
+                    items += last - first + 1
+                if not ids:
+                    out.close()
+                    tmp.unlink()
+                    return None
+                put(_END)
+                sha = digest.digest()
+                out.write(sha)
+                size += len(sha)
+                out.flush()
+                os.fsync(out.fileno())
+            tmp.replace(dest)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
         fsync_dir(dest.parent)
-        ids = tuple(first for first, _ in heads)
-        items = sum(last - first + 1 for first, last in heads)
-        return Segment(ids[0], ids, items, size, sha.hex())
+        return Segment(ids[0], tuple(ids), items, size, sha.hex())
 
     def mark_shipped(self, segment: Segment) -> None:
         """Record that ``segment``'s runs are in the store (the next segment leaves them out).

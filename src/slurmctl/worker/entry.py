@@ -63,7 +63,21 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--workers", type=int, default=1)
     a = ap.parse_args(argv)
     try:
-        code = run(a.job, a.backend, a.task, a.array_offset, a.pilot, a.index, a.workers)
+        try:
+            code = run(a.job, a.backend, a.task, a.array_offset, a.pilot, a.index, a.workers)
+        except Exception as exc:  # the checkpoint's SQLite on a full or broken scratch: a storage error
+            import sqlite3
+
+            if not isinstance(exc, sqlite3.Error):
+                raise
+            from pathlib import Path
+
+            from slurmctl.worker.checkpoint import disk_error
+
+            disk = disk_error(Path(os.environ.get("SLURMCTL_SCRATCH") or "scratch"), exc)
+            if disk is None:
+                raise
+            raise disk from exc
     except SlurmctlError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)
