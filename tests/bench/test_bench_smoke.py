@@ -55,6 +55,15 @@ def test_worker_overhead_smoke():
     assert by["worker"]["items_per_s"] > 0 and by["worker"]["peak_rss_mib"] > 0
 
 
+def test_snapshot_traffic_smoke():
+    p = run_bench("snapshot_traffic.py", "20000", "--items-per-s", "100")
+    assert {"segments_vs_full_copy", "segments_vs_rows"} <= ratio_names(p.stdout)
+    by = {r["contender"]: r for r in results(p.stdout)}
+    assert by["segments"]["snapshots"] == by["full_copy"]["snapshots"] > 1
+    # Segments ship each run once; whole copies ship the growing file at every snapshot.
+    assert by["segments"]["bytes"] < by["full_copy"]["bytes"]
+
+
 def test_status_10k_smoke():
     p = run_bench("status_10k.py", "60", "--repeat", "1")
     assert {

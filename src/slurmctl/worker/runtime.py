@@ -427,6 +427,13 @@ class Worker:
         finally:
             path.unlink(missing_ok=True)
         ckpt.mark_shipped(segment)
+        log.debug(
+            "checkpoint segment %s: %d items, %d bytes, sha256 %s",
+            key,
+            segment.items,
+            segment.size,
+            segment.sha256,
+        )
 
     def _drop_checkpoint(self, task_id: str) -> None:
         """Delete the task's checkpoint segments from the store (once it is published: the result
