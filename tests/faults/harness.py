@@ -144,13 +144,14 @@ class FaultJob:
     def cli(self, *args: str, timeout: float = 120) -> Result:
         """``slurmctl ARGS`` in the job's directory, as a user runs it. Fails the test on a timeout
         (a command that hangs is a fault the suite reports), naming the command and the seed."""
-        return run([sys.executable, "-m", "slurmctl", *args], self.env(), self.dir, timeout, self.replay)
+        argv = [sys.executable, "-m", "slurmctl", *args]
+        return run(argv, self.env(), self.dir, timeout, self.replay, self.state_summary)
 
     def worker(self, task_id: str, timeout: float = 120) -> Result:
         """``python -m slurmctl.worker`` for one task, exactly as the local executor starts it."""
         spec = json.dumps({"kind": "local", "root": str(self.root)})
         argv = [sys.executable, "-m", "slurmctl.worker", "--backend", spec, "--job", self.job_id]
-        return run([*argv, "--task", task_id], self.env(), self.dir, timeout, self.replay)
+        return run([*argv, "--task", task_id], self.env(), self.dir, timeout, self.replay, self.state_summary)
 
     def submit(self, *extra: str, timeout: float = 120) -> Result:
         """``slurmctl submit job.yaml``; sets ``job_id`` from the first stderr line ("job ID: ...")."""
@@ -256,8 +257,16 @@ def make_job(
     return job
 
 
-def run(argv: list[str], env: dict[str, str], cwd: Path, timeout: float, replay: Replay) -> Result:
-    """Run a command to its end; a timeout fails the test (the process group is killed first)."""
+def run(
+    argv: list[str],
+    env: dict[str, str],
+    cwd: Path,
+    timeout: float,
+    replay: Replay,
+    describe: Callable[[], str] | None = None,
+) -> Result:
+    """Run a command to its end; a timeout fails the test (the process group is killed first),
+    with ``describe()`` (the job's records) in the message."""
     p = subprocess.Popen(
         argv, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         start_new_session=True,
@@ -268,8 +277,10 @@ def run(argv: list[str], env: dict[str, str], cwd: Path, timeout: float, replay:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(p.pid, signal.SIGKILL)
         out, err = p.communicate()
+        state = describe() if describe else ""
         pytest.fail(
-            f"{' '.join(argv[2:])} did not end within {timeout:.0f} s\n  stderr: {err[-2000:]}\n{replay}",
+            f"{' '.join(argv[2:])} did not end within {timeout:.0f} s\n  stderr: {err[-2000:]}\n"
+            f"{state}\n{replay}",
             pytrace=False,
         )
     return Result([Path(argv[0]).name, *argv[1:]], p.returncode, out, err)
