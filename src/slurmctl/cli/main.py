@@ -275,13 +275,22 @@ def jobs(
         key=lambda s: s.created_at,
         reverse=True,
     )
+    from slurmctl.status import progress
+
+    # A job nobody watches keeps its stored state (readers never write): show what its tasks imply.
+    states = {
+        r.job_id: r.state.value
+        if r.state.is_terminal or r.state.value in ("created", "partitioned")
+        else progress(backend, r.job_id).state
+        for r in rows
+    }
     if as_json:
-        print(json.dumps([r.model_dump(mode="json") for r in rows], indent=2))
+        print(json.dumps([r.model_dump(mode="json") | {"state": states[r.job_id]} for r in rows], indent=2))
         return
     t = Table("job", "state", "executor", "tasks", "items", "created")
     for r in rows:
         created = time.strftime("%Y-%m-%d %H:%M", time.localtime(r.created_at))
-        t.add_row(r.job_id, r.state.value, r.executor, str(r.tasks), str(r.total_items), created)
+        t.add_row(r.job_id, states[r.job_id], r.executor, str(r.tasks), str(r.total_items), created)
     out.print(t)
 
 
