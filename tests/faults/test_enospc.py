@@ -99,7 +99,7 @@ def test_root_full_while_publishing_worker_exits_6_then_resubmit(new_job, tmp_pa
         assert_exactly_once(job)
         # The failed worker's uncommitted items (if its checkpoint could not commit) may run again.
         allowed = {i: 1 for i in job.task_items("t0000000") if redo is None or i not in redo}
-        assert_calls(job, allowed)  # type: ignore[arg-type]
+        assert_calls(job, allowed)
         assert_logs_clean(job)
 
 
@@ -136,7 +136,7 @@ def test_scratch_full_worker_exits_6_then_resubmit(new_job, tmp_path):
         recover(job)
         assert_exactly_once(job)
         allowed = {i: 1 for i in job.task_items("t0000000") if redo is None or i not in redo}
-        assert_calls(job, allowed)  # type: ignore[arg-type]
+        assert_calls(job, allowed)
         assert_logs_clean(job)
 
 
