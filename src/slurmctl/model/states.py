@@ -12,7 +12,7 @@ Task::
 Job::
 
     created ──▶ partitioned ──▶ submitted ──▶ running ──▶ succeeded
-                                   │            │  ▲   └──▶ failed ──▶ submitted (retry)
+                                   │            │  ▲   └──▶ failed ──▶ submitted (retry), succeeded (late)
                                    └────────────┴──┴──────▶ cancelled ──▶ submitted (resubmit)
 """
 
@@ -85,7 +85,8 @@ _JOB_MOVES: dict[JobState, frozenset[JobState]] = {
         {JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.SUBMITTED}
     ),
     JobState.SUCCEEDED: frozenset(),
-    JobState.FAILED: frozenset({JobState.SUBMITTED}),
+    # A task published late (by a worker thought lost) can complete a job already stored failed.
+    JobState.FAILED: frozenset({JobState.SUBMITTED, JobState.SUCCEEDED}),
     JobState.CANCELLED: frozenset({JobState.SUBMITTED}),
 }
 

@@ -420,7 +420,7 @@ class _RootDir:
 
     _root: str
     _root_path: Path | None = None
-    _root_seen: bool | None = None  # the root existed when this store first wrote: never recreate it
+    _root_seen: bool = False  # the root existed when the store was opened: never recreate it
 
     @property
     def root(self) -> Path:
@@ -437,8 +437,6 @@ class _RootDir:
         would hide every record and result. Raises OSError (ENOENT naming the root)."""
         if os.path.isdir(directory):
             return
-        if self._root_seen is None:
-            self._root_seen = os.path.isdir(self._root)
         if self._root_seen and not os.path.isdir(self._root):
             try:
                 os.stat(self._root)
@@ -470,6 +468,7 @@ class _DeferrableSync:
 class LocalObjectStore(_RootDir, _DeferrableSync, ObjectStore):
     def __init__(self, root: str | os.PathLike[str], *, fsync: bool = True) -> None:
         self._root = os.fspath(root)
+        self._root_seen = os.path.isdir(self._root)  # existing now: never recreated by a writer
         self.fsync = fsync
 
     def _path(self, key: str) -> Path:
@@ -599,6 +598,7 @@ class FileStateStore(_RootDir, _DeferrableSync, StateStore):
         self, root: str | os.PathLike[str], *, fsync: bool = True, stale_lock_s: float = 30.0
     ) -> None:
         self._root = os.fspath(root)
+        self._root_seen = os.path.isdir(self._root)  # existing now: never recreated by a writer
         self.fsync = fsync
         self.stale_lock_s = stale_lock_s
         # lock or breaker file -> (its content, when this process first saw that content, on

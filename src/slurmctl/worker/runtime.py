@@ -355,7 +355,13 @@ class Worker:
         finally:
             beat.stop_event.set()
             ckpt.close()
-        shutil.rmtree(task_dir, ignore_errors=True)
+        # This attempt's scratch and earlier ones' (their checkpoints are in the result now); never
+        # a later attempt's: a worker that lost the task may still get here while the new owner runs.
+        for old in task_dir.glob("a*"):
+            if old.name[1:].isdigit() and int(old.name[1:]) <= attempt:
+                shutil.rmtree(old, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            task_dir.rmdir()
         return EXIT_OK
 
     def _open_checkpoint(self, task_id: str, scratch: Path) -> Checkpoint:

@@ -227,3 +227,19 @@ def test_fresh_budget_for_tasks_that_used_up_their_attempts(job):
     assert lc.fresh_budget() == ["t0000000"]
     assert "t0000000" in lc.settle(Facts())
     assert lc.task("t0000000").failures == 0 and lc.fresh_budget() == []
+
+
+def test_a_late_result_completes_a_job_stored_failed(job):
+    lc, j = job
+    lc.set_job(JobState.SUBMITTED)
+    for tid in j.task_ids():
+        lc.claim(tid, owner="w:1", items=1, lease_s=60, honour_leases=True)
+        if tid == "t0000000":
+            lc.failed(tid, owner="w:1", error="boom", exit_code=1)
+        else:
+            lc.succeeded(tid, owner="w:1", items_done=1, items_failed=0)
+    lc.claim("t0000000", owner="w:2", items=1, lease_s=60, honour_leases=True)
+    lc.failed("t0000000", owner="w:2", error="boom", exit_code=1)
+    assert lc.refresh_job().state == JobState.FAILED
+    lc.published("t0000000")  # a worker thought lost published after all
+    assert lc.refresh_job().state == JobState.SUCCEEDED
