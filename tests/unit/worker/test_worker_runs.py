@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from slurmctl.errors import EXIT_OK, EXIT_RESUME
 from slurmctl.storage import keys
 from slurmctl.storage.open import open_backend
 from slurmctl.worker.checkpoint import read_segment
-from slurmctl.worker.runtime import EXIT_OK, EXIT_RESUME, Worker
+from slurmctl.worker.runtime import Worker
 from tests.e2e.cli import slurmctl, write_job
 
 # Item n: fails if n % 7 == 3, no row if n % 11 == 5, two rows if n % 13 == 0, an unencodable row if
