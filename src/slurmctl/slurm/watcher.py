@@ -214,7 +214,7 @@ class StatusWatcher:
             status = self.jobs[key]
             status.seen = True
             self._apply(status, row.ref, row.state)
-            if row.ref.is_pending_range:
+            if row.ref.is_pending_range and not row.state.is_terminal:
                 pending_seen.add(key)
             listed[key].add(row.ref.task if row.ref.task is not None else row.ref.het_offset)
         self._squeue_listed = {k for k, v in listed.items() if v} | pending_seen
@@ -254,7 +254,7 @@ class StatusWatcher:
             status = self.jobs[key]
             status.seen = True
             self._apply(status, row.ref, row.state)
-            if row.ref.is_pending_range:
+            if row.ref.is_pending_range and not row.state.is_terminal:
                 pending_seen.add(key)
         for key in unfinished:
             status = self.jobs[key]
@@ -267,7 +267,12 @@ class StatusWatcher:
 
     @staticmethod
     def _apply(status: JobStatus, ref: JobRef, state: JobState) -> None:
-        if ref.is_pending_range:
+        if ref.is_pending_range and state.is_terminal:
+            # Elements that ended before they started (scancel of a pending array, --deadline):
+            # Slurm still prints them as one bracketed row, now with their final state.
+            for task in ref.pending_tasks or ():
+                status.tasks[task] = state
+        elif ref.is_pending_range:
             status.pending = ref.pending_tasks
         elif ref.task is not None:
             status.tasks[ref.task] = state

@@ -204,3 +204,14 @@ def test_expected_tasks_accept_counts_ranges_and_lists():
 def test_watch_ids_must_be_array_parents(client):
     with pytest.raises(ValueError, match="plain numeric"):
         StatusWatcher(client, ["70_1"], submitted_at=datetime.now().astimezone())
+
+
+def test_a_pending_range_that_ended_before_starting_is_finished(tmp_path, client):
+    """scancel of a pending array: Slurm prints its unstarted elements as one bracketed row with the
+    final state. They are ended, not pending for ever (a watcher waiting on them never returned)."""
+    replay(tmp_path, "squeue", [qline("80_[0-3]", 80, "CANCELLED", "0-3")])
+    submitted = datetime(2026, 11, 23, 10, 44, 22).astimezone()
+    w = StatusWatcher(client, ["80"], submitted_at=submitted, expected_tasks={"80": 4})
+    snap = w.poll()
+    assert snap.finished
+    assert dict(w.jobs["80"].task_states()) == dict.fromkeys(range(4), JobState.CANCELLED)
