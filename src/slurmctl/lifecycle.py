@@ -255,8 +255,8 @@ class Lifecycle:
                     finished_at=now,
                     error=f"worker {st.owner} died; attempts exhausted",
                 )
-            if honour_leases and st.state == TaskState.CANCELLED:
-                raise Busy(task_id)
+            if st.state == TaskState.CANCELLED:
+                raise Busy(task_id)  # cancelled: only a resubmission (queue) makes it runnable again
             base = TaskState.QUEUED if st.state in (TaskState.FAILED, TaskState.CANCELLED) else st.state
             st = st.model_copy(update={"state": base})
             return st.advance(
@@ -311,10 +311,25 @@ class Lifecycle:
         return self._update(task_id, change)
 
     def succeeded(self, task_id: str, *, owner: str | None, items_done: int, items_failed: int) -> None:
-        """The task's result is published (its ``.done`` marker exists). Idempotent."""
-        self._finish(
-            task_id, owner, TaskState.SUCCEEDED, items_done=items_done, items_failed=items_failed, exit_code=0
-        )
+        """The task's result is published (its ``.done`` marker exists): succeeded, whatever the
+        record says by now (settled failed while this worker was slow, say). Idempotent."""
+
+        def change(st: TaskStatus) -> TaskStatus | None:
+            if st.state == TaskState.SUCCEEDED:
+                return None
+            return st.model_copy(
+                update={
+                    "state": TaskState.SUCCEEDED,
+                    "items_done": items_done,
+                    "items_failed": items_failed,
+                    "exit_code": 0,
+                    "lease_expires": None,
+                    "finished_at": time.time(),
+                    "updated_at": time.time(),
+                }
+            )
+
+        self._update(task_id, change)
 
     def published(self, task_id: str) -> None:
         """A ``.done`` marker exists for the task: its record follows, whatever it says. Idempotent."""
@@ -347,6 +362,8 @@ class Lifecycle:
                 def change(st: TaskStatus) -> TaskStatus | None:
                     if st.state not in SUBMITTABLE or st.state == TaskState.QUEUED:
                         return None
+                    if st.state == TaskState.FAILED and not attempts_left(st, self.max_attempts):
+                        return None  # final (``resubmit --failed`` gives a fresh budget first)
                     return st.advance(TaskState.QUEUED)
 
                 self._update(tid, change)
@@ -427,19 +444,29 @@ class Lifecycle:
                 if objects.exists(keys.done_marker(self.job_id, tid)):
                     self.published(tid)
                     continue
-                # Every element meant to run it failed. If one of them ever claimed a task (this
-                # one, or in pilot mode any), the element ran and the task was put back cleanly
-                # (exit 75 makes the element FAILED too): no one's fault. If none did, the elements
+                # Every element of the latest submission meant to run it failed. If one of them ever
+                # claimed a task (this one, or in pilot mode any), it ran and the task was put back
+                # cleanly (exit 75 makes the element FAILED too): no one's fault. If none did, they
                 # died before any work (a broken environment): one failed attempt, so that
                 # resubmission cannot loop for ever.
                 cover = facts.covering(tid)
-                if cover and all(e.ended and e.state in _FAILED_ENDS for e in cover):
-                    names = {e.name for e in cover}
-                    if st.submission not in names and not (names & claimed):
-                        latest = max(cover, key=lambda e: e.submitted_at)
-                        why = f"Slurm element {latest.name} ended {latest.state} before running it"
+                if cover:
+                    newest = max(cover, key=lambda e: e.submitted_at).submission
+                    judged = [e for e in cover if e.submission == newest]
+                    names = {e.name for e in judged}
+                    if (
+                        all(e.ended and e.state in _FAILED_ENDS for e in judged)
+                        and st.submission not in names
+                        and not (names & claimed)
+                    ):
+                        why = f"Slurm array {newest} ended {judged[0].state} before running it"
                         self._orphan_failed(tid, st, why)
                         st = self.task(tid) or st
+            if st.state in (TaskState.FAILED, TaskState.CANCELLED) and objects.exists(
+                keys.done_marker(self.job_id, tid)
+            ):
+                self.published(tid)  # published by a worker thought lost: the marker is the truth
+                continue
             if st.state == TaskState.FAILED and not attempts_left(st, self.max_attempts):
                 continue
             waiting = (TaskState.QUEUED, TaskState.PENDING, TaskState.FAILED, TaskState.CANCELLED)
@@ -447,12 +474,23 @@ class Lifecycle:
                 out.append(tid)
         return out
 
+    def start_failed(self, task_id: str, seen: TaskStatus, why: str) -> None:
+        """What was started to run the task (a worker process, every element meant for it) ended
+        before claiming it: one failed attempt, unless the task changed since ``seen``."""
+        self._orphan_failed(task_id, seen, why)
+
     def _orphan_failed(self, task_id: str, seen: TaskStatus, why: str) -> None:
         """Every element meant to run the queued task failed before claiming it: one failed attempt."""
 
         def change(st: TaskStatus) -> TaskStatus | None:
             if st.state != seen.state or st.attempt != seen.attempt:
                 return None  # claimed (or changed) since the decision
+            if st.state == TaskState.FAILED:  # a retry that never started
+                return st.model_copy(
+                    update={"failures": st.failures + 1, "error": why, "updated_at": time.time()}
+                )
+            if st.state != TaskState.QUEUED:
+                return None
             return st.advance(TaskState.FAILED, failures=st.failures + 1, finished_at=time.time(), error=why)
 
         self._update(task_id, change)

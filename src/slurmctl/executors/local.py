@@ -23,7 +23,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 from slurmctl.coordinator import load_job
-from slurmctl.errors import EXIT_LEASE_LOST, SchedulerError, SlurmctlError, StorageError
+from slurmctl.errors import (
+    EXIT_LEASE_LOST,
+    EXIT_OK,
+    EXIT_RESUME,
+    SchedulerError,
+    SlurmctlError,
+    StorageError,
+)
 from slurmctl.executors.base import Executor, shell_join, worker_command
 from slurmctl.lifecycle import Element, Facts, Lifecycle, attempts_left, owner_alive, this_host
 from slurmctl.model.core import JobStatus, TaskStatus
@@ -173,18 +180,30 @@ def run(backend: Backend, job_id: str, *, max_parallel: int | None = None) -> in
     todo = sorted(t.task_id for t in lc.tasks() if runnable(t.task_id))
     deferred: list[str] = []  # held by a live worker this runner did not start: look again later
     running: dict[str, subprocess.Popen[bytes]] = {}
+    spawned: dict[str, TaskStatus | None] = {}  # the record each running worker was started on
     next_look = 0.0
     outage_s = 0.0  # how long the backend has been failing (a storage outage pauses the runner)
     while (todo or running or deferred) and not stopping:
         try:
-            next_look = _round(lc, backend, job_id, n, todo, deferred, running, next_look, runnable, stopping)
+            next_look = _round(
+                lc, backend, job_id, n, todo, deferred, running, spawned, next_look, runnable, stopping
+            )
             outage_s = 0.0
-        except StorageError as exc:
+        except (StorageError, OSError) as exc:  # OSError: Popen (EAGAIN, ENOMEM)
             outage_s = outage_s * 2 if outage_s else 0.5
             if outage_s > STORAGE_OUTAGE_S:
-                raise
+                raise StorageError(f"the runner gave up after {STORAGE_OUTAGE_S:.0f} s of: {exc}") from exc
             log.warning("backend failing (%s); trying again in %.1f s", exc, outage_s)
             time.sleep(outage_s)
+            # A task taken off a list when the failure struck is in none of them now: list again
+            # every runnable task no worker of ours runs (a failing read leaves that for next time).
+            with contextlib.suppress(StorageError):
+                lost = [
+                    t.task_id
+                    for t in lc.tasks()
+                    if runnable(t.task_id) and t.task_id not in running and t.task_id not in deferred
+                ]
+                todo[:] = sorted(set(todo) | set(lost))
     if stopping:
         for proc in running.values():
             with contextlib.suppress(ProcessLookupError):
@@ -204,6 +223,7 @@ def _round(
     todo: list[str],
     deferred: list[str],
     running: dict[str, subprocess.Popen[bytes]],
+    spawned: dict[str, TaskStatus | None],
     next_look: float,
     runnable: Callable[[str], bool],
     stopping: bool,
@@ -221,6 +241,7 @@ def _round(
         running[tid] = subprocess.Popen(
             worker_command(backend, job_id, "--task", tid), stdin=subprocess.DEVNULL
         )
+        spawned[tid] = st
     time.sleep(0.05)
     for tid, proc in list(running.items()):
         code = proc.poll()
@@ -234,6 +255,16 @@ def _round(
         if st is not None and st.state == TaskState.RUNNING and st.owner == owner:
             # The worker died without a word (SIGKILL, OOM): one failed attempt.
             lc.holder_died(tid, owner, f"worker pid {proc.pid} exited {code} before finishing")
+        seen = spawned.pop(tid, None)
+        if (
+            code not in (EXIT_OK, EXIT_LEASE_LOST, EXIT_RESUME)
+            and st is not None
+            and seen is not None
+            and st.attempt == seen.attempt
+        ):
+            # It exited before claiming (a missing manifest, a broken environment): without a
+            # failure counted here the runner would start it again every 50 ms for ever.
+            lc.start_failed(tid, st, f"worker pid {proc.pid} exited {code} before claiming the task")
         if code == EXIT_LEASE_LOST:
             deferred.append(tid)  # another worker holds it; see again when that one is gone
         elif runnable(tid):

@@ -243,3 +243,35 @@ def test_a_late_result_completes_a_job_stored_failed(job):
     assert lc.refresh_job().state == JobState.FAILED
     lc.published("t0000000")  # a worker thought lost published after all
     assert lc.refresh_job().state == JobState.SUCCEEDED
+
+
+def test_broken_environment_after_a_good_submission_still_counts(job):
+    """Pilots of an earlier submission ran work; the newest submission's pilots all die at start
+    (the venv is gone): that counts, so resubmission cannot go on for ever."""
+    lc, _j = job
+    lc.queue(["t0000000"])
+    lc.claim("t0000000", owner=FOREIGN, items=1, lease_s=60, honour_leases=True, submission="100_0")
+    lc.interrupted("t0000000", owner=FOREIGN, exit_code=75)
+    good = pilots("100", 2, SlurmState.COMPLETED, time.time() - 120)
+    broken = pilots("101", 2, SlurmState.FAILED, time.time() - 10)
+    lc.settle(pool_facts(good, broken))
+    assert lc.task("t0000000").failures == 1
+
+
+def test_a_result_published_after_the_holder_was_settled_dead_wins(job):
+    lc, _j = job
+    lc.claim("t0000000", owner=FOREIGN, items=1, lease_s=60, honour_leases=True, submission="100_0")
+    lc.settle(pool_facts([Element("100", 0, time.time() - 60, SlurmState.FAILED)]))
+    assert lc.task("t0000000").state == TaskState.FAILED
+    lc.succeeded("t0000000", owner=FOREIGN, items_done=1, items_failed=0)  # the slow worker publishes
+    assert lc.task("t0000000").state == TaskState.SUCCEEDED
+
+
+def test_cancelled_tasks_are_never_claimed_and_exhausted_ones_never_queued(job):
+    lc, _j = job
+    lc.set_job(JobState.SUBMITTED)
+    lc.cancel()
+    with pytest.raises(Busy):
+        lc.claim("t0000000", owner="w:1", items=1, lease_s=60, honour_leases=False)
+    lc.queue(["t0000001"])
+    assert lc.task("t0000001").state == TaskState.QUEUED  # a resubmission makes it runnable again
