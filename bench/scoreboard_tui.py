@@ -86,7 +86,7 @@ def make_root(root, users, clusters):
 def timed(fn, repeat):
     """Return (median wall s, min wall s, median CPU s) of ``repeat`` calls.
 
-    CPU time (this process only) is what the code costs; wall time also counts the other engineers'
+    CPU time (this process only) is what the code costs; wall time also counts other processes'
     jobs on this shared 2-core machine, so both are printed.
     """
     walls, cpus = [], []
