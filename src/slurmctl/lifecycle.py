@@ -117,8 +117,6 @@ class Facts:
     elements: dict[str, Element] = field(default_factory=dict)
     by_task: dict[str, list[Element]] = field(default_factory=dict)
     pool: list[Element] = field(default_factory=list)
-    fresh: bool = True
-    """False when the scheduler could not be asked (nothing may be settled from these facts)."""
 
     def covering(self, task_id: str) -> list[Element]:
         return self.by_task.get(task_id, []) + self.pool
@@ -410,8 +408,6 @@ class Lifecycle:
         """Bring task records in line with the scheduler's facts (see the module docstring).
         Returns the ids of tasks that no live element will run and that may run again (what
         ``resubmit`` submits). Idempotent."""
-        if not facts.fresh:
-            return []
         now = time.time()
         statuses = statuses if statuses is not None else self.tasks()
         objects = self.backend.objects

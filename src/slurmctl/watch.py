@@ -75,10 +75,7 @@ def resubmit_once(
     lc = executor.lifecycle
     if failed:
         lc.fresh_budget()
-    facts = executor.poll()
-    watcher = getattr(executor, "_status_watcher", None)
-    if watcher is not None and watcher.next_source == "sacct":
-        facts = executor.poll()  # squeue has forgotten some submission: ask slurmdbd once
+    facts = executor.poll_settled()
     again = lc.settle(facts)
     if again:
         n = record_retry(executor.backend, executor.job.job_id, again, reason)

@@ -72,3 +72,8 @@ class Executor(ABC):
         lifecycle's facts (at most ONE scheduler command). The lifecycle settles tasks from them;
         an executor never changes a task's state itself."""
         return Facts()
+
+    def poll_settled(self) -> Facts:
+        """``poll`` for a one-off decision (``resubmit``): an executor whose first answer may be
+        incomplete asks again (at most one more scheduler command)."""
+        return self.poll()

@@ -281,15 +281,22 @@ class SlurmExecutor(Executor):
             return Facts()
         watcher = self._watcher(subs)
         watcher.poll()
-        self.last_source = watcher.sources
         return self.facts(watcher, subs)
+
+    def poll_settled(self) -> Facts:
+        """``poll``, then once more (on sacct) if squeue no longer knows some submission: what a
+        one-off command (``resubmit``) needs to decide without a watcher's next round."""
+        facts = self.poll()
+        if self._status_watcher is not None and self._status_watcher.next_source == "sacct":
+            facts = self.poll()
+        return facts
 
     def _watcher(self, subs: list[tuple[TaskGroup, dict[str, Any]]]) -> StatusWatcher:
         """The job's status watcher, with every submission so far (a resubmission adds one)."""
         ids = [str(s["array_job_id"]) for _, s in subs]
         if self._status_watcher is None or self._status_watcher.job_ids != ids:
             first = min(s["submitted_at"] for _, s in subs)
-            expected = {str(s["array_job_id"]): self._indices(g, s) for g, s in subs}
+            expected = {str(s["array_job_id"]): self._indices(s) for _, s in subs}
             old = self._status_watcher
             self._status_watcher = StatusWatcher(
                 self.client, ids, submitted_at=datetime.fromtimestamp(first), expected_tasks=expected
@@ -302,7 +309,7 @@ class SlurmExecutor(Executor):
         return self._status_watcher
 
     @staticmethod
-    def _indices(group: TaskGroup, sub: dict[str, Any]) -> list[int]:
+    def _indices(sub: dict[str, Any]) -> list[int]:
         """The array indices of one submission (from its recorded ``--array`` value)."""
         spec = str(sub["array"]).split("%")[0]
         return list(TaskRanges.parse(spec))
@@ -310,11 +317,11 @@ class SlurmExecutor(Executor):
     def facts(self, watcher: StatusWatcher, subs: list[tuple[TaskGroup, dict[str, Any]]]) -> Facts:
         """The lifecycle's facts from what ``watcher`` knows: array mode maps each task to the
         element of its latest submission; pilot elements of every submission form the pool."""
-        facts = Facts(fresh=True)
+        facts = Facts()
         for group, sub in subs:
             jid = str(sub["array_job_id"])
             status = watcher.jobs[jid]
-            for i in self._indices(group, sub):
+            for i in self._indices(sub):
                 state = status.task_state(i)
                 el = Element(
                     submission=jid,
@@ -329,7 +336,3 @@ class SlurmExecutor(Executor):
                     # Later submissions come later in the list: the last one speaks for the task.
                     facts.by_task[f"t{i + int(sub['offset']):07d}"] = [el]
         return facts
-
-    def describe_live(self, facts: Facts) -> str:
-        """What of the job Slurm still runs, for messages."""
-        return facts.summary()
