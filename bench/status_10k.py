@@ -24,8 +24,8 @@ Contenders, each in its own child process, alternating, same run, page cache war
 * **progress()** — ``slurmctl.status.progress`` in-process, timed inside the child after imports (warm).
 * **bare scan** (baseline) — ``os.scandir`` of the task-record directory, read + ``json.loads`` of every
   record file, count the states: timed in-process, and end to end as a ``python -c`` script.
-* **python start-up** (context) — ``python -c pass``, and the imports the fast path of ``status --json``
-  needs before it reads a record (``slurmctl.cli.fast``, ``slurmctl.status``, ``slurmctl.storage.local``).
+* **python start-up** (context) — ``python -c pass``, and the imports ``status --json`` needs before it
+  reads a record (``slurmctl.cli.main`` with typer, ``slurmctl.status``, ``slurmctl.storage.local``).
 
 The CLI's counts are checked against the mix that was written.
 """
@@ -66,9 +66,9 @@ seconds = time.perf_counter() - t0
 print(json.dumps({"seconds": seconds, "tasks": sum(counts.values()), "states": dict(counts)}))
 """
 
-# What `status --json` imports before it reads a record (its fast path: no typer, no pydantic, no
-# typing or pathlib; tests/unit/core/test_import_weight.py keeps it so).
-_IMPORTS = "import slurmctl.cli.fast, slurmctl.status, slurmctl.storage.local"
+# What `status --json` imports before it reads a record (typer, no pydantic:
+# tests/unit/core/test_import_weight.py keeps it so).
+_IMPORTS = "import slurmctl.cli.main, slurmctl.status, slurmctl.storage.local"
 
 _PROGRESS = r"""
 import json, sys, time

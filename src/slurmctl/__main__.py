@@ -1,3 +1,3 @@
-from slurmctl.cli.fast import main
+from slurmctl.cli.main import main
 
 main()

@@ -20,10 +20,11 @@
         └── PermanentItemError          retrying is pointless (bad record)
 
 Foreign exceptions (sqlite3, OSError, subprocess, boto3) are converted at the edge of the module
-that calls them, with ``raise ... from exc`` so the cause stays visible under ``--debug``.
+that calls them, with ``raise ... from exc`` so the cause stays in the traceback.
 
-Exit codes — the one table; every command (``slurmctl``, ``python -m slurmctl.worker``, the local
-runner) exits with one of these, each with one meaning:
+Exit codes — the one table; every program (``slurmctl``, ``python -m slurmctl.worker``, the local
+runner) exits with one of these, each with one meaning, and turns an exception that stops it into its
+code and message with :func:`exit_code` and :func:`failure_message`:
 
     ==  ==================  ===========================================================
      0  EXIT_OK             done (a worker: its task is published, or already was)
@@ -46,7 +47,9 @@ runner) exits with one of these, each with one meaning:
 
 from __future__ import annotations
 
-from slurmctl.value import Value
+import os
+import sys
+from dataclasses import dataclass
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -78,28 +81,15 @@ class ConfigError(SlurmctlError):
     exit_code = 2
 
 
-class FieldProblem(Value):
-    """One invalid field: where it is, what was found, what is expected. Immutable; equality and
-    hash by value (see slurmctl.value)."""
+@dataclass(frozen=True, slots=True)
+class FieldProblem:
+    """One invalid field: where it is, what was found, what is expected."""
 
-    __match_args__ = ("path", "message", "found", "line", "file")
-    __slots__ = __match_args__
     path: str  # dotted field path, e.g. "resources.mem_gb"
     message: str  # what is expected
-    found: str | None  # repr of what was found, shortened
-    line: int | None  # 1-based line in the file, when known
-    file: str | None  # the file that set the field (may be an `extends:` parent)
-
-    def __init__(
-        self,
-        path: str,
-        message: str,
-        found: str | None = None,
-        line: int | None = None,
-        file: str | None = None,
-    ) -> None:
-        for name, value in zip(self.__match_args__, (path, message, found, line, file), strict=True):
-            object.__setattr__(self, name, value)
+    found: str | None = None  # repr of what was found, shortened
+    line: int | None = None  # 1-based line in the file, when known
+    file: str | None = None  # the file that set the field (may be an `extends:` parent)
 
     def render(self, file: str | None) -> str:
         where = self.file or file or "<config>"
@@ -222,3 +212,40 @@ class TransientItemError(ItemError):
 
 class PermanentItemError(ItemError):
     category = "permanent"
+
+
+def exit_code(exc: BaseException) -> int:
+    """The exit code (the table above) of a program that ``exc`` stopped: a SlurmctlError's own
+    code, EXIT_INTERRUPTED for Ctrl-C, EXIT_INTERNAL for anything else (a bug in slurmctl)."""
+    if isinstance(exc, SlurmctlError):
+        return exc.exit_code
+    if isinstance(exc, KeyboardInterrupt):
+        return EXIT_INTERRUPTED
+    return EXIT_INTERNAL
+
+
+def failure_message(exc: BaseException, *, traceback_file: bool = True) -> str:
+    """What a program that ``exc`` stopped prints on stderr: ``error: ...`` (with the hint),
+    ``interrupted``, or for a bug ``internal error: ...`` and where its traceback is: a file in the
+    temp directory (``traceback_file``), else the traceback itself follows the message (a worker's
+    stderr is its log)."""
+    if isinstance(exc, SlurmctlError):
+        return f"error: {exc}"
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted"
+    import traceback
+
+    head = f"internal error: {type(exc).__name__}: {exc}"
+    text = "".join(traceback.format_exception(exc))
+    if traceback_file:
+        import tempfile
+
+        try:
+            fd, path = tempfile.mkstemp(prefix="slurmctl-traceback-", suffix=".txt")
+            with os.fdopen(fd, "w") as f:
+                f.write(f"{' '.join(sys.argv)}\n{text}")
+        except OSError:
+            pass
+        else:
+            return f"{head}\n  traceback: {path} (please report it with the file)"
+    return f"{head}\n{text.rstrip()}\nplease report it with the traceback above"

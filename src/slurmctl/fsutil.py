@@ -3,29 +3,22 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
-
-# hashlib and tempfile are imported where used: `status` imports this module only for the local
-# store, never writes or hashes, and would pay ~10 ms for them on every call.
-TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
-if TYPE_CHECKING:
-    from collections.abc import Iterator
-    from typing import BinaryIO
+import tempfile
+from collections.abc import Iterator
+from typing import BinaryIO
 
 CHUNK = 1 << 20
 
 
 def sha256_bytes(data: bytes) -> str:
     """The hex sha256 of ``data``."""
-    import hashlib
-
     return hashlib.sha256(data).hexdigest()
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:
     """Return the hex sha256 of a file, read in 1 MiB chunks (memory bounded)."""
-    import hashlib
-
     h = hashlib.sha256()
     with open(path, "rb") as f:
         while chunk := f.read(CHUNK):
@@ -54,8 +47,6 @@ def atomic_writer(path: str | os.PathLike[str], *, fsync: bool = True) -> Iterat
     Readers see either the old file or the complete new one, never a prefix. On error the temp
     file is removed and ``path`` is untouched. Idempotent for identical content.
     """
-    import tempfile
-
     target = os.fspath(path)
     parent, name = os.path.split(target)
     parent = parent or "."

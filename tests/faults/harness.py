@@ -137,7 +137,6 @@ class FaultJob:
     # -- the CLI --------------------------------------------------------------------------------
     def env(self, **extra: str) -> dict[str, str]:
         env = dict(os.environ, SLURMCTL_ROOT=str(self.root), SLURMCTL_SCRATCH=str(self.scratch))
-        env.pop("SLURMCTL_DEBUG", None)  # a traceback must be what the user sees, not a debug switch
         env.update(extra)
         return env
 

@@ -1,21 +1,26 @@
-"""``slurmctl``: a thin CLI. Commands parse flags, call the library, and render; errors map to
-exit codes here and nowhere else (see :mod:`slurmctl.errors`)."""
+"""``slurmctl``: a thin CLI, the one definition of every command's arguments. Commands parse flags,
+call the library, and render; :func:`main` turns errors into messages and exit codes with
+:mod:`slurmctl.errors`.
+
+Commands import what they need inside their bodies: starting the CLI costs typer and rich only, so
+``status`` (run in loops by people and scripts) pays for nothing it does not use."""
 
 from __future__ import annotations
 
+import functools
 import json
-import os
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from slurmctl.cli.common import format_progress, open_backend_of, progress_json, use_color
-from slurmctl.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_ITEMS_FAILED, SlurmctlError
+from slurmctl.errors import EXIT_ITEMS_FAILED, SlurmctlError, exit_code, failure_message
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 app = typer.Typer(
     name="slurmctl",
@@ -23,10 +28,23 @@ app = typer.Typer(
     "and verified results.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
 )
-out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)  # never wrap messages: file paths must stay greppable
+
+
+@functools.cache
+def out() -> Console:
+    """The rich console of stdout (made on first use: rich.console is a third of the CLI's imports)."""
+    from rich.console import Console
+
+    return Console(soft_wrap=True)
+
+
+@functools.cache
+def err() -> Console:
+    """The rich console of stderr; never wraps, so file paths in messages stay greppable."""
+    from rich.console import Console
+
+    return Console(stderr=True, soft_wrap=True)
 
 
 RootOpt = Annotated[
@@ -49,7 +67,8 @@ def validate(job_file: Path) -> None:
     from slurmctl.config import load_config
 
     cfg = load_config(job_file)
-    out.print(f"ok: {job_file} (job {cfg.name!r}, executor {cfg.executor.kind}, output {cfg.output.format})")
+    kind, fmt = cfg.executor.kind, cfg.output.format
+    out().print(f"ok: {job_file} (job {cfg.name!r}, executor {kind}, output {fmt})")
 
 
 @app.command()
@@ -90,20 +109,20 @@ def submit(
 
     job_id = resume or new_job_id(cfg.name)
     # Said first, so an interrupted submission can be carried on with --resume.
-    err.print(f"job {job_id}: partitioning {cfg.input.path}", highlight=False)
+    err().print(f"job {job_id}: partitioning {cfg.input.path}", highlight=False)
     with _progress_bar("partitioning") as bar:
         backend, job = prepare(cfg, root_override=root, progress=bar, job_id=job_id)
     executor = executor_for(backend, job)
     task_ids = job.task_ids()
     if job.rejected:
-        err.print(f"[yellow]{job.rejected} malformed record(s) rejected[/] (within input.max_rejects)")
+        err().print(f"[yellow]{job.rejected} malformed record(s) rejected[/] (within input.max_rejects)")
     if dry_run:
-        out.print(executor.dry_run(task_ids), markup=False, highlight=False)
-        err.print(f"dry run: job {job.job_id} partitioned ({job.tasks} tasks), nothing submitted")
+        out().print(executor.dry_run(task_ids), markup=False, highlight=False)
+        err().print(f"dry run: job {job.job_id} partitioned ({job.tasks} tasks), nothing submitted")
         print(job.job_id)
         return
     detail = executor.submit(task_ids)
-    err.print(f"submitted {job.tasks} task(s), {job.total_items} item(s): {detail}")
+    err().print(f"submitted {job.tasks} task(s), {job.total_items} item(s): {detail}")
     print(job.job_id)
     if wait:
         code = _follow(backend, job.job_id)
@@ -119,12 +138,12 @@ class _progress_bar:
         self.task: Any = None
 
     def __enter__(self) -> _progress_bar | None:
-        if not err.is_terminal:
+        if not err().is_terminal:
             return None
         from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
 
         self.progress = Progress(
-            f"[bold]{self.label}", BarColumn(), DownloadColumn(), TimeRemainingColumn(), console=err
+            f"[bold]{self.label}", BarColumn(), DownloadColumn(), TimeRemainingColumn(), console=err()
         )
         self.progress.start()
         self.task = self.progress.add_task(self.label, total=None)
@@ -153,8 +172,8 @@ def _follow(backend: Any, job_id: str) -> int:
         MofNCompleteColumn(),
         TextColumn("{task.fields[extra]}"),
         TimeRemainingColumn(),
-        console=err,
-        disable=not err.is_terminal,
+        console=err(),
+        disable=not err().is_terminal,
     ) as bar:
         task = bar.add_task(job_id, total=None, extra="")
 
@@ -164,10 +183,10 @@ def _follow(backend: Any, job_id: str) -> int:
             )
 
         p = watch(executor, show, min_s=0.2 if executor.kind == "local" else None)
-    err.print(f"job {job_id}: {p.state} — {p.items_done}/{p.items_total} items, {p.items_failed} failed")
+    err().print(f"job {job_id}: {p.state} — {p.items_done}/{p.items_total} items, {p.items_failed} failed")
     if p.state != "succeeded":
         for f in p.failed_tasks[:5]:
-            err.print(f"  failed {f['task_id']}: {f['error']}", highlight=False, markup=False)
+            err().print(f"  failed {f['task_id']}: {f['error']}", highlight=False, markup=False)
         return 1
     return EXIT_ITEMS_FAILED if p.items_failed else 0
 
@@ -195,7 +214,7 @@ def resubmit(
     from slurmctl.watch import resubmit_once
 
     _, message = resubmit_once(executor, failed=failed)
-    out.print(f"job {job_id}: {message}".replace("JOB", job_id), highlight=False)
+    out().print(f"job {job_id}: {message}".replace("JOB", job_id), highlight=False)
 
 
 @app.command()
@@ -247,12 +266,12 @@ def results(
             raise SlurmctlError("no output path: give -o FILE or set output.path in the job file")
         output, fmt = Path(ocfg["path"]), fmt or ocfg["format"]
     m = merge(backend, job_id, output, fmt)
-    out.print(
+    out().print(
         f"wrote {m.output_path} ({m.output_format}, {m.rows} rows from {m.tasks} tasks, "
         f"sha256 {m.output_sha256[:16]}…); items ok={m.items_ok} failed={m.items_failed}"
     )
     if m.items_failed:
-        err.print(
+        err().print(
             f"[yellow]{m.items_failed} item(s) failed[/]: see {m.output_path}.errors.jsonl", highlight=False
         )
         if not allow_failed_items:
@@ -266,6 +285,8 @@ def jobs(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """List jobs in the backend, newest first."""
+    from rich.table import Table
+
     from slurmctl.model.core import JobStatus
     from slurmctl.storage import keys
 
@@ -291,7 +312,7 @@ def jobs(
     for r in rows:
         created = time.strftime("%Y-%m-%d %H:%M", time.localtime(r.created_at))
         t.add_row(r.job_id, states[r.job_id], r.executor, str(r.tasks), str(r.total_items), created)
-    out.print(t)
+    out().print(t)
 
 
 @app.command()
@@ -345,14 +366,14 @@ def cancel(
     backend = open_backend_of(root, backend_spec)
     st = job_status(backend, job_id)
     if st.state.is_terminal:
-        out.print(f"job {job_id} is already {st.state.value}")
+        out().print(f"job {job_id} is already {st.state.value}")
         return
     if not yes and not typer.confirm(f"cancel job {job_id} ({st.tasks} tasks)?"):
         raise typer.Exit(1)
     executor = executor_for(backend, load_job(backend, job_id))
     executor.cancel()
     executor.lifecycle.cancel("cancelled by user")
-    out.print(f"cancelled {job_id}")
+    out().print(f"cancelled {job_id}")
 
 
 @app.command()
@@ -376,9 +397,9 @@ def doctor(
     findings = [*run_slurm_checks(client, wanted_tasks=tasks), check_backend_root(root)]
     colour = {Severity.OK: "green", Severity.WARNING: "yellow", Severity.ERROR: "red"}
     for f in findings:
-        out.print(f"[{colour[f.severity]}]{f.severity.value:>7}[/] {f.check}: {f.message}", highlight=False)
+        out().print(f"[{colour[f.severity]}]{f.severity.value:>7}[/] {f.check}: {f.message}", highlight=False)
         if f.hint and f.severity != Severity.OK:
-            out.print(f"          → {f.hint}", highlight=False)
+            out().print(f"          → {f.hint}", highlight=False)
     if any(f.severity == Severity.ERROR for f in findings):
         raise typer.Exit(1)
 
@@ -386,17 +407,19 @@ def doctor(
 @app.command()
 def clusters() -> None:
     """List the named cluster profiles (~/.config/slurmctl/clusters.yaml or $SLURMCTL_CLUSTERS)."""
+    from rich.table import Table
+
     from slurmctl.clusters import load_profiles, profiles_path
 
     profiles = load_profiles()
     if not profiles.clusters:
-        out.print(f"no cluster profiles in {profiles_path()}")
+        out().print(f"no cluster profiles in {profiles_path()}")
         return
     t = Table("cluster", "partition", "account", "root", "slurm_bin")
     for name, p in sorted(profiles.clusters.items()):
         mark = " (default)" if name == profiles.default else ""
         t.add_row(name + mark, p.partition or "-", p.account or "-", p.root or "-", p.slurm_bin or "PATH")
-    out.print(t)
+    out().print(t)
 
 
 @app.command(hidden=False)
@@ -449,9 +472,9 @@ def aws_bootstrap(
         }
     )
     for action in bootstrap(settings, queues=queues):
-        out.print(action, highlight=False)
+        out().print(action, highlight=False)
     block = json.dumps(settings.to_spec())
-    out.print(f"backend block for job files: {block}", markup=False, highlight=False)
+    out().print(f"backend block for job files: {block}", markup=False, highlight=False)
 
 
 @limits_app.command("set")
@@ -472,7 +495,7 @@ def limits_set(
         raise SlurmctlError("give --rate and/or --burst")
     doc = set_limit(bucket_store(open_backend_of(root, backend)), name, rate=rate, burst=burst, job_id=job)
     scope = f"job {job}" if job else "shared"
-    out.print(f"limit {name} ({scope}): rate {doc['rate']:g}/s, burst {doc['burst']}")
+    out().print(f"limit {name} ({scope}): rate {doc['rate']:g}/s, burst {doc['burst']}")
 
 
 @app.command()
@@ -481,7 +504,7 @@ def pause(job_id: str, root: RootOpt = None, backend: BackendOpt = None) -> None
     from slurmctl.ratelimit import bucket_store, set_paused
 
     set_paused(bucket_store(open_backend_of(root, backend)), job_id, True)
-    out.print(f"paused rate-limited work of {job_id} (within about a second plus one lease)")
+    out().print(f"paused rate-limited work of {job_id} (within about a second plus one lease)")
 
 
 @app.command()
@@ -490,38 +513,73 @@ def resume(job_id: str, root: RootOpt = None, backend: BackendOpt = None) -> Non
     from slurmctl.ratelimit import bucket_store, set_paused
 
     set_paused(bucket_store(open_backend_of(root, backend)), job_id, False)
-    out.print(f"resumed {job_id}")
+    out().print(f"resumed {job_id}")
+
+
+class _PlainConversion:
+    """typer's run-time conversion of a str, int, float or bool parameter (the ``coerce`` of its
+    ``RuntimeParam``), without pydantic: typer builds a pydantic TypeAdapter for every parameter
+    whose value is not already a bool, which imports pydantic (~0.15 s of every command on a 2-core
+    VM), and these types need none of it. Bad values are usage errors, as typer's own are."""
+
+    BOOLS = {"1": True, "true": True, "yes": True, "y": True, "on": True}
+    BOOLS |= {"0": False, "false": False, "no": False, "n": False, "off": False}
+
+    def __init__(self, kind: type) -> None:
+        self.kind = kind
+
+    def coerce(self, value: Any, param: Any, ctx: Any) -> Any:
+        if value is None or isinstance(value, self.kind):
+            return value
+        try:
+            return self.BOOLS[str(value).lower()] if self.kind is bool else self.kind(value)
+        except (KeyError, ValueError):
+            message = f"{value!r} is not a valid {self.kind.__name__}."
+            raise typer.BadParameter(message, ctx=ctx, param=param) from None
+
+
+def _use_plain_conversions() -> None:
+    """Make typer convert str, int, float and bool parameters with :class:`_PlainConversion`
+    (every other type keeps typer's own conversion). A typer without ``build_runtime_param``
+    converts as it does."""
+    import typer.core
+
+    typer_build = getattr(typer.core, "build_runtime_param", None)
+    if typer_build is None or getattr(typer_build, "plain", False):
+        return
+
+    def build_runtime_param(descriptor: Any) -> Any:
+        info = descriptor.parameter_info
+        plain = descriptor.annotation in (str, int, float, bool) and descriptor.file_annotation is None
+        if plain and info.parser is None and info.min is None and info.max is None:
+            return _PlainConversion(descriptor.annotation)
+        return typer_build(descriptor)
+
+    build_runtime_param.plain = True  # type: ignore[attr-defined]
+    typer.core.build_runtime_param = build_runtime_param
 
 
 def main() -> None:
-    """Console entry point: runs the app and turns our errors into a message and an exit code."""
+    """Console entry point (``slurmctl``, ``python -m slurmctl``): runs the command; a usage error
+    prints typer's usage message (exit 2), anything else that stops the command is mapped to its
+    message and exit code by :func:`slurmctl.errors.exit_code` (the one table)."""
+    _use_plain_conversions()
+    command = typer.main.get_command(app)
     try:
         # With standalone_mode=False click returns the code of a typer.Exit instead of raising it.
-        rc = app(standalone_mode=False)
-        sys.exit(rc if isinstance(rc, int) else 0)
-    except SlurmctlError as exc:
-        from rich.markup import escape
-
-        err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
+        rc = command.main(prog_name="slurmctl", standalone_mode=False)
+    except typer.TyperException as exc:  # usage errors (bad option, missing argument): exit 2
+        exc.show()  # type: ignore[attr-defined]  # every one is a (vendored) click.ClickException
         sys.exit(exc.exit_code)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except typer.Abort:
-        err.print("aborted")
-        sys.exit(EXIT_INTERRUPTED)
-    except KeyboardInterrupt:
-        err.print("interrupted")
-        sys.exit(EXIT_INTERRUPTED)
-    except Exception as exc:  # click usage errors and genuine bugs
-        # typer vendors its own click: recognise its usage errors by shape, not by class.
-        show = getattr(exc, "show", None)
-        if callable(show) and isinstance(getattr(exc, "exit_code", None), int):
-            show()
-            sys.exit(exc.exit_code)
-        if os.environ.get("SLURMCTL_DEBUG"):
-            raise
+    except (Exception, KeyboardInterrupt) as exc:
         from rich.markup import escape
 
-        err.print(f"[red]internal error:[/] {type(exc).__name__}: {escape(str(exc))}", highlight=False)
-        err.print("re-run with SLURMCTL_DEBUG=1 for the traceback, and please report it")
-        sys.exit(EXIT_INTERNAL)
+        if isinstance(exc, typer.Abort):  # Ctrl-C at a prompt
+            exc = KeyboardInterrupt()
+
+        label, sep, rest = failure_message(exc).partition(":")
+        err().print(f"[red]{label}{sep}[/]{escape(rest)}" if sep else label, highlight=False)
+        sys.exit(exit_code(exc))
+    sys.exit(rc if isinstance(rc, int) else 0)

@@ -28,8 +28,9 @@ from slurmctl.errors import (
     EXIT_OK,
     EXIT_RESUME,
     SchedulerError,
-    SlurmctlError,
     StorageError,
+    exit_code,
+    failure_message,
 )
 from slurmctl.executors.base import Executor, shell_join, worker_command
 from slurmctl.lifecycle import Element, Facts, Lifecycle, attempts_left, owner_alive, this_host
@@ -291,10 +292,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         backend = open_backend(json.loads(args.backend))
         code = run(backend, args.job, max_parallel=args.max_parallel)
-    except SlurmctlError as exc:
+    except (Exception, KeyboardInterrupt) as exc:
         # Workers already running go on and publish; `slurmctl resubmit JOB` starts a new runner.
-        log.error("runner for %s stops: %s", args.job, exc)
-        return exc.exit_code
+        log.error("runner for %s stops: %s", args.job, failure_message(exc, traceback_file=False))
+        return exit_code(exc)
     log.info("runner done for %s (exit %d)", args.job, code)
     return code
 

@@ -1,6 +1,7 @@
-"""The worker's process entry point, kept light: ``python -m slurmctl.worker`` imports neither the
-CLI framework nor rich, so an array element that runs one short task spends its time on the task,
-not on start-up. ``slurmctl worker`` (the CLI) runs the same function."""
+"""The worker's program, ``python -m slurmctl.worker``: what every executor starts (an sbatch
+script's array element or pilot, the local runner's subprocess). A program of its own, with its own
+arguments: it runs on compute nodes, imports neither typer nor rich, and ends with the exit code of
+:func:`slurmctl.errors.exit_code`. ``slurmctl worker`` (the CLI) runs the same :func:`run`."""
 
 from __future__ import annotations
 
@@ -8,9 +9,11 @@ import argparse
 import json
 import logging
 import os
+import sqlite3
 import sys
+from pathlib import Path
 
-from slurmctl.errors import EXIT_INTERNAL, SlurmctlError
+from slurmctl.errors import SlurmctlError, exit_code, failure_message
 
 
 def run(
@@ -23,6 +26,26 @@ def run(
     workers: int,
 ) -> int:
     """Run one task, the array element's task, or a pilot loop. Returns the exit code (EXIT_*)."""
+    try:
+        return _run(job, backend_spec, task, array_offset, pilot, index, workers)
+    except sqlite3.Error as exc:  # the checkpoint's SQLite on a full or broken scratch: a storage error
+        from slurmctl.worker.checkpoint import disk_error
+
+        disk = disk_error(Path(os.environ.get("SLURMCTL_SCRATCH") or "scratch"), exc)
+        if disk is None:
+            raise
+        raise disk from exc
+
+
+def _run(
+    job: str,
+    backend_spec: str,
+    task: str | None,
+    array_offset: int | None,
+    pilot: bool,
+    index: int,
+    workers: int,
+) -> int:
     from slurmctl.model.core import task_id
     from slurmctl.storage.open import open_backend
     from slurmctl.worker.runtime import Worker
@@ -63,27 +86,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--workers", type=int, default=1)
     a = ap.parse_args(argv)
     try:
-        try:
-            code = run(a.job, a.backend, a.task, a.array_offset, a.pilot, a.index, a.workers)
-        except Exception as exc:  # the checkpoint's SQLite on a full or broken scratch: a storage error
-            import sqlite3
-
-            if not isinstance(exc, sqlite3.Error):
-                raise
-            from pathlib import Path
-
-            from slurmctl.worker.checkpoint import disk_error
-
-            disk = disk_error(Path(os.environ.get("SLURMCTL_SCRATCH") or "scratch"), exc)
-            if disk is None:
-                raise
-            raise disk from exc
-    except SlurmctlError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(exc.exit_code)
-    except Exception as exc:
-        if os.environ.get("SLURMCTL_DEBUG"):
-            raise
-        print(f"internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
-        sys.exit(EXIT_INTERNAL)
+        code = run(a.job, a.backend, a.task, a.array_offset, a.pilot, a.index, a.workers)
+    except (Exception, KeyboardInterrupt) as exc:  # the traceback of a bug goes to the log (stderr)
+        print(failure_message(exc, traceback_file=False), file=sys.stderr)
+        sys.exit(exit_code(exc))
     sys.exit(code)

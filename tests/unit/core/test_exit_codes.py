@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 
 import slurmctl.errors as errors
 from slurmctl.ratelimit.errors import RateLimitTimeout
@@ -41,3 +43,26 @@ def test_every_code_is_in_the_table_once_with_its_meaning():
 def test_the_worker_and_the_rate_limiter_have_codes_of_their_own():
     assert errors.EXIT_LEASE_LOST not in (errors.InputError.exit_code, errors.EXIT_FAILED)
     assert RateLimitTimeout.exit_code != errors.StorageError.exit_code
+
+
+def test_exit_code_is_the_one_table() -> None:
+    assert errors.exit_code(errors.JobNotFoundError("x")) == 5
+    assert errors.exit_code(errors.ChecksumMismatchError("k", "a", "b")) == 6
+    assert errors.exit_code(KeyboardInterrupt()) == errors.EXIT_INTERRUPTED == 130
+    assert errors.exit_code(ZeroDivisionError()) == errors.EXIT_INTERNAL == 70
+    message = errors.failure_message(errors.ConfigError("bad", hint="fix it"))
+    assert message == "error: bad\n  hint: fix it"
+
+
+def test_the_worker_reports_a_bug_with_its_traceback_on_stderr() -> None:
+    # a backend spec that is not JSON is a bug of the executor that wrote it: exit 70, traceback in the log
+    p = subprocess.run(
+        [sys.executable, "-m", "slurmctl.worker", "--job", "j1", "--task", "t0", "--backend", "{nope"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert p.returncode == 70, p.stderr
+    assert p.stderr.startswith("internal error: JSONDecodeError")
+    assert "Traceback (most recent call last)" in p.stderr
