@@ -79,6 +79,14 @@ def scratch_root() -> Path:
     return Path(os.environ.get("SLURMCTL_SCRATCH") or os.environ.get("TMPDIR") or "/tmp")
 
 
+def scratch_dir() -> Path:
+    """This user's directory in node-local scratch, ``slurmctl-<uid>``: a /tmp shared by the users
+    of a node holds one per user (created private), not one that the first user owns."""
+    path = scratch_root() / f"slurmctl-{os.getuid()}"
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return path
+
+
 def worker_id() -> str:
     slurm = os.environ.get("SLURM_JOB_ID")
     return f"{socket.gethostname()}:{os.getpid()}" + (f":slurm{slurm}" if slurm else "")
@@ -309,7 +317,7 @@ class Worker:
         attempt = status.attempt
         log.info("task %s attempt %d on %s", task_id, attempt, self.id)
         # One directory per attempt: a worker that lost its lease may still be running here.
-        task_dir = scratch_root() / "slurmctl" / self.job_id / task_id
+        task_dir = scratch_dir() / self.job_id / task_id
         scratch = task_dir / f"a{attempt}"
         scratch.mkdir(parents=True, exist_ok=True)
         try:

@@ -6,6 +6,7 @@ attempt's file on the node joins the union, and publication deletes the segments
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from pathlib import Path
 
@@ -139,7 +140,7 @@ def test_earlier_attempt_on_this_node_joins_the_union(
     for path in segments(root, job_id)[::2]:
         path.unlink()  # as if never shipped: the node's own file still has those runs
     foreign_segment(tmp_path, root, job_id, [(STOP_AT + 1, STOP_AT + 300)])
-    old = tmp_path / "scratch-a" / "slurmctl" / job_id / TASK / "a9" / "checkpoint.sqlite"
+    old = tmp_path / "scratch-a" / f"slurmctl-{os.getuid()}" / job_id / TASK / "a9" / "checkpoint.sqlite"
     old.parent.mkdir(parents=True)
     with sqlite3.connect(old) as db:
         db.execute("CREATE TABLE chunks (first_id INTEGER PRIMARY KEY, last_id INTEGER)")
