@@ -92,8 +92,8 @@ def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}" + (f":slurm{slurm}" if slurm else "")
 
 
-# The worker's JSON codec is msgspec: it decodes and encodes a small record ~7x faster than the json
-# module here (bench/RESULTS.md), which is most of a no-op item's cost. Differences from json.dumps,
+# The worker's JSON codec is msgspec: it decodes and encodes an 80-byte record in 0.66 µs, the json
+# module in 4.9 µs (2-core VM, 2026-11-23), which is most of a no-op item's cost. Differences from json.dumps,
 # documented in docs/architecture.md: compact row text ({"a":1}), NaN/Infinity are written as null,
 # datetimes as RFC 3339 strings; unsupported objects raise TypeError (a permanent item failure).
 # Batch lines are read with the decoder that defines a valid record (partition/validity.py), the one
