@@ -1,4 +1,4 @@
-"""Pilot chaos on real Slurm, N runs in a row (issue 12 acceptance: 20 of 20 exactly once).
+"""Pilot chaos on real Slurm, N runs in a row (target: every run exactly once, 20 of 20).
 
 Each run is the scenario of tests/faults/test_pilot_chaos.py (``run_chaos``, the same code): a
 pilot job with two pilots, submitted without ``--wait``; once both pilots hold tasks, one worker is

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Benchmark: TUI first paint (load files + build the view-model + render one frame).
 
-Target (issue 5): <= 0.2 s with 10k users x 5 clusters. Writes a synthetic scoreboard root (leaderboard
+Target: <= 0.2 s with 10k users x 5 clusters. Writes a synthetic scoreboard root (leaderboard
 files for every window x metric, per cluster and merged, in the layout of docs/scoreboard.md), then
 measures, in the same run:
 

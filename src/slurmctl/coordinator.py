@@ -10,11 +10,11 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 import re
 import secrets
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -77,7 +77,6 @@ def prepare(
     inputs = expand_inputs(config.input.path, Path.cwd())
     job_id = job_id or new_job_id(config.name)
     out_dir = backend.objects.local_path(keys.batches_prefix(job_id) + "x")
-    staging = out_dir.parent if out_dir is not None else Path(os.environ.get("TMPDIR", "/tmp")) / job_id
     reference = _reference_batches(config, out_dir, inputs)
     cfg_bytes = json.dumps(cfg, sort_keys=True).encode()
     status = JobStatus(
@@ -101,42 +100,45 @@ def prepare(
             ) from None
     backend.objects.put(keys.job_config(job_id), cfg_bytes)
 
-    try:
-        summary = partition(
-            inputs,
-            staging,
-            items_per_batch=config.batch.items,
-            bytes_per_batch=int(config.batch.mb * 1e6) if config.batch.mb else None,
-            input_format=config.input.format,
-            max_record_bytes=int(config.input.max_record_mb * 2**20),
-            progress=progress,
-            csv_options=CsvOptions(delimiter=config.input.csv.delimiter, header=config.input.csv.header),
-            reference=reference,
-        )
-    except InputError as exc:
-        set_job_state(backend, job_id, JobState.FAILED, message=str(exc))
-        raise
-    if summary.rejected > config.input.max_rejects:
-        examples = _reject_examples(summary.rejects_path)
-        msg = (
-            f"{summary.rejected} malformed record(s) rejected (input.max_rejects is "
-            f"{config.input.max_rejects}); first ones:\n" + "\n".join(examples)
-        )
-        set_job_state(backend, job_id, JobState.FAILED, message=msg)
-        raise InputError(
-            msg,
-            hint=f"all rejects are in {summary.rejects_path}; fix the input, or raise input.max_rejects "
-            "to run the good records",
-        )
+    with _staging_dir(out_dir, job_id) as staging:
+        try:
+            summary = partition(
+                inputs,
+                staging,
+                items_per_batch=config.batch.items,
+                bytes_per_batch=int(config.batch.mb * 1e6) if config.batch.mb else None,
+                input_format=config.input.format,
+                max_record_bytes=int(config.input.max_record_mb * 2**20),
+                progress=progress,
+                csv_options=CsvOptions(delimiter=config.input.csv.delimiter, header=config.input.csv.header),
+                reference=reference,
+            )
+        except InputError as exc:
+            set_job_state(backend, job_id, JobState.FAILED, message=str(exc))
+            raise
+        rejects_at = str(summary.rejects_path)
+        if summary.rejects_path is not None and out_dir is None:  # remote store: keep them there
+            backend.objects.put_file(keys.rejects(job_id), summary.rejects_path)
+            rejects_at = f"{keys.rejects(job_id)} in {backend.description}"
+        if summary.rejected > config.input.max_rejects:
+            examples = _reject_examples(summary.rejects_path)
+            msg = (
+                f"{summary.rejected} malformed record(s) rejected (input.max_rejects is "
+                f"{config.input.max_rejects}); first ones:\n" + "\n".join(examples)
+            )
+            set_job_state(backend, job_id, JobState.FAILED, message=msg)
+            raise InputError(
+                msg,
+                hint=f"all rejects are in {rejects_at}; fix the input, or raise input.max_rejects "
+                "to run the good records",
+            )
 
-    batches: list[Batch] = []
-    for b in summary.batches:
-        batch = batch_manifest(job_id, b)
-        if out_dir is None and batch.key is not None:  # remote store: upload the staged batch
-            backend.objects.put_file(batch.key, staging / f"{b.batch_id}.jsonl")
-        batches.append(batch)
-    if summary.rejects_path is not None and out_dir is None:
-        backend.objects.put_file(keys.rejects(job_id), summary.rejects_path)
+        batches: list[Batch] = []
+        for b in summary.batches:
+            batch = batch_manifest(job_id, b)
+            if out_dir is None and batch.key is not None:  # remote store: upload the staged batch
+                backend.objects.put_file(batch.key, staging / f"{b.batch_id}.jsonl")
+            batches.append(batch)
     job = Job(
         job_id=job_id,
         name=config.name,
@@ -161,6 +163,18 @@ def prepare(
     save_job(backend, job)
     set_job_state(backend, job_id, JobState.PARTITIONED, total_items=job.total_items, tasks=job.tasks)
     return backend, job
+
+
+@contextlib.contextmanager
+def _staging_dir(out_dir: Path | None, job_id: str) -> Iterator[Path]:
+    """Where the partitioner writes: the store's batches directory on the local backend; for a
+    remote store a new directory under $TMPDIR, removed when the block ends, however it ends (the
+    batches are uploaded from it; an interrupted submission partitions again when resumed)."""
+    if out_dir is not None:
+        yield out_dir.parent
+        return
+    with tempfile.TemporaryDirectory(prefix=f"slurmctl-{job_id}-") as tmp:
+        yield Path(tmp)
 
 
 def batch_manifest(job_id: str, b: BatchInfo) -> Batch:

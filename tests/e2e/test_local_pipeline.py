@@ -112,7 +112,7 @@ def test_sigkill_mid_task_then_rerun_is_exactly_once(tmp_path):
     env = dict(os.environ, SLURMCTL_ROOT=str(root), SLURMCTL_SCRATCH=str(tmp_path / "scratch"))
     argv = worker_argv(root, job_id, "t0000000")
     w = subprocess.Popen(argv, env=env, stderr=subprocess.PIPE)
-    ckpt = tmp_path / "scratch" / "slurmctl" / job_id / "t0000000" / "a1" / "checkpoint.sqlite"
+    ckpt = tmp_path / "scratch" / f"slurmctl-{os.getuid()}" / job_id / "t0000000" / "a1" / "checkpoint.sqlite"
     deadline = time.time() + 60
     import sqlite3
 

@@ -185,7 +185,8 @@ class FaultJob:
         return "\n".join(lines)
 
     def checkpoint(self, task_id: str, attempt: int) -> Path:
-        return self.scratch / "slurmctl" / self.job_id / task_id / f"a{attempt}" / "checkpoint.sqlite"
+        task_dir = self.scratch / f"slurmctl-{os.getuid()}" / self.job_id / task_id
+        return task_dir / f"a{attempt}" / "checkpoint.sqlite"
 
     def calls(self) -> Counter[int]:
         """Handler calls per item id, from the O_APPEND log."""

@@ -90,10 +90,6 @@ class ResourcesConfig(Strict):
 
 class RetryConfig(Strict):
     max_attempts: int = Field(3, ge=1, description="attempts per task, first run included")
-    retry_items: list[Literal["transient", "permanent", "infrastructure", "unknown"]] = Field(
-        default_factory=lambda: ["transient", "infrastructure"],
-        description="item failure categories that `slurmctl retry` reruns",
-    )
 
 
 class OutputConfig(Strict):

@@ -9,8 +9,10 @@
   elements spend ~17 minutes in launches alone.
 
 Every Slurm command goes through one :class:`~slurmctl.slurm.runner.CommandRunner` (timeouts,
-retries, call counters). ``poll`` asks about every array of the job in ONE sacct call, bounded by a
-start time, and reconciles task records with what Slurm says ended.
+retries, call counters). ``poll`` asks about every array of the job in ONE command — ``squeue -t
+all`` while slurmctld holds them, ``sacct`` with a bounded window once it does not
+(:class:`~slurmctl.slurm.watcher.StatusWatcher`) — and returns facts per element; the lifecycle
+settles the tasks from them.
 
 Submission is recorded in the job manifest after each successful sbatch, so a failure part-way
 leaves a consistent job: ``submit_pending`` later submits only what has no live submission.

@@ -1,6 +1,6 @@
 """The item checkpoint (format 3: one row per run of items): resume, crash between commits, errors,
 item order, the per-item view, segments shipped to the store (each run once, union on restore,
-damaged segments refused), files of earlier development formats and damaged files refused."""
+damaged segments refused), files of other formats and damaged files refused."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from worker_helpers import V1_SCHEMA
 
 from slurmctl.errors import StateError
 from slurmctl.worker.checkpoint import FORMAT, PAGE_SIZE, Checkpoint, SegmentError, read_segment
@@ -246,41 +245,32 @@ def test_overlapping_runs_are_refused_at_publication(tmp_path):
     ck.close()
 
 
-def write_v1(path: Path) -> None:
-    """A format-1 checkpoint (one row per item) as an earlier development version wrote it."""
-    db = sqlite3.connect(path)
-    db.executescript(V1_SCHEMA)
-    db.execute("INSERT INTO items VALUES (0, 1, 1, '{\"n\":0}')")
-    db.commit()
-    db.close()
-
-
-def write_v2(path: Path) -> None:
-    """A format-2 checkpoint (runs, copied whole to the store) as an earlier development version
-    wrote it."""
+def write_old(path: Path, version: int) -> None:
+    """A database of checkpoint format ``version`` (2: runs, as an earlier development version
+    wrote them; 0: the same tables with no format number)."""
     db = sqlite3.connect(path)
     db.execute(
         "CREATE TABLE chunks (first_id INTEGER PRIMARY KEY, last_id INTEGER NOT NULL, "
         "nrows INTEGER NOT NULL, nfailed INTEGER NOT NULL, rows BLOB NOT NULL)"
     )
     db.execute("INSERT INTO chunks VALUES (0, 9, 10, 0, ?)", (rows_block(range(10)),))
-    db.execute("PRAGMA user_version = 2")
+    db.execute(f"PRAGMA user_version = {version}")
     db.commit()
     db.close()
 
 
-@pytest.mark.parametrize("version", [1, 2])
-def test_earlier_formats_are_refused_with_a_clear_message(tmp_path, caplog, version):
+@pytest.mark.parametrize(("version", "found"), [(2, "format 2"), (0, "no format number")])
+def test_other_formats_are_refused_with_a_clear_message(tmp_path, caplog, version, found):
     path = tmp_path / "old.sqlite"
-    (write_v1 if version == 1 else write_v2)(path)
+    write_old(path, version)
     before = path.read_bytes()
-    with pytest.raises(StateError, match=f"format {version}, written by an earlier development") as e:
+    with pytest.raises(StateError, match=f"has {found}; this slurmctl reads format {FORMAT} only") as e:
         Checkpoint(path)
-    assert str(path) in str(e.value) and f"reads format {FORMAT} only" in str(e.value)
+    assert str(path) in str(e.value) and e.value.exit_code == 5
     assert "delete it" in (e.value.hint or "")
     assert path.read_bytes() == before  # refused, not converted nor touched
     assert Checkpoint.count(path) == 0  # a worker ignores it: the items are run again
-    assert f"format {version}, written by an earlier development version" in caplog.text
+    assert f"has {found}; this slurmctl reads format {FORMAT} only" in caplog.text
 
 
 def test_newer_format_is_refused_with_a_clear_message(tmp_path, caplog):

@@ -6,6 +6,7 @@ attempt's file on the node joins the union, and publication deletes the segments
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from pathlib import Path
 
@@ -133,13 +134,13 @@ def test_earlier_attempt_on_this_node_joins_the_union(
     tmp_path, scratch, monkeypatch, restore_signals, caplog
 ):
     """The node's own checkpoint of the stopped attempt (further on than a store that lost some
-    segments) and another attempt's segment beyond it are both used; a node-local file of an
-    earlier development format is ignored with a warning."""
+    segments) and another attempt's segment beyond it are both used; a node-local file of another
+    format is ignored with a warning."""
     root, job_id = stopped_task(tmp_path, monkeypatch)
     for path in segments(root, job_id)[::2]:
         path.unlink()  # as if never shipped: the node's own file still has those runs
     foreign_segment(tmp_path, root, job_id, [(STOP_AT + 1, STOP_AT + 300)])
-    old = tmp_path / "scratch-a" / "slurmctl" / job_id / TASK / "a9" / "checkpoint.sqlite"
+    old = tmp_path / "scratch-a" / f"slurmctl-{os.getuid()}" / job_id / TASK / "a9" / "checkpoint.sqlite"
     old.parent.mkdir(parents=True)
     with sqlite3.connect(old) as db:
         db.execute("CREATE TABLE chunks (first_id INTEGER PRIMARY KEY, last_id INTEGER)")
@@ -149,7 +150,7 @@ def test_earlier_attempt_on_this_node_joins_the_union(
     assert w.run_task(TASK) == EXIT_OK  # same scratch: the same node
     manifest, _ = check_exactly_once(root, job_id)
     assert manifest["items_resumed"] == STOP_AT + 1 + 300
-    assert "format 2, written by an earlier development version" in caplog.text
+    assert "has format 2; this slurmctl reads format 3 only" in caplog.text
 
 
 def test_snapshot_traffic_is_the_new_work(tmp_path, scratch):
