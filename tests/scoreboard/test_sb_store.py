@@ -180,9 +180,10 @@ def test_batch_writer_uses_one_syncfs_only_on_a_local_disk_file_system(tmp_path,
     on a cluster, where syncfs would flush the whole mount for everyone) one fsync per file."""
     import os
 
+    from slurmctl.portable import diskio
     from slurmctl.scoreboard import fsutil
 
-    real = fsutil.load_syncfs()
+    real = diskio.load_syncfs()
     calls = {"syncfs": 0, "fsync": 0}
 
     def counting_syncfs(fd):
@@ -195,13 +196,13 @@ def test_batch_writer_uses_one_syncfs_only_on_a_local_disk_file_system(tmp_path,
         calls["fsync"] += 1
         return real_fsync(fd)
 
-    monkeypatch.setattr(fsutil, "_syncfs", counting_syncfs if real else False)
+    monkeypatch.setattr(diskio, "_syncfs", counting_syncfs if real else False)
     monkeypatch.setattr(fsutil.os, "fsync", counting_fsync)
     monkeypatch.setattr(fsutil, "_suits_by_dev", {})
-    roots = [(str(tmp_path), fsutil.syncfs_suits(str(tmp_path)))]
-    local = real is not None and fsutil.fs_type(str(tmp_path)) in fsutil.SYNCFS_TYPES
+    roots = [(str(tmp_path), diskio.syncfs_suits(str(tmp_path)))]
+    local = real is not None and diskio.fs_type(str(tmp_path)) in diskio.SYNCFS_TYPES
     assert roots[0][1] == local
-    if os.path.isdir("/dev/shm") and fsutil.fs_type("/dev/shm") == "tmpfs":
+    if os.path.isdir("/dev/shm") and diskio.fs_type("/dev/shm") == "tmpfs":
         roots.append((tempfile.mkdtemp(dir="/dev/shm"), False))
     try:
         for root, suits in roots:

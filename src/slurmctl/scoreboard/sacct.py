@@ -1,7 +1,7 @@
 """The sacct adapter: builds queries, streams the output, rate-limits, retries with backoff, times out.
 
 Its own small subprocess code (standard library, Python 3.6), not ``slurmctl.slurm``: the scoreboard
-imports nothing from the rest of slurmctl. Output is streamed line by line into a consumer (the
+imports nothing from the core. Output is streamed line by line into a consumer (the
 ingest), never held in memory; a call that fails (non-zero exit, timeout, killed) raises after the
 consumer read its partial output, and the ingest commits nothing in that case.
 """
