@@ -477,7 +477,7 @@ def test_stale_temps_are_swept_by_the_next_poll_and_doctor_reports_what_a_failed
     os.utime(old, (0, 0))  # written by a poller that died long ago
     doctor = [sys.executable, BIN, "doctor", "--root", root, "--config", os.path.join(root, "none.yaml")]
     out = subprocess.run(doctor, capture_output=True, text=True).stdout
-    assert "1 stale temp files" in out and old in out and "errors logged" not in out
+    assert "1 stale temp file " in out and old in out and "errors logged" not in out
     monkeypatch.setenv("FAKE_SACCT_COUNTER", str(tmp / "n"))
     monkeypatch.setenv("FAKE_SACCT_FAIL_FIRST", "100")
     now = datetime.datetime.utcnow()

@@ -176,8 +176,9 @@ class Sacct:
                     error=last,
                 )
                 self.sleep(delay)
+        tries = self.retries + 1
         raise SacctError(
-            f"sacct failed {self.retries + 1} times; last error: {last}",
+            f"sacct failed {'once' if tries == 1 else f'{tries} times'}; last error: {last}",
             hint="check `sacct --version` and slurmdbd; the poll resumes from the same cursor next time",
         )
 
