@@ -15,6 +15,8 @@ from slurmctl.portable import diskio
 
 from .errors import StorageError
 
+_HINT = "check free space, quotas, the file size limit (`ulimit -f`) and permissions under the root"
+
 # Tests set this to a callable(path) to simulate a crash after the temp file is written but before the
 # rename (the one window where a torn state could appear).
 _before_rename_hook = None  # type: Any
@@ -27,14 +29,13 @@ def atomic_write_bytes(path: str, data: bytes, mode: int = 0o644) -> None:
         os.makedirs(directory, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".tmp-" + os.path.basename(path) + ".", dir=directory)
     except OSError as exc:
-        raise StorageError(
-            f"cannot write {path}: {exc}", hint="check the permissions and free space of the shared root"
-        ) from exc
+        raise StorageError(f"cannot write {path}: {exc}", hint=_HINT) from exc
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
+        try:
+            diskio.write_all(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.chmod(tmp, mode)
         if _before_rename_hook is not None:
             _before_rename_hook(path)
@@ -43,7 +44,7 @@ def atomic_write_bytes(path: str, data: bytes, mode: int = 0o644) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         if isinstance(exc, OSError):
-            raise StorageError(f"cannot write {path}: {exc}") from exc
+            raise StorageError(f"cannot write {path}: {exc}", hint=_HINT) from exc
         raise
     _fsync_dir(directory)
 
@@ -140,11 +141,9 @@ class BatchWriter:
                     os.makedirs(directory, exist_ok=True)
                     fd, tmp = tempfile.mkstemp(prefix=".tmp-" + os.path.basename(path) + ".", dir=directory)
                     temps.append((fd, tmp, path))
-                    os.write(fd, data)
+                    diskio.write_all(fd, data)
                 except OSError as exc:
-                    raise StorageError(
-                        f"cannot write {path}: {exc}", hint="check permissions and free space"
-                    ) from exc
+                    raise StorageError(f"cannot write {path}: {exc}", hint=_HINT) from exc
             _flush(temps)
             for fd, _tmp, _path in temps:
                 os.close(fd)
