@@ -489,3 +489,42 @@ def test_stale_temps_are_swept_by_the_next_poll_and_doctor_reports_what_a_failed
     out = subprocess.run(doctor, capture_output=True, text=True).stdout
     assert "1 error logged in the last 24 h" in out and "Connection refused" in out, out
     assert "the last poll stopped during its month-close read" in out, out
+
+
+def _gone(pid):
+    """True when ``pid`` has exited (a zombie waiting for a reaper counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except FileNotFoundError:
+        return True
+
+
+def test_timeout_stops_a_wrapper_script_and_its_hung_child(tmp_path):
+    """A site's ``sacct`` is often a shell wrapper: at the timeout its whole process group is killed, so a
+    hung child holding sacct's stdout does not keep the poll (and its lock) waiting for it."""
+    shim = tmp_path / "bin"
+    shim.mkdir()
+    pidfile = tmp_path / "child.pid"
+    (shim / "sacct").write_text(f'#!/bin/sh\nsleep 60 &\necho $! > "{pidfile}"\nwait\n')
+    (shim / "sacct").chmod(0o755)
+    root = str(tmp_path / "root")
+    env = dict(os.environ, PATH=f"{shim}:{os.environ['PATH']}", SLURM_SB_SACCT_TIMEOUT_SEC="1")
+    env.update(SLURM_SB_SACCT_RETRIES="0", SLURM_SB_RATE_LIMIT_PER_MIN="6000", SLURM_SB_HOME_DIR="")
+    month = datetime.datetime.utcnow().strftime("%Y-%m")
+    cmd = [sys.executable, BIN, "poll", "--once", "--quiet", "--root", root, "--cluster", "c1"]
+    cmd += ["--config", str(tmp_path / "none.yaml"), "--backfill-start", month]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        _out, err = proc.communicate(timeout=1 + 10)  # generous: only a hang detector
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        pytest.fail("the poll waited for the wrapper's hung child past the sacct timeout")
+    finally:
+        if pidfile.exists() and not _gone(int(pidfile.read_text())):
+            os.kill(int(pidfile.read_text()), 9)
+    assert proc.returncode == 7, err
+    assert "sacct failed once; last error: sacct timed out after 1 s" in err, err
+    assert _gone(int(pidfile.read_text()))
+    assert not os.path.exists(layout.lock_file(root, "c1"))

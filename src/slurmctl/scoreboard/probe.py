@@ -13,13 +13,14 @@ from typing import Any, Dict, List, Optional, Tuple
 from . import derive, fsutil, humanize, layout, lock, store
 from .errors import FormatError
 from .model import read_json
+from .sacct import check_output
 
 
 def _show_config(cmd: List[str]) -> Dict[str, str]:
     """Return the ``Key = value`` lines of ``scontrol show config`` / ``sacctmgr show config`` ({} when
     the command is missing or fails)."""
     try:
-        out = subprocess.check_output(cmd, stderr=subprocess.DEVNULL, universal_newlines=True, timeout=30)
+        out = check_output(cmd, timeout=30)
     except (OSError, subprocess.SubprocessError, ValueError):
         return {}
     conf = {}
@@ -48,9 +49,7 @@ def capabilities(sacct: str, scontrol: Dict[str, str]) -> Tuple[List[Tuple[str, 
     rows = []  # type: List[Tuple[str, str]]
     code = 0
     try:
-        out = subprocess.check_output(
-            [sacct, "--helpformat"], stderr=subprocess.DEVNULL, universal_newlines=True, timeout=30
-        )
+        out = check_output([sacct, "--helpformat"], timeout=30)
         known = {w.lower() for w in out.split()}
         missing = [f for f in FIELDS if f.lower() not in known]
         if missing:
@@ -96,7 +95,7 @@ def probe(root: str, sacct: str = "sacct") -> Tuple[List[Tuple[str, str]], int]:
             code = 1
     if code == 0:
         try:
-            v = subprocess.check_output([sacct, "--version"], universal_newlines=True, timeout=30).strip()
+            v = check_output([sacct, "--version"], timeout=30, stderr=None).strip()
         except (OSError, subprocess.SubprocessError) as exc:
             v = f"failed: {exc}"
             code = 1
