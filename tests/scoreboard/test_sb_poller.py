@@ -421,6 +421,9 @@ def test_backfill_sets_last_complete_month_and_a_failed_read_leaves_in_progress(
         ("last_complete_month", 5),
         ("recheck", {"month": "2026-10"}),
         ("recheck", [{"month": "2026-10", "after": "soon"}]),
+        ("recheck", KeyError),  # a field missing: no other cursor format was released
+        ("in_progress", KeyError),
+        ("version", 2),
     ],
 )
 def test_damaged_cursor_is_a_format_error_naming_the_field(env, field, value):
@@ -429,7 +432,10 @@ def test_damaged_cursor_is_a_format_error_naming_the_field(env, field, value):
     poller(root, utc(2026, 11, 20), backfill_start="2026-11-01").poll()
     path = layout.cursor_file(root, "c1")
     cur = sbhelpers.load_json(path)
-    cur[field] = value
+    if value is KeyError:
+        del cur[field]
+    else:
+        cur[field] = value
     with open(path, "w") as fh:
         json.dump(cur, fh)
     argv = ["poll", "--once", "--root", root, "--cluster", "c1", "--sacct", sbhelpers.FAKE_SACCT]
