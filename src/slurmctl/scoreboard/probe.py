@@ -198,7 +198,7 @@ def _doctor_cluster(root: str, c: str, stale_sec: float, max_age_sec: float, say
         say(
             "WARN",
             f"[{c}] {humanize.count(len(temps), 'stale temp file')} (of {what}), e.g. {temps[0]}:"
-            " the next poll removes it" + ("" if len(temps) == 1 else "m"),
+            " the next poll removes " + ("it" if len(temps) == 1 else "them"),
         )
     bad = 0
     for month in store.list_months(root, c):
@@ -240,12 +240,15 @@ def _doctor_cluster(root: str, c: str, stale_sec: float, max_age_sec: float, say
 
 def _doctor_writable(root: str, c: str, say: Any) -> None:
     """FAIL when this user cannot write a directory the poller of ``c`` writes: its polls would fail."""
-    denied = [
-        d
-        for top in (layout.cluster_dir(root, c), os.path.join(root, "leaderboards"))
-        for d, _subdirs, _names in os.walk(top)
-        if not os.access(d, os.W_OK | os.X_OK)
-    ]
+    tops = [layout.cluster_dir(root, c)]
+    try:
+        conf = read_json(layout.clusters_config(root))
+        writer = conf.get("merged_writer") if isinstance(conf, dict) else None
+    except (FileNotFoundError, FormatError):
+        writer = None
+    if not writer or writer == c:  # this poller writes the merged boards too
+        tops.append(os.path.join(root, "leaderboards"))
+    denied = [d for top in tops for d, _s, _n in os.walk(top) if not os.access(d, os.W_OK | os.X_OK)]
     if denied:
         say(
             "FAIL",
