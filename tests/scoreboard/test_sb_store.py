@@ -48,7 +48,7 @@ def test_v3_round_trip_is_exact(tmp_path):
     assert back.runs == st.runs and len(back.runs) == 20
     assert (back.generation, back.asof) == (3, "2026-11-01T00:00:00Z")
     header, totals = store.read_totals(path)
-    assert totals == st.month_totals and header["n_runs"] == 20
+    assert totals == st.month_totals and header["version"] == 3 and header["n_runs"] == 20
     assert store.read_days(path, "2026-10") == (st.month_totals, st.days)
 
 

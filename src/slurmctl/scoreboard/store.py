@@ -188,6 +188,7 @@ def _read_header(fh: Any, path: str) -> Tuple[Dict[str, Any], int]:
                 raise ValueError(f"{key!r} must be a non-negative integer, found {value!r}")
     except (ValueError, RecursionError) as exc:
         raise FormatError(f"{path}: line 2: bad header: {exc}") from exc
+    header["version"] = VERSION
     return header, len(magic) + len(line)
 
 
