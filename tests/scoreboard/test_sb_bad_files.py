@@ -150,6 +150,7 @@ def test_derived_marker_that_is_a_list_means_rederive(root):
     "archive,field",
     [
         ('{"months": [], "users": {}, "span": 5}', "'span'"),
+        ('{"months": [], "users": {}}', "'span'"),
         ('{"months": [], "users": {}, "span": {"bob": 5}}', "span.bob"),
         ('{"months": [[1]], "users": {}}', "'months'"),
     ],
@@ -240,6 +241,19 @@ def test_doctor_reports_a_stray_month_state_and_goes_on(root):
     r = doctor(root)
     assert r.returncode == 1 and clean(r), r.stdout + r.stderr
     assert f"FAIL [c1] {path}" in r.stdout and "derived files" in r.stdout, r.stdout
+
+
+def test_a_month_state_of_an_older_version_stops_the_poll_with_how_to_rebuild_it(root):
+    path = layout.month_state(root, "c1", "2026-10")
+    with open(path, "rb") as fh:
+        image = fh.read()
+    write(path, image.replace(b"SLURMSB-MONTH 3\n", b"SLURMSB-MONTH 2\n", 1))
+    r = run("rebuild", "--root", root, "--cluster", "c1", *NOCONF)
+    assert r.returncode == 3 and clean(r), r.stdout + r.stderr
+    assert f"{path}: month state format version 2; this slurm-sb reads version 3 only" in r.stderr
+    assert "hint: re-ingest the month" in r.stderr and "slurm-sb backfill --cluster c1" in r.stderr
+    r = doctor(root)
+    assert r.returncode == 1 and f"FAIL [c1] {path}: month state format version 2" in r.stdout, r.stdout
 
 
 # ---------------------------------------------------------------- settings and the daemon
@@ -345,6 +359,7 @@ def test_archive_span_and_nesting_are_checked_for_every_reader(tmp_path):
     os.makedirs(os.path.dirname(path))
     for text, what in (
         ('{"months": [], "users": {}, "span": 5}', "field 'span'"),
+        ('{"months": [], "users": {}}', "field 'span'"),
         ('{"months": [], "users": {}, "span": {"a": ["2026-01"]}}', "span.a"),
         ("[" * 100000 + "]" * 100000, "invalid JSON"),
     ):

@@ -421,6 +421,9 @@ def test_backfill_sets_last_complete_month_and_a_failed_read_leaves_in_progress(
         ("last_complete_month", 5),
         ("recheck", {"month": "2026-10"}),
         ("recheck", [{"month": "2026-10", "after": "soon"}]),
+        ("recheck", KeyError),  # a field missing: no other cursor format was released
+        ("in_progress", KeyError),
+        ("version", 2),
     ],
 )
 def test_damaged_cursor_is_a_format_error_naming_the_field(env, field, value):
@@ -429,7 +432,10 @@ def test_damaged_cursor_is_a_format_error_naming_the_field(env, field, value):
     poller(root, utc(2026, 11, 20), backfill_start="2026-11-01").poll()
     path = layout.cursor_file(root, "c1")
     cur = sbhelpers.load_json(path)
-    cur[field] = value
+    if value is KeyError:
+        del cur[field]
+    else:
+        cur[field] = value
     with open(path, "w") as fh:
         json.dump(cur, fh)
     argv = ["poll", "--once", "--root", root, "--cluster", "c1", "--sacct", sbhelpers.FAKE_SACCT]
@@ -477,7 +483,7 @@ def test_stale_temps_are_swept_by_the_next_poll_and_doctor_reports_what_a_failed
     os.utime(old, (0, 0))  # written by a poller that died long ago
     doctor = [sys.executable, BIN, "doctor", "--root", root, "--config", os.path.join(root, "none.yaml")]
     out = subprocess.run(doctor, capture_output=True, text=True).stdout
-    assert "1 stale temp files" in out and old in out and "errors logged" not in out
+    assert "1 stale temp file " in out and old in out and "errors logged" not in out
     monkeypatch.setenv("FAKE_SACCT_COUNTER", str(tmp / "n"))
     monkeypatch.setenv("FAKE_SACCT_FAIL_FIRST", "100")
     now = datetime.datetime.utcnow()
@@ -489,3 +495,42 @@ def test_stale_temps_are_swept_by_the_next_poll_and_doctor_reports_what_a_failed
     out = subprocess.run(doctor, capture_output=True, text=True).stdout
     assert "1 error logged in the last 24 h" in out and "Connection refused" in out, out
     assert "the last poll stopped during its month-close read" in out, out
+
+
+def _gone(pid):
+    """True when ``pid`` has exited (a zombie waiting for a reaper counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except FileNotFoundError:
+        return True
+
+
+def test_timeout_stops_a_wrapper_script_and_its_hung_child(tmp_path):
+    """A site's ``sacct`` is often a shell wrapper: at the timeout its whole process group is killed, so a
+    hung child holding sacct's stdout does not keep the poll (and its lock) waiting for it."""
+    shim = tmp_path / "bin"
+    shim.mkdir()
+    pidfile = tmp_path / "child.pid"
+    (shim / "sacct").write_text(f'#!/bin/sh\nsleep 60 &\necho $! > "{pidfile}"\nwait\n')
+    (shim / "sacct").chmod(0o755)
+    root = str(tmp_path / "root")
+    env = dict(os.environ, PATH=f"{shim}:{os.environ['PATH']}", SLURM_SB_SACCT_TIMEOUT_SEC="1")
+    env.update(SLURM_SB_SACCT_RETRIES="0", SLURM_SB_RATE_LIMIT_PER_MIN="6000", SLURM_SB_HOME_DIR="")
+    month = datetime.datetime.utcnow().strftime("%Y-%m")
+    cmd = [sys.executable, BIN, "poll", "--once", "--quiet", "--root", root, "--cluster", "c1"]
+    cmd += ["--config", str(tmp_path / "none.yaml"), "--backfill-start", month]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        _out, err = proc.communicate(timeout=1 + 10)  # generous: only a hang detector
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        pytest.fail("the poll waited for the wrapper's hung child past the sacct timeout")
+    finally:
+        if pidfile.exists() and not _gone(int(pidfile.read_text())):
+            os.kill(int(pidfile.read_text()), 9)
+    assert proc.returncode == 7, err
+    assert "sacct failed once; last error: sacct timed out after 1 s" in err, err
+    assert _gone(int(pidfile.read_text()))
+    assert not os.path.exists(layout.lock_file(root, "c1"))

@@ -1,15 +1,14 @@
-"""The month state file: version 3 round trip (exact), version 1 and 2 files still read, damage reported."""
+"""The month state file: version 3 round trip (exact), older versions refused, damage reported."""
 
 import json
 import random
 import shutil
 import tempfile
-import zlib
 from array import array
 
 import pytest
 
-from slurmctl.scoreboard import dedupe, layout, store, units
+from slurmctl.scoreboard import layout, store, units
 from slurmctl.scoreboard.errors import FormatError
 from slurmctl.scoreboard.schemas import DAY_FIELDS, N_SUMS
 
@@ -53,26 +52,6 @@ def test_v3_round_trip_is_exact(tmp_path):
     assert store.read_days(path, "2026-10") == (st.month_totals, st.days)
 
 
-def test_version_2_files_are_read_with_no_runs(tmp_path):
-    """A file written before runs of requeued jobs were counted: the v3 image minus its runs blob."""
-    st = random_state(4)
-    st.runs = set()
-    image = st.to_bytes()
-    head, rest = image.split(b"\n", 2)[1], image.split(b"\n", 2)[2]
-    header = json.loads(head)
-    rest = rest[: len(rest) - header.pop("runs_bytes")]
-    del header["n_runs"]
-    path = layout.month_state(str(tmp_path), "c1", "2026-10")
-    import os
-
-    os.makedirs(os.path.dirname(path))
-    with open(path, "wb") as fh:
-        fh.write(store.MAGIC_V2 + json.dumps(header).encode() + b"\n" + rest)
-    back = store.read_state(path, "2026-10")
-    assert back.days == st.days and back.month_totals == st.month_totals and back.runs == set()
-    assert store.read_totals(path)[0]["version"] == 2
-
-
 def test_damaged_runs_blob_is_a_format_error(tmp_path):
     st = random_state(6)
     store.write_state(str(tmp_path), "c1", st)
@@ -92,50 +71,23 @@ def test_empty_state_round_trip(tmp_path):
     assert back.days == {} and back.month_totals == {} and len(back.ids) == 0
 
 
-def v1_bytes(st: store.MonthState) -> bytes:
-    """A version-1 file image, as the code before version 2 wrote it (per-user totals, plain columns)."""
-    users, day_list, cols = [], [], [[] for _ in DAY_FIELDS]
-    for user in sorted(st.days):
-        users.append([user, len(st.days[user])])
-        for day in sorted(st.days[user]):
-            day_list.append(int(day))
-            for j, i in enumerate(DAY_FIELDS):
-                cols[j].append(st.days[user][day][i])
-    ids_blob = dedupe.encode_ids(st.ids)
-    totals_blob = zlib.compress(json.dumps(st.month_totals).encode())
-    days_blob = zlib.compress(json.dumps({"users": users, "days": day_list, "cols": cols}).encode())
-    header = {
-        "month": st.month,
-        "generation": st.generation,
-        "asof": st.asof,
-        "n_ids": len(st.ids),
-        "ids_bytes": len(ids_blob),
-        "totals_bytes": len(totals_blob),
-        "days_bytes": len(days_blob),
-    }
-    return store.MAGIC_V1 + json.dumps(header).encode() + b"\n" + ids_blob + totals_blob + days_blob
-
-
-def test_version_1_files_are_still_read_and_rewritten_as_version_3(tmp_path):
-    st = random_state(2)
-    path = layout.month_state(str(tmp_path), "c1", "2026-10")
-    import os
-
-    os.makedirs(os.path.dirname(path))
-    with open(path, "wb") as fh:
-        fh.write(v1_bytes(st))
-    back = store.read_state(path, "2026-10")
-    assert back.days == st.days and back.month_totals == st.month_totals
-    assert store.read_totals(path)[1] == st.month_totals
-    store.write_state(str(tmp_path), "c1", back)
+@pytest.mark.parametrize("version", [1, 2])
+def test_an_older_version_is_refused_naming_the_file_and_how_to_rebuild_it(tmp_path, version):
+    """Versions 1 and 2 were never released: such a file is refused (exit 3), never misread."""
+    root = str(tmp_path)
+    store.write_state(root, "c1", random_state(2))
+    path = layout.month_state(root, "c1", "2026-10")
     with open(path, "rb") as fh:
-        assert fh.readline() == store.MAGIC
-    assert store.read_state(path, "2026-10").days == st.days
-
-
-def test_v2_is_smaller_than_v1():
-    st = random_state(3)
-    assert len(st.to_bytes()) < len(v1_bytes(st))
+        image = fh.read()
+    with open(path, "wb") as fh:
+        fh.write(image.replace(store.MAGIC, f"SLURMSB-MONTH {version}\n".encode(), 1))
+    for read in (store.read_header, lambda p: store.read_state(p, "2026-10"), store.read_totals):
+        with pytest.raises(FormatError) as exc:
+            read(path)
+        text = str(exc.value)
+        assert f"{path}: month state format version {version}; this slurm-sb reads version 3 only" in text
+        assert layout.cursor_file(root, "c1") in text and "slurm-sb backfill --cluster c1" in text, text
+        assert exc.value.exit_code == 3
 
 
 @pytest.mark.parametrize(
@@ -180,9 +132,10 @@ def test_batch_writer_uses_one_syncfs_only_on_a_local_disk_file_system(tmp_path,
     on a cluster, where syncfs would flush the whole mount for everyone) one fsync per file."""
     import os
 
+    from slurmctl.portable import diskio
     from slurmctl.scoreboard import fsutil
 
-    real = fsutil.load_syncfs()
+    real = diskio.load_syncfs()
     calls = {"syncfs": 0, "fsync": 0}
 
     def counting_syncfs(fd):
@@ -195,13 +148,13 @@ def test_batch_writer_uses_one_syncfs_only_on_a_local_disk_file_system(tmp_path,
         calls["fsync"] += 1
         return real_fsync(fd)
 
-    monkeypatch.setattr(fsutil, "_syncfs", counting_syncfs if real else False)
+    monkeypatch.setattr(diskio, "_syncfs", counting_syncfs if real else False)
     monkeypatch.setattr(fsutil.os, "fsync", counting_fsync)
     monkeypatch.setattr(fsutil, "_suits_by_dev", {})
-    roots = [(str(tmp_path), fsutil.syncfs_suits(str(tmp_path)))]
-    local = real is not None and fsutil.fs_type(str(tmp_path)) in fsutil.SYNCFS_TYPES
+    roots = [(str(tmp_path), diskio.syncfs_suits(str(tmp_path)))]
+    local = real is not None and diskio.fs_type(str(tmp_path)) in diskio.SYNCFS_TYPES
     assert roots[0][1] == local
-    if os.path.isdir("/dev/shm") and fsutil.fs_type("/dev/shm") == "tmpfs":
+    if os.path.isdir("/dev/shm") and diskio.fs_type("/dev/shm") == "tmpfs":
         roots.append((tempfile.mkdtemp(dir="/dev/shm"), False))
     try:
         for root, suits in roots:

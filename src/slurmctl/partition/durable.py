@@ -47,12 +47,13 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from slurmctl.errors import StorageError
 
-# The rule for when one syncfs(2) may replace per-file fsyncs is shared with the scoreboard (whose
-# code is standard-library only and Python 3.6-compatible, so it holds the implementation).
-from slurmctl.scoreboard.fsutil import SYNCFS_TYPES as SYNCFS_TYPES
-from slurmctl.scoreboard.fsutil import fs_type as fs_type
-from slurmctl.scoreboard.fsutil import load_syncfs as _load_syncfs
-from slurmctl.scoreboard.fsutil import syncfs_suits
+# The rule for when one syncfs(2) may replace per-file fsyncs, and write_all, are shared with the
+# scoreboard: slurmctl.portable holds them (standard library only, Python 3.6-compatible).
+from slurmctl.portable.diskio import SYNCFS_TYPES as SYNCFS_TYPES
+from slurmctl.portable.diskio import fs_type as fs_type
+from slurmctl.portable.diskio import load_syncfs as _load_syncfs
+from slurmctl.portable.diskio import syncfs_suits
+from slurmctl.portable.diskio import write_all as _write_all
 
 from .model import BatchInfo
 
@@ -116,12 +117,6 @@ def _copy_range(path: str, offset: int, length: int, out_fd: int) -> None:
                 raise OSError(f"{path} ended at byte {offset}, {left} bytes early: it changed")
             offset += n
             left -= n
-
-
-def _write_all(fd: int, data: bytes | memoryview) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
 
 
 class RejectsFile:

@@ -22,7 +22,7 @@ from .errors import FormatError, UsageError
 from .schemas import DEFAULT_FAILURE_STATES
 
 # Bloom false-positive rate: only a size/speed knob, the exact id set decides (docs/scoreboard.md).
-DEFAULT_BLOOM_FP_RATE = 0.4  # k = 1; 0.35 (k = 2) until 2026-12-04: see docs/scoreboard.md
+DEFAULT_BLOOM_FP_RATE = 0.4  # k = 1
 
 DEFAULTS = {
     "root": "",

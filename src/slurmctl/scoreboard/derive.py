@@ -71,7 +71,7 @@ def alltime_totals(root: str, cluster: str) -> Tuple[Dict[str, Sums], Dict[str, 
     archive = store.read_archive(root, cluster)  # checked there, for every reader
     archived = set(archive["months"])
     totals = {u: list(s) for u, s in archive["users"].items()}  # type: Dict[str, Sums]
-    span = {u: tuple(v) for u, v in archive.get("span", {}).items()}  # type: Dict[str, Tuple[str, str]]
+    span = {u: tuple(v) for u, v in archive["span"].items()}  # type: Dict[str, Tuple[str, str]]
     for month in store.list_months(root, cluster):
         if month in archived:  # pruned but not yet deleted (crash between the two steps)
             continue

@@ -8,7 +8,7 @@
     └── SacctError         sacct failed after retries, timed out, or is missing (exit 7)
 
 This tree is separate from ``slurmctl.errors`` on purpose: the scoreboard imports nothing from the
-rest of slurmctl, so it runs from a bare checkout on Python 3.6.
+core (only ``slurmctl.portable``), so it runs from a bare checkout on Python 3.6.
 """
 
 from typing import Optional

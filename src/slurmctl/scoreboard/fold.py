@@ -18,12 +18,13 @@ the caches. On the inline path:
 * the dedupe of ids within the stream is one comparison: sacct prints jobs in ascending id order,
   so an id above the largest seen is new, and only the others are looked up (``dedupe.IdBatch``).
 
-Measured and rejected (2026-11-23, bench/scoreboard_ingest.py): splitting whole 256 KiB blocks on
-``|`` and working on stride-sliced columns with ``map``/``zip``/``compress`` was 2x *slower* than this
-loop -- the C iterators call the same functions and allocate the same objects as the bytecode does;
-one ``re`` match per job with its steps captured (``re.split`` over 1 MiB blocks) spent 3 s in the
-regex engine and object creation before any arithmetic; grouping jobs by their whole
-"End date|User|State|resources" string needs 257k groups for 1M jobs, whose set-up cost what they save.
+Alternatives measured with bench/scoreboard_ingest.py (2026-11-23, 2-core dev VM) and not used:
+splitting whole 256 KiB blocks on ``|`` and working on stride-sliced columns with
+``map``/``zip``/``compress`` is 2x *slower* than this loop -- the C iterators call the same functions
+and allocate the same objects as the bytecode does; one ``re`` match per job with its steps captured
+(``re.split`` over 1 MiB blocks) spends 3 s in the regex engine and object creation before any
+arithmetic; grouping jobs by their whole "End date|User|State|resources" string needs 257k groups for
+1M jobs, whose set-up costs what they save.
 """
 
 import itertools
@@ -38,7 +39,7 @@ DAY_NAMES = ("", *sorted(DAYS))
 
 
 def _text(line: Union[str, bytes]) -> str:
-    # sacct's stream was decoded with errors="replace" before the fold took bytes: the same here
+    # rows the fast path cannot take are decoded as UTF-8 with invalid bytes replaced
     return line.decode("utf-8", "replace") if isinstance(line, bytes) else line
 
 

@@ -9,13 +9,17 @@ import contextlib
 import json
 import os
 import tempfile
-from typing import Any, Optional
+from typing import Any
+
+from slurmctl.portable import diskio
 
 from .errors import StorageError
 
+_HINT = "check free space, quotas, the file size limit (`ulimit -f`) and permissions under the root"
+
 # Tests set this to a callable(path) to simulate a crash after the temp file is written but before the
 # rename (the one window where a torn state could appear).
-_before_rename_hook = None  # type: Optional[Any]
+_before_rename_hook = None  # type: Any
 
 
 def atomic_write_bytes(path: str, data: bytes, mode: int = 0o644) -> None:
@@ -25,14 +29,13 @@ def atomic_write_bytes(path: str, data: bytes, mode: int = 0o644) -> None:
         os.makedirs(directory, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".tmp-" + os.path.basename(path) + ".", dir=directory)
     except OSError as exc:
-        raise StorageError(
-            f"cannot write {path}: {exc}", hint="check the permissions and free space of the shared root"
-        ) from exc
+        raise StorageError(f"cannot write {path}: {exc}", hint=_HINT) from exc
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
+        try:
+            diskio.write_all(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.chmod(tmp, mode)
         if _before_rename_hook is not None:
             _before_rename_hook(path)
@@ -41,7 +44,7 @@ def atomic_write_bytes(path: str, data: bytes, mode: int = 0o644) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         if isinstance(exc, OSError):
-            raise StorageError(f"cannot write {path}: {exc}") from exc
+            raise StorageError(f"cannot write {path}: {exc}", hint=_HINT) from exc
         raise
     _fsync_dir(directory)
 
@@ -87,65 +90,8 @@ def stale_temps(top: str, older_than_sec: float = 3600.0) -> list:
     return found
 
 
-_SYNCFS_MIN_FILES = 32
-_syncfs = None  # type: Optional[Any]
-
-# Local file systems whose syncfs(2) writes back every dirty page and inode and flushes the device
-# cache. On network and parallel file systems (NFS, Lustre, GPFS, BeeGFS, CephFS) what syncfs does
-# varies, and on a shared login node it would flush everyone's dirty data on that mount: every file
-# is fsynced on its own there. (slurmctl's partitioner uses the same rule, from here.)
-SYNCFS_TYPES = frozenset({"ext2", "ext3", "ext4", "xfs", "btrfs"})
-SYNCFS_MIN_KERNEL = (5, 8)  # before 5.8, syncfs did not report writeback errors
+_SYNCFS_MIN_FILES = 32  # a batch this big is flushed with one syncfs(2) where diskio.syncfs_suits
 _suits_by_dev = {}  # type: dict
-
-
-def load_syncfs() -> Optional[Any]:
-    """Return libc's ``syncfs`` (a ctypes function of an fd, 0 on success), or None. Loaded once."""
-    # syncfs(2) flushes one filesystem in one call: for thousands of small derived files that is one
-    # journal commit instead of one fsync each (measured here: 0.3 s instead of ~5 s for 1,700 files).
-    # Linux only; elsewhere (or if libc lacks it) every file is fsynced on its own.
-    global _syncfs
-    if _syncfs is None:
-        _syncfs = False
-        try:
-            import ctypes
-
-            fn = ctypes.CDLL(None, use_errno=True).syncfs
-            fn.argtypes = [ctypes.c_int]
-            fn.restype = ctypes.c_int
-            _syncfs = fn
-        except (OSError, AttributeError):
-            _syncfs = False
-    return _syncfs or None
-
-
-def fs_type(path: Any) -> Optional[str]:
-    """Return the type of the mounted file system holding ``path`` (from /proc/self/mountinfo, matched
-    by device number), or None when it cannot be told (not Linux, no /proc). Idempotent."""
-    try:
-        st = os.stat(path)
-        with open("/proc/self/mountinfo", "rb") as fh:
-            table = fh.read().decode("utf-8", "replace")
-    except OSError:
-        return None
-    dev = f"{os.major(st.st_dev)}:{os.minor(st.st_dev)}"
-    for line in table.splitlines():
-        fields = line.split()
-        if len(fields) > 3 and fields[2] == dev and " - " in line:
-            return line.split(" - ", 1)[1].split()[0]
-    return None
-
-
-def syncfs_suits(path: Any) -> bool:
-    """Return whether one syncfs(2) may stand for fsyncing each new file under ``path``: Linux 5.8 or
-    later with libc's syncfs, on a local file system of ``SYNCFS_TYPES``. Idempotent."""
-    if load_syncfs() is None:
-        return False
-    try:
-        kernel = tuple(int(x) for x in os.uname().release.split(".")[:2])
-    except ValueError:
-        return False
-    return kernel >= SYNCFS_MIN_KERNEL and fs_type(path) in SYNCFS_TYPES
 
 
 def _flush(temps: list) -> None:
@@ -161,8 +107,8 @@ def _flush(temps: list) -> None:
             by_dev.setdefault(os.fstat(fd).st_dev, (fd, tmp))
         for dev, (_fd, tmp) in by_dev.items():
             if dev not in _suits_by_dev:
-                _suits_by_dev[dev] = syncfs_suits(tmp)
-        syncfs = load_syncfs()
+                _suits_by_dev[dev] = diskio.syncfs_suits(tmp)
+        syncfs = diskio.load_syncfs()
         if all(_suits_by_dev[dev] for dev in by_dev) and all(syncfs(fd) == 0 for fd, _t in by_dev.values()):
             return
     for fd, _tmp, path in temps:
@@ -195,11 +141,9 @@ class BatchWriter:
                     os.makedirs(directory, exist_ok=True)
                     fd, tmp = tempfile.mkstemp(prefix=".tmp-" + os.path.basename(path) + ".", dir=directory)
                     temps.append((fd, tmp, path))
-                    os.write(fd, data)
+                    diskio.write_all(fd, data)
                 except OSError as exc:
-                    raise StorageError(
-                        f"cannot write {path}: {exc}", hint="check permissions and free space"
-                    ) from exc
+                    raise StorageError(f"cannot write {path}: {exc}", hint=_HINT) from exc
             _flush(temps)
             for fd, _tmp, _path in temps:
                 os.close(fd)

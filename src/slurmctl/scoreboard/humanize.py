@@ -54,3 +54,8 @@ def xp(metric: str, value: float) -> str:
 def skill(metric: str) -> str:
     """Return the "Skill" title of ``metric`` (the metric name itself when unknown). Pure."""
     return SKILLS.get(metric, (metric, ""))[0]
+
+
+def count(n: int, noun: str, plural: str = "") -> str:
+    """Return ``"1 file"``, ``"2 files"`` (``plural``: the plural form when not ``noun + "s"``). Pure."""
+    return f"{n} {noun if n == 1 else plural or noun + 's'}"

@@ -67,11 +67,21 @@ class Cursor:
                 "next_backfill_month": bf,
                 "current": {"month": month_of(now), "last_end": None},
                 "last_complete_month": None,
+                "recheck": [],
+                "in_progress": None,
             }
+        hint = "fix or remove the cursor file (then backfill reads again; nothing is counted twice)"
         if not isinstance(data, dict) or not isinstance(data.get("current"), dict):
-            raise FormatError(f"{self.path}: expected the cursor object (see docs/scoreboard.md)")
-        data.setdefault("recheck", [])
-        data.setdefault("in_progress", None)
+            raise FormatError(f"{self.path}: expected the cursor object (see docs/scoreboard.md)", hint=hint)
+        if data.get("version") != 1:
+            raise FormatError(
+                f"{self.path}: field 'version' is {data.get('version')!r};"
+                " this slurm-sb reads cursor version 1",
+                hint=hint,
+            )
+        for key in ("recheck", "in_progress"):
+            if key not in data:
+                raise FormatError(f"{self.path}: field {key!r} is missing", hint=hint)
         self.data = data
         cur = data["current"]
         self._month(cur.get("month"), "current.month")
@@ -329,7 +339,7 @@ class Poller:
             return []
         archive = store.read_archive(self.root, self.cluster)
         users = archive["users"]
-        span = archive.get("span", {})
+        span = archive["span"]
         for month in victims:
             if month in archive["months"]:
                 continue
@@ -343,7 +353,6 @@ class Poller:
                 first, last = span.get(user, (month, month))
                 span[user] = [min(first, month), max(last, month)]
             archive["months"].append(month)
-        archive["span"] = span
         # Step 1: the archive (listing the months) commits; step 2 deletes. A crash in between leaves
         # the month both archived and present, which alltime_totals counts once (archive wins).
         fsutil.atomic_write_json(layout.archive_file(self.root, self.cluster), archive)

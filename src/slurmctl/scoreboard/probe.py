@@ -10,16 +10,17 @@ import subprocess
 import time
 from typing import Any, Dict, List, Optional, Tuple
 
-from . import derive, fsutil, layout, lock, store
+from . import derive, fsutil, humanize, layout, lock, store
 from .errors import FormatError
 from .model import read_json
+from .sacct import check_output
 
 
 def _show_config(cmd: List[str]) -> Dict[str, str]:
     """Return the ``Key = value`` lines of ``scontrol show config`` / ``sacctmgr show config`` ({} when
     the command is missing or fails)."""
     try:
-        out = subprocess.check_output(cmd, stderr=subprocess.DEVNULL, universal_newlines=True, timeout=30)
+        out = check_output(cmd, timeout=30)
     except (OSError, subprocess.SubprocessError, ValueError):
         return {}
     conf = {}
@@ -48,9 +49,7 @@ def capabilities(sacct: str, scontrol: Dict[str, str]) -> Tuple[List[Tuple[str, 
     rows = []  # type: List[Tuple[str, str]]
     code = 0
     try:
-        out = subprocess.check_output(
-            [sacct, "--helpformat"], stderr=subprocess.DEVNULL, universal_newlines=True, timeout=30
-        )
+        out = check_output([sacct, "--helpformat"], timeout=30)
         known = {w.lower() for w in out.split()}
         missing = [f for f in FIELDS if f.lower() not in known]
         if missing:
@@ -96,7 +95,7 @@ def probe(root: str, sacct: str = "sacct") -> Tuple[List[Tuple[str, str]], int]:
             code = 1
     if code == 0:
         try:
-            v = subprocess.check_output([sacct, "--version"], universal_newlines=True, timeout=30).strip()
+            v = check_output([sacct, "--version"], timeout=30, stderr=None).strip()
         except (OSError, subprocess.SubprocessError) as exc:
             v = f"failed: {exc}"
             code = 1
@@ -152,10 +151,7 @@ def _doctor_cluster(root: str, c: str, stale_sec: float, max_age_sec: float, say
     if not os.path.isdir(sd):
         say("FAIL", f"[{c}] no state directory {sd}")
         return
-    say(
-        "OK" if os.access(sd, os.W_OK) else "WARN",
-        f"[{c}] state dir writable by this user: {os.access(sd, os.W_OK)}",
-    )
+    _doctor_writable(root, c, say)
     lock_path = layout.lock_file(root, c)
     info = lock.read_lock(lock_path)
     if info is None and os.path.isdir(lock_path):
@@ -198,10 +194,11 @@ def _doctor_cluster(root: str, c: str, stale_sec: float, max_age_sec: float, say
     _doctor_log(root, c, say)
     temps = fsutil.stale_temps(layout.cluster_dir(root, c))
     if temps:
+        what = "a writer that died" if len(temps) == 1 else "writers that died"
         say(
             "WARN",
-            f"[{c}] {len(temps)} stale temp files (of writers that died), e.g. {temps[0]}:"
-            " the next poll removes them",
+            f"[{c}] {humanize.count(len(temps), 'stale temp file')} (of {what}), e.g. {temps[0]}:"
+            " the next poll removes " + ("it" if len(temps) == 1 else "them"),
         )
     bad = 0
     for month in store.list_months(root, c):
@@ -225,13 +222,41 @@ def _doctor_cluster(root: str, c: str, stale_sec: float, max_age_sec: float, say
             bad += 1
             say("FAIL", f"[{c}] {exc}")
     if not bad:
-        say("OK", f"[{c}] {len(store.list_months(root, c))} month states readable")
+        say("OK", f"[{c}] {humanize.count(len(store.list_months(root, c)), 'month state')} readable")
     try:
         current = derive.derived_is_current(root, c)
     except FormatError as exc:
         say("WARN", f"[{c}] cannot compare the derived files with the month states: {exc}")
     else:
-        say("OK" if current else "WARN", f"[{c}] derived files match the month states")
+        if current:
+            say("OK", f"[{c}] derived files match the month states")
+        else:
+            say(
+                "WARN",
+                f"[{c}] derived files do not match the month states"
+                " (the next poll rewrites them; `slurm-sb rebuild` does it now)",
+            )
+
+
+def _doctor_writable(root: str, c: str, say: Any) -> None:
+    """FAIL when this user cannot write a directory the poller of ``c`` writes: its polls would fail."""
+    tops = [layout.cluster_dir(root, c)]
+    try:
+        conf = read_json(layout.clusters_config(root))
+        writer = conf.get("merged_writer") if isinstance(conf, dict) else None
+    except (FileNotFoundError, FormatError):
+        writer = None
+    if not writer or writer == c:  # this poller writes the merged boards too
+        tops.append(os.path.join(root, "leaderboards"))
+    denied = [d for top in tops for d, _s, _n in os.walk(top) if not os.access(d, os.W_OK | os.X_OK)]
+    if denied:
+        say(
+            "FAIL",
+            f"[{c}] this user cannot write {humanize.count(len(denied), 'directory', 'directories')} the"
+            f" poller writes, e.g. {denied[0]}: polls fail (exit 6)",
+        )
+    else:
+        say("OK", f"[{c}] every directory the poller writes is writable by this user")
 
 
 def _doctor_log(root: str, c: str, say: Any, day_sec: float = 86400.0, tail_bytes: int = 1 << 20) -> None:
@@ -262,7 +287,7 @@ def _doctor_log(root: str, c: str, say: Any, day_sec: float = 86400.0, tail_byte
         first_line = (str(last.get("msg") or "").splitlines() or [""])[0]
         say(
             "WARN",
-            f"[{c}] {n} error{'s' if n != 1 else ''} logged in the last 24 h;"
+            f"[{c}] {humanize.count(n, 'error')} logged in the last 24 h;"
             f" latest {last.get('ts')}: {first_line}",
         )
     else:

@@ -1,14 +1,16 @@
 """The sacct adapter: builds queries, streams the output, rate-limits, retries with backoff, times out.
 
 Its own small subprocess code (standard library, Python 3.6), not ``slurmctl.slurm``: the scoreboard
-imports nothing from the rest of slurmctl. Output is streamed line by line into a consumer (the
+imports nothing from the core. Output is streamed line by line into a consumer (the
 ingest), never held in memory; a call that fails (non-zero exit, timeout, killed) raises after the
 consumer read its partial output, and the ingest commits nothing in that case.
 """
 
+import contextlib
 import io
 import os
 import random
+import signal
 import subprocess
 import tempfile
 import threading
@@ -40,6 +42,36 @@ class _CountingReader(io.RawIOBase):
 
 class CallFailed(Exception):
     """One sacct call failed (retryable)."""
+
+
+def _kill_group(proc: "subprocess.Popen") -> None:
+    """SIGKILL the process group ``proc`` leads (started with ``start_new_session``): a site's ``sacct``
+    is often a shell wrapper, and killing only the shell would leave its child running and holding the
+    output pipe open, so reading to its end would wait for that child."""
+    with contextlib.suppress(OSError):  # the group is gone already
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+def check_output(cmd: List[str], timeout: float, stderr: Any = subprocess.DEVNULL) -> str:
+    """Return the stdout of ``cmd`` (text) run in its own process group, killed whole after ``timeout``
+    seconds. Raises OSError, subprocess.TimeoutExpired, subprocess.CalledProcessError."""
+    proc = subprocess.Popen(
+        cmd,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=stderr,
+        universal_newlines=True,
+        start_new_session=True,
+    )
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _kill_group(proc)
+        proc.communicate()
+        raise
+    if proc.returncode:
+        raise subprocess.CalledProcessError(proc.returncode, cmd, out)
+    return out
 
 
 def window_args(start: str, end: str, user: Optional[str] = None) -> List[str]:
@@ -105,6 +137,7 @@ class Sacct:
                     stdin=subprocess.DEVNULL,
                     env=sacct_env(),
                     bufsize=1 << 16,
+                    start_new_session=True,  # on timeout, the whole group is killed
                 )
             except FileNotFoundError as exc:
                 raise SacctError(
@@ -115,7 +148,7 @@ class Sacct:
                 raise CallFailed(f"cannot start {self.sacct}: {exc}") from exc
             timed_out = []
             # A watchdog, because the stream is consumed incrementally (communicate(timeout=) would buffer).
-            timer = threading.Timer(self.timeout_sec, lambda: (timed_out.append(1), proc.kill()))
+            timer = threading.Timer(self.timeout_sec, lambda: (timed_out.append(1), _kill_group(proc)))
             timer.daemon = True
             timer.start()
             # Bytes are counted per 64 KiB read, not per line: the stream is millions of lines. Lines go
@@ -132,7 +165,10 @@ class Sacct:
                 timer.cancel()
                 self.bytes += raw.count
                 if timed_out:
-                    raise CallFailed(f"sacct timed out after {self.timeout_sec:g} s: {' '.join(cmd)}")
+                    raise CallFailed(
+                        f"sacct timed out after {self.timeout_sec:g} s (its process group was killed):"
+                        f" {' '.join(cmd)}"
+                    )
                 if rc != 0:
                     err.seek(0)
                     msg = err.read().decode("utf-8", "replace").strip()[-500:]
@@ -143,7 +179,7 @@ class Sacct:
             finally:
                 timer.cancel()
                 if proc.poll() is None:
-                    proc.kill()
+                    _kill_group(proc)
                     proc.wait()
                 proc.stdout.close()
         finally:
@@ -176,17 +212,16 @@ class Sacct:
                     error=last,
                 )
                 self.sleep(delay)
+        tries = self.retries + 1
         raise SacctError(
-            f"sacct failed {self.retries + 1} times; last error: {last}",
+            f"sacct failed {'once' if tries == 1 else f'{tries} times'}; last error: {last}",
             hint="check `sacct --version` and slurmdbd; the poll resumes from the same cursor next time",
         )
 
     def version(self) -> str:
         """Return ``sacct --version`` ("" when missing or failing). Takes no token: no slurmdbd load."""
         try:
-            out = subprocess.check_output(
-                [self.sacct, "--version"], stderr=subprocess.STDOUT, universal_newlines=True, timeout=30
-            )
+            out = check_output([self.sacct, "--version"], timeout=30, stderr=subprocess.STDOUT)
         except (OSError, subprocess.SubprocessError):
             return ""
         return out.strip()

@@ -15,18 +15,19 @@ month (their time is in the sums; the job's own id is in the id set with its las
 
 The per-user month totals hold all 10 exact sums; the days hold only ``DAY_FIELDS`` (counts and
 seconds): the rolling windows show no memory sums, and the memory columns are the least compressible
-(measured: dropping them halves the days blob). Version 2 stores both blobs as columns with two
-decorrelating transforms -- CPU seconds minus elapsed seconds, GPU seconds minus GPU-elapsed seconds
-(equal for 1-CPU / 1-GPU work) -- and the days' GPU columns only on rows with GPU jobs: 9 % smaller
-than version 1 on a 1M-job month without arrays (the worst case), 10 % on a realistic one. Version 1
-files (per-user JSON totals, plain columns) and version 2 files (no runs blob: written before runs of
-requeued jobs were counted) are still read; every write is version 3.
+(measured: dropping them halves the days blob). Both blobs are columns with two decorrelating
+transforms -- CPU seconds minus elapsed seconds, GPU seconds minus GPU-elapsed seconds (equal for
+1-CPU / 1-GPU work) -- and the days' GPU columns only on rows with GPU jobs.
+
+A file of another format version is refused (``FormatError``, exit 3) with how to rebuild the month:
+no other version was ever released, and a format change bumps the version.
 """
 
 import itertools
 import json
 import operator
 import os
+import re
 import sys
 import zlib
 from array import array
@@ -36,10 +37,9 @@ from . import dedupe, fsutil, layout
 from .errors import FormatError
 from .schemas import CPU_S, DAY_FIELDS, ELAPSED_S, GPU_ELAPSED_S, GPU_JOBS, GPU_S, N_SUMS
 
+VERSION = 3
 MAGIC = b"SLURMSB-MONTH 3\n"
-MAGIC_V2 = b"SLURMSB-MONTH 2\n"
-MAGIC_V1 = b"SLURMSB-MONTH 1\n"
-_VERSIONS = {MAGIC: 3, MAGIC_V2: 2, MAGIC_V1: 1}
+_MAGIC_RE = re.compile(rb"SLURMSB-MONTH (\d+)\n\Z")
 _LEVEL = 6  # zlib level: 9 takes 5x the CPU for 0.6 % less (measured on a 1M-job month)
 _DAY_MASK = [1 if i in DAY_FIELDS else 0 for i in range(N_SUMS)]
 # add_all slices instead of masking: it relies on the day fields being the leading ones.
@@ -149,17 +149,30 @@ class MonthState:
         return MAGIC + json.dumps(header).encode() + b"\n" + blobs
 
 
+def _rebuild_hint(path: str) -> str:
+    """How to rebuild the month of the state file ``path`` (``<root>/clusters/<c>/state/months/M.state``)."""
+    state = os.path.dirname(os.path.dirname(path))
+    cluster = os.path.basename(os.path.dirname(state))
+    return (
+        f"re-ingest the month: remove this file and {os.path.join(state, 'poll_cursor.json')}, then run"
+        f" `slurm-sb backfill --cluster {cluster}` (it reads every month again from backfill_start;"
+        " exact dedupe counts nothing twice)"
+    )
+
+
 def _read_header(fh: Any, path: str) -> Tuple[Dict[str, Any], int]:
     magic = fh.readline()
-    version = _VERSIONS.get(magic)
-    if version is None:
-        raise FormatError(
-            f"{path}: not a SLURMSB-MONTH v1/v2/v3 file", hint="move it aside and re-run backfill"
-        )
+    if magic != MAGIC:
+        m = _MAGIC_RE.match(magic)
+        if m:
+            raise FormatError(
+                f"{path}: month state format version {int(m.group(1))}; this slurm-sb reads version"
+                f" {VERSION} only",
+                hint=_rebuild_hint(path),
+            )
+        raise FormatError(f"{path}: not a SLURMSB-MONTH {VERSION} file", hint=_rebuild_hint(path))
     line = fh.readline()
-    keys = ("month", "generation", "n_ids", "ids_bytes", "totals_bytes", "days_bytes")
-    if version >= 3:
-        keys += ("n_runs", "runs_bytes")
+    keys = ("month", "generation", "n_ids", "ids_bytes", "totals_bytes", "days_bytes", "n_runs", "runs_bytes")
     try:
         header = json.loads(line.decode())
         if not isinstance(header, dict):
@@ -175,7 +188,7 @@ def _read_header(fh: Any, path: str) -> Tuple[Dict[str, Any], int]:
                 raise ValueError(f"{key!r} must be a non-negative integer, found {value!r}")
     except (ValueError, RecursionError) as exc:
         raise FormatError(f"{path}: line 2: bad header: {exc}") from exc
-    header["version"] = version
+    header["version"] = VERSION
     return header, len(magic) + len(line)
 
 
@@ -217,7 +230,7 @@ def read_totals(path: str) -> Optional[Tuple[Dict[str, Any], Dict[str, Sums]]]:
     with fh:
         header, off = _read_header(fh, path)
         data = _blob(fh, path, off + header["ids_bytes"], header["totals_bytes"], "totals")
-    return header, _totals(header, _json_blob(data, path, "totals"), path)
+    return header, _totals(_json_blob(data, path, "totals"), path)
 
 
 def read_days(path: str, month: str) -> Tuple[Dict[str, Sums], Days]:
@@ -235,8 +248,8 @@ def read_days(path: str, month: str) -> Tuple[Dict[str, Sums], Days]:
         )
     if header["month"] != month:
         raise FormatError(f"{path}: holds month {header['month']!r}, expected {month!r}")
-    totals = _totals(header, _json_blob(totals_blob, path, "totals"), path)
-    return totals, decode_days(_json_blob(days_blob, path, "days"), path, header["version"])
+    totals = _totals(_json_blob(totals_blob, path, "totals"), path)
+    return totals, decode_days(_json_blob(days_blob, path, "days"), path)
 
 
 def read_state(path: str, month: str) -> MonthState:
@@ -252,15 +265,13 @@ def read_state(path: str, month: str) -> MonthState:
         days_blob = _blob(
             fh, path, off + header["ids_bytes"] + header["totals_bytes"], header["days_bytes"], "days"
         )
-        runs = []  # type: Any
-        if header["version"] >= 3:
-            at = off + header["ids_bytes"] + header["totals_bytes"] + header["days_bytes"]
-            runs = decode_runs(_blob(fh, path, at, header["runs_bytes"], "runs"), header["n_runs"], path)
+        at = off + header["ids_bytes"] + header["totals_bytes"] + header["days_bytes"]
+        runs = decode_runs(_blob(fh, path, at, header["runs_bytes"], "runs"), header["n_runs"], path)
     ids = dedupe.decode_ids(ids_blob, path)
     if len(ids) != header["n_ids"]:
         raise FormatError(f"{path}: header says {header['n_ids']} ids, blob holds {len(ids)}")
-    totals = _totals(header, _json_blob(totals_blob, path, "totals"), path)
-    days = decode_days(_json_blob(days_blob, path, "days"), path, header["version"])
+    totals = _totals(_json_blob(totals_blob, path, "totals"), path)
+    days = decode_days(_json_blob(days_blob, path, "days"), path)
     if header["month"] != month:
         raise FormatError(f"{path}: holds month {header['month']!r}, expected {month!r}")
     return MonthState(month, int(header["generation"]), str(header.get("asof", "")), ids, days, totals, runs)
@@ -320,14 +331,14 @@ def _json_bytes(obj: Any) -> bytes:
     return json.dumps(obj, separators=(",", ":")).encode()
 
 
-def _totals(header: Dict[str, Any], obj: Any, path: str) -> Dict[str, Sums]:
-    totals = decode_totals(obj, path) if header["version"] >= 2 else obj
+def _totals(obj: Any, path: str) -> Dict[str, Sums]:
+    totals = decode_totals(obj, path)
     _check_sums_map(totals, path)
     return totals
 
 
 def encode_totals(totals: Dict[str, Sums]) -> Dict[str, Any]:
-    """Return the version-2 columnar form of ``{user: sums}``: ``{"users": [...], "cols": [10 lists]}``
+    """Return the columnar form of ``{user: sums}``: ``{"users": [...], "cols": [10 lists]}``
     with CPU_S and GPU_S stored as differences (``_decorrelate``). Pure."""
     users = sorted(totals)
     cols = [list(c) for c in zip(*(totals[u] for u in users))] if users else [[] for _ in range(N_SUMS)]
@@ -357,7 +368,7 @@ def _decorrelate(cols: List[List[int]], op: Any) -> None:
 
 
 def encode_days(days: Days) -> Dict[str, Any]:
-    """Return the version-2 columnar form of ``{user: {"DD": sums}}`` stored in the days blob. Pure.
+    """Return the columnar form of ``{user: {"DD": sums}}`` stored in the days blob. Pure.
 
     ``{"users": [[user, n_days], ...], "days": [DD, ...], "cols": [[values of field i] for i in
     DAY_FIELDS]}`` with rows in user then day order, CPU_S and GPU_S as differences (``_decorrelate``)
@@ -381,11 +392,8 @@ def encode_days(days: Days) -> Dict[str, Any]:
     return {"users": users, "days": day_list, "cols": [cols[i] for i in DAY_FIELDS]}
 
 
-def decode_days(obj: Any, path: str, version: int = 2) -> Days:
-    """Return ``{user: {"DD": sums}}`` from ``encode_days`` output (``version`` 1: plain columns).
-
-    Raises FormatError naming ``path``.
-    """
+def decode_days(obj: Any, path: str) -> Days:
+    """Return ``{user: {"DD": sums}}`` from ``encode_days`` output. Raises FormatError naming ``path``."""
     try:
         users, day_list, cols = obj["users"], obj["days"], obj["cols"]
         n = len(day_list)
@@ -394,17 +402,16 @@ def decode_days(obj: Any, path: str, version: int = 2) -> Days:
         full = [[0] * n for _ in range(N_SUMS)]
         for j, i in enumerate(DAY_FIELDS):
             full[i] = list(cols[j])
-        if version >= 2:
-            gpu_rows = full[GPU_JOBS]
-            if len(gpu_rows) != n:
-                raise ValueError("columns and days differ in length")
-            for i in (GPU_ELAPSED_S, GPU_S):
-                packed = iter(full[i])
-                want = sum(1 for g in gpu_rows if g)
-                if len(full[i]) != want:
-                    raise ValueError(f"GPU column holds {len(full[i])} values for {want} GPU rows")
-                full[i] = [next(packed) if g else 0 for g in gpu_rows]
-            _decorrelate(full, operator.add)
+        gpu_rows = full[GPU_JOBS]
+        if len(gpu_rows) != n:
+            raise ValueError("columns and days differ in length")
+        for i in (GPU_ELAPSED_S, GPU_S):
+            packed = iter(full[i])
+            want = sum(1 for g in gpu_rows if g)
+            if len(full[i]) != want:
+                raise ValueError(f"GPU column holds {len(full[i])} values for {want} GPU rows")
+            full[i] = [next(packed) if g else 0 for g in gpu_rows]
+        _decorrelate(full, operator.add)
         if any(len(c) != n for c in full):
             raise ValueError("columns and days differ in length")
         if sum(k for _u, k in users) != n:
@@ -450,14 +457,15 @@ def list_months(root: str, cluster: str) -> List[str]:
 
 
 def read_archive(root: str, cluster: str) -> Dict[str, Any]:
-    """Return ``{"months": [...], "users": {user: sums}}`` of months pruned by retention (empty if none)."""
+    """Return ``{"months": [...], "users": {user: sums}, "span": {user: [first, last]}}`` of the months
+    pruned by retention (empty if none). Raises FormatError naming the file and the field."""
     path = layout.archive_file(root, cluster)
     hint = "restore it from backup; it holds pruned totals"
     try:
         with open(path, encoding="utf-8") as fh:
             data = json.load(fh)
     except FileNotFoundError:
-        return {"months": [], "users": {}}
+        return {"months": [], "users": {}, "span": {}}
     except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
         raise FormatError(f"{path}: invalid JSON: {exc}", hint=hint) from exc
     except OSError as exc:
@@ -467,7 +475,7 @@ def read_archive(root: str, cluster: str) -> Dict[str, Any]:
     _check_sums_map(data.get("users"), f"{path}: users")
     if not all(isinstance(m, str) for m in data["months"]):
         raise FormatError(f"{path}: field 'months' must be a list of YYYY-MM strings", hint=hint)
-    span = data.setdefault("span", {})
+    span = data.get("span")
     if not isinstance(span, dict):
         raise FormatError(f"{path}: field 'span' must be an object {{user: [first, last]}}", hint=hint)
     for user, months in span.items():
