@@ -2,7 +2,8 @@
 
 Usage: python bench/analyze_errors.py [ITEMS] [--tasks T] [--repeat R] [--dir DIR]
   ITEMS: failed items (default 1,000,000; CI runs ~20,000). T: tasks (default 1,000). R: runs per
-  contender (default 3).
+  contender (default 3). DIR: the work directory, kept; a DIR an earlier run built is used again
+  (ITEMS and T must be the same).
 
 Set-up (not timed): ``slurmctl submit --dry-run`` of an ITEMS-record input in T tasks on the local
 backend (the real coordinator: job record, task manifests, task records); then every task is given a
@@ -38,7 +39,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import BenchError, child_env, dry_run_submit, machine, ratio, result, run_child, summary
+from common import BenchError, child_env, dry_run_submit, machine, mib, ratio, result, run_child, summary
 
 BENCH = "analyze_errors"
 SIGNATURES = 20
@@ -89,15 +90,15 @@ _BASELINE = r"""
 import json, os, sys, time
 from collections import Counter
 base = sys.argv[1]
-t0 = time.perf_counter()
+t0, c0 = time.perf_counter(), time.process_time()
 counts = Counter()
 for entry in os.scandir(base):
     path = os.path.join(entry.path, "a1.errors.jsonl")
     with open(path, "rb") as f:
         for line in f:
             counts[json.loads(line)["type"]] += 1
-seconds = time.perf_counter() - t0
-print(json.dumps({"seconds": seconds, "records": sum(counts.values()), "types": len(counts)}))
+seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+print(json.dumps({"seconds": seconds, "cpu": cpu, "records": sum(counts.values()), "types": len(counts)}))
 """
 
 _ANALYZE = r"""
@@ -105,11 +106,11 @@ import json, sys, time
 from slurmctl.failures.analyze import analyze
 from slurmctl.storage.open import open_backend
 backend = open_backend({"kind": "local", "root": sys.argv[1]})
-t0 = time.perf_counter()
+t0, c0 = time.perf_counter(), time.process_time()
 a = analyze(backend, sys.argv[2])
-seconds = time.perf_counter() - t0
+seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
 groups = [[g.category, g.type, g.message, g.frame, g.count, g.items, g.tasks] for g in a.groups]
-print(json.dumps({"seconds": seconds, "failed_items": a.failed_items, "groups": groups}))
+print(json.dumps({"seconds": seconds, "cpu": cpu, "failed_items": a.failed_items, "groups": groups}))
 """
 
 
@@ -248,7 +249,7 @@ def main() -> int:
     ap.add_argument("items", nargs="?", type=int, default=1_000_000)
     ap.add_argument("--tasks", type=int, default=1000)
     ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--dir", type=Path, help="work directory (default: a temporary one, removed)")
+    ap.add_argument("--dir", type=Path, help="work directory, kept and reused (default: a temporary one)")
     args = ap.parse_args()
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
     work = args.dir or Path(tempfile.mkdtemp(prefix="bench-errors-"))
@@ -256,7 +257,11 @@ def main() -> int:
     try:
         machine(BENCH, "start")
         t0 = time.perf_counter()
-        root, job_id = build(work, args.items, args.tasks)
+        if (work / "root" / "jobs").is_dir():  # --dir of an earlier run: its job is used again
+            root = work / "root"
+            (job_id,) = [p.name for p in (root / "jobs").iterdir()]
+        else:
+            root, job_id = build(work, args.items, args.tasks)
         size = sum(p.stat().st_size for p in (root / "jobs" / job_id / "results").rglob("*.errors.jsonl"))
         print(
             f"set-up: {args.items:,} failed items in {args.tasks:,} tasks, {size / 2**20:.0f} MiB of "
@@ -265,18 +270,28 @@ def main() -> int:
         )
         env = child_env()
         base = root / "jobs" / job_id / "results"
-        times: dict[str, list[float]] = {"analyze": [], "analyze_wall": [], "json_loads": []}
+        times: dict[str, list[float]] = {
+            "analyze": [],
+            "analyze_cpu": [],
+            "analyze_wall": [],
+            "json_loads": [],
+            "json_loads_cpu": [],
+        }
+        rss: list[float] = []
         for _ in range(args.repeat):
             run = run_child([sys.executable, "-c", _ANALYZE, str(root), job_id], env=env, label="analyze")
             out = run.last_json()
             check(out, args.items, args.tasks)
             times["analyze"].append(out["seconds"])
+            times["analyze_cpu"].append(out["cpu"])
             times["analyze_wall"].append(run.wall_s)
+            rss.append(mib(run.peak_rss_kib))
             run = run_child([sys.executable, "-c", _BASELINE, str(base)], env=env, label="json.loads")
             base_out = run.last_json()
             if base_out["records"] != args.items:
                 raise BenchError(f"baseline read {base_out['records']} records, expected {args.items}")
             times["json_loads"].append(base_out["seconds"])
+            times["json_loads_cpu"].append(base_out["cpu"])
         for name, values in times.items():
             result(
                 BENCH,
@@ -286,9 +301,15 @@ def main() -> int:
                 mib=round(size / 2**20),
                 seconds=summary(values),
             )
+        result(BENCH, contender="analyze_peak_rss", items=args.items, peak_rss_mib=max(rss))
         a = summary(times["analyze"])["median"]
         b = summary(times["json_loads"])["median"]
         ratio("analyze_vs_json_loads", a, b)
+        ratio(
+            "analyze_cpu_vs_json_loads_cpu",
+            summary(times["analyze_cpu"])["median"],
+            summary(times["json_loads_cpu"])["median"],
+        )
         ratio("analyze_vs_5s_target", a, 5.0, target="<= 1.0x (5 s for 1M items)")
         machine(BENCH, "end")
     except BenchError as exc:

@@ -187,7 +187,7 @@ def _decoder() -> Any:
         slurm_job_id: str | None = None
         at: float | None = None
 
-    return msgspec.json.Decoder(list[Failure]), msgspec.json.Decoder(Failure), msgspec.DecodeError
+    return msgspec.json.Decoder(Failure), msgspec.DecodeError
 
 
 @contextlib.contextmanager
@@ -217,8 +217,9 @@ def _opened(backend: Backend, key: str) -> Iterator[IO[bytes] | None]:
             yield f
 
 
-def _blocks(f: IO[bytes]) -> Iterator[bytes]:
-    """The file as blocks of whole lines (each ends with a newline but the last may not)."""
+def _blocks(f: IO[bytes]) -> Iterator[bytes | memoryview]:
+    """The file as blocks of whole lines (each ends with a newline but the last may not), read
+    ``BLOCK`` bytes at a time."""
     rest = b""
     while True:
         data = f.read(BLOCK)
@@ -226,13 +227,14 @@ def _blocks(f: IO[bytes]) -> Iterator[bytes]:
             if rest.strip():
                 yield rest
             return
-        data = rest + data
+        if rest:
+            data = rest + data
         cut = data.rfind(b"\n") + 1
-        if cut == 0:
+        if cut == 0:  # no line ends in this block yet
             rest = data
             continue
         rest = data[cut:]
-        yield data[:cut]
+        yield memoryview(data)[:cut]
 
 
 def _published(backend: Backend, job_id: str) -> tuple[dict[str, str], set[str]]:
@@ -268,7 +270,7 @@ def analyze(backend: Backend, job_id: str) -> Analysis:
     Raises JobNotFoundError, StorageError."""
     if backend.state.get(keys.JOBS_TABLE, keys.job_state(job_id)) is None:
         raise JobNotFoundError.in_backend(job_id, backend.description)
-    many, one, decode_error = _decoder()
+    decoder, decode_error = _decoder()
     groups: dict[tuple[str, ...], Group] = {}
     items = _Items(groups)
     errors, done = _published(backend, job_id)
@@ -281,12 +283,12 @@ def analyze(backend: Backend, job_id: str) -> Analysis:
             bad = 0
             for block in _blocks(f):
                 try:
-                    records = many.decode(b"[" + block.rstrip(b"\n").replace(b"\n", b",") + b"]")
+                    records = decoder.decode_lines(block)
                 except decode_error:  # a damaged line: decode one by one, skip what is unreadable
                     records = []
-                    for line in block.splitlines():
+                    for line in bytes(block).splitlines():
                         try:
-                            records.append(one.decode(line))
+                            records.append(decoder.decode(line))
                         except decode_error:
                             bad += line.strip() != b""
                 failed_items += len(records)
@@ -340,14 +342,16 @@ class _Items:
         fkeys = map(_FIRST, map(_SPLIT_LAST_LINE, tracebacks))  # frame_key of each, in C loops
         keys_ = list(zip(map(_CATEGORY, records), map(_TYPE, records), messages, fkeys, strict=True))
         index = self.index
-        new = set(keys_).difference(index)
-        if new:
+        try:  # after the first blocks every key is known: no set built
+            numbers = list(map(index.__getitem__, keys_))
+        except KeyError:
+            new = set(keys_).difference(index)
             if len(index) + len(new) > _INDEX_MAX:
                 index.clear()
                 new = set(keys_)
             for key in new:
                 index[key] = self._number(key)
-        numbers = list(map(index.__getitem__, keys_))
+            numbers = list(map(index.__getitem__, keys_))
         ats, hosts = list(map(_AT, records)), list(map(_HOST, records))
         for number, run in groupby(sorted(range(len(numbers)), key=numbers.__getitem__), numbers.__getitem__):
             at = list(run)
