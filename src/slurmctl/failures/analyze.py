@@ -31,7 +31,14 @@ from operator import attrgetter, itemgetter, methodcaller
 from pathlib import Path
 from typing import IO, Any
 
-from slurmctl.errors import EXIT_OK, ConfigError, JobNotFoundError, ObjectNotFoundError, StorageError
+from slurmctl.errors import (
+    EXIT_OK,
+    ConfigError,
+    JobNotFoundError,
+    ObjectNotFoundError,
+    SlurmctlError,
+    StorageError,
+)
 from slurmctl.failures.classify import CATEGORIES, Verdict, task_fact, verdict_of
 from slurmctl.failures.signature import Signer, mask_message
 from slurmctl.storage import keys
@@ -204,7 +211,10 @@ def _opened(backend: Backend, key: str) -> Iterator[IO[bytes] | None]:
         except OSError as exc:
             raise StorageError(f"cannot read {path}: {exc.strerror}") from exc
         with f:
-            yield f
+            try:
+                yield f
+            except OSError as exc:  # reading it failed (EIO, a stale NFS handle)
+                raise StorageError(f"cannot read {path}: {exc.strerror or exc}") from exc
         return
     with tempfile.TemporaryDirectory(prefix="slurmctl-errors-") as tmp:
         dest = Path(tmp) / "errors.jsonl"
@@ -407,7 +417,7 @@ def _add_tasks(backend: Backend, job_id: str, groups: dict[tuple[str, ...], Grou
             g = groups[gkey] = Group("task", verdict.category, verdict.kind, label, message, "")
             g.sample_traceback = error or ""
         if not items:
-            with contextlib.suppress(Exception):  # a missing or unreadable manifest: 0 items known
+            with contextlib.suppress(SlurmctlError):  # a missing or unreadable manifest: 0 items known
                 items = Task.from_json(
                     backend.objects.get(keys.task_manifest(job_id, task)), where=task
                 ).batch.items
@@ -482,15 +492,13 @@ def summary_line(g: dict[str, Any]) -> str:
 def render(result: Analysis, shown: Iterable[Group], category: str | None = None) -> str:
     """The human view of ``analyze-errors``. Plain text."""
     shown = list(shown)
-    lines = [
+    head = (
         f"job {result.job_id}: {result.failed_items:,} failed item(s), {result.failed_tasks:,} failed "
         f"task(s); {len(result.groups)} signature(s)"
-        + (
-            f", {len(shown)} shown" + (f" (category {category})" if category else "")
-            if len(shown) != len(result.groups)
-            else ""
-        )
-    ]
+    )
+    if len(shown) != len(result.groups):
+        head += f", {len(shown)} shown" + (f" (category {category})" if category else "")
+    lines = [head]
     if result.unreadable:
         lines.append(
             f"warning: {result.unreadable} unreadable failure record(s) skipped in "
