@@ -40,7 +40,7 @@ from slurmctl.errors import (
     StorageError,
 )
 from slurmctl.failures.classify import CATEGORIES, Verdict, task_fact, verdict_of
-from slurmctl.failures.signature import Signer, mask_message
+from slurmctl.failures.signature import Signer, json_text, mask_message
 from slurmctl.storage import keys
 
 TYPE_CHECKING = False
@@ -179,22 +179,25 @@ class Analysis:
 
 
 def _decoder() -> Any:
+    """(a decoder of one line of an error file, its error class). The traceback is kept as its JSON
+    text (``msgspec.Raw``): only a group's sample is ever decoded. Unknown fields are ignored."""
     import msgspec
 
-    class Failure(msgspec.Struct):
-        """One line of an error file (worker/runtime.py writes them; unknown fields are ignored)."""
-
-        item_id: int
-        category: str = "unknown"
-        type: str = ""
-        message: str = ""
-        traceback: str = ""
-        attempt: int = 0
-        host: str | None = None
-        slurm_job_id: str | None = None
-        at: float | None = None
-
-    return msgspec.json.Decoder(Failure), msgspec.DecodeError
+    failure = msgspec.defstruct(
+        "Failure",
+        [
+            ("item_id", int),
+            ("category", str, "unknown"),
+            ("type", str, ""),
+            ("message", str, ""),
+            ("traceback", msgspec.Raw, msgspec.Raw(b'""')),
+            ("attempt", int, 0),
+            ("host", str | None, None),
+            ("slurm_job_id", str | None, None),
+            ("at", float | None, None),
+        ],
+    )
+    return msgspec.json.Decoder(failure), msgspec.DecodeError
 
 
 @contextlib.contextmanager
@@ -314,7 +317,7 @@ def analyze(backend: Backend, job_id: str) -> Analysis:
 _CATEGORY, _TYPE, _MESSAGE, _TRACEBACK, _AT, _HOST = (
     attrgetter(f) for f in ("category", "type", "message", "traceback", "at", "host")
 )
-_SPLIT_LAST_LINE, _FIRST = methodcaller("rsplit", "\n", 2), itemgetter(0)
+_SPLIT_LAST_LINE, _FIRST = methodcaller("rsplit", b"\\n", 2), itemgetter(0)  # signature.frame_key
 
 
 class _Items:
@@ -347,7 +350,7 @@ class _Items:
         """Count ``records`` (failed items of ``task``, in file order) into the groups."""
         if not records:
             return
-        tracebacks = list(map(_TRACEBACK, records))
+        tracebacks = list(map(bytes, map(_TRACEBACK, records)))  # JSON strings
         messages = self.signer.masks(list(map(_MESSAGE, records)))
         fkeys = map(_FIRST, map(_SPLIT_LAST_LINE, tracebacks))  # frame_key of each, in C loops
         keys_ = list(zip(map(_CATEGORY, records), map(_TYPE, records), messages, fkeys, strict=True))
@@ -372,7 +375,7 @@ class _Items:
                 g.last_task = task
                 g.tasks += 1
             if len(g.samples) < SAMPLES:
-                g.sample_traceback = g.sample_traceback or tracebacks[at[0]]
+                g.sample_traceback = g.sample_traceback or json_text(tracebacks[at[0]]) or ""
                 for i in at[: SAMPLES - len(g.samples)]:
                     r = records[i]
                     g.samples.append(

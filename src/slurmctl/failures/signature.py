@@ -15,8 +15,8 @@ A signature is (exception type, masked message, handler frame):
 
 Both are cached (bounded), keyed so that the cached answer is exact: a message by its text with the
 digits 1-9 folded to ``1`` (no masking rule tells one non-zero digit from another; ``0`` is kept for
-``0x``), a traceback by its text without its last line (the exception's own line, which holds the
-message; the frames are all before it; ``frame_key``).
+``0x``), a traceback by its JSON text without its last line (the exception's own line, which holds
+the message; the frames are all before it; ``frame_key``), the frame being found in that key.
 """
 
 from __future__ import annotations
@@ -77,10 +77,12 @@ def handler_frame(traceback: str) -> str:
     return f"{path}:{line} in {func}"
 
 
-def frame_key(traceback: str) -> str:
-    """The part of a formatted traceback its handler frame depends on: all but its last line (a
-    formatted traceback ends with a newline). Pure."""
-    return traceback.rsplit("\n", 2)[0]
+def frame_key(traceback: bytes) -> bytes:
+    """The part of a traceback its handler frame depends on, from the traceback as a JSON string
+    (its bytes in an error file, quotes included): all but its last line (a formatted traceback
+    ends with a newline, ``\\n`` in JSON). A ``\\n`` that is really an escaped backslash followed by
+    an ``n`` may keep some of the last line in the key: never a frame less. Pure."""
+    return traceback.rsplit(b"\\n", 2)[0]
 
 
 class Signer:
@@ -88,7 +90,7 @@ class Signer:
 
     def __init__(self) -> None:
         self._messages: dict[str, str] = {}
-        self._frames: dict[str, str] = {}
+        self._frames: dict[bytes, str] = {}
 
     def masks(self, messages: list[str]) -> list[str]:
         """``mask_message`` of each message, in order. The messages not seen before are masked
@@ -99,20 +101,34 @@ class Signer:
         if joined.count("\x00") != len(messages) - 1:  # a message holds a NUL itself
             return [mask_message(m) for m in messages]
         folded = joined.translate(_FOLD).split("\x00") if messages else []
+        try:  # usually every one is known: no set built
+            return list(map(cache.__getitem__, folded))
+        except KeyError:
+            pass
         new = list(set(folded).difference(cache))
-        if new:
-            if len(cache) + len(new) > _CACHE_MAX:
-                cache.clear()
-                new = list(set(folded))
-            cache.update(zip(new, _mask("\x00".join(new)).split("\x00"), strict=True))
+        if len(cache) + len(new) > _CACHE_MAX:
+            cache.clear()
+            new = list(set(folded))
+        cache.update(zip(new, _mask("\x00".join(new)).split("\x00"), strict=True))
         return list(map(cache.__getitem__, folded))
 
-    def frame(self, key: str) -> str:
-        """``handler_frame`` of a traceback's ``frame_key``, cached."""
+    def frame(self, key: bytes) -> str:
+        """``handler_frame`` of a ``frame_key``, cached."""
         cache = self._frames
         frame = cache.get(key)
         if frame is None:
             if len(cache) > _CACHE_MAX:
                 cache.clear()
-            frame = cache[key] = handler_frame(key)
+            frame = cache[key] = handler_frame(json_text(key + b'"') or json_text(key[:-1] + b'"') or "")
         return frame
+
+
+def json_text(raw: bytes) -> str | None:
+    """The string a JSON string literal (``raw``, quotes included) holds; None if it is not one. Pure."""
+    import msgspec
+
+    try:
+        text = msgspec.json.decode(raw)
+    except msgspec.DecodeError:
+        return None
+    return text if isinstance(text, str) else None

@@ -3,6 +3,8 @@ batched, cached Signer agreeing with the plain functions."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from slurmctl.failures import signature
@@ -106,8 +108,19 @@ def test_handler_frame_uses_the_last_exception_of_a_chain_and_none_without_frame
     assert handler_frame("") == ""
 
 
+def as_json(text: str) -> bytes:
+    return json.dumps(text).encode()
+
+
 def test_frame_key_drops_only_the_exception_line() -> None:
-    key = frame_key(TB)
-    assert TB.startswith(key) and "ValueError" not in key and handler_frame(key) == handler_frame(TB)
-    other = TB.replace("(char 0)", "(char 99)")
-    assert frame_key(other) == key
+    key = frame_key(as_json(TB))
+    assert as_json(TB).startswith(key) and b"ValueError" not in key
+    assert Signer().frame(key) == handler_frame(TB)
+    assert frame_key(as_json(TB.replace("(char 0)", "(char 99)"))) == key
+
+
+def test_frame_key_with_escaped_backslashes_keeps_every_frame() -> None:
+    for tb in (TB.replace("(char 0)", "C:\\new"), TB.replace("(char 0)", "a\\nb\\n"), "MemoryError\n"):
+        key = frame_key(as_json(tb))
+        assert as_json(tb).startswith(key)
+        assert Signer().frame(key) == handler_frame(tb)
