@@ -367,16 +367,16 @@ class _Items:
             numbers = list(map(index.__getitem__, keys_))
         ats, hosts = list(map(_AT, records)), list(map(_HOST, records))
         for number, run in groupby(sorted(range(len(numbers)), key=numbers.__getitem__), numbers.__getitem__):
-            at = list(run)
+            positions = list(run)
             g = self.numbered[number]
-            g.count += len(at)
-            g.items += len(at)
+            g.count += len(positions)
+            g.items += len(positions)
             if g.last_task != task:
                 g.last_task = task
                 g.tasks += 1
             if len(g.samples) < SAMPLES:
-                g.sample_traceback = g.sample_traceback or json_text(tracebacks[at[0]]) or ""
-                for i in at[: SAMPLES - len(g.samples)]:
+                g.sample_traceback = g.sample_traceback or json_text(tracebacks[positions[0]]) or ""
+                for i in positions[: SAMPLES - len(g.samples)]:
                     r = records[i]
                     g.samples.append(
                         {
@@ -387,13 +387,13 @@ class _Items:
                             "slurm_job_id": r.slurm_job_id,
                         }
                     )
-            times = list(map(ats.__getitem__, at))
+            times = list(map(ats.__getitem__, positions))
             if None in times:
                 times = [t for t in times if t is not None]
             if times:
                 g.seen(min(times))
                 g.seen(max(times))
-            for host, n in Counter(map(hosts.__getitem__, at)).items():
+            for host, n in Counter(map(hosts.__getitem__, positions)).items():
                 if host is not None and (host in g.hosts or len(g.hosts) < HOSTS):
                     g.hosts[host] = g.hosts.get(host, 0) + n
 
