@@ -122,3 +122,10 @@ def test_slurm_vs_submitit_smoke(slurm_cluster):
     rows = {r["contender"]: r for r in results(p.stdout)}
     assert rows["submitit"]["client_commands"].get("sbatch") == 1  # the shims saw submitit's submission
     assert rows["slurmctl pilot W=2"]["client_commands"].get("sbatch") == 1
+
+
+def test_analyze_errors_smoke():
+    """20k failed items in 20 signatures: the script checks the groups are exact (exit 1 if not)."""
+    p = run_bench("analyze_errors.py", "20000", "--tasks", "40", "--repeat", "1")
+    assert {"analyze_vs_json_loads", "analyze_vs_5s_target"} <= ratio_names(p.stdout)
+    assert {"analyze", "analyze_wall", "json_loads"} <= {r["contender"] for r in results(p.stdout)}

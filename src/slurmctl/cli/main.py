@@ -18,6 +18,7 @@ import typer
 
 from slurmctl.cli.common import format_progress, open_backend_of, progress_json, use_color
 from slurmctl.errors import EXIT_ITEMS_FAILED, SlurmctlError, exit_code, failure_message
+from slurmctl.failures.command import analyze_errors
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -236,6 +237,18 @@ def status(
         print(progress_json(p))
         return
     print(format_progress(p, use_color()))
+    if p.items_failed or p.task_states.get("failed"):
+        # Reads the published error files: only when something failed, and only in the human view.
+        from slurmctl.failures.analyze import summary_line, top_signatures
+
+        top = top_signatures(backend, job_id, 3)
+        if top:
+            print("top failure signatures (`slurmctl analyze-errors " + job_id + "` for all):")
+            for g in top:
+                print("  " + summary_line(g))
+
+
+app.command("analyze-errors")(analyze_errors)
 
 
 @app.command()

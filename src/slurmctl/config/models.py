@@ -56,11 +56,16 @@ class HandlerConfig(Strict):
     mode: Literal["item", "batch"] = Field(
         "item", description="item: f(record, ctx) per item (may be a generator); batch: f(records, ctx)"
     )
+    classify: str | None = Field(
+        None,
+        description="module:function classifying a failed item: classify(exc) returns transient, permanent, "
+        "infrastructure, resources or unknown, or None to use the built-in table (docs/errors.md)",
+    )
 
-    @field_validator("function")
+    @field_validator("function", "classify")
     @classmethod
-    def _module_function(cls, v: str) -> str:
-        if not re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", v):
+    def _module_function(cls, v: str | None) -> str | None:
+        if v is not None and not re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", v):
             raise ValueError("expected 'module:function', e.g. 'textstats:handle'")
         return v
 

@@ -3,12 +3,13 @@
 Why node-local: SQLite's locking is unreliable on NFS/Lustre, and a database written from two
 nodes can be corrupted. Each task attempt owns its file on the node it runs on.
 
-Layout (format 3, ``PRAGMA user_version = 3``): the worker records items in *runs* — contiguous
+Layout (format 4, ``PRAGMA user_version = 4``): the worker records items in *runs* — contiguous
 ranges of item ids handled one after another — and stores ONE row per run in ``chunks``: its first
 and last item id, its row count, how many of its items failed, whether the run is in the store
 (``shipped``), and its output rows as one blob (the rows in item order, each followed by ``\\n``:
 exactly the bytes the published result file holds for those items). Failed items are listed one per
-row in ``errors``. ``items`` is a view with one row per recorded item (``item_id``, ``ok``), for
+row in ``errors`` (category, type, message, traceback, attempt, and where and when: host, Slurm job
+id, time). ``items`` is a view with one row per recorded item (``item_id``, ``ok``), for
 people and tools that look inside.
 
 Commits are batched (every ``commit_items`` items or ``commit_s`` seconds), not one per item. After
@@ -27,8 +28,9 @@ segment (``SegmentError``); the resuming worker then ignores it and runs its ite
 is a union: ``merge`` adds the runs of a segment that overlap no run already present, so runs from
 several attempts (one of them may have lost its lease and still shipped) never overlap either.
 
-Only format 3 is read: a database of any other format, or without a format number, is refused with a
-message (``StateError``, exit 5), and a worker that finds one on its node runs its items again.
+Only format 4 is read (format 4: item errors carry host, Slurm job id and time): a database of any
+other format, or without a format number, is refused with a message (``StateError``, exit 5), and a
+worker that finds one on its node runs its items again.
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ from slurmctl.fsutil import CHUNK, fsync_dir
 
 log = logging.getLogger("slurmctl.worker")
 
-FORMAT = 3
+FORMAT = 4
 PAGE_SIZE = 16384
 
 TABLES = """
@@ -72,7 +74,10 @@ CREATE TABLE IF NOT EXISTS errors (
     type TEXT NOT NULL,
     message TEXT NOT NULL,
     traceback TEXT NOT NULL,
-    attempt INTEGER NOT NULL
+    attempt INTEGER NOT NULL,
+    host TEXT,                     -- where and when the item failed
+    slurm_job_id TEXT,
+    at REAL
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
@@ -86,9 +91,21 @@ CREATE VIEW IF NOT EXISTS items (item_id, ok) AS
     SELECT item_id, item_id NOT IN (SELECT item_id FROM errors) FROM ids;
 """
 _INSERT_RUN = "INSERT INTO chunks (first_id, last_id, nrows, nfailed, shipped, rows) VALUES (?,?,?,?,?,?)"
-_INSERT_ERROR = "INSERT OR REPLACE INTO errors VALUES (?,?,?,?,?,?)"
+_INSERT_ERROR = "INSERT OR REPLACE INTO errors VALUES (?,?,?,?,?,?,?,?,?)"
 
-ErrorRow = tuple[int, str, str, str, str, int]  # item_id, category, type, message, traceback, attempt
+# item_id, category, type, message, traceback, attempt, host, slurm_job_id, at (unix time)
+ErrorRow = tuple[int, str, str, str, str, int, str | None, str | None, float | None]
+ERROR_COLUMNS = (
+    "item_id",
+    "category",
+    "type",
+    "message",
+    "traceback",
+    "attempt",
+    "host",
+    "slurm_job_id",
+    "at",
+)
 Run = tuple[int, int, int, int, bytes]  # first_id, last_id, nrows, nfailed, rows
 
 # A segment file: _MAGIC, then one frame per run — _FRAME (first_id, last_id, nrows, nfailed,
@@ -431,7 +448,7 @@ class Checkpoint:
 
     def iter_errors(self) -> Iterator[dict[str, Any]]:
         """Yield the failed items' errors in item order, as dicts."""
-        cols = ("item_id", "category", "type", "message", "traceback", "attempt")
+        cols = ERROR_COLUMNS
         for row in self.db.execute(f"SELECT {', '.join(cols)} FROM errors ORDER BY item_id"):
             yield dict(zip(cols, row, strict=True))
 
@@ -503,7 +520,7 @@ def _frames(f: BinaryIO, size: int) -> Iterator[tuple[Run, list[ErrorRow]]]:
         errs = [tuple(e) for e in json.loads(_read_exact(f, nerrs, "errors"))] if nerrs else []
         if (
             len(errs) != nfailed
-            or any(len(e) != 6 or not first <= e[0] <= last for e in errs)
+            or any(len(e) != len(ERROR_COLUMNS) or not first <= e[0] <= last for e in errs)
             or rows.count(b"\n") != nrows
         ):
             raise SegmentError(f"inconsistent run {first}..{last}")

@@ -12,8 +12,10 @@ A job names one function, ``module:function``, found on ``handler.python_path``.
 ``ctx`` may be omitted from the signature (``def handle(record)``). A row that is not a dict is
 stored as ``{"value": row}``. Every stored row also gets ``_item_id``, the item's global id.
 
-Exceptions are recorded per item with a category (see :mod:`slurmctl.worker.classify`); raise
-``slurmctl.errors.TransientItemError`` / ``PermanentItemError`` to say which explicitly.
+Exceptions are recorded per item with a category (the table is in :mod:`slurmctl.failures.classify`);
+raise ``slurmctl.errors.TransientItemError`` / ``PermanentItemError`` to say which explicitly, or name
+a ``handler.classify`` function (``classify(exc)`` returns a category, or None to let the table
+decide).
 """
 
 from __future__ import annotations

@@ -50,6 +50,7 @@ from slurmctl.errors import (
     SlurmctlError,
     StateError,
 )
+from slurmctl.failures.classify import classify_exception
 from slurmctl.fsutil import sha256_file
 from slurmctl.lifecycle import Busy, LeaseLost, Lifecycle, attempts_left, worker_submission
 from slurmctl.model.core import Job, Task, TaskStatus
@@ -59,7 +60,6 @@ from slurmctl.ratelimit.runtime import limits_for
 from slurmctl.storage import keys
 from slurmctl.storage.base import Backend
 from slurmctl.worker.checkpoint import Checkpoint, ErrorRow
-from slurmctl.worker.classify import classify
 from slurmctl.worker.context import TaskContext
 from slurmctl.worker.handler import LoadedHandler, load_handler, rows_of
 
@@ -111,10 +111,23 @@ def _row_encoder() -> Callable[[Any], bytes]:
     return msgspec.json.Encoder().encode
 
 
-def _error_row(item_id: int, exc: BaseException, attempt: int) -> ErrorRow:
-    """The checkpoint's record of an item that failed with ``exc``."""
-    tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__, limit=-8))
-    return (item_id, classify(exc), type(exc).__name__, str(exc)[:2000], tb, attempt)
+# What records an item failure: ``record(item_id, exc)`` -> the checkpoint's row for it.
+_ErrorRecorder = Callable[[int, BaseException], ErrorRow]
+
+
+def error_recorder(attempt: int, classify: Callable[[BaseException], object] | None = None) -> _ErrorRecorder:
+    """Return ``record(item_id, exc)``: the checkpoint's row of an item that failed with ``exc``
+    in ``attempt`` on this host (category by ``slurmctl.failures.classify``, ``classify`` being
+    the job's own function, if any), stamped with the host, the Slurm job id and the time."""
+    host, slurm_job_id = socket.gethostname(), os.environ.get("SLURM_JOB_ID")
+
+    def record(item_id: int, exc: BaseException) -> ErrorRow:
+        tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__, limit=-8))
+        category = classify_exception(exc, classify).category
+        message = str(exc)[:2000]
+        return (item_id, category, type(exc).__name__, message, tb, attempt, host, slurm_job_id, time.time())
+
+    return record
 
 
 def _item_call(handler: LoadedHandler) -> Callable[[Any, TaskContext], Any]:
@@ -275,6 +288,7 @@ class Worker:
         self.id = worker_id()
         self.stop = _Stop()
         self._handler: LoadedHandler | None = None
+        self._classify: Callable[[BaseException], object] | None = None
 
     # -- state (every change goes through the lifecycle, the one owner of task state) --------
     def _status(self, task_id: str) -> TaskStatus | None:
@@ -299,9 +313,13 @@ class Worker:
 
     # -- one task ---------------------------------------------------------------------------
     def handler(self) -> LoadedHandler:
+        """The job's handler (imported once); its ``handler.classify`` function too, if named.
+        Raises HandlerError."""
         if self._handler is None:
             h = self.job.config["handler"]
             self._handler = load_handler(h["function"], h["python_path"], h["mode"])
+            if h.get("classify"):
+                self._classify = load_handler(h["classify"], h["python_path"]).function
         return self._handler
 
     def run_task(self, task_id: str, *, honour_leases: bool = False) -> int:
@@ -323,12 +341,12 @@ class Worker:
         try:
             handler = self.handler()
         except HandlerError as exc:
-            self.lifecycle.failed(task_id, owner=self.id, exit_code=EXIT_FAILED, error=str(exc))
+            self.lifecycle.failed(task_id, owner=self.id, exit_code=exc.exit_code, error=str(exc))
             raise
         try:
             ckpt = self._open_checkpoint(task_id, scratch)
         except SlurmctlError as exc:  # a damaged or too-new checkpoint: say so on the task, not only here
-            self.lifecycle.failed(task_id, owner=self.id, exit_code=EXIT_FAILED, error=str(exc))
+            self.lifecycle.failed(task_id, owner=self.id, exit_code=exc.exit_code, error=str(exc))
             raise
         done = ckpt.done_ranges()
         resumed = sum(last - first + 1 for first, last in done)
@@ -358,7 +376,8 @@ class Worker:
                 ckpt.commit_if_due(force=True)
                 self._save_checkpoint(task_id, ckpt, scratch)
             error = str(exc) if isinstance(exc, SlurmctlError) else f"{type(exc).__name__}: {exc}"
-            self.lifecycle.failed(task_id, owner=self.id, exit_code=EXIT_FAILED, error=error)
+            code = exc.exit_code if isinstance(exc, SlurmctlError) else EXIT_FAILED
+            self.lifecycle.failed(task_id, owner=self.id, exit_code=code, error=error)
             raise
         finally:
             beat.stop_event.set()
@@ -515,6 +534,7 @@ class Worker:
         (after the item in hand) or at the end of ``f``."""
         call = _item_call(handler)
         decode, encode = _decode_line, _row_encoder()
+        record_error = error_recorder(attempt, self._classify)
         flag = self.stop.flag
 
         def handle_chunk(pos: int, n: int) -> tuple[int, list[bytes], list[ErrorRow]]:
@@ -536,7 +556,7 @@ class Worker:
                     else:  # every row encoded before any is kept: a bad row fails its item only
                         rows.extend([encode({**r, "_item_id": item_id}) for r in rows_of(result)])
                 except Exception as exc:
-                    errors.append(_error_row(item_id, exc, attempt))
+                    errors.append(record_error(item_id, exc))
             return item_id + 1, rows, errors
 
         return handle_chunk
@@ -547,6 +567,7 @@ class Worker:
         an item whose rows cannot be encoded fails alone. Stops early at the end of ``f``."""
         fn, wants_ctx = handler.function, handler.wants_ctx
         encode = _row_encoder()
+        record_error = error_recorder(attempt, self._classify)
 
         def handle_chunk(pos: int, n: int) -> tuple[int, list[bytes], list[ErrorRow]]:
             lines = list(islice(f, n))
@@ -563,13 +584,13 @@ class Worker:
                         f"batch handler returned {len(results)} results for {len(records)} records"
                     )
             except Exception as exc:  # the call failed: every item of it fails
-                return ids.stop, rows, [_error_row(item_id, exc, attempt) for item_id in ids]
+                return ids.stop, rows, [record_error(item_id, exc) for item_id in ids]
             errors: list[ErrorRow] = []
             for item_id, result in zip(ids, results, strict=True):
                 try:  # every row encoded before any is kept: a bad row fails its item only
                     rows.extend([encode({**r, "_item_id": item_id}) for r in rows_of(result)])
                 except Exception as exc:
-                    errors.append(_error_row(item_id, exc, attempt))
+                    errors.append(record_error(item_id, exc))
             return ids.stop, rows, errors
 
         return handle_chunk

@@ -1,4 +1,4 @@
-"""The item checkpoint (format 3: one row per run of items): resume, crash between commits, errors,
+"""The item checkpoint (format 4: one row per run of items): resume, crash between commits, errors,
 item order, the per-item view, segments shipped to the store (each run once, union on restore,
 damaged segments refused), files of other formats and damaged files refused."""
 
@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from slurmctl.errors import StateError
-from slurmctl.worker.checkpoint import FORMAT, PAGE_SIZE, Checkpoint, SegmentError, read_segment
+from slurmctl.worker.checkpoint import FORMAT, PAGE_SIZE, Checkpoint, ErrorRow, SegmentError, read_segment
 from slurmctl.worker.runtime import pending_runs
 
 
@@ -22,8 +22,18 @@ def rows_block(ids: range) -> bytes:
     return b"".join(json.dumps({"n": i, "_item_id": i}).encode() + b"\n" for i in ids)
 
 
-def err(item_id: int, category: str = "permanent") -> tuple[int, str, str, str, str, int]:
-    return (item_id, category, "ValueError", f"bad {item_id}", "Traceback ...", 1)
+def err(item_id: int, category: str = "permanent") -> ErrorRow:
+    return (
+        item_id,
+        category,
+        "ValueError",
+        f"bad {item_id}",
+        "Traceback ...",
+        1,
+        "node1",
+        "42",
+        1.5e9 + item_id,
+    )
 
 
 def test_runs_counts_rows_in_item_order_and_errors(tmp_path):

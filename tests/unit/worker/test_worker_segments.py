@@ -49,7 +49,11 @@ def foreign_segment(tmp: Path, root: Path, job_id: str, runs: list[tuple[int, in
     ck = Checkpoint(tmp / "foreign" / "c.sqlite")
     for a, b in runs:
         rows = [json.dumps({**r, "other": True}).encode() for r in want_rows if a <= r["_item_id"] <= b]
-        errs = [(i, "permanent", "ValueError", "other", "tb", 1) for i in sorted(want_failed) if a <= i <= b]
+        errs = [
+            (i, "permanent", "ValueError", "other", "tb", 1, "node1", None, 0.0)
+            for i in sorted(want_failed)
+            if a <= i <= b
+        ]
         ck.record_run(a, b, b"".join(r + b"\n" for r in rows), len(rows), errs)
     dest = root / keys.checkpoint_segment(job_id, TASK, runs[0][0], "0ther0ne")
     segment = ck.write_segment(dest)
