@@ -615,7 +615,8 @@ def create_job(backend: Backend, status: JobStatus) -> None:
 def create_tasks(backend: Backend, job_id: str, statuses: Iterable[TaskStatus]) -> None:
     """Create the task records (pending) that do not exist yet, then every progress group once
     (a record that exists already is entered as it is). Idempotent: a submission resumed after a
-    crash runs it again."""
+    crash runs it again. Raises StorageError (unlike a transition, whose group a later settle
+    repairs: the submission stops before the job is partitioned, and ``--resume`` redoes this)."""
     entries: dict[str, list[Any]] = {}
     with backend.deferred_sync():
         for status in statuses:
@@ -629,7 +630,12 @@ def create_tasks(backend: Backend, job_id: str, statuses: Iterable[TaskStatus]) 
                     raise
                 rec = found
             entries[status.task_id] = prog.entry(rec.version, rec.value)
-        Lifecycle(backend, job_id)._progress(entries)
+        groups: dict[int, dict[str, list[Any]]] = {}
+        for tid, e in entries.items():
+            groups.setdefault(prog.group_of(tid), {})[tid] = e
+        for group, part in sorted(groups.items()):  # a failure here fails the submission
+            key = keys.progress_group(job_id, group)
+            backend.state.update(keys.PROGRESS_TABLE, key, lambda v, part=part: prog.merge(v, part))
 
 
 def set_job_state(backend: Backend, job_id: str, new: JobState, **changes: Any) -> JobStatus:

@@ -98,7 +98,9 @@ def progress(
         for st, (_, v) in zip(states, rows, strict=True)
     ]
     new = derive_job_state(job_state, effective)
-    if new is not None:
+    # A job whose progress records miss tasks (a group not written yet: the lifecycle repairs it)
+    # is not judged from the others.
+    if new is not None and len(rows) >= (job.get("tasks") or 0):
         job_state = new
     now = now or time.time()
     counts: dict[TaskState, int] = {}

@@ -17,6 +17,7 @@ from slurmctl.coordinator import prepare
 from slurmctl.lifecycle import Facts, Lifecycle, create_tasks
 from slurmctl.model import progress as prog
 from slurmctl.model.core import TaskStatus
+from slurmctl.model.states import JobState
 from slurmctl.status import progress
 from slurmctl.storage import keys
 
@@ -122,7 +123,7 @@ def test_a_group_left_behind_by_a_crash_is_repaired_by_settle(tmp_path):
 def test_a_missing_group_is_rebuilt_by_refresh_job(tmp_path):
     lc, job = make_job(tmp_path)
     lc.queue(job.task_ids())
-    lc.set_job(lc.job().state.__class__("submitted"))
+    lc.set_job(JobState.SUBMITTED)
     lc.backend.state.delete(keys.PROGRESS_TABLE, keys.progress_group(lc.job_id, 1))
     assert progress(lc.backend, lc.job_id).tasks == TASKS - prog.GROUP_SIZE
     lc.refresh_job()
@@ -200,3 +201,17 @@ def test_exact_under_concurrent_workers(tmp_path):
     p = same(lc)
     assert sum(p.task_states.values()) == tasks and p.task_states["succeeded"] > 0
     assert p.task_states["pending"] == 0
+
+
+def test_a_job_missing_a_group_is_not_judged_from_the_others(tmp_path):
+    lc, job = make_job(tmp_path, tasks=prog.GROUP_SIZE + 3)
+    lc.queue(job.task_ids())
+    lc.set_job(JobState.SUBMITTED)
+    for tid in job.task_ids():
+        lc.claim(tid, owner="h:1", items=1, lease_s=60, honour_leases=True)
+        lc.succeeded(tid, owner="h:1", items_done=1, items_failed=0)
+    lc.backend.state.delete(keys.PROGRESS_TABLE, keys.progress_group(lc.job_id, 0))
+    p = progress(lc.backend, lc.job_id)
+    assert p.tasks == 3 and p.state == "submitted"  # not "succeeded" from the 3 tasks it sees
+    lc.refresh_job()
+    assert same(lc).state == "succeeded"
