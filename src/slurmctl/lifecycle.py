@@ -225,10 +225,12 @@ class Lifecycle:
             return new.model_dump(mode="json")
 
         rec = self.backend.state.update(keys.TASKS_TABLE, keys.task_state(self.job_id, task_id), fn)
-        if not changed or rec is None:
+        if rec is None:
             return None
+        # Also when nothing changed: a write whose answer was lost (DynamoDB, retried by botocore)
+        # reads as "no change" on the retry, and its entry must still reach the group.
         self._progress({task_id: prog.entry(rec.version, rec.value)})
-        return TaskStatus.model_validate(rec.value)
+        return TaskStatus.model_validate(rec.value) if changed else None
 
     # -- progress records -------------------------------------------------------------------------
     def _progress(self, entries: dict[str, list[Any]]) -> None:

@@ -215,3 +215,17 @@ def test_a_job_missing_a_group_is_not_judged_from_the_others(tmp_path):
     assert p.tasks == 3 and p.state == "submitted"  # not "succeeded" from the 3 tasks it sees
     lc.refresh_job()
     assert same(lc).state == "succeeded"
+
+
+def test_a_transition_that_finds_its_write_done_still_brings_the_group_up(tmp_path):
+    """A DynamoDB write whose answer was lost is retried by botocore and then reads as "nothing to
+    change": the entry must reach the group all the same."""
+    lc, job = make_job(tmp_path, tasks=3)
+    tid = job.task_ids()[1]
+    lc.queue([tid])
+    lc.claim(tid, owner="h:1", items=1, lease_s=60, honour_leases=True)
+    lc.backend.state.update(  # the write applied, its answer lost: the group did not follow
+        keys.TASKS_TABLE, keys.task_state(lc.job_id, tid), lambda v: {**v, "state": "succeeded"}
+    )
+    lc.succeeded(tid, owner="h:1", items_done=1, items_failed=0)  # the retry: nothing to change
+    assert same(lc).task_states["succeeded"] == 1
