@@ -1,125 +1,105 @@
-"""Benchmark: ``slurmctl status JOB --json`` on a job of 10,000 tasks against a bare scan of the records.
+"""Benchmark: ``slurmctl status JOB --json`` on a job of 10,000 tasks, local and AWS (moto), against a
+full scan of the task records.
 
-Usage: python bench/status_10k.py [TASKS] [--repeat R] [--dir DIR] [--no-bytecode]
-  TASKS: tasks in the job (default 10,000; CI runs ~300). R: runs per contender (default 5).
-  --no-bytecode: every child compiles slurmctl's sources again (PYTHONDONTWRITEBYTECODE=1, as some
-  shells export); by default the children cache bytecode under the work directory
-  (PYTHONPYCACHEPREFIX), as an installed slurmctl runs from .pyc files.
+Usage: python bench/status_10k.py [TASKS] [--repeat R] [--dir DIR] [--no-aws]
+  TASKS: tasks in the job (default 10,000; CI runs ~60). R: runs per contender (default 5).
+  --no-aws: the local backend only (the AWS part starts a moto server, ``moto_server`` of the venv).
 
-Set-up (not timed): ``slurmctl submit --dry-run`` of a generated input with ``batch.items: 1`` on the local
-backend (TASKS batches, manifests and task records, the real coordinator), then the task records are
-moved through the StateStore API to a realistic mix — 55% succeeded, 8% running (live lease, items under
-way), 2% failed (attempts left), 20% queued, 15% pending — and the job to ``running``.
+Set-up (not timed): a job record and TASKS task records in a realistic mix — 55% succeeded, 8% running
+(live lease), 2% failed (attempts left), 20% queued, 15% pending — created with
+``slurmctl.lifecycle.create_tasks`` (task records, then one progress record per 256 tasks), the job
+``running``. The same job is built on the local backend and, unless ``--no-aws``, on S3 + DynamoDB of a
+moto server (``slurmctl aws bootstrap``'s tables).
 
-Contenders, each in its own child process, alternating, same run, page cache warm for all:
+Contenders, each in a fresh child process (interpreter start-up, imports, reads, JSON print: nothing
+of a previous call is reused; the page cache is warm), alternating, in the same run:
 
-* **status CLI** — ``python -m slurmctl status JOB --json`` end to end (interpreter start-up, imports, the
-  scan, the JSON print), in three situations of the local store's scan cache (storage/scancache.py):
-  - *warm*: nothing changed for > 2 s since the cache was written (a finished or quiet job, or
-    ``status`` run again) — the third of three calls is timed. Target <= 0.3 s.
-  - *10% changed*: right after 1,000 task records (every running task and 200 queued ones) were
-    replaced through the StateStore API, as heartbeats do — those are read, the rest stat'ed.
-  - *cold*: the cache deleted first (the first ``status`` ever run on the job): every record read,
-    and the cache written.
-* **progress()** — ``slurmctl.status.progress`` in-process, timed inside the child after imports (warm).
-* **bare scan** (baseline) — ``os.scandir`` of the task-record directory, read + ``json.loads`` of every
-  record file, count the states: timed in-process, and end to end as a ``python -c`` script.
-* **python start-up** (context) — ``python -c pass``, and the imports ``status --json`` needs before it
-  reads a record (``slurmctl.cli.main`` with typer, ``slurmctl.status``, ``slurmctl.storage.local``).
+* **status CLI** — ``python -m slurmctl status JOB --json`` (local: ``SLURMCTL_ROOT``; AWS:
+  ``--backend SPEC``, whose first-contact check is one request per resource). Target: <= 0.3 s local,
+  <= 2 s and <= 20 requests on AWS.
+* **full scan** (baseline) — a script that opens the backend the same way and computes the same answer
+  from every task record (``slurmctl.status.progress(..., exact_scan=True)``), end to end.
+* local only: both in-process (timed inside the child after imports), and ``python -c pass``.
 
-The CLI's counts are checked against the mix that was written.
+On AWS every botocore request of the child is counted by an event hook (``before-send`` on each client).
+The CLI's counts are checked against the mix written, and equal to the full scan's.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import shutil
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import BenchError, child_env, dry_run_submit, machine, mib, ratio, result, run_child, summary
+from common import BenchError, child_env, machine, mib, ratio, result, run_child, summary
 
 BENCH = "status_10k"
 MIX = (("succeeded", 0.55), ("running", 0.08), ("failed", 0.02), ("queued", 0.20), ("pending", 0.15))
 
-_BARE = r"""
-import json, os, sys, time
-from collections import Counter
-base = sys.argv[1]
-t0 = time.perf_counter()
-counts = Counter()
-done = 0
-for e in os.scandir(base):
-    if not e.name.endswith(".json") or e.name.startswith("."):
-        continue
-    with open(e.path, "rb") as f:
-        v = json.loads(f.read())["value"]
-    counts[v["state"]] += 1
-    done += v["items_done"]
-seconds = time.perf_counter() - t0
-print(json.dumps({"seconds": seconds, "tasks": sum(counts.values()), "states": dict(counts)}))
+# Counts every botocore request of the process (an event hook on each client made), then runs
+# ARGV: `cli JOB SPEC` (the slurmctl CLI) or `scan JOB SPEC` (the full-scan baseline).
+_AWS_CHILD = r"""
+import json, sys, runpy
+import boto3.session
+sent = [0]
+make = boto3.session.Session.client
+def client(self, *a, **k):
+    c = make(self, *a, **k)
+    c.meta.events.register("before-send", lambda **_: sent.__setitem__(0, sent[0] + 1))
+    return c
+boto3.session.Session.client = client
+what, job, spec = sys.argv[1:4]
+try:
+    if what == "cli":
+        sys.argv = ["slurmctl", "status", job, "--json", "--backend", spec]
+        runpy.run_module("slurmctl", run_name="__main__")
+    else:
+        from slurmctl.status import progress
+        from slurmctl.storage.open import open_backend
+        p = progress(open_backend(json.loads(spec), check=True), job, exact_scan=True)
+        print(json.dumps(p.to_dict()))
+finally:
+    print(f"REQUESTS {sent[0]}", file=sys.stderr)
 """
 
-# What `status --json` imports before it reads a record (typer, no pydantic:
-# tests/unit/core/test_import_weight.py keeps it so).
-_IMPORTS = "import slurmctl.cli.main, slurmctl.status, slurmctl.storage.local"
+_LOCAL_SCAN = r"""
+import json, sys
+from slurmctl.status import progress
+from slurmctl.storage.local import local_backend
+print(json.dumps(progress(local_backend(sys.argv[1]), sys.argv[2], exact_scan=True).to_dict()))
+"""
 
-_PROGRESS = r"""
+_IN_PROCESS = r"""
 import json, sys, time
 from slurmctl.status import progress
-from slurmctl.storage.open import open_backend
-backend = open_backend({"kind": "local", "root": sys.argv[1]})
+from slurmctl.storage.local import local_backend
+backend = local_backend(sys.argv[1])
 t0 = time.perf_counter()
-p = progress(backend, sys.argv[2])
+p = progress(backend, sys.argv[2], exact_scan=sys.argv[3] == "scan")
 seconds = time.perf_counter() - t0
-print(json.dumps({"seconds": seconds, "tasks": p.tasks, "states": p.task_states}))
+print(json.dumps({"seconds": seconds, "tasks": p.tasks}))
 """
 
 
-def heartbeat(root: Path, job_id: str, beat: int) -> int:
-    """Replace 10% of the task records through the StateStore API, as workers' heartbeats do: every
-    running task's ``items_done`` moves on, plus queued records rewritten. Returns the items done by
-    the running tasks now (what ``status`` must add to the succeeded tasks' items)."""
-    from slurmctl.storage import keys
-    from slurmctl.storage.open import open_backend
-
-    backend = open_backend({"kind": "local", "root": str(root)})
-    rows = backend.state.scan(keys.TASKS_TABLE, keys.task_states_prefix(job_id))
-    running = [r for r in rows if r.value["state"] == "running"]
-    queued = [r for r in rows if r.value["state"] == "queued"]
-    touch = running + queued[: max(0, len(rows) // 10 - len(running))]
-    with backend.deferred_sync():
-        for r in touch:
-            value = dict(r.value, updated_at=time.time())
-            if r.value["state"] == "running":
-                value["items_done"] = beat % 2  # items_total is 1
-            backend.state.compare_and_set(keys.TASKS_TABLE, r.key, value, r.version)
-    return len(running) * (beat % 2)
-
-
-def build(work: Path, tasks: int) -> tuple[Path, str, dict[str, int]]:
-    """Prepare a TASKS-task job and put its tasks into the MIX of states. Returns (root, job id, counts)."""
-    from slurmctl.lifecycle import set_job_state
-    from slurmctl.model.core import TaskStatus
+def build(backend: Any, tasks: int) -> tuple[str, dict[str, int], int]:
+    """A TASKS-task job in the MIX of states. Returns (job id, counts by state, items done)."""
+    from slurmctl.lifecycle import create_job, create_tasks, set_job_state
+    from slurmctl.model.core import JobStatus, TaskStatus, task_id
     from slurmctl.model.states import JobState, TaskState
-    from slurmctl.storage import keys
-    from slurmctl.storage.open import open_backend
 
-    (work / "h.py").write_text("def handle(r, ctx):\n    return r\n")
-    with open(work / "in.jsonl", "w") as f:
-        f.writelines(f'{{"n": {i}}}\n' for i in range(tasks))
-    (work / "job.yaml").write_text(
-        "name: bench-status\ninput: {path: in.jsonl}\nhandler: {function: 'h:handle'}\nbatch: {items: 1}\n"
-    )
-    root = work / "root"
-    job_id = dry_run_submit(work, root)
-    backend = open_backend({"kind": "local", "root": str(root)})
+    job_id = f"bench-status-{uuid.uuid4().hex[:8]}"
+    create_job(backend, JobStatus(job_id=job_id, name="bench-status", state=JobState.CREATED))
+    set_job_state(backend, job_id, JobState.PARTITIONED, total_items=tasks, tasks=tasks)
     rnd = random.Random(7)
     states = [s for s, share in MIX for _ in range(round(share * tasks))]
     states = (states + ["pending"] * tasks)[:tasks]
@@ -127,30 +107,174 @@ def build(work: Path, tasks: int) -> tuple[Path, str, dict[str, int]]:
     now = time.time()
     t0 = now - 600
     counts: dict[str, int] = {}
-    with backend.deferred_sync():
-        for i, state in enumerate(states):
-            tid = f"t{i:07d}"
-            counts[state] = counts.get(state, 0) + 1
-            fields: dict[str, object] = {"task_id": tid, "state": TaskState(state), "items_total": 1}
-            if state in ("succeeded", "running", "failed"):
-                fields.update(attempt=1, owner=f"node{i % 16}:{1000 + i}", started_at=t0 + rnd.random() * 500)
-            if state == "succeeded":
-                fields.update(items_done=1, finished_at=now - rnd.random() * 60, exit_code=0, owner=None)
-            elif state == "running":
-                fields.update(lease_expires=now + 120)
-            elif state == "failed":
-                fields.update(
-                    finished_at=now - 30, exit_code=1, error="handler module 'h' raised while importing"
-                )
-            value = TaskStatus(**fields).model_dump(mode="json")
-            key = keys.task_state(job_id, tid)
-            rec = backend.state.get(keys.TASKS_TABLE, key)
-            if rec is None:
-                raise BenchError(f"task record {key} missing after submit --dry-run")
-            backend.state.compare_and_set(keys.TASKS_TABLE, key, value, rec.version)
+    statuses = []
+    for i, state in enumerate(states):
+        counts[state] = counts.get(state, 0) + 1
+        fields: dict[str, Any] = {"task_id": task_id(i), "state": TaskState(state), "items_total": 1}
+        if state in ("succeeded", "running", "failed"):
+            fields.update(attempt=1, owner=f"node{i % 16}:{1000 + i}", started_at=t0 + rnd.random() * 500)
+        if state == "succeeded":
+            fields.update(items_done=1, finished_at=now - rnd.random() * 60, exit_code=0, owner=None)
+        elif state == "running":
+            fields.update(lease_expires=now + 3600)
+        elif state == "failed":
+            fields.update(
+                finished_at=now - 30,
+                exit_code=1,
+                failures=1,
+                error="handler module 'h' raised while importing",
+            )
+        statuses.append(TaskStatus(**fields))
+    create_tasks(backend, job_id, statuses)
     set_job_state(backend, job_id, JobState.SUBMITTED)
     set_job_state(backend, job_id, JobState.RUNNING)
-    return root, job_id, counts
+    return job_id, counts, counts.get("succeeded", 0)
+
+
+def check(label: str, stdout: str, expected: dict[str, int], done: int, tasks: int) -> dict[str, Any]:
+    got = json.loads(stdout)
+    states = {k: v for k, v in got["task_states"].items() if v}
+    if states != expected or got["tasks"] != tasks or got["items_done"] != done:
+        raise BenchError(
+            f"{label} counted {states}, {got['tasks']} tasks, {got['items_done']} items done; "
+            f"expected {expected}, {done}"
+        )
+    return got
+
+
+def same(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Whether two answers agree on everything but what depends on the clock of the call."""
+    clock = ("elapsed_s", "items_per_s", "eta_s")
+    return {k: v for k, v in a.items() if k not in clock} == {k: v for k, v in b.items() if k not in clock}
+
+
+def requests_of(stderr: str) -> int:
+    lines = [ln for ln in stderr.splitlines() if ln.startswith("REQUESTS ")]
+    if not lines:
+        raise BenchError(f"the child did not report its request count:\n{stderr[-2000:]}")
+    return int(lines[-1].split()[1])
+
+
+def local_part(work: Path, tasks: int, repeat: int) -> dict[str, float]:
+    from slurmctl.storage.local import local_backend
+
+    root = work / "root"
+    t_build = time.perf_counter()
+    job_id, expected, done = build(local_backend(root), tasks)
+    t_build = time.perf_counter() - t_build
+    env = child_env(SLURMCTL_ROOT=str(root), PYTHONPYCACHEPREFIX=str(work / "pycache"))
+    env.pop("PYTHONDONTWRITEBYTECODE", None)  # children read .pyc files, as an installed slurmctl does
+    runs: dict[str, list[float]] = {k: [] for k in ("cli", "plain", "scan", "prog", "prog_scan", "python")}
+    rss = 0
+    cli = [sys.executable, "-m", "slurmctl", "status", job_id]
+    run_child([*cli, "--json"], env=env, label="priming (writes .pyc)")
+    for _ in range(repeat):
+        c = run_child([*cli, "--json"], env=env, label="status --json")
+        exact = check("status --json", c.stdout, expected, done, tasks)
+        runs["cli"].append(c.wall_s)
+        rss = max(rss, c.peak_rss_kib)
+        plain = run_child(cli, env=env, label="status")
+        if f"succeeded={expected.get('succeeded', 0)}" not in plain.stdout:
+            raise BenchError(f"status (plain) printed {plain.stdout!r}")
+        runs["plain"].append(plain.wall_s)
+        s = run_child([sys.executable, "-c", _LOCAL_SCAN, str(root), job_id], env=env, label="full scan")
+        if not same(json.loads(s.stdout), exact):
+            raise BenchError("status --json and the full scan of the task records disagree")
+        runs["scan"].append(s.wall_s)
+        for key, how in (("prog", "groups"), ("prog_scan", "scan")):
+            p = run_child([sys.executable, "-c", _IN_PROCESS, str(root), job_id, how], env=env, label=key)
+            runs[key].append(p.last_json()["seconds"])
+        runs["python"].append(run_child([sys.executable, "-c", "pass"], env=env).wall_s)
+    med = {k: summary(v)["median"] for k, v in runs.items()}
+    for key, name in (
+        ("cli", "status_cli_local"),
+        ("plain", "status_cli_plain_local"),
+        ("scan", "full_scan_end_to_end_local"),
+        ("prog", "progress_in_process_local"),
+        ("prog_scan", "full_scan_in_process_local"),
+        ("python", "python_startup"),
+    ):
+        result(BENCH, contender=name, tasks=tasks, seconds=summary(runs[key]))
+    result(BENCH, contender="status_cli_local", tasks=tasks, peak_rss_mib=mib(rss))
+    print(
+        f"local, {tasks:,} tasks ({', '.join(f'{k}={v}' for k, v in expected.items())}; set-up "
+        f"{t_build:.1f}s), median of {repeat}: `status --json` {med['cli']:.3f}s (plain view "
+        f"{med['plain']:.3f}s); full scan {med['scan']:.3f}s end to end; in-process: progress() "
+        f"{med['prog'] * 1000:.1f} ms, full scan {med['prog_scan'] * 1000:.1f} ms; python start-up "
+        f"{med['python']:.3f}s"
+    )
+    ratio("status_cli_local_vs_0.3s_target", med["cli"], 0.3, target="<= 1.00x")
+    ratio("status_cli_local_vs_full_scan_end_to_end", med["cli"], med["scan"])
+    ratio("progress_vs_full_scan_in_process_local", med["prog"], med["prog_scan"])
+    return med
+
+
+def aws_part(work: Path, tasks: int, repeat: int) -> None:
+    from dynamo_requests import start_moto
+
+    from slurmctl.storage.aws.bootstrap import ensure_bucket, ensure_tables
+    from slurmctl.storage.aws.settings import AwsSettings
+    from slurmctl.storage.open import open_backend
+
+    creds = {
+        "AWS_ACCESS_KEY_ID": "bench",
+        "AWS_SECRET_ACCESS_KEY": "bench",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    os.environ.update(creds)
+    moto, port = start_moto(work)
+    try:
+        spec = {
+            "kind": "aws",
+            "bucket": f"st-{uuid.uuid4().hex[:8]}",
+            "table_prefix": f"st{uuid.uuid4().hex[:6]}-",
+            "region": "us-east-1",
+            "endpoint_url": f"http://127.0.0.1:{port}",
+        }
+        settings = AwsSettings.from_spec(spec)
+        ensure_bucket(settings)
+        ensure_tables(settings, wait_s=30)
+        t_build = time.perf_counter()
+        job_id, expected, done = build(open_backend(spec), tasks)
+        t_build = time.perf_counter() - t_build
+        env = child_env(PYTHONPYCACHEPREFIX=str(work / "pycache"), **creds)
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        argv = [sys.executable, "-c", _AWS_CHILD]
+        spec_json = json.dumps(spec)
+        run_child([*argv, "cli", job_id, spec_json], env=env, label="priming")
+        cli_s: list[float] = []
+        scan_s: list[float] = []
+        cli_req = scan_req = 0
+        for _ in range(repeat):
+            c = run_child([*argv, "cli", job_id, spec_json], env=env, label="aws status --json")
+            exact = check("aws status --json", c.stdout, expected, done, tasks)
+            cli_s.append(c.wall_s)
+            cli_req = max(cli_req, requests_of(c.stderr))
+            s = run_child([*argv, "scan", job_id, spec_json], env=env, label="aws full scan")
+            if not same(json.loads(s.stdout), exact):
+                raise BenchError("aws: status --json and the full scan of the task records disagree")
+            scan_s.append(s.wall_s)
+            scan_req = max(scan_req, requests_of(s.stderr))
+        result(BENCH, contender="status_cli_aws", tasks=tasks, seconds=summary(cli_s), requests=cli_req)
+        result(
+            BENCH,
+            contender="full_scan_end_to_end_aws",
+            tasks=tasks,
+            seconds=summary(scan_s),
+            requests=scan_req,
+        )
+        med_cli, med_scan = summary(cli_s)["median"], summary(scan_s)["median"]
+        print(
+            f"aws (moto), {tasks:,} tasks (set-up {t_build:.1f}s), median of {repeat}: `status --json` "
+            f"{med_cli:.3f}s with {cli_req} requests; full scan {med_scan:.3f}s with {scan_req} requests"
+        )
+        ratio("status_cli_aws_vs_2s_target", med_cli, 2.0, target="<= 1.00x")
+        ratio("status_cli_aws_requests_vs_20_target", cli_req, 20, unit="requests", target="<= 1.00x")
+        ratio("status_cli_aws_vs_full_scan_end_to_end", med_cli, med_scan)
+        ratio("status_cli_aws_requests_vs_full_scan", cli_req, scan_req, unit="requests")
+    finally:
+        moto.terminate()
+        moto.wait(10)
 
 
 def main() -> int:
@@ -158,9 +282,7 @@ def main() -> int:
     ap.add_argument("tasks", nargs="?", type=int, default=10_000, help="tasks (default 10,000)")
     ap.add_argument("--repeat", type=int, default=5, help="runs per contender (default 5)")
     ap.add_argument("--dir", type=Path, default=None, help="work directory (default: a temp dir)")
-    ap.add_argument(
-        "--no-bytecode", action="store_true", help="children compile the sources on every run (no .pyc)"
-    )
+    ap.add_argument("--no-aws", action="store_true", help="the local backend only (no moto server)")
     args = ap.parse_args()
     if args.tasks < 1 or args.repeat < 1:
         print("error: TASKS and --repeat must be positive", file=sys.stderr)
@@ -168,103 +290,9 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="status-bench-", dir=args.dir))
     machine(BENCH, "start")
     try:
-        t_build = time.perf_counter()
-        root, job_id, expected = build(work, args.tasks)
-        t_build = time.perf_counter() - t_build
-        records = root / "state" / "tasks" / job_id
-        env = child_env(SLURMCTL_ROOT=str(root))
-        if args.no_bytecode:
-            env["PYTHONDONTWRITEBYTECODE"] = "1"
-            env.pop("PYTHONPYCACHEPREFIX", None)
-        else:  # the first (untimed) priming call writes the .pyc files, the timed ones read them
-            env.pop("PYTHONDONTWRITEBYTECODE", None)
-            env["PYTHONPYCACHEPREFIX"] = str(work / "pycache")
-        cache_dir = root / "state" / ".scan-cache"
-        runs: dict[str, list[float]] = {
-            k: [] for k in ("warm", "changed", "cold", "cold_plain", "prog", "bare", "bare_e2e")
-        }
-        startup_s: list[float] = []
-        import_s: list[float] = []
-        rss_cli = 0
-        last_change = time.monotonic()
-
-        def status_cli(label: str) -> float:
-            nonlocal rss_cli
-            cli = run_child(
-                [sys.executable, "-m", "slurmctl", "status", job_id, "--json"], env=env, label=label
-            )
-            got = json.loads(cli.stdout)
-            states = {k: v for k, v in got["task_states"].items() if v}
-            if states != expected or got["tasks"] != args.tasks or got["items_done"] != done_expected:
-                raise BenchError(
-                    f"status --json ({label}) counted {states}, {got['tasks']} tasks, {got['items_done']} "
-                    f"items done; expected {expected}, {done_expected}"
-                )
-            rss_cli = max(rss_cli, cli.peak_rss_kib)
-            return cli.wall_s
-
-        done_expected = expected.get("succeeded", 0)  # read by status_cli at call time
-        for rep in range(args.repeat):
-            # warm: quiet for > 2 s (the racy window), two untimed calls, the third timed
-            time.sleep(max(0.0, 2.5 - (time.monotonic() - last_change)))
-            status_cli("status warm (priming)")
-            status_cli("status warm (priming)")
-            runs["warm"].append(status_cli("status warm"))
-            p = run_child([sys.executable, "-c", _PROGRESS, str(root), job_id], env=env, label="progress()")
-            runs["prog"].append(p.last_json()["seconds"])
-            # 10% changed: heartbeats of the running tasks (+ some queued records rewritten)
-            done_expected = expected.get("succeeded", 0) + heartbeat(root, job_id, rep + 1)
-            last_change = time.monotonic()
-            runs["changed"].append(status_cli("status 10% changed"))
-            # cold: no cache at all
-            shutil.rmtree(cache_dir, ignore_errors=True)
-            runs["cold"].append(status_cli("status cold"))
-            # cold, the human view (what people type): the same scan, a plain-text table
-            shutil.rmtree(cache_dir, ignore_errors=True)
-            plain = run_child(
-                [sys.executable, "-m", "slurmctl", "status", job_id], env=env, label="status plain"
-            )
-            if f"succeeded={expected.get('succeeded', 0)}" not in plain.stdout:
-                raise BenchError(f"status (plain, cold) printed {plain.stdout!r}")
-            runs["cold_plain"].append(plain.wall_s)
-            bare = run_child([sys.executable, "-c", _BARE, str(records)], env=env, label="bare scan")
-            b = bare.last_json()
-            if b["states"] != expected:
-                raise BenchError(f"bare scan counted {b['states']}, wrote {expected}")
-            runs["bare"].append(b["seconds"])
-            runs["bare_e2e"].append(bare.wall_s)
-            startup_s.append(run_child([sys.executable, "-c", "pass"], env=env).wall_s)
-            import_s.append(run_child([sys.executable, "-c", _IMPORTS], env=env).wall_s)
-        med = {k: summary(v)["median"] for k, v in runs.items()}
-        for k in ("warm", "changed", "cold", "cold_plain"):
-            result(BENCH, contender=f"status_cli_{k}", tasks=args.tasks, seconds=summary(runs[k]))
-        result(BENCH, contender="status_cli", tasks=args.tasks, peak_rss_mib=mib(rss_cli))
-        result(BENCH, contender="progress_in_process", tasks=args.tasks, seconds=summary(runs["prog"]))
-        result(BENCH, contender="bare_scan_in_process", tasks=args.tasks, seconds=summary(runs["bare"]))
-        result(BENCH, contender="bare_scan_end_to_end", tasks=args.tasks, seconds=summary(runs["bare_e2e"]))
-        result(
-            BENCH,
-            contender="python_startup",
-            python_c_pass_s=summary(startup_s),
-            imports_of_status_s=summary(import_s),
-        )
-        print(
-            f"{'no .pyc (every child compiles the sources); ' if args.no_bytecode else ''}"
-            f"{args.tasks:,} tasks ({', '.join(f'{k}={v}' for k, v in expected.items())}; set-up "
-            f"{t_build:.1f}s), median of {args.repeat}: `status --json` warm {med['warm']:.3f}s, "
-            f"10% changed {med['changed']:.3f}s, cold {med['cold']:.3f}s "
-            f"(plain view: {med['cold_plain']:.3f}s); "
-            f"progress() {med['prog']:.3f}s; "
-            f"bare scan {med['bare']:.3f}s in-process / {med['bare_e2e']:.3f}s end to end; python start-up "
-            f"{summary(startup_s)['median']:.3f}s, imports of `status` {summary(import_s)['median']:.3f}s"
-        )
-        ratio("status_cli_warm_vs_0.3s_target", med["warm"], 0.3, target="<= 1.00x")
-        ratio("status_cli_changed_vs_0.3s_target", med["changed"], 0.3, target="<= 1.00x")
-        ratio("status_cli_cold_vs_0.3s_target", med["cold"], 0.3)
-        ratio("status_cli_cold_plain_vs_0.3s_target", med["cold_plain"], 0.3)
-        ratio("status_cli_warm_vs_bare_scan_end_to_end", med["warm"], med["bare_e2e"])
-        ratio("status_cli_cold_vs_bare_scan_end_to_end", med["cold"], med["bare_e2e"])
-        ratio("progress_vs_bare_scan_in_process", med["prog"], med["bare"])
+        local_part(work, args.tasks, args.repeat)
+        if not args.no_aws:
+            aws_part(work, args.tasks, args.repeat)
         machine(BENCH, "end")
         return 0
     except BenchError as exc:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from slurmctl.clusters import apply_profile, resolve
 from slurmctl.config.models import JobConfig
 from slurmctl.errors import ConfigError, ConflictError, InputError, JobNotFoundError, StateError
-from slurmctl.lifecycle import create_job, create_task, job_status, set_job_state
+from slurmctl.lifecycle import create_job, create_tasks, job_status, set_job_state
 from slurmctl.model.core import Batch, Job, JobStatus, Task, TaskStatus, task_id
 from slurmctl.model.states import JobState
 from slurmctl.storage import keys
@@ -157,9 +157,9 @@ def prepare(
             tid = task_id(b.index)
             task = Task(task_id=tid, job_id=job_id, index=b.index, batch=b)
             backend.objects.put(keys.task_manifest(job_id, tid), task.to_json())
-            ts = TaskStatus(task_id=tid, items_total=b.items)
-            with contextlib.suppress(ConflictError):
-                create_task(backend, job_id, ts)
+    create_tasks(
+        backend, job_id, (TaskStatus(task_id=task_id(b.index), items_total=b.items) for b in batches)
+    )
     save_job(backend, job)
     set_job_state(backend, job_id, JobState.PARTITIONED, total_items=job.total_items, tasks=job.tasks)
     return backend, job

@@ -27,23 +27,34 @@ Settling from scheduler facts (``settle``), the rules:
 * a task claimed under a live lease is never settled, unless the facts are about the lease's
   holder itself (its Slurm element ended, or its pid is gone on this host);
 * a published ``.done`` marker wins over every record.
+
+Progress records (:mod:`slurmctl.model.progress`): after every task-record write the lifecycle
+applies the task's entry to its group's record (the version decides, so the order of writers does
+not matter); bulk operations (``create_tasks``, ``queue``, ``cancel``) write each group once. A
+crash between the two writes leaves a group behind its tasks: whatever reads every task record here
+(``settle``, ``refresh_job``) rewrites the groups that are behind.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import socket
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from slurmctl.errors import JobNotFoundError, StateError
+from slurmctl.errors import ConflictError, JobNotFoundError, StateError, StorageError
+from slurmctl.model import progress as prog
 from slurmctl.model.core import JobStatus, TaskStatus
 from slurmctl.model.states import JobState, TaskState, can_advance_task, derive_job_state
 from slurmctl.slurm.states import JobState as SlurmState
 from slurmctl.storage import keys
-from slurmctl.storage.base import Backend
+from slurmctl.storage.base import Backend, Record
+
+log = logging.getLogger(__name__)
 
 # A submission that the scheduler has never listed for this long is presumed lost (e.g. purged
 # from slurmctld before we looked, and absent from the accounting window).
@@ -177,6 +188,8 @@ class Lifecycle:
         self.backend = backend
         self.job_id = job_id
         self.max_attempts = max_attempts
+        # Progress entries of a bulk operation, written per group when it ends (``_batched``).
+        self._pending: dict[str, list[Any]] | None = None
 
     @classmethod
     def of(cls, backend: Backend, job_id: str, config: Mapping[str, Any]) -> Lifecycle:
@@ -189,7 +202,10 @@ class Lifecycle:
         return None if rec is None else TaskStatus.model_validate(rec.value)
 
     def tasks(self) -> list[TaskStatus]:
-        return task_statuses(self.backend, self.job_id)
+        """Every task record of the job; progress groups that are behind them are rewritten."""
+        records = self.backend.state.scan(keys.TASKS_TABLE, keys.task_states_prefix(self.job_id))
+        self.repair_progress(records)
+        return [TaskStatus.model_validate(r.value) for r in records]
 
     def job(self) -> JobStatus:
         return job_status(self.backend, self.job_id)
@@ -209,9 +225,63 @@ class Lifecycle:
             return new.model_dump(mode="json")
 
         rec = self.backend.state.update(keys.TASKS_TABLE, keys.task_state(self.job_id, task_id), fn)
-        if not changed or rec is None:
+        if rec is None:
             return None
-        return TaskStatus.model_validate(rec.value)
+        # Also when nothing changed: a write whose answer was lost (DynamoDB, retried by botocore)
+        # reads as "no change" on the retry, and its entry must still reach the group.
+        self._progress({task_id: prog.entry(rec.version, rec.value)})
+        return TaskStatus.model_validate(rec.value) if changed else None
+
+    # -- progress records -------------------------------------------------------------------------
+    def _progress(self, entries: dict[str, list[Any]]) -> None:
+        """Apply task entries to their groups' progress records (at the end of a bulk operation
+        if one is under way). A failure to write is logged, not raised: the task record is
+        written, and the next ``settle`` or ``refresh_job`` repairs the group."""
+        if self._pending is not None:
+            self._pending.update(entries)
+            return
+        groups: dict[int, dict[str, list[Any]]] = {}
+        for tid, e in entries.items():
+            groups.setdefault(prog.group_of(tid), {})[tid] = e
+        for group, part in sorted(groups.items()):
+            key = keys.progress_group(self.job_id, group)
+            try:
+                self.backend.state.update(keys.PROGRESS_TABLE, key, lambda v, part=part: prog.merge(v, part))
+            except StorageError as exc:
+                log.warning("progress record %s not written (the next settle repairs it): %s", key, exc)
+
+    @contextlib.contextmanager
+    def _batched(self) -> Iterator[None]:
+        """Collect the progress entries of the task writes in the block; write each group once
+        at its end (also when the block raises: its task writes happened)."""
+        if self._pending is not None:
+            yield
+            return
+        self._pending = {}
+        try:
+            yield
+        finally:
+            pending, self._pending = self._pending, None
+            if pending:
+                self._progress(pending)
+
+    def repair_progress(self, records: list[Record]) -> int:
+        """Rewrite the progress groups that are behind the task ``records`` (all of the job's, as
+        just read): a crash between a task write and its group's left them so. Returns how many
+        groups were rewritten. Idempotent."""
+        stored: dict[str, list[Any]] = {}
+        for rec in self.backend.state.scan(keys.PROGRESS_TABLE, keys.progress_prefix(self.job_id)):
+            stored.update(rec.value.get("entries") or {})
+        behind: dict[str, list[Any]] = {}
+        for rec in records:
+            tid = rec.key.rpartition("/")[2]
+            old = stored.get(tid)
+            if old is None or old[0] < rec.version:
+                behind[tid] = prog.entry(rec.version, rec.value)
+        if behind:
+            log.info("progress of %d task(s) was behind their records: rewritten", len(behind))
+            self._progress(behind)
+        return len({prog.group_of(t) for t in behind})
 
     # -- worker transitions -------------------------------------------------------------------
     def claim(
@@ -354,7 +424,7 @@ class Lifecycle:
     def queue(self, task_ids: Iterable[str]) -> None:
         """Hand tasks to an executor: pending/failed/cancelled/queued → queued; a running task is
         left alone (its worker holds it). Idempotent; one durability point for the batch."""
-        with self.backend.deferred_sync():
+        with self.backend.deferred_sync(), self._batched():
             for tid in task_ids:
 
                 def change(st: TaskStatus) -> TaskStatus | None:
@@ -371,17 +441,18 @@ class Lifecycle:
         failed until it is queued): what ``slurmctl resubmit --failed`` does once the cause (a full
         disk, a bad node, a bug in the handler) is fixed. Returns those task ids. Idempotent."""
         out: list[str] = []
-        for st in self.tasks():
-            if st.state != TaskState.FAILED or attempts_left(st, self.max_attempts):
-                continue
+        with self._batched():
+            for st in self.tasks():
+                if st.state != TaskState.FAILED or attempts_left(st, self.max_attempts):
+                    continue
 
-            def change(cur: TaskStatus) -> TaskStatus | None:
-                if cur.state != TaskState.FAILED or attempts_left(cur, self.max_attempts):
-                    return None
-                return cur.model_copy(update={"failures": 0, "updated_at": time.time()})
+                def change(cur: TaskStatus) -> TaskStatus | None:
+                    if cur.state != TaskState.FAILED or attempts_left(cur, self.max_attempts):
+                        return None
+                    return cur.model_copy(update={"failures": 0, "updated_at": time.time()})
 
-            if self._update(st.task_id, change) is not None:
-                out.append(st.task_id)
+                if self._update(st.task_id, change) is not None:
+                    out.append(st.task_id)
         return out
 
     def holder_died(self, task_id: str, owner: str, why: str, *, interrupted: bool = False) -> bool:
@@ -493,7 +564,7 @@ class Lifecycle:
 
     def cancel(self, message: str = "cancelled by user") -> None:
         """Every unfinished task → cancelled, then the job. Idempotent."""
-        with self.backend.deferred_sync():
+        with self.backend.deferred_sync(), self._batched():
             for st in self.tasks():
                 if st.state.is_terminal:
                     continue
@@ -543,11 +614,30 @@ def create_job(backend: Backend, status: JobStatus) -> None:
     backend.state.create(keys.JOBS_TABLE, keys.job_state(status.job_id), status.model_dump(mode="json"))
 
 
-def create_task(backend: Backend, job_id: str, status: TaskStatus) -> None:
-    """Create a task record (pending). Raises ConflictError if it exists."""
-    backend.state.create(
-        keys.TASKS_TABLE, keys.task_state(job_id, status.task_id), status.model_dump(mode="json")
-    )
+def create_tasks(backend: Backend, job_id: str, statuses: Iterable[TaskStatus]) -> None:
+    """Create the task records (pending) that do not exist yet, then every progress group once
+    (a record that exists already is entered as it is). Idempotent: a submission resumed after a
+    crash runs it again. Raises StorageError (unlike a transition, whose group a later settle
+    repairs: the submission stops before the job is partitioned, and ``--resume`` redoes this)."""
+    entries: dict[str, list[Any]] = {}
+    with backend.deferred_sync():
+        for status in statuses:
+            key = keys.task_state(job_id, status.task_id)
+            value = status.model_dump(mode="json")
+            try:
+                rec = backend.state.create(keys.TASKS_TABLE, key, value)
+            except ConflictError:
+                found = backend.state.get(keys.TASKS_TABLE, key)
+                if found is None:
+                    raise
+                rec = found
+            entries[status.task_id] = prog.entry(rec.version, rec.value)
+        groups: dict[int, dict[str, list[Any]]] = {}
+        for tid, e in entries.items():
+            groups.setdefault(prog.group_of(tid), {})[tid] = e
+        for group, part in sorted(groups.items()):  # a failure here fails the submission
+            key = keys.progress_group(job_id, group)
+            backend.state.update(keys.PROGRESS_TABLE, key, lambda v, part=part: prog.merge(v, part))
 
 
 def set_job_state(backend: Backend, job_id: str, new: JobState, **changes: Any) -> JobStatus:
@@ -569,6 +659,7 @@ def set_job_state(backend: Backend, job_id: str, new: JobState, **changes: Any) 
 
 
 def task_statuses(backend: Backend, job_id: str) -> list[TaskStatus]:
+    """Every task record of the job (reads only)."""
     return [
         TaskStatus.model_validate(r.value)
         for r in backend.state.scan(keys.TASKS_TABLE, keys.task_states_prefix(job_id))

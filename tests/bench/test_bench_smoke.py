@@ -67,19 +67,15 @@ def test_snapshot_traffic_smoke():
 def test_status_10k_smoke():
     p = run_bench("status_10k.py", "60", "--repeat", "1")
     assert {
-        "status_cli_warm_vs_0.3s_target",
-        "status_cli_changed_vs_0.3s_target",
-        "status_cli_cold_vs_0.3s_target",
-        "progress_vs_bare_scan_in_process",
+        "status_cli_local_vs_0.3s_target",
+        "status_cli_local_vs_full_scan_end_to_end",
+        "status_cli_aws_vs_2s_target",
+        "status_cli_aws_requests_vs_20_target",
+        "status_cli_aws_vs_full_scan_end_to_end",
     } <= ratio_names(p.stdout)
-    contenders = {r["contender"] for r in results(p.stdout)}
-    assert {
-        "status_cli_warm",
-        "status_cli_changed",
-        "status_cli_cold",
-        "progress_in_process",
-        "bare_scan_in_process",
-    } <= contenders
+    by = {r["contender"]: r for r in results(p.stdout) if "contender" in r}
+    assert {"progress_in_process_local", "full_scan_in_process_local", "full_scan_end_to_end_aws"} <= set(by)
+    assert 0 < by["status_cli_aws"]["requests"] <= by["full_scan_end_to_end_aws"]["requests"]
 
 
 def test_scoreboard_benches_smoke():

@@ -58,20 +58,6 @@ def test_scan_nested_keys(state: Any) -> None:
     assert [r.key for r in state.scan("limits", "job/")] == ["job/api", "job/sub/api"]
 
 
-def test_scan_fields_is_a_projection_of_scan(state: Any) -> None:
-    for i, key in enumerate(["j1/t2", "j1/t1", "j10/t1", "j1/sub/t3"]):
-        state.create("tasks", key, {"state": "queued", "n": i, "nested": {"a": [1, 2]}})
-    state.update("tasks", "j1/t1", lambda v: {**v, "state": "running"})
-    for prefix in ("j1/", "j1", "", "j1/t1"):
-        expected = [
-            (r.key, [r.value.get("state"), r.value.get("nested"), r.value.get("absent")])
-            for r in state.scan("tasks", prefix)
-        ]
-        assert state.scan_fields("tasks", prefix, ["state", "nested", "absent"]) == expected
-    assert state.scan_fields("tasks", "j1/t1", ["state"]) == [("j1/t1", ["running"])]
-    assert state.scan_fields("tasks", "none/", ["state"]) == []
-
-
 def test_delete_is_idempotent(state: Any) -> None:
     state.create("jobs", "gone", {})
     state.delete("jobs", "gone")

@@ -14,10 +14,9 @@ from tests.e2e.cli import slurmctl, write_job
 
 
 def snapshot(root):
-    """Every file under the state store with its bytes (the scan cache aside: it is disposable)."""
+    """Every file under the state store with its bytes."""
     out = {}
-    for dirpath, dirnames, filenames in os.walk(root / "state"):
-        dirnames[:] = [d for d in dirnames if d != ".scan-cache"]
+    for dirpath, _dirnames, filenames in os.walk(root / "state"):
         for fn in filenames:
             p = os.path.join(dirpath, fn)
             with open(p, "rb") as f:

@@ -16,47 +16,30 @@ from __future__ import annotations
 import contextlib
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from slurmctl.errors import ChecksumMismatchError, ConflictError, StorageError
-from slurmctl.value import Value
-
-# Annotations only: typing, pathlib and collections.abc are not imported at run time, nor is
-# dataclasses (it imports inspect: ~20 ms of every `status` call, which imports this module).
-TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
-if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator, Sequence
-    from pathlib import Path
-    from typing import Any
 
 
-class ObjectInfo(Value):
+@dataclass(frozen=True)
+class ObjectInfo:
     """What a store knows about one object."""
 
-    __match_args__ = ("key", "size", "sha256")
-    __slots__ = __match_args__
     key: str
     size: int
     sha256: str
 
-    def __init__(self, key: str, size: int, sha256: str) -> None:
-        object.__setattr__(self, "key", key)
-        object.__setattr__(self, "size", size)
-        object.__setattr__(self, "sha256", sha256)
 
-
-class Record(Value):
+@dataclass(frozen=True)
+class Record:
     """One versioned state record. ``version`` starts at 1 and grows by one per successful write."""
 
-    __match_args__ = ("key", "version", "value")
-    __slots__ = __match_args__
     key: str
     version: int
     value: dict[str, Any]
-
-    def __init__(self, key: str, version: int, value: dict[str, Any]) -> None:
-        object.__setattr__(self, "key", key)
-        object.__setattr__(self, "version", version)
-        object.__setattr__(self, "value", value)
 
 
 class ObjectStore(ABC):
@@ -144,12 +127,6 @@ class StateStore(ABC):
         """Every record whose key starts with ``prefix``, sorted by key. Key prefixes that end at
         a ``/`` are efficient on every backend (``jobs/<id>/`` style)."""
 
-    def scan_fields(self, table: str, prefix: str, fields: Sequence[str]) -> list[tuple[str, list[Any]]]:
-        """Like ``scan``, but only the named top-level fields of each value, in that order (None
-        where a record lacks one): ``[(key, [v1, v2, ...]), ...]`` sorted by key. Lets a backend
-        read and decode less (the local store keeps a stat-validated cache of the projection)."""
-        return [(r.key, [r.value.get(f) for f in fields]) for r in self.scan(table, prefix)]
-
     @abstractmethod
     def delete(self, table: str, key: str) -> None:
         """Remove a record. Idempotent."""
@@ -188,32 +165,15 @@ class StateStore(ABC):
         raise StorageError(f"gave up updating {table}/{key} after {attempts} conflicting writes")
 
 
+@dataclass
 class Backend:
-    """The storage a job uses: one object store and one state store."""
+    """The storage a job uses: one object store and one state store. ``spec`` is how a worker on
+    another node reopens the same backend (the ``backend:`` block of the job config)."""
 
-    __slots__ = ("description", "objects", "spec", "state")
-
-    def __init__(
-        self, objects: ObjectStore, state: StateStore, description: str, spec: dict[str, Any]
-    ) -> None:
-        self.objects = objects
-        self.state = state
-        self.description = description
-        # How a worker on another node reopens the same backend (the `backend:` block of the job config).
-        self.spec = spec
-
-    def __repr__(self) -> str:
-        return (
-            f"Backend(objects={self.objects!r}, state={self.state!r}, "
-            f"description={self.description!r}, spec={self.spec!r})"
-        )
-
-    def __eq__(self, other: object) -> bool:
-        if other.__class__ is not self.__class__:
-            return NotImplemented
-        return all(getattr(self, f) == getattr(other, f) for f in ("objects", "state", "description", "spec"))
-
-    __hash__ = None  # type: ignore[assignment]  # mutable, like the dataclass it was
+    objects: ObjectStore
+    state: StateStore
+    description: str
+    spec: dict[str, Any]
 
     @contextlib.contextmanager
     def deferred_sync(self) -> Iterator[None]:

@@ -20,16 +20,18 @@ Object keys (the same on a local root and in an S3 bucket)::
     jobs/<job>/logs/...                         executor and worker logs
     jobs/<job>/output/manifest.json             aggregation manifest of the merged output
 
-State keys (tables ``jobs`` and ``tasks``)::
+State keys (tables ``jobs``, ``tasks`` and ``progress``)::
 
-    jobs:  <job>
-    tasks: <job>/<task>
+    jobs:      <job>
+    tasks:     <job>/<task>
+    progress:  <job>/g<group>      one record per GROUP_SIZE tasks (slurmctl.model.progress)
 """
 
 from __future__ import annotations
 
 JOBS_TABLE = "jobs"
 TASKS_TABLE = "tasks"
+PROGRESS_TABLE = "progress"
 
 
 def _job(job_id: str) -> str:
@@ -128,4 +130,12 @@ def task_state(job_id: str, task_id: str) -> str:
 
 
 def task_states_prefix(job_id: str) -> str:
+    return f"{job_id}/"
+
+
+def progress_group(job_id: str, group: int) -> str:
+    return f"{job_id}/g{group:05d}"
+
+
+def progress_prefix(job_id: str) -> str:
     return f"{job_id}/"

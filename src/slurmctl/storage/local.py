@@ -34,33 +34,20 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import json
-import operator
 import os
+import shutil
+import socket
 import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 from slurmctl.errors import ConflictError, ObjectNotFoundError, StorageError
 from slurmctl.fsutil import CHUNK, atomic_writer, fsync_dir, sha256_bytes, sha256_file
-from slurmctl.storage import scancache
 from slurmctl.storage.base import Backend, ObjectInfo, ObjectStore, Record, StateStore
 
-# Imported where used, not here: `status` imports this module, and every module-level import is
-# paid by each call (tempfile, shutil and socket were ~15 ms of a ~0.2 s command; pathlib, which
-# only the writers use, ~5 ms).
-TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
-if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator, Sequence
-    from pathlib import Path
-    from typing import Any
-
-    from slurmctl.storage.scancache import Entry
-
-_O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
-# Scans open records with O_NOATIME where the system has it: the first read of a freshly written
-# file would otherwise update its access time (relatime), dirtying 10k inodes on a cold `status`
-# (~20% slower here, and metadata load on a shared filesystem). The kernel refuses it (EPERM) on
-# files of other users; the first refusal turns it off for the process.
-_noatime = getattr(os, "O_NOATIME", 0)
 # The C scanner behind json.loads, called directly: json.loads on bytes first detects the
 # encoding and strips whitespace with regexes, which was a third of decoding a 300-byte record.
 _scan_once = json.JSONDecoder().scan_once
@@ -92,66 +79,6 @@ def _decode_record(data: bytes, where: str, name: str = "") -> tuple[int, Any]:
             f"cannot read state record {path}: not a state record (an object with version and value)",
             hint=_HAND_EDITED,
         ) from None
-
-
-# From this many records to read in one scan (a cold `status` of a big job), projections are
-# decoded with msgspec: ~14k instructions a record against ~44k for json, which pays for its
-# import (~100M instructions, ~30 ms) from ~3,500 records on. Smaller scans — the usual ones,
-# served by the cache — never import it.
-BULK_DECODE_MIN = 4000
-_bulk_decoders: dict[tuple[str, ...], tuple[Any, Any, tuple[type[Exception], ...]] | None] = {}
-
-
-def _bulk_decoder(fields: tuple[str, ...]) -> tuple[Any, Any, tuple[type[Exception], ...]] | None:
-    """``(decode, astuple, errors)`` for reading many records projected on ``fields`` with msgspec:
-    ``decode(bytes)`` gives an object with ``.version`` and ``.value``, ``astuple(value)`` the
-    fields in order (None where absent), and ``errors`` are the exceptions after which the careful
-    path decides (it yields exactly what json.loads would: msgspec is only ever stricter — NaN,
-    lone surrogates, a BOM, numbers out of float range — and then the record is decoded again).
-    None if msgspec is unavailable."""
-    if fields in _bulk_decoders:
-        return _bulk_decoders[fields]
-    try:
-        import msgspec
-    except ImportError:
-        got = None
-    else:
-        # Positional attribute names, renamed to the JSON fields: any field name works.
-        projection = msgspec.defstruct(
-            "Projection",
-            [(f"f{i}", object, None) for i in range(len(fields))],
-            rename={f"f{i}": name for i, name in enumerate(fields)},
-        )
-        record = msgspec.defstruct("ProjectedRecord", [("version", object), ("value", projection)])
-        decoder = msgspec.json.Decoder(record)
-        got = (decoder.decode, msgspec.structs.astuple, (msgspec.DecodeError, msgspec.ValidationError))
-    _bulk_decoders[fields] = got
-    return got
-
-
-def _decode_projected(data: bytes, fields: tuple[str, ...] | None, where: str, name: str) -> tuple[int, Any]:
-    """``(version, value)`` of a record file's bytes, the value projected on ``fields`` (None where
-    a field is absent) unless ``fields`` is None. Raises StorageError naming the file."""
-    version, value = _decode_record(data, where, name)
-    if fields is None:
-        return version, value
-    if not isinstance(value, dict):
-        raise StorageError(
-            f"cannot read state record {os.path.join(where, name)}: its value is not an object",
-            hint=_HAND_EDITED,
-        )
-    return version, [value.get(f) for f in fields]
-
-
-def _projector(fields: tuple[str, ...]) -> Callable[[dict[str, Any]], list[Any]]:
-    """A function from a record's value to the list of ``fields`` in it, in C (itemgetter); it
-    raises KeyError where one is absent (then the careful path puts None there) and TypeError if
-    the value is not an object."""
-    if len(fields) == 1:
-        one = operator.itemgetter(fields[0])
-        return lambda value: [one(value)]
-    many = operator.itemgetter(*fields)
-    return lambda value: list(many(value))
 
 
 def _read_rest(fd: int, head: bytes) -> bytes:
@@ -255,7 +182,7 @@ def _write_temp(directory: str, prefix: str, data: bytes, *, fsync: bool) -> str
     while True:
         tmp = f"{directory}/{prefix}{os.urandom(6).hex()}.tmp"
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_CLOEXEC, 0o600)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
             break
         except FileExistsError:
             continue
@@ -299,25 +226,13 @@ def _link_exclusive(tmp: str, target: str) -> bool:
 def _read_small(path: str) -> bytes | None:
     """The content of the small file ``path`` (a lock), or None if there is none. Raises OSError."""
     try:
-        fd = os.open(path, os.O_RDONLY | _O_CLOEXEC)
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:
         return None
     try:
         return _read_open(fd)[1]
     finally:
         os.close(fd)
-
-
-def _absolute(root: str | os.PathLike[str]) -> str:
-    """``str(Path(root).expanduser().absolute())`` without importing pathlib: ``~`` expanded,
-    relative to the working directory, empty and ``.`` components dropped, ``..`` kept (the
-    filesystem resolves it: ``a/link/..`` need not be ``a``), and POSIX's leading ``//`` kept."""
-    path = os.path.expanduser(os.fspath(root))
-    if not path.startswith("/"):
-        cwd = os.getcwd()
-        path = f"{cwd}/{path}" if path else cwd
-    lead = "//" if path.startswith("//") and not path.startswith("///") else "/"
-    return lead + "/".join(p for p in path.split("/") if p and p != ".")
 
 
 # The lock protocol of FileStateStore, per process: who this process is (cached per pid: a
@@ -347,8 +262,6 @@ def _identity() -> dict[str, Any]:
     global _identity_of
     pid = os.getpid()
     if _identity_of is None or _identity_of[0] != pid:
-        import socket  # only writers lock: `status` never pays for this import
-
         boot = pidns = start = None
         with contextlib.suppress(OSError, ValueError):
             boot = (_read_small("/proc/sys/kernel/random/boot_id") or b"").decode().strip() or None
@@ -416,20 +329,14 @@ def _describe_holder(data: bytes) -> str:
 
 
 class _RootDir:
-    """A store's root directory: kept as a string for the readers, a Path made on first use."""
+    """A store's root directory (``root``; ``_root`` is the same as a string)."""
 
     _root: str
-    _root_path: Path | None = None
     _root_seen: bool = False  # the root existed when the store was opened: never recreate it
 
     @property
     def root(self) -> Path:
-        """The root directory, as a Path (pathlib is imported by the first writer to need it)."""
-        if self._root_path is None:
-            from pathlib import Path
-
-            self._root_path = Path(self._root)
-        return self._root_path
+        return Path(self._root)
 
     def _makedirs(self, directory: str | os.PathLike[str]) -> None:
         """Create ``directory`` and its parents below the root, never the root itself: a root that
@@ -491,8 +398,6 @@ class LocalObjectStore(_RootDir, _DeferrableSync, ObjectStore):
         target = self._path(key)
         try:
             if os.path.realpath(path) != os.path.realpath(target):
-                import shutil
-
                 self._makedirs(target.parent)
                 with atomic_writer(target, fsync=self.fsync) as out, open(path, "rb") as src:
                     shutil.copyfileobj(src, out, CHUNK)
@@ -527,8 +432,6 @@ class LocalObjectStore(_RootDir, _DeferrableSync, ObjectStore):
     def get_file(self, key: str, path: Path) -> ObjectInfo:
         src = self._path(key)
         try:
-            import shutil
-
             with open(src, "rb") as f, atomic_writer(path, fsync=False) as out:
                 shutil.copyfileobj(f, out, CHUNK)
             return ObjectInfo(key, os.stat(path).st_size, sha256_file(path))
@@ -615,7 +518,7 @@ class FileStateStore(_RootDir, _DeferrableSync, StateStore):
         Plain os.open/os.read rather than a buffered file object: a scan reads thousands of tiny
         records, and the file object's set-up was a third of each read."""
         try:
-            fd = os.open(path, os.O_RDONLY | _O_CLOEXEC)
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError:
             return None
         except OSError as exc:
@@ -628,95 +531,6 @@ class FileStateStore(_RootDir, _DeferrableSync, StateStore):
             os.close(fd)
         version, value = _decode_record(data, os.fspath(path))
         return Record(key, version, value)
-
-    @staticmethod
-    def _read_many(
-        dir_fd: int, names: list[str], fields: tuple[str, ...] | None, base: str
-    ) -> list[Entry | None]:
-        """The scan cache's reader (:mod:`slurmctl.storage.scancache`): for each record file of
-        ``names`` in the directory open as ``dir_fd`` (``base``, named in errors), the entry
-        ``(ino, mtime_ns, size, version, value)`` — the value projected on ``fields`` unless None
-        — or None if the file vanished. Raises StorageError if a record is unreadable. Reads
-        only: idempotent.
-
-        One loop with openat(2) relative to the directory (no path building or lookup per file)
-        and fstat on the open file, whose identity is then exactly that of the bytes read."""
-        # Written for speed (a cold `status` of a 10k-task job reads 10k records): two passes,
-        # the system calls first and then the decoding — interleaving them was ~20% slower (the
-        # kernel and the JSON scanner keep evicting each other from the CPU caches); locals for
-        # the functions; the C JSON scanner; an itemgetter for the projection. A record that is
-        # not exactly what the store writes takes the careful path, which gives the same value
-        # (or the same error) as json.loads would.
-        raw: list[tuple[os.stat_result, bytes] | None] = []
-        append = raw.append
-        open_at, fstat, read, close = os.open, os.fstat, os.read, os.close
-        global _noatime
-        flags = os.O_RDONLY | _O_CLOEXEC | _noatime
-        for name in names:
-            try:
-                fd = open_at(name, flags, dir_fd=dir_fd)
-            except FileNotFoundError:
-                append(None)  # replaced or removed since the listing
-                continue
-            except OSError as exc:
-                try:
-                    if not (isinstance(exc, PermissionError) and flags & _noatime):
-                        raise
-                    # O_NOATIME is refused on files of other users: read them as usual
-                    fd = open_at(name, flags & ~_noatime, dir_fd=dir_fd)
-                    flags &= ~_noatime
-                    _noatime = 0
-                except FileNotFoundError:
-                    append(None)
-                    continue
-                except OSError as exc2:
-                    raise _storage_error(exc2, "read state record", os.path.join(base, name)) from exc2
-            try:
-                st = fstat(fd)
-                data = read(fd, st.st_size + 1)
-                if len(data) != st.st_size:  # a short read, or the size changed since fstat
-                    data = _read_rest(fd, data)
-            except OSError as exc:
-                raise _storage_error(exc, "read state record", os.path.join(base, name)) from exc
-            finally:
-                close(fd)
-            append((st, data))
-
-        bulk = _bulk_decoder(fields) if fields is not None and len(names) >= BULK_DECODE_MIN else None
-        if bulk is not None:
-            bulk_decode, as_tuple, bulk_errors = bulk
-
-            def decode(data: bytes, name: str) -> tuple[int, Any]:
-                try:
-                    rec = bulk_decode(data)
-                    return rec.version, list(as_tuple(rec.value))
-                except bulk_errors:
-                    return _decode_projected(data, fields, base, name)
-
-        else:
-            scan = _scan_once
-            project = None if fields is None else _projector(fields)
-
-            def decode(data: bytes, name: str) -> tuple[int, Any]:
-                try:
-                    text = data.decode()
-                    doc, end = scan(text, 0)
-                    if end != len(text):
-                        raise ValueError("trailing data")
-                    value = doc["value"]
-                    return doc["version"], value if project is None else project(value)
-                except (ValueError, StopIteration, KeyError, TypeError, IndexError):
-                    return _decode_projected(data, fields, base, name)
-
-        out: list[Entry | None] = []
-        for name, got in zip(names, raw, strict=True):
-            if got is None:
-                out.append(None)
-                continue
-            st, data = got
-            version, value = decode(data, name)
-            out.append((st.st_ino, st.st_mtime_ns, st.st_size, version, value))
-        return out
 
     def get(self, table: str, key: str) -> Record | None:
         return self._read(os.path.join(self._root, _check_key(table), f"{_check_key(key)}.json"), key)
@@ -839,8 +653,6 @@ class FileStateStore(_RootDir, _DeferrableSync, StateStore):
     @staticmethod
     def _breaker_path(target: str, seen: bytes) -> str:
         """The mutex file whose creator alone may remove ``target`` while it holds ``seen``."""
-        import hashlib
-
         return f"{target}.break-{hashlib.sha256(seen).hexdigest()[:16]}"
 
     def _break(self, target: str, seen: bytes, depth: int = 0) -> bool:
@@ -919,8 +731,6 @@ class FileStateStore(_RootDir, _DeferrableSync, StateStore):
         return base, f"{head}/" if head else "", name_prefix
 
     def scan(self, table: str, prefix: str = "") -> list[Record]:
-        if scancache.enabled():
-            return list(map(Record, *self._scan_cached(table, prefix)))
         base, key_head, name_prefix = self._location(table, prefix)
         records: list[Record] = []
         try:
@@ -948,58 +758,6 @@ class FileStateStore(_RootDir, _DeferrableSync, StateStore):
                 records.append(rec)
         return records
 
-    def scan_fields(self, table: str, prefix: str, fields: Sequence[str]) -> list[tuple[str, list[Any]]]:
-        if not scancache.enabled():
-            return super().scan_fields(table, prefix, fields)
-        keys, _, values = self._scan_cached(table, prefix, tuple(fields))
-        return list(zip(keys, values, strict=True))
-
-    def _scan_cached(
-        self, table: str, prefix: str, fields: tuple[str, ...] | None = None
-    ) -> tuple[list[str], list[int], list[Any]]:
-        """``scan`` through the stat-validated directory cache (:mod:`slurmctl.storage.scancache`):
-        the keys, versions and values of the records, in the same order as ``scan``, reading only
-        the record files that changed since the last scan."""
-        base, key_head, name_prefix = self._location(table, prefix)
-        where = base
-
-        def read(dir_fd: int, names: list[str], fields: tuple[str, ...] | None) -> list[Entry | None]:
-            return self._read_many(dir_fd, names, fields, where)
-
-        cache_dir = os.path.join(self._root, ".scan-cache", table, key_head)
-        try:
-            found = scancache.scan_dir(where, cache_dir, read, fields)
-        except OSError as exc:
-            raise _storage_error(exc, "list state records in", exc.filename or where) from exc
-        if found is None:
-            return [], [], []
-        subdirs = [d for d in found.subdirs if d.startswith(name_prefix)]
-        if not subdirs and not name_prefix:
-            return [key_head + k for k in found.keys], found.versions, found.values
-        rows = [
-            (f"{k}.json", key_head + k, v, val)
-            for k, v, val in zip(found.keys, found.versions, found.values, strict=True)
-            if k.startswith(name_prefix)
-        ]
-        # Same order as a sorted listing of the directory: a record file `x.json` and a
-        # subdirectory `x` sort by their names on disk.
-        merged: list[tuple[str, Any]] = [(r[0], r) for r in rows] + [(d, None) for d in subdirs]
-        merged.sort(key=lambda t: t[0])
-        keys: list[str] = []
-        versions: list[int] = []
-        values: list[Any] = []
-        for name, row in merged:
-            if row is None:
-                k, v, val = self._scan_cached(table, f"{key_head}{name}/", fields)
-                keys += k
-                versions += v
-                values += val
-            else:
-                keys.append(row[1])
-                versions.append(row[2])
-                values.append(row[3])
-        return keys, versions, values
-
     def delete(self, table: str, key: str) -> None:
         path = self._path(table, key)
         try:
@@ -1013,7 +771,7 @@ class FileStateStore(_RootDir, _DeferrableSync, StateStore):
 def local_backend(root: str | os.PathLike[str], *, fsync: bool = True) -> Backend:
     """The local backend rooted at ``root`` (``~`` expanded, made absolute; created if missing).
     Raises StorageError if it cannot be created. Idempotent."""
-    path = _absolute(root)
+    path = str(Path(root).expanduser().absolute())
     try:
         os.makedirs(os.path.join(path, "state"), exist_ok=True)
     except OSError as exc:

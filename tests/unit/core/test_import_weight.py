@@ -31,8 +31,7 @@ def test_worker_start_up_does_not_import_heavy_libraries() -> None:
 
 # Third-party libraries `slurmctl status` never imports: each costs 30-300 ms of a command whose
 # budget on a 10k-task job is 0.3 s (docs/performance.md). The standard library, typer and rich
-# are allowed. (storage/local.py decodes a cold scan of >= 4,000 records with msgspec, which pays
-# for its import there; the small job below does not reach that.)
+# are allowed. Nor does it load the modules only submission and the AWS backend need.
 STATUS_NEVER_IMPORTS = (
     "pydantic",
     "boto3",
@@ -47,11 +46,12 @@ STATUS_NEVER_IMPORTS = (
     "sqlalchemy",
     "uvicorn",
 )
+STATUS_NEVER_LOADS = ("slurmctl.coordinator", "slurmctl.storage.aws")
 
 
 def _imported_by(args: list[str], env: dict[str, str]) -> tuple[subprocess.CompletedProcess[str], set[str]]:
-    """Run ``python -X importtime -m slurmctl ARGS``: the process and every top-level package it
-    imported, from start to exit."""
+    """Run ``python -X importtime -m slurmctl ARGS``: the process and every module it imported,
+    from start to exit."""
     p = subprocess.run(
         [sys.executable, "-X", "importtime", "-m", "slurmctl", *args],
         capture_output=True,
@@ -61,18 +61,22 @@ def _imported_by(args: list[str], env: dict[str, str]) -> tuple[subprocess.Compl
         timeout=120,
     )
     lines = [line.rsplit("|", 1)[-1].strip() for line in p.stderr.splitlines() if "import time:" in line]
-    return p, {m.split(".")[0] for m in lines}
+    return p, set(lines)
 
 
 def test_status_imports_no_heavy_library(tmp_path) -> None:  # type: ignore[no-untyped-def]
     """`slurmctl status` on a real (small) job, every form: none of the heavy libraries loads."""
+    from slurmctl.model.progress import entry
     from slurmctl.storage.local import local_backend
 
     state = local_backend(tmp_path).state
     state.create("jobs", "j1", {"job_id": "j1", "name": "n", "state": "running", "total_items": 3})
+    entries = {}
     for i, st in enumerate(("succeeded", "running", "queued")):
         value = {"state": st, "items_total": 1, "items_done": int(st == "succeeded")}
-        state.create("tasks", f"j1/t{i}", value)
+        state.create("tasks", f"j1/t{i:07d}", value)
+        entries[f"t{i:07d}"] = entry(1, value)
+    state.create("progress", "j1/g00000", {"entries": entries})
     env = dict(os.environ, SLURMCTL_ROOT=str(tmp_path))
     spec = json.dumps({"kind": "local", "root": str(tmp_path)})
     runs = (["j1", "--json"], ["j1"], ["j1", "--backend", spec], ["nope"])
@@ -83,8 +87,9 @@ def test_status_imports_no_heavy_library(tmp_path) -> None:  # type: ignore[no-u
             assert json.loads(p.stdout)["task_states"]["running"] == 1
         elif p.returncode == 0:
             assert "running=1" in p.stdout and "items          1/3 done, 0 failed" in p.stdout
-        assert {"slurmctl", "typer"} <= loaded  # the probe sees the run's imports
-        heavy = sorted(loaded & set(STATUS_NEVER_IMPORTS))
+        assert {"slurmctl", "typer", "slurmctl.status"} <= loaded  # the probe sees the run's imports
+        heavy = sorted({m.split(".")[0] for m in loaded} & set(STATUS_NEVER_IMPORTS))
+        heavy += sorted(loaded & set(STATUS_NEVER_LOADS))
         assert not heavy, f"`slurmctl status {' '.join(args)}` imported {heavy}"
 
 

@@ -96,23 +96,6 @@ def test_unwritable_root_is_a_clear_error(tmp_path):
         local_backend(tmp_path / "file" / "sub")
 
 
-ROOT_SPELLINGS = ("", ".", "a", "a/", "a//b", "./a/./b/", "../x", "a/../b", "/", "//", "///", "//a//b/")
-
-
-@pytest.mark.parametrize("root", [*ROOT_SPELLINGS, "/a/./b/..", "~", "~/x/"])
-def test_backend_root_is_spelled_as_pathlib_would(root, monkeypatch, tmp_path):
-    """local_backend makes its root absolute without pathlib (the status path does not import
-    it): the same string as ``Path(root).expanduser().absolute()``, '..' left to the filesystem."""
-    from pathlib import Path
-
-    from slurmctl.storage.local import _absolute
-
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    monkeypatch.chdir(tmp_path)
-    assert _absolute(root) == str(Path(root).expanduser().absolute())
-    assert _absolute(Path(root)) == str(Path(root).expanduser().absolute())
-
-
 def test_backend_root_description_and_spec(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     b = local_backend("rel//dir/")

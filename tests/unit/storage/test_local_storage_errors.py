@@ -34,8 +34,6 @@ def test_state_store_under_a_regular_file(tmp_path: Path) -> None:
         state.get("t", "k")
     with pytest.raises(StorageError, match="Not a directory"):
         state.scan("t")
-    with pytest.raises(StorageError, match="Not a directory"):
-        state.scan_fields("t", "", ["n"])
 
 
 def test_table_that_is_a_file(tmp_path: Path) -> None:

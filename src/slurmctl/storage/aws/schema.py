@@ -23,9 +23,9 @@ from __future__ import annotations
 
 from typing import Any
 
-# Logical StateStore tables that exist on the aws backend. jobs/tasks: slurmctl.storage.keys;
-# limits: the shared rate limiter (slurmctl.ratelimit).
-STATE_TABLES: tuple[str, ...] = ("jobs", "tasks", "limits")
+# Logical StateStore tables that exist on the aws backend. jobs/tasks/progress:
+# slurmctl.storage.keys; limits: the shared rate limiter (slurmctl.ratelimit).
+STATE_TABLES: tuple[str, ...] = ("jobs", "tasks", "progress", "limits")
 
 KEY_ATTRIBUTES: list[dict[str, str]] = [
     {"AttributeName": "pk", "AttributeType": "S"},
