@@ -29,7 +29,7 @@ from collections.abc import Iterable, Iterator
 from itertools import groupby
 from operator import attrgetter, itemgetter, methodcaller
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from slurmctl.errors import (
     EXIT_OK,
@@ -43,7 +43,6 @@ from slurmctl.failures.classify import CATEGORIES, Verdict, task_fact, verdict_o
 from slurmctl.failures.signature import Signer, json_text, mask_message
 from slurmctl.storage import keys
 
-TYPE_CHECKING = False
 if TYPE_CHECKING:
     from slurmctl.storage.base import Backend
 
@@ -403,9 +402,11 @@ def _add_tasks(backend: Backend, job_id: str, groups: dict[tuple[str, ...], Grou
     from slurmctl.model.core import Task
 
     n = 0
-    rows = backend.state.scan_fields(keys.TASKS_TABLE, keys.task_states_prefix(job_id), _TASK_FIELDS)
-    for key, (state, error, exit_code, owner, attempt, finished, updated, items, slurm_id) in rows:
-        task = key.rpartition("/")[2]
+    for rec in backend.state.scan(keys.TASKS_TABLE, keys.task_states_prefix(job_id)):
+        state, error, exit_code, owner, attempt, finished, updated, items, slurm_id = map(
+            rec.value.get, _TASK_FIELDS
+        )
+        task = rec.key.rpartition("/")[2]
         if state != "failed" or task in done:
             continue
         n += 1

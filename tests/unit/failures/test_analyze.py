@@ -11,7 +11,7 @@ import pytest
 from slurmctl.errors import ConfigError, JobNotFoundError
 from slurmctl.failures import analyze as analyze_mod
 from slurmctl.failures.analyze import analyze, run, summary_line, top_signatures
-from slurmctl.lifecycle import create_job, create_task
+from slurmctl.lifecycle import create_job, create_tasks
 from slurmctl.model.core import JobStatus, TaskStatus
 from slurmctl.model.manifests import DoneMarker
 from slurmctl.model.states import TaskState
@@ -65,8 +65,7 @@ def publish(backend, task: str, attempt: int, lines: list[str]) -> None:
 def backend(tmp_path):
     b = open_backend({"kind": "local", "root": str(tmp_path / "root")})
     create_job(b, JobStatus(job_id=JOB, name="t", tasks=4, total_items=400))
-    for i in range(4):
-        create_task(b, JOB, TaskStatus(task_id=f"t{i:07d}", items_total=100))
+    create_tasks(b, JOB, [TaskStatus(task_id=f"t{i:07d}", items_total=100) for i in range(4)])
     # t0: attempt 2 published; attempt 1's error file is stale and must be ignored
     b.objects.put(keys.result_errors(JOB, "t0000000", 1), (json.dumps(failure(5, 2)) + "\n").encode())
     publish(b, "t0000000", 2, [json.dumps(failure(i, i % 2, attempt=2)) for i in range(0, 100, 5)])
@@ -209,7 +208,7 @@ def test_bad_input(backend, tmp_path):
 def test_a_job_without_failures(tmp_path):
     b = open_backend({"kind": "local", "root": str(tmp_path / "root")})
     create_job(b, JobStatus(job_id=JOB, name="t", tasks=1))
-    create_task(b, JOB, TaskStatus(task_id="t0000000"))
+    create_tasks(b, JOB, [TaskStatus(task_id="t0000000")])
     out = io.StringIO()
     run(b, JOB, out=out)
     assert out.getvalue() == f"job {JOB}: 0 failed item(s), 0 failed task(s); 0 signature(s)\nno failures\n"
