@@ -15,7 +15,7 @@ from test_worker_runs import expected, prepare, published
 from slurmctl.errors import EXIT_OK, EXIT_RESUME
 from slurmctl.storage import keys
 from slurmctl.storage.open import open_backend
-from slurmctl.worker.checkpoint import Checkpoint, read_segment
+from slurmctl.worker.checkpoint import FORMAT, Checkpoint, read_segment
 from slurmctl.worker.runtime import Worker
 
 TASK = "t0000000"
@@ -154,7 +154,7 @@ def test_earlier_attempt_on_this_node_joins_the_union(
     assert w.run_task(TASK) == EXIT_OK  # same scratch: the same node
     manifest, _ = check_exactly_once(root, job_id)
     assert manifest["items_resumed"] == STOP_AT + 1 + 300
-    assert "has format 2; this slurmctl reads format 3 only" in caplog.text
+    assert f"has format 2; this slurmctl reads format {FORMAT} only" in caplog.text
 
 
 def test_snapshot_traffic_is_the_new_work(tmp_path, scratch):
