@@ -238,12 +238,17 @@ def status(
         return
     print(format_progress(p, use_color()))
     if p.items_failed or p.task_states.get("failed"):
-        # Reads the published error files: only when something failed, and only in the human view.
+        from slurmctl.model.states import JobState
+
+        if not JobState(p.state).is_terminal:
+            # The analysis reads every error file and task record: not on every call of a running job.
+            print(f"failures so far are grouped by `slurmctl analyze-errors {job_id}`")
+            return
         from slurmctl.failures.analyze import summary_line, top_signatures
 
         top = top_signatures(backend, job_id, 3)
         if top:
-            print("top failure signatures (`slurmctl analyze-errors " + job_id + "` for all):")
+            print(f"top failure signatures (`slurmctl analyze-errors {job_id}` for all):")
             for g in top:
                 print("  " + summary_line(g))
 
