@@ -7,6 +7,7 @@ from __future__ import annotations
 import errno
 import json
 import signal
+import subprocess
 import sys
 import urllib.error
 
@@ -207,9 +208,16 @@ def test_exception_rows(exc: BaseException, want: Verdict) -> None:
 
 
 def test_no_http_client_is_imported() -> None:
-    for exc, _ in EXCEPTIONS:
-        classify_exception(exc)
-    assert not {"requests", "httpx", "botocore", "aiohttp", "urllib3"} & set(sys.modules)
+    # In a fresh interpreter: other tests of the suite import botocore in this one.
+    code = (
+        "import sys\n"
+        "from slurmctl.failures.classify import classify_exception\n"
+        "for e in (TimeoutError(), ConnectionResetError(), ValueError('x'), KeyError('k')):\n"
+        "    classify_exception(e)\n"
+        "print(sorted({'requests', 'httpx', 'botocore', 'aiohttp', 'urllib3'} & set(sys.modules)))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
 
 
 def test_job_classify_function_comes_first_and_falls_back_to_the_table() -> None:
