@@ -212,8 +212,11 @@ class S3ObjectStore(ObjectStore):
         return self._head(key) is not None
 
     def list(self, prefix: str) -> Iterator[str]:
+        return (key for key, _ in self.list_sizes(prefix))
+
+    def list_sizes(self, prefix: str) -> Iterator[tuple[str, int]]:
         # S3 lists keys in UTF-8 binary order, which for our ASCII keys is lexicographic order.
-        keys: list[str] = []
+        keys: list[tuple[str, int]] = []
         token: str | None = None
         while True:
             kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix}
@@ -222,7 +225,7 @@ class S3ObjectStore(ObjectStore):
             page = self._call(
                 f"list s3://{self.bucket}/{prefix}", lambda kwargs=kwargs: self.s3.list_objects_v2(**kwargs)
             )
-            keys.extend(obj["Key"] for obj in page.get("Contents", ()))
+            keys.extend((obj["Key"], int(obj["Size"])) for obj in page.get("Contents", ()))
             if not page.get("IsTruncated"):
                 break
             token = page.get("NextContinuationToken")
