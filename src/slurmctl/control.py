@@ -123,11 +123,11 @@ def plan_purge(backend: Backend, job_id: str, *, keep_results: bool = False) -> 
     ):
         plan.records[table] = len(backend.state.scan(table, scan))
     plan.records[keys.JOBS_TABLE] = int(rec is not None)
-    # Logs of a job whose backend is remote are written beside the default local root.
+    # A job whose backend is remote writes its logs (runner, Slurm) under the default local root.
     if _local_root(backend) is None:
         from slurmctl.storage.open import default_root
 
-        logs = default_root() / keys.log_prefix(job_id)
+        logs = default_root() / keys.job_prefix(job_id)
         if logs.exists():
             plan.local_dirs.append(logs)
     if plan.empty:
