@@ -194,6 +194,10 @@ def purge(
         backend.objects.delete(key)
         report.objects += 1
         report.bytes += size
+    delete_versions = getattr(backend.objects, "delete_versions", None)
+    if delete_versions is not None:  # S3: the noncurrent versions of what was deleted
+        kept = {key for key, _ in plan.kept}
+        delete_versions(keys.job_prefix(job_id), kept.__contains__)
     root = _local_root(backend)
     if root is not None and not keep_results:  # the job's directory, with what is not an object
         shutil.rmtree(root / keys.job_prefix(job_id), ignore_errors=True)

@@ -34,6 +34,12 @@ def everything_of(spec: dict[str, Any], job_id: str) -> dict[str, list[str]]:
     found["s3"] = [
         o["Key"] for o in s3.list_objects_v2(Bucket=spec["bucket"]).get("Contents", []) if job_id in o["Key"]
     ]
+    versions = s3.list_object_versions(Bucket=spec["bucket"])  # the bucket is versioned
+    found["s3 versions"] = [
+        v["Key"]
+        for v in [*versions.get("Versions", []), *versions.get("DeleteMarkers", [])]
+        if job_id in v["Key"]
+    ]
     for table in STATE_TABLES:
         items = ddb.scan(TableName=spec["table_prefix"] + table)["Items"]
         found[table] = [i["k"]["S"] for i in items if job_id in i["k"]["S"]]

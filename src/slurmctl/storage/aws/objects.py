@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -230,6 +230,39 @@ class S3ObjectStore(ObjectStore):
                 break
             token = page.get("NextContinuationToken")
         return iter(sorted(keys))
+
+    def delete_versions(self, prefix: str, keep: Callable[[str], bool] = lambda key: False) -> int:
+        """Delete every version and delete marker of the keys under ``prefix`` except those
+        ``keep`` names (a versioned bucket keeps a deleted object as a noncurrent version: what
+        ``slurmctl purge`` must not leave behind). Returns how many versions were deleted."""
+        deleted = 0
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix}
+        while True:
+            page = self._call(
+                f"list versions s3://{self.bucket}/{prefix}",
+                lambda kwargs=kwargs: self.s3.list_object_versions(**kwargs),
+            )
+            doomed = [
+                {"Key": v["Key"], "VersionId": v["VersionId"]}
+                for v in [*page.get("Versions", ()), *page.get("DeleteMarkers", ())]
+                if not keep(v["Key"])
+            ]
+            for i in range(0, len(doomed), 1000):  # DeleteObjects takes 1,000 keys at most
+                part = doomed[i : i + 1000]
+                self._call(
+                    f"delete versions s3://{self.bucket}/{prefix}",
+                    lambda part=part: self.s3.delete_objects(
+                        Bucket=self.bucket, Delete={"Objects": part, "Quiet": True}
+                    ),
+                )
+                deleted += len(part)
+            if not page.get("IsTruncated"):
+                return deleted
+            kwargs = {
+                **kwargs,
+                "KeyMarker": page.get("NextKeyMarker"),
+                "VersionIdMarker": page.get("NextVersionIdMarker"),
+            }
 
     def delete(self, key: str) -> None:
         _check_key(key)
