@@ -81,6 +81,14 @@ class LeaseLost(Exception):
     """Another worker took the task over; this attempt must not publish."""
 
 
+class Paused(Exception):
+    """The job is paused (``slurmctl pause``): no task is claimed until it is resumed."""
+
+
+class JobClosed(StateError):
+    """The job is being purged: no worker may claim its tasks."""
+
+
 def attempts_left(st: TaskStatus, max_attempts: int) -> bool:
     """Whether a task may run again: fewer than ``max_attempts`` of its attempts failed. The one
     rule for the attempt budget."""
@@ -300,8 +308,10 @@ class Lifecycle:
         already succeeded. Raises Busy if another live worker holds it (a pilot honours every live
         lease; a one-task worker takes over a lease unless ``takeover`` is False or the holder is
         seen alive on this host), if its attempts are used up, or (pilot) if it was cancelled.
-        A holder that is seen dead, or whose lease ran out, counts as a failed attempt."""
+        A holder that is seen dead, or whose lease ran out, counts as a failed attempt. Raises
+        Paused while the job is paused, JobClosed while it is being purged (``check_open``)."""
         now = time.time()
+        self.check_open()
 
         def change(st: TaskStatus) -> TaskStatus | None:
             if st.state == TaskState.SUCCEEDED:
@@ -346,6 +356,17 @@ class Lifecycle:
         if status is not None and status.state == TaskState.FAILED:
             raise Busy(task_id)
         return status
+
+    def check_open(self) -> None:
+        """Whether the job hands out work: raises Paused if it is paused, JobClosed if it is being
+        purged. One read of the job record (a job without one is not checked)."""
+        rec = self.backend.state.get(keys.JOBS_TABLE, keys.job_state(self.job_id))
+        if rec is None:
+            return
+        if rec.value.get("state") == JobState.PURGING:
+            raise JobClosed(f"job {self.job_id} is being purged: its tasks are not run any more")
+        if rec.value.get("paused"):
+            raise Paused(self.job_id)
 
     def renew(self, task_id: str, *, owner: str, lease_s: float, done: int, failed: int) -> None:
         """Extend ``owner``'s lease and store its progress. Raises LeaseLost if it no longer holds
@@ -672,3 +693,103 @@ def worker_submission() -> str | None:
     if array and index:
         return f"{array}_{index}"
     return None
+
+
+# -- job control: pause, resume, the event history, purge (the job record's side) --------------
+
+EVENTS_KEPT = 100  # the job record keeps the newest control events (each ~100 bytes)
+
+
+def actor() -> str:
+    """Who runs this command, for the event history: ``user@host``."""
+    import getpass
+
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = str(os.getuid())
+    return f"{user}@{this_host()}"
+
+
+def _with_event(st: JobStatus, what: str, detail: str, who: str | None, **changes: Any) -> dict[str, Any]:
+    event = {"at": time.time(), "who": who or actor(), "what": what, "detail": detail}
+    events = [*st.events, event][-EVENTS_KEPT:]
+    return st.model_copy(update={"events": events, "updated_at": time.time(), **changes}).model_dump()
+
+
+def _change_job(
+    backend: Backend, job_id: str, change: Callable[[JobStatus], dict[str, Any] | None]
+) -> tuple[JobStatus, bool]:
+    """Apply ``change`` to the job record by compare-and-set. Returns (the stored status, whether
+    it changed). Raises JobNotFoundError."""
+    changed: list[bool] = []
+
+    def fn(value: dict[str, Any] | None) -> dict[str, Any] | None:
+        changed.clear()
+        if value is None:
+            raise JobNotFoundError.in_backend(job_id, backend.description)
+        new = change(JobStatus.model_validate(value))
+        if new is not None:
+            changed.append(True)
+        return new
+
+    rec = backend.state.update(keys.JOBS_TABLE, keys.job_state(job_id), fn)
+    if rec is None:
+        raise JobNotFoundError.in_backend(job_id, backend.description)
+    return JobStatus.model_validate(rec.value), bool(changed)
+
+
+def set_paused(
+    backend: Backend, job_id: str, paused: bool, *, who: str | None = None, detail: str = ""
+) -> tuple[JobStatus, bool]:
+    """Pause (or resume) the job: its ``paused`` flag, with a ``pause``/``resume`` event, in one
+    compare-and-set. Idempotent: a job already in that state is left alone (no event). Returns
+    (its status, whether it changed). Raises StateError to pause a finished job."""
+
+    def change(st: JobStatus) -> dict[str, Any] | None:
+        if st.paused == paused:
+            return None
+        if paused and st.state.is_terminal:
+            raise StateError(f"job {job_id} is {st.state.value}: there is no work to pause")
+        return _with_event(st, "pause" if paused else "resume", detail, who, paused=paused)
+
+    return _change_job(backend, job_id, change)
+
+
+def record_event(
+    backend: Backend, job_id: str, what: str, detail: str = "", *, who: str | None = None
+) -> None:
+    """Append an event to the job's history (a control operation that changes nothing else)."""
+    _change_job(backend, job_id, lambda st: _with_event(st, what, detail, who))
+
+
+def begin_purge(backend: Backend, job_id: str, *, who: str | None = None, detail: str = "") -> JobStatus:
+    """Mark the job ``purging`` (no task is claimed from then on): the first step of a purge, so
+    that a crash part-way leaves a job that a re-run of ``purge`` finishes. Idempotent."""
+
+    def change(st: JobStatus) -> dict[str, Any] | None:
+        if st.state == JobState.PURGING:
+            return None
+        st.advance(JobState.PURGING)
+        return _with_event(st, "purge", detail, who, state=JobState.PURGING)
+
+    return _change_job(backend, job_id, change)[0]
+
+
+def forget_job(backend: Backend, job_id: str, *, tables: Iterable[str] = ()) -> int:
+    """The last step of a purge: delete the job's task records, progress records, its records in
+    ``tables`` (keys ``<job>/...``), then the job record itself. Returns how many records were
+    deleted. Idempotent (a re-run after a crash deletes what is left)."""
+    n = 0
+    for table, prefix in (
+        (keys.TASKS_TABLE, keys.task_states_prefix(job_id)),
+        (keys.PROGRESS_TABLE, keys.progress_prefix(job_id)),
+        *((t, f"{job_id}/") for t in tables),
+    ):
+        for rec in backend.state.scan(table, prefix):
+            backend.state.delete(table, rec.key)
+            n += 1
+    if backend.state.get(keys.JOBS_TABLE, keys.job_state(job_id)) is not None:
+        backend.state.delete(keys.JOBS_TABLE, keys.job_state(job_id))
+        n += 1
+    return n

@@ -35,6 +35,7 @@ class JobProgress:
     eta_s: float | None
     message: str | None = None
     failed_tasks: list[dict[str, Any]] = field(default_factory=list)
+    paused: bool = False  # `slurmctl pause`: no task is claimed until `slurmctl resume`
 
     def to_dict(self) -> dict[str, Any]:
         """Every field, in declaration order, as a new dict (its dicts and lists are copies)."""
@@ -150,4 +151,5 @@ def progress(
         eta_s=eta,
         message=job.get("message"),
         failed_tasks=failed_tasks,
+        paused=bool(job.get("paused")),
     )

@@ -50,7 +50,7 @@ def watch(
         if clock() >= next_sched:
             facts = executor.poll()
             again = lc.settle(facts)
-            if again and resubmit:
+            if again and resubmit and not p.paused:  # a paused job gets no new workers
                 record_retry(executor.backend, executor.job.job_id, again, "no live worker will run them")
                 executor.submit(again)
                 facts = None  # something changed: look again soon

@@ -68,7 +68,8 @@ def format_progress(p: JobProgress, color: bool = False) -> str:
         rows.append(("message", p.message))
     bold, red, reset = ("\x1b[1m", "\x1b[31m", "\x1b[0m") if color else ("", "", "")
     width = max(len(k) for k, _ in rows)
-    lines = [f"{bold}{p.job_id} — {p.state}{reset}"]
+    state = f"{p.state}, paused (`slurmctl resume {p.job_id}` resumes it)" if p.paused else p.state
+    lines = [f"{bold}{p.job_id} — {state}{reset}"]
     lines += [f"  {k.ljust(width)}  {v}" for k, v in rows]
     lines += [
         f"  {red}failed{reset} {f['task_id']} (attempt {f['attempt']}): {f['error']}" for f in p.failed_tasks

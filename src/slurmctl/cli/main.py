@@ -391,6 +391,9 @@ def cancel(
     executor = executor_for(backend, load_job(backend, job_id))
     executor.cancel()
     executor.lifecycle.cancel("cancelled by user")
+    from slurmctl.lifecycle import record_event
+
+    record_event(backend, job_id, "cancel")
     out().print(f"cancelled {job_id}")
 
 
@@ -518,20 +521,66 @@ def limits_set(
 
 @app.command()
 def pause(job_id: str, root: RootOpt = None, backend: BackendOpt = None) -> None:
-    """Stop issuing rate-limit tokens to a job's workers (they wait; tasks stay claimed)."""
-    from slurmctl.ratelimit import bucket_store, set_paused
+    """Stop new work of a job: no task is claimed (running tasks finish theirs), pending Slurm array
+    elements are held (one scontrol hold), rate-limit tokens stop. `slurmctl resume` undoes it."""
+    from slurmctl.control import pause as pause_job
 
-    set_paused(bucket_store(open_backend_of(root, backend)), job_id, True)
-    out().print(f"paused rate-limited work of {job_id} (within about a second plus one lease)")
+    for line in pause_job(open_backend_of(root, backend), job_id):
+        out().print(line, highlight=False, markup=False)
 
 
 @app.command()
 def resume(job_id: str, root: RootOpt = None, backend: BackendOpt = None) -> None:
-    """Issue rate-limit tokens to a paused job's workers again."""
-    from slurmctl.ratelimit import bucket_store, set_paused
+    """Undo `slurmctl pause`: workers claim tasks again, held Slurm elements are released (one
+    scontrol release), rate-limit tokens flow."""
+    from slurmctl.control import pause as pause_job
 
-    set_paused(bucket_store(open_backend_of(root, backend)), job_id, False)
-    out().print(f"resumed {job_id}")
+    for line in pause_job(open_backend_of(root, backend), job_id, resume=True):
+        out().print(line, highlight=False, markup=False)
+
+
+@app.command()
+def purge(
+    job_id: str,
+    keep_results: Annotated[
+        bool, typer.Option("--keep-results", help="keep what `slurmctl results` reads (manifests, results)")
+    ] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="list what it would delete")] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask for confirmation")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="purge a live job too (it is cancelled first)")
+    ] = False,
+    root: RootOpt = None,
+    backend_spec: BackendOpt = None,
+) -> None:
+    """Delete a job from the backend: objects (local files, S3), records (jobs, tasks, progress,
+    rate limits), SQS messages. Refuses a live job without --force (exit 5); asks first unless
+    --yes. Crash-safe: run it again to finish an interrupted purge."""
+    from slurmctl.control import plan_purge
+    from slurmctl.control import purge as purge_job
+
+    backend = open_backend_of(root, backend_spec)
+    plan = plan_purge(backend, job_id, keep_results=keep_results)
+    state = plan.status.state.value if plan.status else "no job record"
+    out().print(f"job {job_id} ({state}): deletes {plan.summary()}", highlight=False, markup=False)
+    if dry_run:
+        for key, size in plan.objects:
+            out().print(f"  {key}  {size}", highlight=False, markup=False)
+        if plan.live:
+            out().print(f"the job is live ({plan.live}): purge would need --force", highlight=False)
+        return
+    if plan.live and not force:
+        purge_job(backend, plan, force=False)  # raises the refusal (exit 5)
+    if not yes:
+        if not sys.stdin.isatty():
+            raise SlurmctlError(
+                f"purge of {job_id} needs confirmation and stdin is not a terminal",
+                hint="add --yes to purge without asking (--dry-run lists what it deletes)",
+            )
+        if not typer.confirm(f"delete job {job_id} for good?"):
+            raise typer.Exit(1)
+    report = purge_job(backend, plan, force=force, keep_results=keep_results)
+    out().print(f"purged {job_id}: {report.summary()}", highlight=False, markup=False)
 
 
 class _PlainConversion:

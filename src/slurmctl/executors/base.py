@@ -8,6 +8,7 @@ An executor turns task ids into running ``slurmctl worker`` processes and answer
 * ``poll()`` reports the scheduler's facts about every submission (one scheduler command);
   :meth:`slurmctl.lifecycle.Lifecycle.settle` decides what they mean for the tasks.
 * ``cancel()`` stops everything the executor started for the job. Idempotent.
+* ``hold()`` / ``hold(release=True)`` keep what has not started from starting (``slurmctl pause``).
 * ``dry_run(task_ids)`` returns what ``submit`` would run, without running it.
 
 Executors never change a task's state themselves: :mod:`slurmctl.lifecycle` owns it.
@@ -66,6 +67,12 @@ class Executor(ABC):
     @abstractmethod
     def dry_run(self, task_ids: list[str]) -> str:
         """The commands/scripts ``submit`` would run, as text."""
+
+    def hold(self, *, release: bool = False) -> str:
+        """Keep what the scheduler has not started yet from starting (``release``: let it start
+        again), with at most ONE scheduler command; returns what was done ("" for nothing). Work
+        already running goes on: a paused job's workers claim no task (the lifecycle)."""
+        return ""
 
     def poll(self) -> Facts:
         """What the scheduler says of everything the executor started for the job, as the

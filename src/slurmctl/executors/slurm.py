@@ -267,6 +267,16 @@ class SlurmExecutor(Executor):
     def array_ids(self) -> list[str]:
         return [s["array_job_id"] for g in self.job.groups for s in g.submissions]
 
+    def hold(self, *, release: bool = False) -> str:
+        """ONE ``scontrol hold`` (``release``: ``scontrol release``) of every array of the job:
+        its pending elements wait (or may start again); running ones go on."""
+        ids = self.array_ids()
+        if not ids:
+            return ""
+        self.client.scontrol_hold(ids, release=release)
+        verb = "released" if release else "held"
+        return f"{verb} the pending elements of Slurm array job(s) {', '.join(ids)}"
+
     def cancel(self) -> None:
         ids = self.array_ids()
         if ids:

@@ -196,6 +196,9 @@ class JobStatus(Doc, kw_only=True):
     runner_pid: int | None = None
     runner_host: str | None = None
     message: str | None = None
+    paused: bool = False  # `slurmctl pause`: no task is claimed until `slurmctl resume`
+    # The job's control history, oldest first, at most EVENTS_KEPT: {"at", "who", "what", "detail"}.
+    events: list[dict[str, Any]] = msgspec.field(default_factory=list)
 
     def advance(self, new: JobState, **changes: Any) -> JobStatus:
         advance_job(self.state, new)

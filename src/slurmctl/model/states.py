@@ -14,6 +14,8 @@ Job::
     created ──▶ partitioned ──▶ submitted ──▶ running ──▶ succeeded
                                    │            │  ▲   └──▶ failed ──▶ submitted (retry), succeeded (late)
                                    └────────────┴──┴──────▶ cancelled ──▶ submitted (resubmit)
+
+    any state ──▶ purging   (``slurmctl purge``: its artifacts are being deleted; nothing leaves it)
 """
 
 from __future__ import annotations
@@ -58,10 +60,12 @@ class JobState(StrEnum):
     """Every task is terminal and at least one failed."""
     CANCELLED = "cancelled"
     """Cancelled by the user."""
+    PURGING = "purging"
+    """``slurmctl purge`` is deleting the job's artifacts (a re-run of ``purge`` finishes it)."""
 
     @property
     def is_terminal(self) -> bool:
-        return self in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
+        return self in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.PURGING)
 
 
 _TASK_MOVES: dict[TaskState, frozenset[TaskState]] = {
@@ -88,7 +92,10 @@ _JOB_MOVES: dict[JobState, frozenset[JobState]] = {
     # A task published late (by a worker thought lost) can complete a job already stored failed.
     JobState.FAILED: frozenset({JobState.SUBMITTED, JobState.SUCCEEDED}),
     JobState.CANCELLED: frozenset({JobState.SUBMITTED}),
+    JobState.PURGING: frozenset(),
 }
+# Any job may be purged (a live one only with ``purge --force``, which cancels it first).
+_JOB_MOVES = {s: m | {JobState.PURGING} if s != JobState.PURGING else m for s, m in _JOB_MOVES.items()}
 
 
 def can_advance_task(current: TaskState, new: TaskState) -> bool:
@@ -116,7 +123,13 @@ def derive_job_state(current: JobState, task_states: Iterable[TaskState]) -> Job
     succeeded → succeeded; all terminal with some failed/cancelled → failed; any task started →
     running (a failed job whose tasks run again is a retry under way: submitted). Pure; used by
     the coordinator (which stores the result) and by ``status`` (which reads without pydantic)."""
-    if current in (JobState.CREATED, JobState.PARTITIONED, JobState.CANCELLED, JobState.SUCCEEDED):
+    if current in (
+        JobState.CREATED,
+        JobState.PARTITIONED,
+        JobState.CANCELLED,
+        JobState.SUCCEEDED,
+        JobState.PURGING,
+    ):
         return None
     seen = set(task_states)
     if not seen:

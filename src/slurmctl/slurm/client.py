@@ -66,6 +66,16 @@ def _join_ids(job_ids: Iterable[str | int]) -> str:
     return ",".join(ids)
 
 
+_ENDED_ID = ("Job has already finished", "Invalid job id specified", "slurm_suspend error: No error")
+
+
+def _only_ended_ids(result: CommandResult) -> bool:
+    """Whether every complaint of a failed ``scontrol hold|release`` is about an id that ended or
+    that slurmctld no longer knows (Slurm 22.05 prints one line per such id and a summary line)."""
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    return bool(lines) and all(any(text in line for text in _ENDED_ID) for line in lines)
+
+
 def _fmt_time(when: datetime | str) -> str:
     if isinstance(when, str):
         return when
@@ -213,6 +223,14 @@ class SlurmClient:
         """Requeue a job: it goes back to PENDING under the same id. Slurm delays its eligibility
         (EligibleTime about 2 minutes later on 22.05). Raises SchedulerQueryError (e.g. unknown id)."""
         self.runner.run([self._cmd("scontrol"), "requeue", _join_ids([job_id])])
+
+    def scontrol_hold(self, job_ids: Iterable[str | int], *, release: bool = False) -> None:
+        """Hold (or with ``release`` release) the pending jobs and array elements of ``job_ids`` in
+        ONE ``scontrol hold|release`` call; running elements go on. Ids that have ended ("Job has
+        already finished") or left slurmctld ("Invalid job id") are no error: scontrol still
+        applies the call to the others and exits 1. Raises SchedulerQueryError otherwise."""
+        argv = [self._cmd("scontrol"), "release" if release else "hold", _join_ids(job_ids)]
+        self.runner.run(argv, accept=_only_ended_ids)
 
     def scontrol_show_config(self) -> dict[str, str]:
         """Return every ``scontrol show config`` setting as raw strings. Idempotent."""

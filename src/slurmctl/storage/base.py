@@ -83,6 +83,21 @@ class ObjectStore(ABC):
     def delete(self, key: str) -> None:
         """Remove ``key``. Idempotent: deleting an absent key is not an error."""
 
+    def list_sizes(self, prefix: str) -> Iterator[tuple[str, int]]:
+        """``(key, size in bytes)`` of the keys that start with ``prefix``, in key order (what
+        ``slurmctl purge`` counts). An object deleted meanwhile is left out."""
+        for key in self.list(prefix):
+            path = self.local_path(key)
+            if path is not None:
+                try:
+                    yield key, path.stat().st_size
+                except FileNotFoundError:
+                    continue
+            else:
+                info = self.head(key)
+                if info is not None:
+                    yield key, info.size
+
     def batch_durability(self) -> contextlib.AbstractContextManager[None]:
         """Within this context, writes may defer their flush to disk; every write is durable when
         the context exits. Lets the coordinator create thousands of manifests with one sync."""

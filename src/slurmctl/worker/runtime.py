@@ -52,7 +52,7 @@ from slurmctl.errors import (
 )
 from slurmctl.failures.classify import classify_exception
 from slurmctl.fsutil import sha256_file
-from slurmctl.lifecycle import Busy, LeaseLost, Lifecycle, attempts_left, worker_submission
+from slurmctl.lifecycle import Busy, JobClosed, LeaseLost, Lifecycle, Paused, attempts_left, worker_submission
 from slurmctl.model.core import Job, Task, TaskStatus
 from slurmctl.model.manifests import DoneMarker, ResultManifest
 from slurmctl.model.states import TaskState
@@ -65,6 +65,9 @@ from slurmctl.worker.handler import LoadedHandler, load_handler, rows_of
 
 # A chunk of items whose rows exceed this many bytes makes the next chunk smaller.
 _CHUNK_BYTES = 16 << 20
+
+# How often a worker that found its job paused looks at the job record again.
+PAUSE_POLL_S = 2.0
 
 
 log = logging.getLogger("slurmctl.worker")
@@ -296,17 +299,31 @@ class Worker:
 
     def _claim(self, task_id: str, items: int, honour_leases: bool) -> TaskStatus | None:
         """Take the task: returns its new status, or None if it is already succeeded.
-        Raises Busy if another live worker holds it (pilot mode) or attempts are exhausted."""
-        return self.lifecycle.claim(
-            task_id,
-            owner=self.id,
-            items=items,
-            lease_s=self.lease_s,
-            honour_leases=honour_leases,
-            takeover=self.takeover,
-            submission=worker_submission(),
-            slurm_job_id=os.environ.get("SLURM_JOB_ID"),
-        )
+        Raises Busy if another live worker holds it (pilot mode) or attempts are exhausted.
+        While the job is paused it waits (claiming nothing, keeping its Slurm allocation) and
+        looks again every PAUSE_POLL_S; raises Interrupted if a stop signal comes meanwhile."""
+        waiting = False
+        while True:
+            try:
+                return self.lifecycle.claim(
+                    task_id,
+                    owner=self.id,
+                    items=items,
+                    lease_s=self.lease_s,
+                    honour_leases=honour_leases,
+                    takeover=self.takeover,
+                    submission=worker_submission(),
+                    slurm_job_id=os.environ.get("SLURM_JOB_ID"),
+                )
+            except Paused:
+                if not waiting:
+                    log.info("job %s is paused: waiting for `slurmctl resume`", self.job_id)
+                    waiting = True
+                deadline = time.monotonic() + PAUSE_POLL_S
+                while time.monotonic() < deadline:
+                    if self.stop.requested:
+                        raise Interrupted() from None
+                    time.sleep(0.1)
 
     def _renew(self, task_id: str, done: int, failed: int) -> None:
         self.lifecycle.renew(task_id, owner=self.id, lease_s=self.lease_s, done=done, failed=failed)
@@ -329,7 +346,10 @@ class Worker:
         if self.objects.exists(keys.done_marker(self.job_id, task_id)):
             self.lifecycle.published(task_id)
             return EXIT_OK
-        status = self._claim(task_id, task.batch.items, honour_leases)
+        try:
+            status = self._claim(task_id, task.batch.items, honour_leases)
+        except Interrupted:  # stopped while the job was paused: nothing claimed, nothing to save
+            return EXIT_RESUME
         if status is None:
             return EXIT_OK
         attempt = status.attempt
@@ -747,6 +767,8 @@ class Worker:
                     continue
                 try:
                     code = self.run_task(tid, honour_leases=True)
+                except JobClosed:
+                    raise
                 except Busy:
                     st = self._status(tid)
                     if (

@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -212,8 +212,11 @@ class S3ObjectStore(ObjectStore):
         return self._head(key) is not None
 
     def list(self, prefix: str) -> Iterator[str]:
+        return (key for key, _ in self.list_sizes(prefix))
+
+    def list_sizes(self, prefix: str) -> Iterator[tuple[str, int]]:
         # S3 lists keys in UTF-8 binary order, which for our ASCII keys is lexicographic order.
-        keys: list[str] = []
+        keys: list[tuple[str, int]] = []
         token: str | None = None
         while True:
             kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix}
@@ -222,11 +225,44 @@ class S3ObjectStore(ObjectStore):
             page = self._call(
                 f"list s3://{self.bucket}/{prefix}", lambda kwargs=kwargs: self.s3.list_objects_v2(**kwargs)
             )
-            keys.extend(obj["Key"] for obj in page.get("Contents", ()))
+            keys.extend((obj["Key"], int(obj["Size"])) for obj in page.get("Contents", ()))
             if not page.get("IsTruncated"):
                 break
             token = page.get("NextContinuationToken")
         return iter(sorted(keys))
+
+    def delete_versions(self, prefix: str, keep: Callable[[str], bool] = lambda key: False) -> int:
+        """Delete every version and delete marker of the keys under ``prefix`` except those
+        ``keep`` names (a versioned bucket keeps a deleted object as a noncurrent version: what
+        ``slurmctl purge`` must not leave behind). Returns how many versions were deleted."""
+        deleted = 0
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix}
+        while True:
+            page = self._call(
+                f"list versions s3://{self.bucket}/{prefix}",
+                lambda kwargs=kwargs: self.s3.list_object_versions(**kwargs),
+            )
+            doomed = [
+                {"Key": v["Key"], "VersionId": v["VersionId"]}
+                for v in [*page.get("Versions", ()), *page.get("DeleteMarkers", ())]
+                if not keep(v["Key"])
+            ]
+            for i in range(0, len(doomed), 1000):  # DeleteObjects takes 1,000 keys at most
+                part = doomed[i : i + 1000]
+                self._call(
+                    f"delete versions s3://{self.bucket}/{prefix}",
+                    lambda part=part: self.s3.delete_objects(
+                        Bucket=self.bucket, Delete={"Objects": part, "Quiet": True}
+                    ),
+                )
+                deleted += len(part)
+            if not page.get("IsTruncated"):
+                return deleted
+            kwargs = {
+                **kwargs,
+                "KeyMarker": page.get("NextKeyMarker"),
+                "VersionIdMarker": page.get("NextVersionIdMarker"),
+            }
 
     def delete(self, key: str) -> None:
         _check_key(key)
