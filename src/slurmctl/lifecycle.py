@@ -49,6 +49,7 @@ from typing import Any
 from slurmctl.errors import ConflictError, JobNotFoundError, StateError, StorageError
 from slurmctl.model import progress as prog
 from slurmctl.model.core import JobStatus, TaskStatus
+from slurmctl.model.manifests import RetryManifest
 from slurmctl.model.states import JobState, TaskState, can_advance_task, derive_job_state
 from slurmctl.slurm.states import JobState as SlurmState
 from slurmctl.storage import keys
@@ -576,6 +577,20 @@ class Lifecycle:
 
                 self._update(st.task_id, change)
         set_job_state(self.backend, self.job_id, JobState.CANCELLED, message=message)
+
+    # -- item retries -----------------------------------------------------------------------------
+    def create_retry_tasks(self, plan: RetryManifest) -> None:
+        """Create the task records (pending) of an item retry plan whose task manifests are written
+        (slurmctl.retry.store), and bring a job that ended back to submitted: its retry tasks are
+        work to do. Idempotent."""
+        create_tasks(
+            self.backend,
+            self.job_id,
+            (TaskStatus(task_id=tid, items_total=len(plan.items[tid])) for tid in plan.task_ids),
+        )
+        st = self.job()
+        if st.state in (JobState.RUNNING, JobState.FAILED, JobState.SUCCEEDED):
+            self.set_job(JobState.SUBMITTED)
 
     # -- the job --------------------------------------------------------------------------------
     def set_job(self, new: JobState, **changes: Any) -> JobStatus:

@@ -44,7 +44,7 @@ def watch(
     while True:
         p = progress(executor.backend, executor.job.job_id)
         on_progress(p)
-        if p.state in _DONE or (p.state == "failed" and not resubmit):
+        if (p.state in _DONE or (p.state == "failed" and not resubmit)) and not executor.deciding():
             lc.refresh_job()
             return progress(executor.backend, executor.job.job_id)
         if clock() >= next_sched:

@@ -67,6 +67,11 @@ class Executor(ABC):
     def dry_run(self, task_ids: list[str]) -> str:
         """The commands/scripts ``submit`` would run, as text."""
 
+    def deciding(self) -> bool:
+        """Whether a process of this executor may still add work to a job whose tasks all ended
+        (the local runner plans item retries before it exits); the watch waits for it."""
+        return False
+
     def poll(self) -> Facts:
         """What the scheduler says of everything the executor started for the job, as the
         lifecycle's facts (at most ONE scheduler command). The lifecycle settles tasks from them;
