@@ -7,7 +7,9 @@ import pytest
 
 from slurmctl.retry.plan import Failure, Policy, plan
 
-POLICY = Policy(attempts={"transient": 3, "infrastructure": 2, "resources": 2}, base_s=10, cap_s=60, items_per_task=2)
+POLICY = Policy(
+    attempts={"transient": 3, "infrastructure": 2, "resources": 2}, base_s=10, cap_s=60, items_per_task=2
+)
 
 
 def fails(*spec: tuple[int, str]) -> list[Failure]:
@@ -34,7 +36,9 @@ def test_backoff_doubles_per_round_up_to_the_cap_and_jitter_is_uniform():
     f = fails((1, "transient"))
     assert plan(f, {1: 2}, POLICY, rng=lambda: 1.0).delay_s == 20.0  # third run: base * 2
     assert plan(f, {}, Policy(attempts={"transient": 9}, base_s=10, cap_s=60), rng=lambda: 0.0).delay_s == 0
-    assert plan(f, {1: 8}, Policy(attempts={"transient": 9}, base_s=10, cap_s=60), rng=lambda: 1.0).delay_s == 60
+    assert (
+        plan(f, {1: 8}, Policy(attempts={"transient": 9}, base_s=10, cap_s=60), rng=lambda: 1.0).delay_s == 60
+    )
     no_jitter = Policy(attempts={"transient": 3}, base_s=10, cap_s=60, jitter=False)
     assert plan(f, {}, no_jitter, rng=lambda: 0.0).delay_s == 10
 

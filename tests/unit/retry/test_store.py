@@ -88,7 +88,13 @@ def test_plan_record_run_and_merge(tmp_path, monkeypatch):
     # By hand, dry run: no caps; --force adds the permanent failures.
     p, none = plan_retries(backend, job_id, by_hand=True, force=True, dry_run=True)
     assert none is None and p.tasks == [[7, 13, 17, 27, 37]]
-    assert p.origin == {"t0000000": [7], "t0000001": [17], "t0000002": [27], "t0000003": [37], "t0000004": [13]}
+    assert p.origin == {
+        "t0000000": [7],
+        "t0000001": [17],
+        "t0000002": [27],
+        "t0000003": [37],
+        "t0000004": [13],
+    }
     assert len(manifests(backend, job_id)) == 2  # the dry run wrote nothing
 
     out = tmp_path / "out.jsonl"
