@@ -437,14 +437,17 @@ class Lifecycle:
 
                 self._update(tid, change)
 
-    def fresh_budget(self) -> list[str]:
-        """Give every task that used up its attempts a fresh budget (``failures`` back to 0; it stays
-        failed until it is queued): what ``slurmctl resubmit --failed`` does once the cause (a full
-        disk, a bad node, a bug in the handler) is fixed. Returns those task ids. Idempotent."""
+    def fresh_budget(self, only: Callable[[TaskStatus], bool] | None = None) -> list[str]:
+        """Give every task that used up its attempts (and that ``only`` accepts) a fresh budget
+        (``failures`` back to 0; it stays failed until it is queued): what ``slurmctl resubmit
+        --failed`` and ``slurmctl retry --tasks`` do once the cause (a full disk, a bad node, a bug
+        in the handler) is fixed. Returns those task ids. Idempotent."""
         out: list[str] = []
         with self._batched():
             for st in self.tasks():
                 if st.state != TaskState.FAILED or attempts_left(st, self.max_attempts):
+                    continue
+                if only is not None and not only(st):
                     continue
 
                 def change(cur: TaskStatus) -> TaskStatus | None:

@@ -12,8 +12,9 @@ The rules:
 * by hand (``slurmctl retry``) the caps do not apply, ``categories`` selects, and ``force`` adds
   permanent and unknown failures;
 * the items go, in item order, into retry tasks of at most ``batch.items`` items each;
-* the plan waits ``delay_s``: round r (the highest attempt the plan starts, 2 for a first retry)
-  waits up to ``min(cap_s, base_s * 2^(r-2))``, uniformly drawn in [0, that] with full jitter.
+* an automatic plan waits ``delay_s`` (by hand: none): round r (the highest attempt the plan
+  starts, 2 for a first retry) waits up to ``min(cap_s, base_s * 2^(r-2))``, uniformly drawn in
+  [0, that] with full jitter.
 """
 
 from __future__ import annotations
@@ -124,5 +125,5 @@ def plan(
         cause = f"{f.category}: {f.type}"
         out.causes[cause] = out.causes.get(cause, 0) + 1
     out.round = top + 1
-    out.delay_s = policy.delay(out.round, rng)
+    out.delay_s = 0.0 if by_hand else policy.delay(out.round, rng)  # by hand: at once
     return out
