@@ -70,9 +70,9 @@ def verify(backend: Backend, job_id: str, workdir: Path) -> list[TaskResult]:
     """Check every task's published result. Raises ResultsError naming what is missing or wrong."""
     job = load_job(backend, job_id)
     from slurmctl.model.core import task_id
-    from slurmctl.retry.store import manifests
+    from slurmctl.retry import retry_task_ids
 
-    retry_tasks = [tid for m in manifests(backend, job_id) if m.items for tid in m.task_ids]
+    retry_tasks = retry_task_ids(backend.objects, job_id)
     results: list[TaskResult] = []
     missing: list[str] = []
     for tid in [task_id(i) for i in range(job.tasks)] + retry_tasks:

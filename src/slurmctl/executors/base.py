@@ -67,6 +67,10 @@ class Executor(ABC):
     def dry_run(self, task_ids: list[str]) -> str:
         """The commands/scripts ``submit`` would run, as text."""
 
+    # Whether a process of the executor's own plans item retries (the local runner); if not, the
+    # watch loop does (slurmctl.retry.store.AutoRetry).
+    plans_item_retries = False
+
     def deciding(self) -> bool:
         """Whether a process of this executor may still add work to a job whose tasks all ended
         (the local runner plans item retries before it exits); the watch waits for it."""

@@ -119,6 +119,8 @@ class LocalExecutor(Executor):
             return True
         return Path(f"/proc/{st.runner_pid}").exists() and "Z" not in _proc_state(st.runner_pid)
 
+    plans_item_retries = True
+
     def deciding(self) -> bool:
         """The runner of this host is alive: it may still plan item retries."""
         st = self._runner()

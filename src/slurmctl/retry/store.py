@@ -30,6 +30,7 @@ from slurmctl.lifecycle import Lifecycle
 from slurmctl.model.core import Batch, Job, Task, TaskStatus, task_id
 from slurmctl.model.manifests import DoneMarker, ResultManifest, RetryManifest
 from slurmctl.model.states import TaskState
+from slurmctl.retry import manifests as read_manifests
 from slurmctl.retry.plan import Failure, Plan, Policy, plan
 from slurmctl.storage import keys
 from slurmctl.storage.base import Backend
@@ -43,11 +44,7 @@ def _index(tid: str) -> int:
 
 def manifests(backend: Backend, job_id: str) -> list[RetryManifest]:
     """Every retry manifest of the job, by number."""
-    out = [
-        RetryManifest.from_json(backend.objects.get(key), where=key)
-        for key in backend.objects.list(keys.retries_prefix(job_id))
-    ]
-    return sorted(out, key=lambda m: m.number)
+    return read_manifests(backend.objects, job_id)
 
 
 @dataclass

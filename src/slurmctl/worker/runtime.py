@@ -742,11 +742,13 @@ class Worker:
     def run_pilot(self, index: int, workers: int, *, idle_poll_s: float = 2.0) -> int:
         """Claim and run tasks until every task is published or unclaimable. Pilots start at
         different offsets (``index``/``workers``) so they rarely contend for the same task."""
-        n = self.job.tasks
-        ids = self.job.task_ids()
-        start = (index * n) // max(workers, 1)
-        order = ids[start:] + ids[:start]
+        from slurmctl.retry import retry_task_ids
+
         while True:
+            # The job's tasks, then its item retry tasks (planned while the job runs: listed anew).
+            ids = self.job.task_ids() + retry_task_ids(self.objects, self.job_id)
+            start = (index * len(ids)) // max(workers, 1)
+            order = ids[start:] + ids[:start]
             remaining = 0
             ran = False
             for tid in order:

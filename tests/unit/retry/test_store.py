@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from slurmctl.errors import EXIT_OK, ResultsError
+from slurmctl.failures.analyze import analyze
 from slurmctl.lifecycle import Lifecycle
 from slurmctl.model.core import Task
 from slurmctl.model.manifests import RetryManifest
@@ -96,6 +97,14 @@ def test_plan_record_run_and_merge(tmp_path, monkeypatch):
         "t0000004": [13],
     }
     assert len(manifests(backend, job_id)) == 2  # the dry run wrote nothing
+
+    # analyze-errors counts each item's latest failure: 13 once (in t0000004), 3, 23, 33 not at all.
+    a = analyze(backend, job_id)
+    assert a.failed_items == 5
+    assert {(g.type, g.items, g.tasks) for g in a.groups} == {
+        ("PermanentItemError", 4, 4),
+        ("TransientItemError", 1, 1),
+    }
 
     out = tmp_path / "out.jsonl"
     m = merge(backend, job_id, out)
