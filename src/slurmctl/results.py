@@ -70,7 +70,7 @@ def verify(backend: Backend, job_id: str, workdir: Path) -> list[TaskResult]:
     """Check every task's published result. Raises ResultsError naming what is missing or wrong."""
     job = load_job(backend, job_id)
     from slurmctl.model.core import task_id
-    from slurmctl.retry import retry_task_ids
+    from slurmctl.retry.tasks import retry_task_ids
 
     retry_tasks = retry_task_ids(backend.objects, job_id)
     results: list[TaskResult] = []

@@ -279,7 +279,7 @@ def _published(backend: Backend, job_id: str) -> tuple[dict[str, str], set[str]]
 
 def _retried(backend: Backend, job_id: str) -> dict[int, int]:
     """Item -> index of the last item retry task that held it (slurmctl.retry)."""
-    from slurmctl.retry import manifests
+    from slurmctl.retry.tasks import manifests
 
     out: dict[int, int] = {}
     for m in manifests(backend.objects, job_id):

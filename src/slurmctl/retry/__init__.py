@@ -1,24 +1,3 @@
-"""Item retries: the planner (plan.py, pure) and its store side (store.py): retry manifests,
-retry batches and task manifests; the lifecycle creates the retry tasks' records.
-
-This module is light (msgspec documents only): workers import it to find the retry tasks."""
-
-from __future__ import annotations
-
-from slurmctl.model.manifests import RetryManifest
-from slurmctl.storage import keys
-from slurmctl.storage.base import ObjectStore
-
-
-def manifests(objects: ObjectStore, job_id: str) -> list[RetryManifest]:
-    """Every retry manifest of the job, by number."""
-    out = [
-        RetryManifest.from_json(objects.get(key), where=key)
-        for key in objects.list(keys.retries_prefix(job_id))
-    ]
-    return sorted(out, key=lambda m: m.number)
-
-
-def retry_task_ids(objects: ObjectStore, job_id: str) -> list[str]:
-    """The item retry tasks of the job, in the order they were planned."""
-    return [tid for m in manifests(objects, job_id) if m.items for tid in m.task_ids]
+"""Item retries: the planner (plan.py, pure), its store side (store.py: retry manifests, retry
+batches, task manifests; the lifecycle creates the retry tasks' records), the retry manifests as
+workers read them (tasks.py), and ``slurmctl retry`` (command.py)."""

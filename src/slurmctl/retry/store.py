@@ -30,8 +30,8 @@ from slurmctl.lifecycle import Lifecycle
 from slurmctl.model.core import Batch, Job, Task, TaskStatus, task_id
 from slurmctl.model.manifests import DoneMarker, ResultManifest, RetryManifest
 from slurmctl.model.states import TaskState
-from slurmctl.retry import manifests as read_manifests
 from slurmctl.retry.plan import Failure, Plan, Policy, plan
+from slurmctl.retry.tasks import manifests as read_manifests
 from slurmctl.storage import keys
 from slurmctl.storage.base import Backend
 

@@ -742,7 +742,7 @@ class Worker:
     def run_pilot(self, index: int, workers: int, *, idle_poll_s: float = 2.0) -> int:
         """Claim and run tasks until every task is published or unclaimable. Pilots start at
         different offsets (``index``/``workers``) so they rarely contend for the same task."""
-        from slurmctl.retry import retry_task_ids
+        from slurmctl.retry.tasks import retry_task_ids
 
         while True:
             # The job's tasks, then its item retry tasks (planned while the job runs: listed anew).
