@@ -13,8 +13,8 @@ the ``.done`` marker — and its record is moved to succeeded with its failed-it
 Contenders, each in its own child process, alternating, page cache warm for all:
 
 * **plan** — ``slurmctl.retry.store.plan_retries(backend, job, dry_run=True)``: the task records
-  scanned, every failed task's marker, result manifest and error file read (sha256 checked), the
-  retry manifests read, the plan made. Its plan is checked: exactly the transient items.
+  scanned, every failed task's ``.done`` marker and published error file read, the retry manifests
+  read, the plan made. Its plan is checked: exactly the transient items.
 * **plan+record** — ``plan_retries(backend, job)``: the same, then the retry manifest, the retry
   batches (the items' records copied from their tasks' batches, sha256 checked), the task manifests
   and the task records written. What it wrote is removed after the timing (not timed).

@@ -25,10 +25,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from slurmctl.coordinator import load_job
-from slurmctl.errors import ConflictError
+from slurmctl.errors import ConflictError, ObjectNotFoundError
 from slurmctl.lifecycle import Lifecycle
 from slurmctl.model.core import Batch, Job, Task, TaskStatus, task_id
-from slurmctl.model.manifests import DoneMarker, ResultManifest, RetryManifest
+from slurmctl.model.manifests import DoneMarker, RetryManifest
 from slurmctl.model.states import TaskState
 from slurmctl.retry.plan import Failure, Plan, Policy, plan
 from slurmctl.retry.tasks import manifests as read_manifests
@@ -85,17 +85,22 @@ def current_failures(
         if st.state != TaskState.SUCCEEDED or not st.items_failed or (unplanned and tid in history.planned):
             continue
         marker = DoneMarker.from_json(objects.get(keys.done_marker(job_id, tid)), where=f"{tid}/.done")
-        manifest = ResultManifest.from_json(
-            objects.get_verified(marker.manifest_key, marker.manifest_sha256), where=marker.manifest_key
-        )
         read.append(tid)
-        if not manifest.errors_key:
+        # The published attempt's error file, by its key (not through the result manifest and its
+        # sha256: a third read per task; ``results`` verifies every file before merging).
+        try:
+            data = objects.get(keys.result_errors(job_id, tid, marker.attempt))
+        except ObjectNotFoundError:
             continue
         idx = _index(tid)
         latest = history.latest
-        for line in objects.get_verified(manifest.errors_key, manifest.errors_sha256 or "").splitlines():
-            err = json.loads(line)
-            item = err["item_id"]
+        for line in data.splitlines():
+            try:
+                err = json.loads(line)
+                item = err["item_id"]
+            except (ValueError, KeyError, TypeError):
+                log.warning("task %s: a damaged line of its error file is not planned", tid)
+                continue
             if latest.get(item, -1) > idx:
                 continue  # a later retry task holds it
             out.append(Failure(item, err.get("category") or "unknown", err.get("type") or "", tid))
@@ -106,15 +111,9 @@ def _batch_lines(backend: Backend, task: Task) -> list[bytes]:
     """The lines of a task's batch (sha256 checked), newline-terminated."""
     b = task.batch
     if b.key is None:  # a reference batch: bytes of the input file
-        import tempfile
-        from pathlib import Path
+        from slurmctl.worker.batchfile import read_reference
 
-        from slurmctl.worker.batchfile import copy_reference
-
-        with tempfile.TemporaryDirectory(prefix="slurmctl-retry-") as tmp:
-            path = Path(tmp) / "batch.jsonl"
-            copy_reference(b, path)
-            data = path.read_bytes()
+        data = read_reference(b)
     else:
         data = backend.objects.get_verified(b.key, b.sha256)
     return [line if line.endswith(b"\n") else line + b"\n" for line in io.BytesIO(data)]

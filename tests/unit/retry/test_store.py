@@ -19,6 +19,7 @@ from slurmctl.results import merge
 from slurmctl.retry.store import manifests, materialize, plan_retries
 from slurmctl.storage import keys
 from slurmctl.storage.open import open_backend
+from slurmctl.worker.batchfile import InputChangedError
 from slurmctl.worker.runtime import Worker
 from tests.e2e.cli import read_jsonl, slurmctl, write_job
 
@@ -142,3 +143,25 @@ def test_plan_record_run_and_merge(tmp_path, monkeypatch):
     assert Worker(backend, job_id).run_task("t0000005") == EXIT_OK
     with pytest.raises(ResultsError, match="item 0 has rows in tasks t0000000 and t0000005"):
         merge(backend, job_id, out)
+
+
+def test_an_input_changed_since_submission_is_refused(tmp_path, monkeypatch):
+    """Retry batches copy records from reference batches (byte ranges of the input): if the input
+    changed, the plan stops with InputChangedError instead of retrying other records."""
+    monkeypatch.setenv("SLURMCTL_SCRATCH", str(tmp_path / "scratch"))
+    root, job_id = prepare(tmp_path)
+    backend = open_backend({"kind": "local", "root": str(root)})
+    task = Task.from_json(backend.objects.get(keys.task_manifest(job_id, "t0000000")))
+    assert task.batch.key is None  # a reference batch
+    assert Worker(backend, job_id).run_task("t0000000") == EXIT_OK
+    data = (tmp_path / "in.jsonl").read_bytes()
+    (tmp_path / "in.jsonl").write_bytes(data.replace(b'{"n": 3}', b'{"n": 9}'))
+    with pytest.raises(InputChangedError, match="changed after the job was submitted"):
+        plan_retries(backend, job_id)
+    # The manifest (the commit point) was written; its tasks are not: the next pass finishes them
+    # once the input is back.
+    (tmp_path / "in.jsonl").write_bytes(data)
+    assert Lifecycle(backend, job_id).task("t0000004") is None
+    assert plan_retries(backend, job_id)[1] is None
+    st = Lifecycle(backend, job_id).task("t0000004")
+    assert st is not None and st.state == TaskState.PENDING
