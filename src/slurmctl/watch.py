@@ -65,6 +65,8 @@ def watch(
         if clock() >= next_sched:
             facts = executor.poll()
             again = lc.settle(facts)
+            if auto is not None:  # retry tasks waiting for their not-before time are not due yet
+                again = [t for t in again if t not in auto.waiting]
             if again and resubmit:
                 record_retry(executor.backend, executor.job.job_id, again, "no live worker will run them")
                 executor.submit(again)
