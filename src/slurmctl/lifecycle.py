@@ -49,6 +49,7 @@ from typing import Any
 from slurmctl.errors import ConflictError, JobNotFoundError, StateError, StorageError
 from slurmctl.model import progress as prog
 from slurmctl.model.core import JobStatus, TaskStatus
+from slurmctl.model.manifests import RetryManifest
 from slurmctl.model.states import JobState, TaskState, can_advance_task, derive_job_state
 from slurmctl.slurm.states import JobState as SlurmState
 from slurmctl.storage import keys
@@ -457,14 +458,17 @@ class Lifecycle:
 
                 self._update(tid, change)
 
-    def fresh_budget(self) -> list[str]:
-        """Give every task that used up its attempts a fresh budget (``failures`` back to 0; it stays
-        failed until it is queued): what ``slurmctl resubmit --failed`` does once the cause (a full
-        disk, a bad node, a bug in the handler) is fixed. Returns those task ids. Idempotent."""
+    def fresh_budget(self, only: Callable[[TaskStatus], bool] | None = None) -> list[str]:
+        """Give every task that used up its attempts (and that ``only`` accepts) a fresh budget
+        (``failures`` back to 0; it stays failed until it is queued): what ``slurmctl resubmit
+        --failed`` and ``slurmctl retry --tasks`` do once the cause (a full disk, a bad node, a bug
+        in the handler) is fixed. Returns those task ids. Idempotent."""
         out: list[str] = []
         with self._batched():
             for st in self.tasks():
                 if st.state != TaskState.FAILED or attempts_left(st, self.max_attempts):
+                    continue
+                if only is not None and not only(st):
                     continue
 
                 def change(cur: TaskStatus) -> TaskStatus | None:
@@ -597,6 +601,20 @@ class Lifecycle:
 
                 self._update(st.task_id, change)
         set_job_state(self.backend, self.job_id, JobState.CANCELLED, message=message)
+
+    # -- item retries -----------------------------------------------------------------------------
+    def create_retry_tasks(self, plan: RetryManifest) -> None:
+        """Create the task records (pending) of an item retry plan whose task manifests are written
+        (slurmctl.retry.store), and bring a job that ended back to submitted: its retry tasks are
+        work to do. Idempotent."""
+        create_tasks(
+            self.backend,
+            self.job_id,
+            (TaskStatus(task_id=tid, items_total=len(plan.items[tid])) for tid in plan.task_ids),
+        )
+        st = self.job()
+        if st.state in (JobState.RUNNING, JobState.FAILED, JobState.SUCCEEDED):
+            self.set_job(JobState.SUBMITTED)
 
     # -- the job --------------------------------------------------------------------------------
     def set_job(self, new: JobState, **changes: Any) -> JobStatus:

@@ -4,7 +4,11 @@ Verification, before anything is written: every task has a ``.done`` marker; the
 matches its sha256; each result file matches the manifest's sha256 and row count; each task
 accounts for every item of its batch (ok + failed = items); every row's ``_item_id`` lies in its
 task's item range; no item id has rows in two tasks; and the tasks together cover items
-0..total-1. Only then is the output written (temp file, fsync, rename) with an aggregation
+0..total-1. Retry tasks (slurmctl.retry: tasks whose batch holds failed items of earlier tasks,
+listed in the retry manifests) are verified the same way, their rows' ``_item_id`` among their
+items; an item's latest outcome wins: a row from a retry task replaces the item's earlier failure,
+and each item has rows from one task at most (checked by id). Only then is the output written
+(temp file, fsync, rename) with an aggregation
 manifest (sha256, rows) beside it and in the store.
 """
 
@@ -66,11 +70,12 @@ def verify(backend: Backend, job_id: str, workdir: Path) -> list[TaskResult]:
     """Check every task's published result. Raises ResultsError naming what is missing or wrong."""
     job = load_job(backend, job_id)
     from slurmctl.model.core import task_id
+    from slurmctl.retry.tasks import retry_task_ids
 
+    retry_tasks = retry_task_ids(backend.objects, job_id)
     results: list[TaskResult] = []
     missing: list[str] = []
-    for i in range(job.tasks):
-        tid = task_id(i)
+    for tid in [task_id(i) for i in range(job.tasks)] + retry_tasks:
         try:
             results.append(_published(backend, job, tid, workdir))
         except ObjectNotFoundError:
@@ -78,35 +83,40 @@ def verify(backend: Backend, job_id: str, workdir: Path) -> list[TaskResult]:
     if missing:
         shown = ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else "")
         raise ResultsError(
-            f"job {job_id}: {len(missing)} of {job.tasks} task(s) have no published result: {shown}",
+            f"job {job_id}: {len(missing)} of {job.tasks + len(retry_tasks)} task(s) have no published "
+            f"result: {shown}",
             hint=f"`slurmctl status {job_id}` shows why; results are merged once every task is published",
         )
-    covered = sum(r.task.batch.items for r in results)
+    originals = results[: job.tasks]
+    covered = sum(r.task.batch.items for r in originals)
     if covered != job.total_items:
         raise ResultsError(f"job {job_id}: tasks cover {covered} items, the input had {job.total_items}")
     expected_next = 0
-    for r in sorted(results, key=lambda r: r.task.batch.first_item):
+    for r in sorted(originals, key=lambda r: r.task.batch.first_item):
         if r.task.batch.first_item != expected_next:
             raise ResultsError(
                 f"job {job_id}: item ids {expected_next}..{r.task.batch.first_item - 1} belong to no task"
             )
         expected_next = r.task.batch.first_item + r.task.batch.items
-    return results
+    return sorted(originals, key=lambda r: r.task.batch.first_item) + results[job.tasks :]
 
 
 def _rows(result: TaskResult) -> Iterator[dict[str, Any]]:
-    """Rows of one task, each checked against the task's item range; row count checked at the end."""
-    lo = result.task.batch.first_item
-    hi = lo + result.task.batch.items
+    """Rows of one task, each checked against the task's items; row count checked at the end."""
+    b = result.task.batch
+    lo, hi = b.first_item, b.first_item + b.items
+    allowed = frozenset(b.item_ids) if b.item_ids is not None else None
     n = 0
     with open(result.path, encoding="utf-8") as f:
         for line in f:
             row = json.loads(line)
             item = row.get("_item_id")
-            if not isinstance(item, int) or not lo <= item < hi:
+            if not isinstance(item, int) or (
+                item not in allowed if allowed is not None else not lo <= item < hi
+            ):
+                where = f"{lo}..{hi - 1}" if allowed is None else f"(retry items of {result.task.task_id})"
                 raise ResultsError(
-                    f"task {result.task.task_id}: row {n + 1} has _item_id {item!r} "
-                    f"outside its items {lo}..{hi - 1}"
+                    f"task {result.task.task_id}: row {n + 1} has _item_id {item!r} outside its items {where}"
                 )
             n += 1
             yield row
@@ -140,17 +150,26 @@ def merge(
             hint="choose a writable -o path; nothing was lost, the task results stay in the store",
         ) from exc
     with tempfile.TemporaryDirectory(prefix="slurmctl-results-") as tmp:
-        results = verify(backend, job_id, Path(tmp))
-        results.sort(key=lambda r: r.task.batch.first_item)
-        # Pass 1: every row's item id lies in its own task's range, and verify() proved the ranges
-        # are disjoint and cover the input, so no item can have rows in two tasks.
+        results = verify(backend, job_id, Path(tmp))  # input order, then the retry tasks
+        # Pass 1: every row's item id lies in its own task's items, and verify() proved the
+        # original tasks' ranges disjoint and covering the input; an item a retry task holds may
+        # have rows from one task only (its earlier tasks failed it), checked here by id.
+        retried = frozenset(i for r in results if r.task.batch.item_ids for i in r.task.batch.item_ids)
+        row_task: dict[int, str] = {}  # retried item -> the task its rows come from
         columns: dict[str, None] = {}
         rows = 0
         for r in results:
+            tid = r.task.task_id
             for row in _rows(r):
                 for k in row:
                     columns.setdefault(k, None)
                 rows += 1
+                item = row["_item_id"]
+                if item in retried and row_task.setdefault(item, tid) != tid:
+                    raise ResultsError(
+                        f"job {job_id}: item {item} has rows in tasks {row_task[item]} and {tid}",
+                        hint="a retry ran an item that had succeeded; its output would appear twice",
+                    )
         cols = ["_item_id", *[c for c in columns if c != "_item_id"]]
         try:
             if fmt == "jsonl":
@@ -173,19 +192,27 @@ def merge(
                 _write_parquet(out_path, results)
         except OSError as exc:
             raise ResultsError(f"cannot write the output to {out_path}: {exc.strerror}") from exc
-        failed = sum(r.manifest.items_failed for r in results)
+        # Each failed item's latest failure (a later task's replaces an earlier one's), unless a
+        # retry task that held it did not fail it.
+        final: dict[int, dict[str, Any]] = {}
+        for r in results:
+            tid = r.task.task_id
+            if r.task.batch.item_ids is not None:
+                for i in r.task.batch.item_ids:
+                    final.pop(i, None)
+            if r.manifest.errors_key:
+                data = backend.objects.get_verified(r.manifest.errors_key, r.manifest.errors_sha256 or "")
+                for line in data.splitlines():
+                    err = json.loads(line)
+                    err["task_id"] = tid
+                    final[err["item_id"]] = err
+        failed = len(final)
+        items = sum(r.task.batch.items for r in results if r.task.batch.item_ids is None)
         errors_path = out_path.with_name(out_path.name + ".errors.jsonl")
         if failed:
             with atomic_writer(errors_path) as f:
-                for r in results:
-                    if r.manifest.errors_key:
-                        data = backend.objects.get_verified(
-                            r.manifest.errors_key, r.manifest.errors_sha256 or ""
-                        )
-                        for line in data.splitlines():
-                            err = json.loads(line)
-                            err["task_id"] = r.task.task_id
-                            f.write((json.dumps(err) + "\n").encode())
+                for _, err in sorted(final.items()):
+                    f.write((json.dumps(err) + "\n").encode())
         manifest = AggregationManifest(
             job_id=job_id,
             created_at=time.time(),
@@ -194,7 +221,7 @@ def merge(
             output_sha256=sha256_file(out_path),
             output_bytes=out_path.stat().st_size,
             rows=rows,
-            items_ok=sum(r.manifest.items_ok for r in results),
+            items_ok=items - failed,
             items_failed=failed,
             tasks=len(results),
             sources=[

@@ -111,11 +111,15 @@ def progress(
     started: float | None = None
     ended: float | None = None
     failed_tasks: list[dict[str, Any]] = []
+    originals = job.get("tasks") or len(rows)  # tasks after these are item retry tasks
     for (key, (_, attempt, i_done, i_failed, i_total, t_start, t_end, error, _failures)), st in zip(
         rows, states, strict=True
     ):
-        done += (i_total or 0) if st == TaskState.SUCCEEDED else (i_done or 0)
-        failed += i_failed or 0
+        if int(key[1:]) < originals:
+            done += (i_total or 0) if st == TaskState.SUCCEEDED else (i_done or 0)
+            failed += i_failed or 0
+        elif st == TaskState.SUCCEEDED:  # an item retry task: its items were counted failed
+            failed -= (i_total or 0) - (i_failed or 0)
         if t_start and (started is None or t_start < started):
             started = t_start
         if t_end and (ended is None or t_end > ended):

@@ -6,7 +6,9 @@ tasks — and that interval grows by half, from ``executor.poll_min_s`` up to ``
 while the scheduler's answer does not change. Progress comes from the records, so a busy job does
 not make us poll Slurm faster. After each scheduler poll the lifecycle settles the tasks from the
 facts; tasks that no live worker will run are resubmitted (the lifecycle's attempt budget decides
-which may run again), and the job's final state is stored.
+which may run again), and the job's final state is stored. Unless the executor's own runner does it
+(local), the loop also plans item retries (slurmctl.retry) as tasks finish and submits the retry
+tasks when their not-before time has passed.
 
 This is what ``slurmctl submit --wait`` and ``slurmctl status --watch`` run."""
 
@@ -38,18 +40,33 @@ def watch(
     lo = min_s if min_s is not None else float(ecfg.get("poll_min_s", 1.0))
     hi = max_s if max_s is not None else float(ecfg.get("poll_max_s", 30.0))
     lc = executor.lifecycle
+    auto = None
+    if (executor.job.config.get("retry") or {}).get("items", True) and not executor.plans_item_retries:
+        from slurmctl.retry.store import AutoRetry
+
+        auto = AutoRetry(executor.backend, executor.job.job_id)
     sched_delay = lo
     next_sched = clock()
     last_facts: object = None
     while True:
         p = progress(executor.backend, executor.job.job_id)
         on_progress(p)
-        if p.state in _DONE or (p.state == "failed" and not resubmit):
+        if auto is not None:  # item retries: plan what finished tasks failed, submit what is due
+            due = auto.step(force=p.state in _DONE)
+            if due:
+                executor.submit(due)
+                continue
+            if auto.waiting and p.state in _DONE:
+                sleep(min(progress_s, auto.next_due() or 0.0) or progress_s)
+                continue
+        if (p.state in _DONE or (p.state == "failed" and not resubmit)) and not executor.deciding():
             lc.refresh_job()
             return progress(executor.backend, executor.job.job_id)
         if clock() >= next_sched:
             facts = executor.poll()
             again = lc.settle(facts)
+            if auto is not None:  # retry tasks waiting for their not-before time are not due yet
+                again = [t for t in again if t not in auto.waiting]
             if again and resubmit and not p.paused:  # a paused job gets no new workers
                 record_retry(executor.backend, executor.job.job_id, again, "no live worker will run them")
                 executor.submit(again)

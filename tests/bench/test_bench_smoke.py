@@ -125,3 +125,12 @@ def test_analyze_errors_smoke():
     p = run_bench("analyze_errors.py", "20000", "--tasks", "40", "--repeat", "1")
     assert {"analyze_vs_json_loads", "analyze_vs_5s_target"} <= ratio_names(p.stdout)
     assert {"analyze", "analyze_wall", "json_loads"} <= {r["contender"] for r in results(p.stdout)}
+
+
+def test_retry_plan_smoke():
+    """20k items in 200 tasks, 1 % failed: the script checks the plan holds exactly the transient items."""
+    p = run_bench("retry_plan.py", "20000", "--tasks", "200", "--repeat", "1")
+    assert {"plan_vs_read_errors", "plan_record_vs_read_errors", "plan_record_vs_5s_target"} <= ratio_names(
+        p.stdout
+    )
+    assert {"plan", "plan_record", "read_errors"} <= {r["contender"] for r in results(p.stdout)}

@@ -39,7 +39,8 @@ def test_groups_of_a_real_local_job(tmp_path):
     job = write_job(
         tmp_path,
         "name: failing\ninput: {path: in.jsonl}\nhandler: {function: 'failing:handle'}\n"
-        "batch: {items: 50}\nretry: {max_attempts: 1}\nexecutor: {kind: local, max_parallel: 2}\n",
+        "batch: {items: 50}\nretry: {max_attempts: 1, items: false}\n"
+        "executor: {kind: local, max_parallel: 2}\n",
     )
     root = tmp_path / "root"
     job_id, r = submit_wait(job, root)

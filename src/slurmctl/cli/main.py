@@ -19,6 +19,7 @@ import typer
 from slurmctl.cli.common import format_progress, open_backend_of, progress_json, use_color
 from slurmctl.errors import EXIT_ITEMS_FAILED, SlurmctlError, exit_code, failure_message
 from slurmctl.failures.command import analyze_errors
+from slurmctl.retry.command import retry
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -254,6 +255,7 @@ def status(
 
 
 app.command("analyze-errors")(analyze_errors)
+app.command("retry")(retry)
 
 
 @app.command()

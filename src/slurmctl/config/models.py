@@ -93,8 +93,38 @@ class ResourcesConfig(Strict):
     sbatch_extra: list[str] = Field(default_factory=list, description="extra sbatch options, verbatim")
 
 
+class RetryAttempts(Strict):
+    """Attempts per failed item by the category of its latest failure, the first run included.
+    Permanent and unknown failures are never retried automatically (``slurmctl retry --force``)."""
+
+    transient: int = Field(3, ge=1, description="attempts of an item whose failure is transient")
+    infrastructure: int = Field(3, ge=1, description="attempts of an item failed by node/network/storage")
+    resources: int = Field(2, ge=1, description="attempts of an item that ran out of memory")
+
+
+class BackoffConfig(Strict):
+    base_s: float = Field(10.0, ge=0, description="delay before the first retry (the bound of its jitter)")
+    cap_s: float = Field(
+        600.0, ge=0, description="longest delay; retry n (1 = first) waits up to min(cap_s, base_s * 2^(n-1))"
+    )
+    jitter: Literal["full", "none"] = Field(
+        "full", description="full: a uniform random delay in [0, that bound]; none: the bound itself"
+    )
+
+    @model_validator(mode="after")
+    def _cap_at_least_base(self) -> BackoffConfig:
+        if self.cap_s < self.base_s:
+            raise ValueError(f"retry.backoff.cap_s ({self.cap_s}) is below base_s ({self.base_s})")
+        return self
+
+
 class RetryConfig(Strict):
     max_attempts: int = Field(3, ge=1, description="attempts per task, first run included")
+    items: bool = Field(
+        True, description="retry failed items of succeeded tasks in retry tasks holding only those items"
+    )
+    attempts: RetryAttempts = Field(default_factory=RetryAttempts)
+    backoff: BackoffConfig = Field(default_factory=BackoffConfig)
 
 
 class OutputConfig(Strict):

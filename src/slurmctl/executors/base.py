@@ -74,6 +74,15 @@ class Executor(ABC):
         already running goes on: a paused job's workers claim no task (the lifecycle)."""
         return ""
 
+    # Whether a process of the executor's own plans item retries (the local runner); if not, the
+    # watch loop does (slurmctl.retry.store.AutoRetry).
+    plans_item_retries = False
+
+    def deciding(self) -> bool:
+        """Whether a process of this executor may still add work to a job whose tasks all ended
+        (the local runner plans item retries before it exits); the watch waits for it."""
+        return False
+
     def poll(self) -> Facts:
         """What the scheduler says of everything the executor started for the job, as the
         lifecycle's facts (at most ONE scheduler command). The lifecycle settles tasks from them;

@@ -36,6 +36,7 @@ from slurmctl.executors.base import Executor, shell_join, worker_command
 from slurmctl.lifecycle import Element, Facts, Lifecycle, attempts_left, owner_alive, this_host
 from slurmctl.model.core import JobStatus, TaskStatus
 from slurmctl.model.states import JobState, TaskState
+from slurmctl.retry.store import AutoRetry
 from slurmctl.slurm.states import JobState as SlurmState
 from slurmctl.storage import keys
 from slurmctl.storage.base import Backend
@@ -118,6 +119,13 @@ class LocalExecutor(Executor):
             return True
         return Path(f"/proc/{st.runner_pid}").exists() and "Z" not in _proc_state(st.runner_pid)
 
+    plans_item_retries = True
+
+    def deciding(self) -> bool:
+        """The runner of this host is alive: it may still plan item retries."""
+        st = self._runner()
+        return bool(st and st.runner_host == socket.gethostname() and self.runner_alive())
+
     def poll(self) -> Facts:
         """The runner is the one element: alive (its pid on this host, or a runner on another host,
         which this host cannot see and so presumes alive) or gone. No scheduler command."""
@@ -178,14 +186,30 @@ def run(backend: Backend, job_id: str, *, max_parallel: int | None = None) -> in
             return False
         return not (st.state == TaskState.FAILED and not attempts_left(st, lc.max_attempts))
 
+    # Item retries (slurmctl.retry): failed items of finished tasks are planned while the runner has
+    # nothing queued to start; their retry tasks join the queue once their not-before time passes.
+    auto = AutoRetry(backend, job_id) if cfg["retry"].get("items", True) else None
     todo = sorted(t.task_id for t in lc.tasks() if runnable(t.task_id))
+    if auto is not None:
+        auto.waiting = {t: at for t, at in auto.waiting.items() if t not in todo}
     deferred: list[str] = []  # held by a live worker this runner did not start: look again later
     running: dict[str, subprocess.Popen[bytes]] = {}
     spawned: dict[str, TaskStatus | None] = {}  # the record each running worker was started on
     next_look = 0.0
     outage_s = 0.0  # how long the backend has been failing (a storage outage pauses the runner)
-    while (todo or running or deferred) and not stopping:
+    while not stopping:
         try:
+            if auto is not None and not todo:
+                idle = not (running or deferred)
+                todo.extend(t for t in auto.step(force=idle) if runnable(t))
+                if idle and not todo:
+                    wait = auto.next_due()
+                    if wait is None:
+                        break  # nothing runs, nothing waits, nothing left to plan
+                    time.sleep(min(wait, 0.5))
+                    continue
+            if not (todo or running or deferred):
+                break
             next_look = _round(
                 lc, backend, job_id, n, todo, deferred, running, spawned, next_look, runnable, stopping
             )

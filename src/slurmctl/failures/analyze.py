@@ -277,6 +277,18 @@ def _published(backend: Backend, job_id: str) -> tuple[dict[str, str], set[str]]
     return out, done
 
 
+def _retried(backend: Backend, job_id: str) -> dict[int, int]:
+    """Item -> index of the last item retry task that held it (slurmctl.retry)."""
+    from slurmctl.retry.tasks import manifests
+
+    out: dict[int, int] = {}
+    for m in manifests(backend.objects, job_id):
+        for tid, ids in m.items.items():
+            idx = int(tid[1:])
+            out.update(dict.fromkeys(ids, idx))
+    return out
+
+
 def analyze(backend: Backend, job_id: str) -> Analysis:
     """Group every failure of the job by signature (see the module docstring). Reads only.
     Raises JobNotFoundError, StorageError."""
@@ -288,6 +300,7 @@ def analyze(backend: Backend, job_id: str) -> Analysis:
     errors, done = _published(backend, job_id)
     failed_items = unreadable = 0
     unreadable_keys: list[str] = []
+    later = _retried(backend, job_id)
     for task, key in errors.items():
         with _opened(backend, key) as f:
             if f is None:
@@ -303,6 +316,9 @@ def analyze(backend: Backend, job_id: str) -> Analysis:
                             records.append(decoder.decode(line))
                         except decode_error:
                             bad += line.strip() != b""
+                if later:  # an item a later retry task held: that task's outcome is the item's
+                    idx = int(task[1:])
+                    records = [r for r in records if later.get(r.item_id, -1) <= idx]
                 failed_items += len(records)
                 items.add(task, records)
             if bad:

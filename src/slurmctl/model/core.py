@@ -89,10 +89,17 @@ class Batch(Doc, kw_only=True):
     # its bytes are the `bytes` bytes at `ref_offset` of the input file `ref_path`, covered by `sha256`.
     ref_path: str | None = None
     ref_offset: int | None = None
+    # A retry batch (slurmctl.retry): its line k holds item ``item_ids[k]``; ``first_item`` is 0 and
+    # the worker's positions 0..items-1 stand for these ids in rows, errors and ``ctx.item_id``.
+    item_ids: list[int] | None = None
 
     @property
     def item_range(self) -> range:
         return range(self.first_item, self.first_item + self.items)
+
+    def item_id(self, position: int) -> int:
+        """The item id at ``position`` (``first_item`` + line number of the batch)."""
+        return position if self.item_ids is None else self.item_ids[position - self.first_item]
 
 
 class Task(Doc, kw_only=True):

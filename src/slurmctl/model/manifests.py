@@ -44,12 +44,24 @@ class DoneMarker(Doc, kw_only=True):
 
 
 class RetryManifest(Doc, kw_only=True):
+    """A retry: tasks resubmitted whole (``items`` empty), or an item retry plan (slurmctl.retry):
+    new retry tasks ``task_ids``, each holding the items ``items[task]``, whose records are read
+    from the batches of the tasks in ``origin`` (source task -> its failed items retried here)."""
+
     job_id: str
     number: int
     created_at: float
     reason: str
     task_ids: list[str]
     items: dict[str, list[int]] = msgspec.field(default_factory=dict)  # task_id -> item ids to retry
+    origin: dict[str, list[int]] = msgspec.field(default_factory=dict)  # source task -> item ids
+    sources: list[str] = msgspec.field(default_factory=list)  # tasks whose failures were planned
+    categories: dict[str, int] = msgspec.field(default_factory=dict)  # items retried per category
+    causes: dict[str, int] = msgspec.field(default_factory=dict)  # "category: Type" -> items retried
+    skipped: dict[str, int] = msgspec.field(default_factory=dict)  # why items were not retried -> count
+    round: int = 0  # the highest attempt number the plan starts (2: first retry)
+    delay_s: float = 0.0
+    not_before: float = 0.0  # unix time before which the retry tasks are not submitted
 
 
 class AggregationManifest(Doc, kw_only=True):

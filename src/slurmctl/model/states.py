@@ -88,7 +88,7 @@ _JOB_MOVES: dict[JobState, frozenset[JobState]] = {
     JobState.RUNNING: frozenset(
         {JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.SUBMITTED}
     ),
-    JobState.SUCCEEDED: frozenset(),
+    JobState.SUCCEEDED: frozenset({JobState.SUBMITTED}),  # an item retry plan adds tasks
     # A task published late (by a worker thought lost) can complete a job already stored failed.
     JobState.FAILED: frozenset({JobState.SUBMITTED, JobState.SUCCEEDED}),
     JobState.CANCELLED: frozenset({JobState.SUBMITTED}),

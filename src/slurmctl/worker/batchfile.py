@@ -58,3 +58,21 @@ def copy_reference(batch: Batch, dest: Path) -> None:
     actual = h.hexdigest()
     if actual != batch.sha256:
         raise InputChangedError(batch, "its bytes there have another sha256", actual)
+
+
+def read_reference(batch: Batch) -> bytes:
+    """A reference batch's bytes, sha256 checked (for a batch small enough to hold in memory: the
+    retry planner reads the records of failed items from them). Raises InputChangedError."""
+    assert batch.ref_path is not None and batch.ref_offset is not None
+    try:
+        with open(batch.ref_path, "rb") as f:
+            f.seek(batch.ref_offset)
+            data = f.read(batch.bytes)
+    except OSError as exc:
+        raise InputChangedError(batch, f"cannot read it ({exc.strerror})") from exc
+    if len(data) != batch.bytes:
+        raise InputChangedError(batch, f"it ends {batch.bytes - len(data)} bytes short")
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != batch.sha256:
+        raise InputChangedError(batch, "its bytes there have another sha256", actual)
+    return data

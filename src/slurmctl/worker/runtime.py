@@ -543,15 +543,19 @@ class Worker:
             path = self._batch_path(task, scratch)
             with open(path, "rb") as f:
                 batch = handler.mode == "batch"
-                chunks = (self._batch_chunks if batch else self._item_chunks)(f, attempt, handler, ctx)
+                make = self._batch_chunks if batch else self._item_chunks
+                chunks = make(f, attempt, handler, ctx, task.batch.item_ids)
                 return self._drive_chunks(f, task, chunks, ckpt, runs, progress, scratch, beat, batch=batch)
         finally:
             ctx.rate_limits.release()
 
-    def _item_chunks(self, f: BinaryIO, attempt: int, handler: LoadedHandler, ctx: TaskContext) -> _Chunker:
+    def _item_chunks(
+        self, f: BinaryIO, attempt: int, handler: LoadedHandler, ctx: TaskContext, ids: list[int] | None
+    ) -> _Chunker:
         """The chunk function of a per-item handler (see ``_Chunker``): one call per item, a
         failing item recorded as an error, the others' rows kept. Stops early at a stop signal
-        (after the item in hand) or at the end of ``f``."""
+        (after the item in hand) or at the end of ``f``. ``ids``: a retry batch's item ids (rows
+        and ``ctx`` carry them; the checkpoint keeps positions)."""
         call = _item_call(handler)
         decode, encode = _decode_line, _row_encoder()
         record_error = error_recorder(attempt, self._classify)
@@ -567,21 +571,23 @@ class Worker:
             for item_id, line in enumerate(islice(f, n), pos):
                 if flag:
                     return item_id, rows, errors
-                ctx.item_id = item_id
+                ctx.item_id = iid = item_id if ids is None else ids[item_id]
                 try:
                     result = call(decode(line), ctx)
                     if type(result) is dict:  # the common case, inlined: one row
-                        result["_item_id"] = item_id
+                        result["_item_id"] = iid
                         append(encode(result))
                     else:  # every row encoded before any is kept: a bad row fails its item only
-                        rows.extend([encode({**r, "_item_id": item_id}) for r in rows_of(result)])
+                        rows.extend([encode({**r, "_item_id": iid}) for r in rows_of(result)])
                 except Exception as exc:
                     errors.append(record_error(item_id, exc))
             return item_id + 1, rows, errors
 
         return handle_chunk
 
-    def _batch_chunks(self, f: BinaryIO, attempt: int, handler: LoadedHandler, ctx: TaskContext) -> _Chunker:
+    def _batch_chunks(
+        self, f: BinaryIO, attempt: int, handler: LoadedHandler, ctx: TaskContext, ids: list[int] | None
+    ) -> _Chunker:
         """The chunk function of a per-batch handler (see ``_Chunker``): one call with the chunk's
         records; if it raises, or returns a wrong number of results, every item of the call fails;
         an item whose rows cannot be encoded fails alone. Stops early at the end of ``f``."""
@@ -591,7 +597,7 @@ class Worker:
 
         def handle_chunk(pos: int, n: int) -> tuple[int, list[bytes], list[ErrorRow]]:
             lines = list(islice(f, n))
-            ids = range(pos, pos + len(lines))
+            positions = range(pos, pos + len(lines))
             rows: list[bytes] = []
             if not lines:
                 return pos, rows, []
@@ -604,14 +610,15 @@ class Worker:
                         f"batch handler returned {len(results)} results for {len(records)} records"
                     )
             except Exception as exc:  # the call failed: every item of it fails
-                return ids.stop, rows, [record_error(item_id, exc) for item_id in ids]
+                return positions.stop, rows, [record_error(item_id, exc) for item_id in positions]
             errors: list[ErrorRow] = []
-            for item_id, result in zip(ids, results, strict=True):
+            for item_id, result in zip(positions, results, strict=True):
+                iid = item_id if ids is None else ids[item_id]
                 try:  # every row encoded before any is kept: a bad row fails its item only
-                    rows.extend([encode({**r, "_item_id": item_id}) for r in rows_of(result)])
+                    rows.extend([encode({**r, "_item_id": iid}) for r in rows_of(result)])
                 except Exception as exc:
                     errors.append(record_error(item_id, exc))
-            return ids.stop, rows, errors
+            return positions.stop, rows, errors
 
         return handle_chunk
 
@@ -709,6 +716,8 @@ class Worker:
             err_path = scratch / "errors.jsonl"
             with open(err_path, "w", encoding="utf-8") as out:
                 for err in ckpt.iter_errors():
+                    if task.batch.item_ids is not None:  # positions in the checkpoint, ids here
+                        err["item_id"] = task.batch.item_ids[err["item_id"]]
                     out.write(json.dumps(err) + "\n")
             errors_key = keys.result_errors(job, tid, attempt)
             errors_sha = self.objects.put_file(errors_key, err_path).sha256
@@ -753,11 +762,13 @@ class Worker:
     def run_pilot(self, index: int, workers: int, *, idle_poll_s: float = 2.0) -> int:
         """Claim and run tasks until every task is published or unclaimable. Pilots start at
         different offsets (``index``/``workers``) so they rarely contend for the same task."""
-        n = self.job.tasks
-        ids = self.job.task_ids()
-        start = (index * n) // max(workers, 1)
-        order = ids[start:] + ids[:start]
+        from slurmctl.retry.tasks import retry_task_ids
+
         while True:
+            # The job's tasks, then its item retry tasks (planned while the job runs: listed anew).
+            ids = self.job.task_ids() + retry_task_ids(self.objects, self.job_id)
+            start = (index * len(ids)) // max(workers, 1)
+            order = ids[start:] + ids[:start]
             remaining = 0
             ran = False
             for tid in order:

@@ -1,0 +1,262 @@
+"""The store side of item retries: read the facts the planner needs, write its plan durably.
+
+Order of writes (each step idempotent, so a crash anywhere is repaired by running again):
+
+1. the retry manifest ``jobs/<job>/retries/<n>.json``, created if absent: the commit point; a
+   planner that loses the race for number n reads the manifests again and plans again;
+2. the retry batches (``batches/r<n>-<k>.jsonl``: the items' records, copied from the batches of
+   the tasks that failed them) and the task manifests: a function of the manifest, so any process
+   may write them again with the same bytes (``ensure``);
+3. the task records (pending), by the lifecycle (``Lifecycle.create_retry_tasks``).
+
+Retry tasks get the next task ids after the job's last (``t<index>``, index >= the job's task
+count); the manifest lists them. Their not-before time is in the manifest: the runner (local) and
+the watch loop (Slurm) submit them once it has passed.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import random
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from slurmctl.coordinator import load_job
+from slurmctl.errors import ConflictError, ObjectNotFoundError
+from slurmctl.lifecycle import Lifecycle
+from slurmctl.model.core import Batch, Job, Task, TaskStatus, task_id
+from slurmctl.model.manifests import DoneMarker, RetryManifest
+from slurmctl.model.states import TaskState
+from slurmctl.retry.plan import Failure, Plan, Policy, plan
+from slurmctl.retry.tasks import manifests as read_manifests
+from slurmctl.storage import keys
+from slurmctl.storage.base import Backend
+
+log = logging.getLogger(__name__)
+
+
+def _index(tid: str) -> int:
+    return int(tid[1:])
+
+
+def manifests(backend: Backend, job_id: str) -> list[RetryManifest]:
+    """Every retry manifest of the job, by number."""
+    return read_manifests(backend.objects, job_id)
+
+
+@dataclass
+class History:
+    """What the retry manifests say about items: how often each ran, the last task holding it."""
+
+    tries: dict[int, int] = field(default_factory=dict)  # item -> runs (absent: 1)
+    latest: dict[int, int] = field(default_factory=dict)  # item -> index of the last retry task
+    planned: set[str] = field(default_factory=set)  # tasks whose failures a plan took
+    retry_tasks: dict[str, list[int]] = field(default_factory=dict)  # retry task -> its items
+    next_index: int = 0
+
+    @classmethod
+    def of(cls, job: Job, ms: Iterable[RetryManifest]) -> History:
+        h = cls(next_index=job.tasks)
+        for m in ms:
+            h.planned.update(m.sources)
+            for tid, ids in m.items.items():
+                h.retry_tasks[tid] = ids
+                idx = _index(tid)
+                h.next_index = max(h.next_index, idx + 1)
+                for i in ids:
+                    h.tries[i] = h.tries.get(i, 1) + 1
+                    h.latest[i] = idx
+        return h
+
+
+def current_failures(
+    backend: Backend, job_id: str, statuses: Iterable[TaskStatus], history: History, *, unplanned: bool
+) -> tuple[list[Failure], list[str]]:
+    """The latest failure of every failed item of a succeeded task that no later retry task holds
+    (``unplanned``: only of the tasks no plan took yet). Returns them and the tasks read."""
+    out: list[Failure] = []
+    read: list[str] = []
+    objects = backend.objects
+    for st in statuses:
+        tid = st.task_id
+        if st.state != TaskState.SUCCEEDED or not st.items_failed or (unplanned and tid in history.planned):
+            continue
+        marker = DoneMarker.from_json(objects.get(keys.done_marker(job_id, tid)), where=f"{tid}/.done")
+        read.append(tid)
+        # The published attempt's error file, by its key (not through the result manifest and its
+        # sha256: a third read per task; ``results`` verifies every file before merging).
+        try:
+            data = objects.get(keys.result_errors(job_id, tid, marker.attempt))
+        except ObjectNotFoundError:
+            continue
+        idx = _index(tid)
+        latest = history.latest
+        for line in data.splitlines():
+            try:
+                err = json.loads(line)
+                item = err["item_id"]
+            except (ValueError, KeyError, TypeError):
+                log.warning("task %s: a damaged line of its error file is not planned", tid)
+                continue
+            if latest.get(item, -1) > idx:
+                continue  # a later retry task holds it
+            out.append(Failure(item, err.get("category") or "unknown", err.get("type") or "", tid))
+    return out, read
+
+
+def _batch_lines(backend: Backend, task: Task) -> list[bytes]:
+    """The lines of a task's batch (sha256 checked), newline-terminated."""
+    b = task.batch
+    if b.key is None:  # a reference batch: bytes of the input file
+        from slurmctl.worker.batchfile import read_reference
+
+        data = read_reference(b)
+    else:
+        data = backend.objects.get_verified(b.key, b.sha256)
+    return [line if line.endswith(b"\n") else line + b"\n" for line in io.BytesIO(data)]
+
+
+def materialize(backend: Backend, job_id: str, doc: RetryManifest) -> None:
+    """Write the retry batches and task manifests of ``doc`` (the same bytes every time)."""
+    objects = backend.objects
+    records: dict[int, bytes] = {}
+    for src, ids in doc.origin.items():
+        task = Task.from_json(objects.get(keys.task_manifest(job_id, src)), where=src)
+        lines = _batch_lines(backend, task)
+        pos = {i: k for k, i in enumerate(task.batch.item_ids)} if task.batch.item_ids is not None else None
+        for i in ids:
+            records[i] = lines[pos[i] if pos is not None else i - task.batch.first_item]
+    for k, tid in enumerate(doc.task_ids):
+        ids = doc.items[tid]
+        data = b"".join(records[i] for i in ids)
+        batch_id = f"r{doc.number:04d}-{k:05d}"
+        info = objects.put(keys.batch(job_id, batch_id), data)
+        batch = Batch(
+            batch_id=batch_id,
+            index=_index(tid),
+            key=info.key,
+            first_item=0,
+            items=len(ids),
+            bytes=info.size,
+            sha256=info.sha256,
+            source=f"retry {doc.number}",
+            first_line=1,
+            last_line=len(ids),
+            item_ids=ids,
+        )
+        task = Task(task_id=tid, job_id=job_id, index=_index(tid), batch=batch)
+        objects.put(keys.task_manifest(job_id, tid), task.to_json())
+
+
+def ensure(backend: Backend, lc: Lifecycle, ms: Iterable[RetryManifest]) -> None:
+    """Finish the plans a crash interrupted: a retry manifest whose tasks have no records yet."""
+    for m in ms:
+        if m.items and lc.task(m.task_ids[-1]) is None:
+            materialize(backend, lc.job_id, m)
+            lc.create_retry_tasks(m)
+
+
+def plan_retries(
+    backend: Backend,
+    job_id: str,
+    *,
+    by_hand: bool = False,
+    categories: Iterable[str] | None = None,
+    force: bool = False,
+    dry_run: bool = False,
+    now: float | None = None,
+    rng: Callable[[], float] = random.random,
+    statuses: list[TaskStatus] | None = None,
+) -> tuple[Plan, RetryManifest | None]:
+    """Plan the retry of the job's current failures and (unless ``dry_run``, or nothing to retry)
+    record it: manifest, retry batches, task manifests, task records. Returns the plan and its
+    manifest. Automatic (``by_hand`` False) reads only tasks no plan took yet."""
+    job = load_job(backend, job_id)
+    lc = Lifecycle.of(backend, job_id, job.config)
+    policy = Policy.from_config(job.config)
+    cats = list(categories) if categories is not None else None
+    while True:
+        ms = manifests(backend, job_id)
+        if not dry_run:
+            ensure(backend, lc, ms)
+        history = History.of(job, ms)
+        sts = statuses if statuses is not None else lc.tasks()
+        failures, read = current_failures(backend, job_id, sts, history, unplanned=not by_hand)
+        p = plan(failures, history.tries, policy, by_hand=by_hand, categories=cats, force=force, rng=rng)
+        if dry_run or not (p.tasks or (read and not by_hand)):
+            return p, None  # (an automatic pass records the tasks it read even if none retries)
+        created = now if now is not None else time.time()
+        tids = [task_id(history.next_index + k) for k in range(len(p.tasks))]
+        number = max((m.number for m in ms), default=-1) + 1
+        doc = RetryManifest(
+            job_id=job_id,
+            number=number,
+            created_at=created,
+            reason="slurmctl retry" if by_hand else "automatic item retry",
+            task_ids=tids,
+            items=dict(zip(tids, p.tasks, strict=True)),
+            origin=p.origin,
+            sources=read,
+            categories=p.categories,
+            causes=p.causes,
+            skipped=p.skipped,
+            round=p.round,
+            delay_s=round(p.delay_s, 3),
+            not_before=created + p.delay_s,
+        )
+        try:
+            backend.objects.put_if_absent(keys.retry_manifest(job_id, number), doc.to_json())
+        except ConflictError:
+            statuses = None  # another planner (or a resubmission) took number n: look again
+            continue
+        if not tids:
+            return p, doc
+        materialize(backend, job_id, doc)
+        lc.create_retry_tasks(doc)
+        log.info(
+            "retry %d: %d item(s) in %d task(s) %s..%s, not before +%.1f s",
+            number,
+            p.items,
+            len(tids),
+            tids[0],
+            tids[-1],
+            p.delay_s,
+        )
+        return p, doc
+
+
+class AutoRetry:
+    """Item retries during a run (the local runner, the watch loop): ``step`` plans the failures
+    of newly finished tasks (at most every ``every_s``) and returns the retry tasks whose
+    not-before time has passed."""
+
+    def __init__(self, backend: Backend, job_id: str, *, every_s: float = 2.0) -> None:
+        self.backend, self.job_id, self.every_s = backend, job_id, every_s
+        self.waiting: dict[str, float] = {}  # retry task -> not before (unix time)
+        self._next = 0.0
+        for m in manifests(backend, job_id):
+            if m.items:
+                for tid in m.task_ids:
+                    self.waiting[tid] = m.not_before
+
+    def step(self, *, force: bool = False) -> list[str]:
+        """Plan if due (or ``force``); return the waiting retry tasks that may run now."""
+        mono = time.monotonic()
+        if force or mono >= self._next:
+            self._next = mono + self.every_s
+            _, doc = plan_retries(self.backend, self.job_id)
+            if doc is not None:
+                for tid in doc.task_ids:
+                    self.waiting[tid] = doc.not_before
+        now = time.time()
+        due = sorted(t for t, at in self.waiting.items() if at <= now)
+        for t in due:
+            del self.waiting[t]
+        return due
+
+    def next_due(self) -> float | None:
+        """Seconds until the next waiting retry task may run, or None if none waits."""
+        return max(0.0, min(self.waiting.values()) - time.time()) if self.waiting else None
