@@ -11,6 +11,7 @@ from pathlib import Path
 
 from slurmctl.lifecycle import task_statuses
 from slurmctl.model.states import TaskState
+from slurmctl.ratelimit import bucket_store
 from slurmctl.storage.local import local_backend
 from tests.e2e.cli import slurmctl, submit_wait, write_job
 
@@ -91,6 +92,8 @@ def test_pause_resume_local(tmp_path: Path) -> None:
     st = slurmctl("status", job_id, root=root)
     assert "paused" in st.out.splitlines()[0], st.out
     assert json.loads(slurmctl("status", job_id, "--json", root=root).out)["paused"] is True
+    tokens = bucket_store(backend)
+    assert tokens.get(f"{job_id}/_pause")["paused"] is True  # rate-limit tokens stop too
     # The tasks claimed before the pause finish; then nothing runs.
     wait_for(
         lambda: not any(t.state == TaskState.RUNNING for t in task_statuses(backend, job_id)), what="idle job"
@@ -101,6 +104,7 @@ def test_pause_resume_local(tmp_path: Path) -> None:
 
     r = slurmctl("resume", job_id, root=root)
     assert r.code == 0 and "resumed" in r.out, r.err
+    assert tokens.get(f"{job_id}/_pause")["paused"] is False
     r = slurmctl("status", job_id, "--watch", root=root)
     assert r.code == 0, r.err + r.out
     check_no_claim_while_paused(root, job_id)
