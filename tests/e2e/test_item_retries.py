@@ -151,3 +151,44 @@ def test_restarted_runner_waits_for_the_retry_not_before_time(tmp_path):
     st = next(t for t in task_statuses(backend, job_id) if t.task_id == tid)
     assert st.state == TaskState.SUCCEEDED and st.attempt == 1
     assert st.started_at >= doc.not_before, (st.started_at, doc.not_before)
+
+
+def workers_of(job_id: str, tid: str) -> list[int]:
+    """The pids of the live worker processes started for the task."""
+    pids = []
+    for p in Path("/proc").glob("[0-9]*"):
+        try:
+            argv = (p / "cmdline").read_bytes().split(b"\0")
+            zombie = "Z" in (p / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if not zombie and b"slurmctl.worker" in argv and job_id.encode() in argv and tid.encode() in argv:
+            pids.append(int(p.name))
+    return pids
+
+
+def test_retry_tasks_wait_while_paused_and_run_after_resume(tmp_path):
+    job, root, env = once_job(tmp_path, 2)
+    r = slurmctl("submit", str(job), root=root, env=env)
+    assert r.code == 0, r.err
+    job_id = r.out.strip().splitlines()[-1]
+    backend = open_backend({"kind": "local", "root": str(root)})
+    doc = wait_for(lambda: retry_plan(backend, job_id), what="retry plan")
+    r = slurmctl("pause", job_id, root=root)
+    assert r.code == 0, r.err
+    assert time.time() < doc.not_before, "the pause came too late to test anything"
+    (tid,) = doc.task_ids
+    # Past the not-before time (and a few of the runner's rounds): no worker started for it.
+    time.sleep(max(0.0, doc.not_before - time.time()) + 2.0)
+    assert workers_of(job_id, tid) == []
+    st = next(t for t in task_statuses(backend, job_id) if t.task_id == tid)
+    assert st.attempt == 0 and st.started_at is None
+
+    r = slurmctl("resume", job_id, root=root)
+    assert r.code == 0, r.err
+    w = slurmctl("status", job_id, "--watch", root=root, env=env)
+    assert w.code == 0, (w.err, w.out)
+    events = json.loads((root / "state" / "jobs" / f"{job_id}.json").read_text())["value"]["events"]
+    resumed = next(e["at"] for e in events if e["what"] == "resume")
+    st = next(t for t in task_statuses(backend, job_id) if t.task_id == tid)
+    assert st.state == TaskState.SUCCEEDED and st.attempt == 1 and st.started_at >= resumed
