@@ -132,7 +132,7 @@ def runner_pid(root: Path, job_id: str) -> int:
 
 
 def test_restarted_runner_waits_for_the_retry_not_before_time(tmp_path):
-    job, root, env = once_job(tmp_path, 6)
+    job, root, env = once_job(tmp_path, 8)
     r = slurmctl("submit", str(job), root=root, env=env)
     assert r.code == 0, r.err
     job_id = r.out.strip().splitlines()[-1]
@@ -168,7 +168,7 @@ def workers_of(job_id: str, tid: str) -> list[int]:
 
 
 def test_retry_tasks_wait_while_paused_and_run_after_resume(tmp_path):
-    job, root, env = once_job(tmp_path, 2)
+    job, root, env = once_job(tmp_path, 8)
     r = slurmctl("submit", str(job), root=root, env=env)
     assert r.code == 0, r.err
     job_id = r.out.strip().splitlines()[-1]
