@@ -134,3 +134,20 @@ def test_retry_plan_smoke():
         p.stdout
     )
     assert {"plan", "plan_record", "read_errors"} <= {r["contender"] for r in results(p.stdout)}
+
+
+def test_retry_roundtrip_smoke():
+    """One job per contender: the script checks each retried item 0 once and the output exactly once."""
+    p = run_bench("retry_roundtrip.py", "20", "--repeat", "1", "--busy-s", "0.5")
+    assert {"roundtrip_idle_vs_submit_one_item", "roundtrip_busy_vs_submit_one_item"} <= ratio_names(p.stdout)
+    by = {r["contender"]: r for r in results(p.stdout)}
+    assert {"idle", "busy", "submit_one_item"} <= set(by)
+    assert by["idle"]["roundtrip"]["median"] > 0 and by["idle"]["items"] == 20
+
+
+def test_retry_acceptance_smoke():
+    """4,000 items, 1 % failing: the script checks every promise (exit 1 if one is broken)."""
+    p = run_bench("retry_acceptance.py", "4000", "--items-per-task", "500", "--base-s", "0.2")
+    assert p.stdout.count("CHECK ") == 8 and "error" not in p.stderr
+    (r,) = results(p.stdout)
+    assert (r["items"], r["transient"], r["permanent"]) == (4000, 20, 20)

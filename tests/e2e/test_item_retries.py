@@ -6,7 +6,13 @@ holds every other item exactly once by id."""
 from __future__ import annotations
 
 import json
+import os
+import signal
+import time
+from pathlib import Path
 
+from slurmctl.lifecycle import task_statuses
+from slurmctl.model.states import TaskState
 from slurmctl.retry.store import manifests
 from slurmctl.storage.open import open_backend
 from tests.e2e.cli import read_jsonl, slurmctl, submit_wait, write_job
@@ -73,3 +79,116 @@ def test_transient_items_retried_permanent_never_output_once_by_id(tmp_path):
     assert {e["category"] for e in errors} == {"permanent"}
     agg = json.loads(out.with_name(out.name + ".manifest.json").read_text())
     assert (agg["items_ok"], agg["items_failed"], agg["rows"]) == (N - 100, 100, N - 100)
+
+
+ONCE = """
+import os
+from pathlib import Path
+from slurmctl.errors import TransientItemError
+
+def handle(record, ctx):
+    mark = Path(os.environ["RETRY_MARKS"]) / f"t{record['n']}"
+    if record["n"] == 1 and not mark.exists():
+        mark.write_text(ctx.task_id)
+        raise TransientItemError("upstream busy")
+    return {"n": record["n"]}
+"""
+
+
+def once_job(tmp_path: Path, base_s: float) -> tuple[Path, Path, dict[str, str]]:
+    """A 4-item job whose item 1 fails once (transient); its retry waits exactly ``base_s``."""
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    (tmp_path / "once.py").write_text(ONCE)
+    (tmp_path / "in.jsonl").write_text("".join(json.dumps({"n": i}) + "\n" for i in range(4)))
+    job = write_job(
+        tmp_path,
+        "name: once\ninput: {path: in.jsonl}\nhandler: {function: 'once:handle'}\n"
+        f"retry: {{backoff: {{base_s: {base_s}, cap_s: {base_s}, jitter: none}}}}\n"
+        "executor: {kind: local, max_parallel: 2}\n",
+    )
+    return job, tmp_path / "root", {"RETRY_MARKS": str(marks)}
+
+
+def wait_for(cond, timeout: float = 120.0, what: str = "condition"):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        got = cond()
+        if got:
+            return got
+        time.sleep(0.1)
+    raise AssertionError(f"no {what} within {timeout:.0f} s")
+
+
+def retry_plan(backend, job_id: str):
+    """The job's first item retry plan once its task records exist (written after the manifest)."""
+    doc = next((m for m in manifests(backend, job_id) if m.items), None)
+    ids = {t.task_id for t in task_statuses(backend, job_id)}
+    return doc if doc is not None and set(doc.task_ids) <= ids else None
+
+
+def runner_pid(root: Path, job_id: str) -> int:
+    return json.loads((root / "state" / "jobs" / f"{job_id}.json").read_text())["value"]["runner_pid"]
+
+
+def test_restarted_runner_waits_for_the_retry_not_before_time(tmp_path):
+    job, root, env = once_job(tmp_path, 8)
+    r = slurmctl("submit", str(job), root=root, env=env)
+    assert r.code == 0, r.err
+    job_id = r.out.strip().splitlines()[-1]
+    backend = open_backend({"kind": "local", "root": str(root)})
+    doc = wait_for(lambda: retry_plan(backend, job_id), what="retry plan")
+    pid = runner_pid(root, job_id)
+    os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text(),
+             what="runner gone")  # fmt: skip
+    assert time.time() < doc.not_before, "the restart came too late to test anything"
+    r = slurmctl("resubmit", job_id, root=root, env=env)
+    assert r.code == 0, r.err
+    w = slurmctl("status", job_id, "--watch", root=root, env=env)
+    assert w.code == 0, (r.out, w.err, w.out)
+    (tid,) = doc.task_ids
+    st = next(t for t in task_statuses(backend, job_id) if t.task_id == tid)
+    assert st.state == TaskState.SUCCEEDED and st.attempt == 1
+    assert st.started_at >= doc.not_before, (st.started_at, doc.not_before)
+
+
+def workers_of(job_id: str, tid: str) -> list[int]:
+    """The pids of the live worker processes started for the task."""
+    pids = []
+    for p in Path("/proc").glob("[0-9]*"):
+        try:
+            argv = (p / "cmdline").read_bytes().split(b"\0")
+            zombie = "Z" in (p / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if not zombie and b"slurmctl.worker" in argv and job_id.encode() in argv and tid.encode() in argv:
+            pids.append(int(p.name))
+    return pids
+
+
+def test_retry_tasks_wait_while_paused_and_run_after_resume(tmp_path):
+    job, root, env = once_job(tmp_path, 8)
+    r = slurmctl("submit", str(job), root=root, env=env)
+    assert r.code == 0, r.err
+    job_id = r.out.strip().splitlines()[-1]
+    backend = open_backend({"kind": "local", "root": str(root)})
+    doc = wait_for(lambda: retry_plan(backend, job_id), what="retry plan")
+    r = slurmctl("pause", job_id, root=root)
+    assert r.code == 0, r.err
+    assert time.time() < doc.not_before, "the pause came too late to test anything"
+    (tid,) = doc.task_ids
+    # Past the not-before time (and a few of the runner's rounds): no worker started for it.
+    time.sleep(max(0.0, doc.not_before - time.time()) + 2.0)
+    assert workers_of(job_id, tid) == []
+    st = next(t for t in task_statuses(backend, job_id) if t.task_id == tid)
+    assert st.attempt == 0 and st.started_at is None
+
+    r = slurmctl("resume", job_id, root=root)
+    assert r.code == 0, r.err
+    w = slurmctl("status", job_id, "--watch", root=root, env=env)
+    assert w.code == 0, (w.err, w.out)
+    events = json.loads((root / "state" / "jobs" / f"{job_id}.json").read_text())["value"]["events"]
+    resumed = next(e["at"] for e in events if e["what"] == "resume")
+    st = next(t for t in task_statuses(backend, job_id) if t.task_id == tid)
+    assert st.state == TaskState.SUCCEEDED and st.attempt == 1 and st.started_at >= resumed

@@ -187,11 +187,11 @@ def run(backend: Backend, job_id: str, *, max_parallel: int | None = None) -> in
         return not (st.state == TaskState.FAILED and not attempts_left(st, lc.max_attempts))
 
     # Item retries (slurmctl.retry): failed items of finished tasks are planned while the runner has
-    # nothing queued to start; their retry tasks join the queue once their not-before time passes.
+    # nothing queued to start; their retry tasks (those of earlier runners too) join the queue only
+    # through ``auto.step``: once their not-before time has passed, and not while the job is paused.
     auto = AutoRetry(backend, job_id) if cfg["retry"].get("items", True) else None
-    todo = sorted(t.task_id for t in lc.tasks() if runnable(t.task_id))
-    if auto is not None:
-        auto.waiting = {t: at for t, at in auto.waiting.items() if t not in todo}
+    waiting = auto.waiting if auto is not None else {}
+    todo = sorted(t.task_id for t in lc.tasks() if t.task_id not in waiting and runnable(t.task_id))
     deferred: list[str] = []  # held by a live worker this runner did not start: look again later
     running: dict[str, subprocess.Popen[bytes]] = {}
     spawned: dict[str, TaskStatus | None] = {}  # the record each running worker was started on

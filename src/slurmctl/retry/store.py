@@ -37,6 +37,8 @@ from slurmctl.storage.base import Backend
 
 log = logging.getLogger(__name__)
 
+PAUSED_POLL_S = 1.0  # how often a runner looks again whether a paused job was resumed
+
 
 def _index(tid: str) -> int:
     return int(tid[1:])
@@ -231,11 +233,12 @@ def plan_retries(
 class AutoRetry:
     """Item retries during a run (the local runner, the watch loop): ``step`` plans the failures
     of newly finished tasks (at most every ``every_s``) and returns the retry tasks whose
-    not-before time has passed."""
+    not-before time has passed, none while the job is paused (they wait for ``resume``)."""
 
     def __init__(self, backend: Backend, job_id: str, *, every_s: float = 2.0) -> None:
         self.backend, self.job_id, self.every_s = backend, job_id, every_s
         self.waiting: dict[str, float] = {}  # retry task -> not before (unix time)
+        self.paused = False  # the job was paused when a retry task was last due
         self._next = 0.0
         for m in manifests(backend, job_id):
             if m.items:
@@ -253,10 +256,18 @@ class AutoRetry:
                     self.waiting[tid] = doc.not_before
         now = time.time()
         due = sorted(t for t, at in self.waiting.items() if at <= now)
+        if due:
+            rec = self.backend.state.get(keys.JOBS_TABLE, keys.job_state(self.job_id))
+            self.paused = bool(rec is not None and rec.value.get("paused"))
+            if self.paused:
+                return []
         for t in due:
             del self.waiting[t]
         return due
 
     def next_due(self) -> float | None:
-        """Seconds until the next waiting retry task may run, or None if none waits."""
-        return max(0.0, min(self.waiting.values()) - time.time()) if self.waiting else None
+        """Seconds until the next waiting retry task may run (while the job is paused: until the
+        job record is worth reading again), or None if none waits."""
+        if not self.waiting:
+            return None
+        return PAUSED_POLL_S if self.paused else max(0.0, min(self.waiting.values()) - time.time())

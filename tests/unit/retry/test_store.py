@@ -5,18 +5,19 @@ refuses an item with rows from two tasks."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
 
 from slurmctl.errors import EXIT_OK, ResultsError
 from slurmctl.failures.analyze import analyze
-from slurmctl.lifecycle import Lifecycle
+from slurmctl.lifecycle import Lifecycle, set_paused
 from slurmctl.model.core import Task
 from slurmctl.model.manifests import RetryManifest
 from slurmctl.model.states import TaskState
 from slurmctl.results import merge
-from slurmctl.retry.store import manifests, materialize, plan_retries
+from slurmctl.retry.store import PAUSED_POLL_S, AutoRetry, manifests, materialize, plan_retries
 from slurmctl.storage import keys
 from slurmctl.storage.open import open_backend
 from slurmctl.worker.batchfile import InputChangedError
@@ -165,3 +166,23 @@ def test_an_input_changed_since_submission_is_refused(tmp_path, monkeypatch):
     assert plan_retries(backend, job_id)[1] is None
     st = Lifecycle(backend, job_id).task("t0000004")
     assert st is not None and st.state == TaskState.PENDING
+
+
+def test_auto_retry_holds_due_retry_tasks_while_the_job_is_paused(tmp_path, monkeypatch):
+    """What the local runner and the watch loop start or submit comes from AutoRetry.step: nothing
+    while the job is paused; the same tasks once it is resumed."""
+    monkeypatch.setenv("SLURMCTL_SCRATCH", str(tmp_path / "scratch"))
+    root, job_id = prepare(tmp_path)
+    backend = open_backend({"kind": "local", "root": str(root)})
+    for i in range(4):
+        assert Worker(backend, job_id).run_task(f"t{i:07d}") == EXIT_OK
+    _, doc = plan_retries(backend, job_id, now=time.time() - 100)  # its not-before time has passed
+    assert doc is not None and doc.task_ids == ["t0000004"]
+    set_paused(backend, job_id, True)
+    auto = AutoRetry(backend, job_id)
+    assert auto.step(force=True) == []
+    assert auto.waiting == {"t0000004": doc.not_before}
+    assert auto.next_due() == PAUSED_POLL_S
+    set_paused(backend, job_id, False)
+    assert auto.step() == ["t0000004"]
+    assert auto.waiting == {} and auto.next_due() is None
