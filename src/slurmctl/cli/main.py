@@ -286,6 +286,13 @@ def results(
             raise SlurmctlError("no output path: give -o FILE or set output.path in the job file")
         output, fmt = Path(ocfg["path"]), fmt or ocfg["format"]
     m = merge(backend, job_id, output, fmt)
+    if m.unpublished:
+        shown = ", ".join(m.unpublished[:10]) + (" ..." if len(m.unpublished) > 10 else "")
+        err().print(
+            f"[yellow]warning[/]: {len(m.unpublished)} retry task(s) have no published result (failed, "
+            f"not run yet or waiting): their items keep their earlier outcome: {shown}",
+            highlight=False,
+        )
     out().print(
         f"wrote {m.output_path} ({m.output_format}, {m.rows} rows from {m.tasks} tasks, "
         f"sha256 {m.output_sha256[:16]}…); items ok={m.items_ok} failed={m.items_failed}"

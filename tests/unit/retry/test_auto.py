@@ -13,12 +13,14 @@ from slurmctl.coordinator import load_job
 from slurmctl.errors import EXIT_OK, StateError
 from slurmctl.lifecycle import Facts, Lifecycle
 from slurmctl.model.states import JobState, TaskState
+from slurmctl.results import merge
 from slurmctl.retry.command import retry_tasks
 from slurmctl.retry.store import AutoRetry, manifests, plan_retries
 from slurmctl.storage import keys
 from slurmctl.storage.open import open_backend
 from slurmctl.watch import watch
 from slurmctl.worker.runtime import Worker
+from tests.e2e.cli import slurmctl
 from tests.unit.retry.test_store import prepare
 
 
@@ -131,3 +133,18 @@ def test_dry_runs_write_nothing(tmp_path, monkeypatch):
     with pytest.raises(StateError, match="nothing to retry"):
         list(retry_tasks(backend, job_id, category=None, force=False, dry_run=True))
     assert backend.state.scan(keys.PROGRESS_TABLE, keys.progress_prefix(job_id)) == []
+
+
+def test_results_leave_out_a_retry_task_with_no_result(tmp_path, monkeypatch):
+    """A retry task not run yet does not block the merge: its items keep their earlier outcome
+    (failed), and the command says so."""
+    backend, job_id, _ = _setup(tmp_path, monkeypatch)
+    _, doc = plan_retries(backend, job_id, now=1000.0, rng=lambda: 0.5)
+    assert doc is not None and doc.task_ids == ["t0000004"]
+    m = merge(backend, job_id, tmp_path / "out.jsonl")
+    assert (m.items_ok, m.items_failed, m.tasks, m.unpublished) == (32, 8, 4, ["t0000004"])
+    r = slurmctl(
+        "results", job_id, "-o", str(tmp_path / "o2.jsonl"), "--allow-failed-items", root=tmp_path / "root"
+    )
+    assert r.code == 0, r.err
+    assert "1 retry task(s) have no published result" in r.err and "t0000004" in r.err
