@@ -30,8 +30,9 @@ from slurmctl.model.states import JobState, TaskState
 from slurmctl.storage import keys
 from slurmctl.storage.base import Backend
 
-# Objects ``purge --keep-results`` keeps: what ``slurmctl results JOB`` reads.
-_RESULT_PARTS = ("job.json", "config.json", "tasks/", "results/", "output/")
+# Objects ``purge --keep-results`` keeps: what ``slurmctl results JOB`` reads (the retry manifests
+# name the retry tasks; their batches are not read).
+_RESULT_PARTS = ("job.json", "config.json", "tasks/", "results/", "retries/", "output/")
 # State tables of a job besides tasks and progress (keys ``<job>/...``): its rate-limit buckets.
 _JOB_TABLES = ("limits",)
 # SQS queues that may carry a job's messages (a message body names its job as "job" or "job_id").

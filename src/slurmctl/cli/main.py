@@ -360,8 +360,11 @@ def inspect(
     job = load_job(backend, job_id)
     if task_id is None:
         doc = job.model_dump(mode="json")
-        doc["status"] = backend.state.get(keys.JOBS_TABLE, keys.job_state(job_id)).value
+        rec = backend.state.get(keys.JOBS_TABLE, keys.job_state(job_id))
+        doc["status"] = None if rec is None else rec.value
         print(json.dumps(doc, indent=2))
+        if rec is None:
+            err().print(f"job {job_id} has no job record (purged with --keep-results): status is null")
         return
     try:
         task = Task.from_json(backend.objects.get(keys.task_manifest(job_id, task_id)), where=task_id)

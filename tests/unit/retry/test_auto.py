@@ -4,11 +4,13 @@ again, a cancelled job gets no plan, a failed job a last one, a planner error tu
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 from pathlib import Path
 
 import pytest
 
+from slurmctl import control
 from slurmctl.coordinator import load_job
 from slurmctl.errors import EXIT_OK, StateError
 from slurmctl.lifecycle import Facts, Lifecycle
@@ -148,3 +150,18 @@ def test_results_leave_out_a_retry_task_with_no_result(tmp_path, monkeypatch):
     )
     assert r.code == 0, r.err
     assert "1 retry task(s) have no published result" in r.err and "t0000004" in r.err
+
+
+def test_purge_keep_results_keeps_the_retried_items(tmp_path, monkeypatch):
+    backend, job_id, lc = _setup(tmp_path, monkeypatch)
+    plan_retries(backend, job_id, now=1000.0, rng=lambda: 0.5)
+    assert Worker(backend, job_id).run_task("t0000004") == EXIT_OK
+    lc.refresh_job()
+    before = merge(backend, job_id, tmp_path / "a.jsonl")
+    assert (before.items_ok, before.items_failed, before.tasks) == (35, 5, 5)
+    control.purge(backend, control.plan_purge(backend, job_id, keep_results=True), keep_results=True)
+    after = merge(backend, job_id, tmp_path / "b.jsonl")
+    assert (after.items_ok, after.items_failed, after.tasks) == (35, 5, 5)
+    r = slurmctl("inspect", job_id, root=tmp_path / "root")
+    assert r.code == 0 and json.loads(r.out)["status"] is None, r.err
+    assert "purged with --keep-results" in r.err
