@@ -13,11 +13,13 @@ import pytest
 from slurmctl import control
 from slurmctl.coordinator import load_job
 from slurmctl.errors import EXIT_OK, StateError
+from slurmctl.failures.analyze import analyze
 from slurmctl.lifecycle import Facts, Lifecycle
 from slurmctl.model.states import JobState, TaskState
 from slurmctl.results import merge
 from slurmctl.retry.command import retry_tasks
 from slurmctl.retry.store import AutoRetry, manifests, plan_retries
+from slurmctl.status import progress
 from slurmctl.storage import keys
 from slurmctl.storage.open import open_backend
 from slurmctl.watch import watch
@@ -165,3 +167,11 @@ def test_purge_keep_results_keeps_the_retried_items(tmp_path, monkeypatch):
     r = slurmctl("inspect", job_id, root=tmp_path / "root")
     assert r.code == 0 and json.loads(r.out)["status"] is None, r.err
     assert "purged with --keep-results" in r.err
+
+
+def test_analyze_and_status_agree_while_a_retry_is_pending(tmp_path, monkeypatch):
+    backend, job_id, _ = _setup(tmp_path, monkeypatch)
+    plan_retries(backend, job_id, now=1000.0, rng=lambda: 0.5)
+    assert progress(backend, job_id).items_failed == analyze(backend, job_id).failed_items == 8
+    assert Worker(backend, job_id).run_task("t0000004") == EXIT_OK
+    assert progress(backend, job_id).items_failed == analyze(backend, job_id).failed_items == 5
