@@ -351,7 +351,7 @@ def inspect(
 ) -> None:
     """Show the job manifest, or a task's manifest, state and result manifest (JSON)."""
     from slurmctl.coordinator import load_job
-    from slurmctl.errors import ObjectNotFoundError
+    from slurmctl.errors import ObjectNotFoundError, StateError
     from slurmctl.model.core import Task
     from slurmctl.model.manifests import DoneMarker
     from slurmctl.storage import keys
@@ -366,10 +366,13 @@ def inspect(
         if rec is None:
             err().print(f"job {job_id} has no job record (purged with --keep-results): status is null")
         return
+    missing = StateError(f"job {job_id} has no task {task_id!r} (tasks are t0000000..)")
+    if not (task_id[:1] == "t" and task_id[1:].isdigit()):  # never a key outside the job's tasks
+        raise missing
     try:
         task = Task.from_json(backend.objects.get(keys.task_manifest(job_id, task_id)), where=task_id)
     except ObjectNotFoundError:
-        raise SlurmctlError(f"job {job_id} has no task {task_id!r} (tasks are t0000000..)") from None
+        raise missing from None
     rec = backend.state.get(keys.TASKS_TABLE, keys.task_state(job_id, task_id))
     doc: dict[str, Any] = {"task": task.model_dump(mode="json"), "state": rec.value if rec else None}
     try:

@@ -48,3 +48,13 @@ def test_purge_deletes_no_directory_outside_root_jobs(tmp_path):
     with pytest.raises(StateError, match="purge deletes nothing there"):
         control._job_dir(tmp_path / "root", "j")
     assert control._job_dir(tmp_path / "root", "k") == (tmp_path / "root" / "jobs" / "k").resolve()
+
+
+def test_inspect_of_an_unknown_or_malformed_task_exits_5(tmp_path, monkeypatch):
+    from tests.unit.retry.test_store import prepare
+
+    monkeypatch.setenv("SLURMCTL_SCRATCH", str(tmp_path / "scratch"))
+    root, job_id = prepare(tmp_path)
+    for task_id in ("t9999999", "../job", "x"):
+        r = slurmctl("inspect", job_id, task_id, root=root)
+        assert r.code == 5 and "has no task" in r.err, (task_id, r.code, r.err)
