@@ -30,8 +30,9 @@ from slurmctl.model.states import JobState, TaskState
 from slurmctl.storage import keys
 from slurmctl.storage.base import Backend
 
-# Objects ``purge --keep-results`` keeps: what ``slurmctl results JOB`` reads.
-_RESULT_PARTS = ("job.json", "config.json", "tasks/", "results/", "output/")
+# Objects ``purge --keep-results`` keeps: what ``slurmctl results JOB`` reads (the retry manifests
+# name the retry tasks; their batches are not read).
+_RESULT_PARTS = ("job.json", "config.json", "tasks/", "results/", "retries/", "output/")
 # State tables of a job besides tasks and progress (keys ``<job>/...``): its rate-limit buckets.
 _JOB_TABLES = ("limits",)
 # SQS queues that may carry a job's messages (a message body names its job as "job" or "job_id").
@@ -107,6 +108,16 @@ def _local_root(backend: Backend) -> Path | None:
     return Path(root) if root else None
 
 
+def _job_dir(root: Path, job_id: str) -> Path:
+    """The job's directory ``<root>/jobs/<job>``, resolved; StateError unless it is a child of
+    ``<root>/jobs`` (the only directories purge deletes)."""
+    jobs = (root / keys.jobs_root()).resolve()
+    d = (root / keys.job_prefix(job_id)).resolve()
+    if d.parent != jobs:
+        raise StateError(f"job {job_id!r}: its directory {d} is not in {jobs}; purge deletes nothing there")
+    return d
+
+
 def plan_purge(backend: Backend, job_id: str, *, keep_results: bool = False) -> PurgePlan:
     """List what a purge deletes. Reads only. Raises JobNotFoundError if the backend holds nothing
     of the job."""
@@ -127,7 +138,7 @@ def plan_purge(backend: Backend, job_id: str, *, keep_results: bool = False) -> 
     if _local_root(backend) is None:
         from slurmctl.storage.open import default_root
 
-        logs = default_root() / keys.job_prefix(job_id)
+        logs = _job_dir(default_root(), job_id)
         if logs.exists():
             plan.local_dirs.append(logs)
     if plan.empty:
@@ -200,9 +211,9 @@ def purge(
         delete_versions(keys.job_prefix(job_id), kept.__contains__)
     root = _local_root(backend)
     if root is not None and not keep_results:  # the job's directory, with what is not an object
-        shutil.rmtree(root / keys.job_prefix(job_id), ignore_errors=True)
+        shutil.rmtree(_job_dir(root, job_id), ignore_errors=True)
     elif root is not None:  # the directories left empty
-        for d in sorted((root / keys.job_prefix(job_id)).glob("**/"), reverse=True):
+        for d in sorted(_job_dir(root, job_id).glob("**/"), reverse=True):
             with contextlib.suppress(OSError):
                 d.rmdir()
     for d in plan.local_dirs:

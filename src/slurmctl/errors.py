@@ -29,7 +29,7 @@ code and message with :func:`exit_code` and :func:`failure_message`:
     ==  ==================  ===========================================================
      0  EXIT_OK             done (a worker: its task is published, or already was)
      1  EXIT_FAILED         the command failed (a worker: its task failed; see the task record)
-     2  ConfigError         bad job file, profile or flag: fix it
+     2  ConfigError         bad job file, profile, flag or job id: fix it
      3  InputError          the input data cannot be read
      4  HandlerError        the handler cannot be imported or has the wrong shape
      5  StateError          unknown job/task, or a state that forbids the command

@@ -7,9 +7,10 @@ task's item range; no item id has rows in two tasks; and the tasks together cove
 0..total-1. Retry tasks (slurmctl.retry: tasks whose batch holds failed items of earlier tasks,
 listed in the retry manifests) are verified the same way, their rows' ``_item_id`` among their
 items; an item's latest outcome wins: a row from a retry task replaces the item's earlier failure,
-and each item has rows from one task at most (checked by id). Only then is the output written
-(temp file, fsync, rename) with an aggregation
-manifest (sha256, rows) beside it and in the store.
+and each item has rows from one task at most (checked by id). A retry task with no published
+result (failed, not run yet, waiting) leaves its items their earlier outcome. Only then is the
+output written (temp file, fsync, rename) with an aggregation manifest (sha256, rows) beside it
+and in the store.
 """
 
 from __future__ import annotations
@@ -66,8 +67,10 @@ def _published(backend: Backend, job: Job, tid: str, workdir: Path) -> TaskResul
     return TaskResult(task, manifest, path)
 
 
-def verify(backend: Backend, job_id: str, workdir: Path) -> list[TaskResult]:
-    """Check every task's published result. Raises ResultsError naming what is missing or wrong."""
+def verify(backend: Backend, job_id: str, workdir: Path) -> tuple[list[TaskResult], list[str]]:
+    """Check every task's published result. Returns the results (input order, then the retry
+    tasks) and the retry tasks with none (failed, not run yet or waiting: their items keep their
+    earlier outcome). Raises ResultsError naming what is missing or wrong."""
     job = load_job(backend, job_id)
     from slurmctl.model.core import task_id
     from slurmctl.retry.tasks import retry_task_ids
@@ -75,16 +78,16 @@ def verify(backend: Backend, job_id: str, workdir: Path) -> list[TaskResult]:
     retry_tasks = retry_task_ids(backend.objects, job_id)
     results: list[TaskResult] = []
     missing: list[str] = []
-    for tid in [task_id(i) for i in range(job.tasks)] + retry_tasks:
+    unpublished: list[str] = []
+    for k, tid in enumerate([task_id(i) for i in range(job.tasks)] + retry_tasks):
         try:
             results.append(_published(backend, job, tid, workdir))
         except ObjectNotFoundError:
-            missing.append(tid)
+            (missing if k < job.tasks else unpublished).append(tid)
     if missing:
         shown = ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else "")
         raise ResultsError(
-            f"job {job_id}: {len(missing)} of {job.tasks + len(retry_tasks)} task(s) have no published "
-            f"result: {shown}",
+            f"job {job_id}: {len(missing)} of {job.tasks} task(s) have no published result: {shown}",
             hint=f"`slurmctl status {job_id}` shows why; results are merged once every task is published",
         )
     originals = results[: job.tasks]
@@ -98,7 +101,7 @@ def verify(backend: Backend, job_id: str, workdir: Path) -> list[TaskResult]:
                 f"job {job_id}: item ids {expected_next}..{r.task.batch.first_item - 1} belong to no task"
             )
         expected_next = r.task.batch.first_item + r.task.batch.items
-    return sorted(originals, key=lambda r: r.task.batch.first_item) + results[job.tasks :]
+    return sorted(originals, key=lambda r: r.task.batch.first_item) + results[job.tasks :], unpublished
 
 
 def _rows(result: TaskResult) -> Iterator[dict[str, Any]]:
@@ -150,7 +153,7 @@ def merge(
             hint="choose a writable -o path; nothing was lost, the task results stay in the store",
         ) from exc
     with tempfile.TemporaryDirectory(prefix="slurmctl-results-") as tmp:
-        results = verify(backend, job_id, Path(tmp))  # input order, then the retry tasks
+        results, unpublished = verify(backend, job_id, Path(tmp))  # input order, then retry tasks
         # Pass 1: every row's item id lies in its own task's items, and verify() proved the
         # original tasks' ranges disjoint and covering the input; an item a retry task holds may
         # have rows from one task only (its earlier tasks failed it), checked here by id.
@@ -224,6 +227,7 @@ def merge(
             items_ok=items - failed,
             items_failed=failed,
             tasks=len(results),
+            unpublished=unpublished,
             sources=[
                 {"task_id": r.task.task_id, "attempt": r.manifest.attempt, "sha256": r.manifest.data_sha256}
                 for r in results

@@ -24,7 +24,7 @@ class JobProgress:
     name: str
     state: str
     executor: str
-    tasks: int
+    tasks: int  # every task: the job's own and its item retry tasks
     task_states: dict[str, int]
     items_total: int
     items_done: int
@@ -36,6 +36,7 @@ class JobProgress:
     message: str | None = None
     failed_tasks: list[dict[str, Any]] = field(default_factory=list)
     paused: bool = False  # `slurmctl pause`: no task is claimed until `slurmctl resume`
+    retry_tasks: int = 0  # how many of ``tasks`` are item retry tasks (slurmctl.retry)
 
     def to_dict(self) -> dict[str, Any]:
         """Every field, in declaration order, as a new dict (its dicts and lists are copies)."""
@@ -57,12 +58,10 @@ def _task_state(key: str, value: Any) -> TaskState:
 
 def _rows(backend: Backend, job_id: str, exact_scan: bool) -> list[tuple[str, list[Any]]]:
     """``(task id, entry without its version)`` of every task, by task id: from the progress
-    records, or with ``exact_scan`` from every task record (what tests compare them with)."""
-    if exact_scan:
-        records = backend.state.scan(keys.TASKS_TABLE, keys.task_states_prefix(job_id))
-        entries = {r.key.rpartition("/")[2]: prog.entry(r.version, r.value) for r in records}
-    else:
-        entries = {}
+    records, or with ``exact_scan`` (or if the job has none: made before them) from every task
+    record (what tests compare them with)."""
+    entries: dict[str, list[Any]] = {}
+    if not exact_scan:
         for r in backend.state.scan(keys.PROGRESS_TABLE, keys.progress_prefix(job_id)):
             group = r.value.get("entries") if isinstance(r.value, dict) else None
             if not isinstance(group, dict):
@@ -72,6 +71,9 @@ def _rows(backend: Backend, job_id: str, exact_scan: bool) -> list[tuple[str, li
                     f"`slurmctl resubmit {job_id}` rewrites it",
                 )
             entries.update(group)
+    if exact_scan or not entries:
+        records = backend.state.scan(keys.TASKS_TABLE, keys.task_states_prefix(job_id))
+        entries = {r.key.rpartition("/")[2]: prog.entry(r.version, r.value) for r in records}
     return [(tid, entries[tid][1:]) for tid in sorted(entries)]
 
 
@@ -100,8 +102,10 @@ def progress(
     ]
     new = derive_job_state(job_state, effective)
     # A job whose progress records miss tasks (a group not written yet: the lifecycle repairs it)
-    # is not judged from the others.
-    if new is not None and len(rows) >= (job.get("tasks") or 0):
+    # is not judged from the others (its item retry tasks do not stand in for them).
+    originals = job.get("tasks") or len(rows)  # tasks after these are item retry tasks
+    retry_tasks = sum(1 for key, _ in rows if int(key[1:]) >= originals)
+    if new is not None and len(rows) - retry_tasks >= originals:
         job_state = new
     now = now or time.time()
     counts: dict[TaskState, int] = {}
@@ -111,7 +115,6 @@ def progress(
     started: float | None = None
     ended: float | None = None
     failed_tasks: list[dict[str, Any]] = []
-    originals = job.get("tasks") or len(rows)  # tasks after these are item retry tasks
     for (key, (_, attempt, i_done, i_failed, i_total, t_start, t_end, error, _failures)), st in zip(
         rows, states, strict=True
     ):
@@ -156,4 +159,5 @@ def progress(
         message=job.get("message"),
         failed_tasks=failed_tasks,
         paused=bool(job.get("paused")),
+        retry_tasks=retry_tasks,
     )

@@ -19,9 +19,12 @@ from collections.abc import Callable
 
 from slurmctl.coordinator import record_retry
 from slurmctl.executors.base import Executor
+from slurmctl.lifecycle import Lifecycle, attempts_left
+from slurmctl.model.states import TaskState
 from slurmctl.status import JobProgress, progress
 
 _DONE = ("succeeded", "cancelled")
+_PLAN_LAST = ("succeeded", "failed")  # a job that ended so gets a last planning pass (not cancelled)
 
 
 def watch(
@@ -52,11 +55,11 @@ def watch(
         p = progress(executor.backend, executor.job.job_id)
         on_progress(p)
         if auto is not None:  # item retries: plan what finished tasks failed, submit what is due
-            due = auto.step(force=p.state in _DONE)
+            due = [t for t in auto.step(force=p.state in _PLAN_LAST) if _runnable(lc, t)]
             if due:
                 executor.submit(due)
                 continue
-            if auto.waiting and p.state in _DONE:
+            if auto.waiting and p.state in _PLAN_LAST:
                 sleep(min(progress_s, auto.next_due() or 0.0) or progress_s)
                 continue
         if (p.state in _DONE or (p.state == "failed" and not resubmit)) and not executor.deciding():
@@ -79,6 +82,14 @@ def watch(
             last_facts = fingerprint
             next_sched = clock() + sched_delay
         sleep(min(progress_s, max(0.0, next_sched - clock())) or progress_s)
+
+
+def _runnable(lc: Lifecycle, tid: str) -> bool:
+    """Whether a retry task may be submitted: not finished, and a failed one has attempts left."""
+    st = lc.task(tid)
+    if st is None or st.state in (TaskState.SUCCEEDED, TaskState.CANCELLED):
+        return False
+    return not (st.state == TaskState.FAILED and not attempts_left(st, lc.max_attempts))
 
 
 def resubmit_once(

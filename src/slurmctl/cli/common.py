@@ -60,6 +60,7 @@ def format_progress(p: JobProgress, color: bool = False) -> str:
     20). Plain text, ANSI bold/red only with ``color``."""
     rows = [
         ("tasks", " ".join(f"{k}={v}" for k, v in p.task_states.items() if v) or "0"),
+        *([("retry tasks", f"{p.retry_tasks} of the {p.tasks} (item retries)")] if p.retry_tasks else []),
         ("items", f"{p.items_done}/{p.items_total} done, {p.items_failed} failed"),
         ("throughput", f"{p.items_per_s:,.1f} items/s" if p.items_per_s else "-"),
         ("elapsed / ETA", f"{fmt_s(p.elapsed_s)} / {fmt_s(p.eta_s)}"),

@@ -286,6 +286,13 @@ def results(
             raise SlurmctlError("no output path: give -o FILE or set output.path in the job file")
         output, fmt = Path(ocfg["path"]), fmt or ocfg["format"]
     m = merge(backend, job_id, output, fmt)
+    if m.unpublished:
+        shown = ", ".join(m.unpublished[:10]) + (" ..." if len(m.unpublished) > 10 else "")
+        err().print(
+            f"[yellow]warning[/]: {len(m.unpublished)} retry task(s) have no published result (failed, "
+            f"not run yet or waiting): their items keep their earlier outcome: {shown}",
+            highlight=False,
+        )
     out().print(
         f"wrote {m.output_path} ({m.output_format}, {m.rows} rows from {m.tasks} tasks, "
         f"sha256 {m.output_sha256[:16]}…); items ok={m.items_ok} failed={m.items_failed}"
@@ -344,7 +351,7 @@ def inspect(
 ) -> None:
     """Show the job manifest, or a task's manifest, state and result manifest (JSON)."""
     from slurmctl.coordinator import load_job
-    from slurmctl.errors import ObjectNotFoundError
+    from slurmctl.errors import ObjectNotFoundError, StateError
     from slurmctl.model.core import Task
     from slurmctl.model.manifests import DoneMarker
     from slurmctl.storage import keys
@@ -353,13 +360,19 @@ def inspect(
     job = load_job(backend, job_id)
     if task_id is None:
         doc = job.model_dump(mode="json")
-        doc["status"] = backend.state.get(keys.JOBS_TABLE, keys.job_state(job_id)).value
+        rec = backend.state.get(keys.JOBS_TABLE, keys.job_state(job_id))
+        doc["status"] = None if rec is None else rec.value
         print(json.dumps(doc, indent=2))
+        if rec is None:
+            err().print(f"job {job_id} has no job record (purged with --keep-results): status is null")
         return
+    missing = StateError(f"job {job_id} has no task {task_id!r} (tasks are t0000000..)")
+    if not (task_id[:1] == "t" and task_id[1:].isdigit()):  # never a key outside the job's tasks
+        raise missing
     try:
         task = Task.from_json(backend.objects.get(keys.task_manifest(job_id, task_id)), where=task_id)
     except ObjectNotFoundError:
-        raise SlurmctlError(f"job {job_id} has no task {task_id!r} (tasks are t0000000..)") from None
+        raise missing from None
     rec = backend.state.get(keys.TASKS_TABLE, keys.task_state(job_id, task_id))
     doc: dict[str, Any] = {"task": task.model_dump(mode="json"), "state": rec.value if rec else None}
     try:

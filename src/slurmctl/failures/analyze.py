@@ -277,15 +277,16 @@ def _published(backend: Backend, job_id: str) -> tuple[dict[str, str], set[str]]
     return out, done
 
 
-def _retried(backend: Backend, job_id: str) -> dict[int, int]:
-    """Item -> index of the last item retry task that held it (slurmctl.retry)."""
+def _retried(backend: Backend, job_id: str, done: set[str]) -> dict[int, int]:
+    """Item -> index of the last item retry task that held it and published (slurmctl.retry): one
+    that has not (waiting, running, failed) leaves the item its earlier outcome, as in results."""
     from slurmctl.retry.tasks import manifests
 
     out: dict[int, int] = {}
     for m in manifests(backend.objects, job_id):
         for tid, ids in m.items.items():
-            idx = int(tid[1:])
-            out.update(dict.fromkeys(ids, idx))
+            if tid in done:
+                out.update(dict.fromkeys(ids, int(tid[1:])))
     return out
 
 
@@ -300,7 +301,7 @@ def analyze(backend: Backend, job_id: str) -> Analysis:
     errors, done = _published(backend, job_id)
     failed_items = unreadable = 0
     unreadable_keys: list[str] = []
-    later = _retried(backend, job_id)
+    later = _retried(backend, job_id, done)
     for task, key in errors.items():
         with _opened(backend, key) as f:
             if f is None:

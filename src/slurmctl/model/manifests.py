@@ -76,3 +76,4 @@ class AggregationManifest(Doc, kw_only=True):
     items_failed: int
     tasks: int
     sources: list[dict[str, Any]] = msgspec.field(default_factory=list)
+    unpublished: list[str] = msgspec.field(default_factory=list)  # retry tasks left out (no result)

@@ -105,7 +105,7 @@ def retry_tasks(
     budget and submit them again. Yields the lines to print."""
     from slurmctl.coordinator import load_job
     from slurmctl.failures.classify import classify_task
-    from slurmctl.lifecycle import Lifecycle, attempts_left, job_status
+    from slurmctl.lifecycle import Lifecycle, attempts_left, job_status, task_statuses
     from slurmctl.model.core import TaskStatus
     from slurmctl.model.states import TaskState
     from slurmctl.retry.plan import RETRYABLE
@@ -120,7 +120,8 @@ def retry_tasks(
     def chosen(st: TaskStatus) -> bool:
         return classify_task(st.error, st.exit_code).category in allowed
 
-    final = [t for t in lc.tasks() if t.state == TaskState.FAILED and not attempts_left(t, lc.max_attempts)]
+    sts = task_statuses(backend, job_id) if dry_run else lc.tasks()  # a dry run reads only
+    final = [t for t in sts if t.state == TaskState.FAILED and not attempts_left(t, lc.max_attempts)]
     picked = [t for t in final if chosen(t)]
     if not picked:
         what = f"no task failed as a whole in {', '.join(sorted(allowed)) or 'the chosen categories'}"

@@ -25,11 +25,17 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from slurmctl.coordinator import load_job
-from slurmctl.errors import ConflictError, ObjectNotFoundError
-from slurmctl.lifecycle import Lifecycle
+from slurmctl.errors import (
+    ChecksumMismatchError,
+    ConflictError,
+    ObjectNotFoundError,
+    SlurmctlError,
+    StorageError,
+)
+from slurmctl.lifecycle import Lifecycle, job_status, task_statuses
 from slurmctl.model.core import Batch, Job, Task, TaskStatus, task_id
 from slurmctl.model.manifests import DoneMarker, RetryManifest
-from slurmctl.model.states import TaskState
+from slurmctl.model.states import JobState, TaskState
 from slurmctl.retry.plan import Failure, Plan, Policy, plan
 from slurmctl.retry.tasks import manifests as read_manifests
 from slurmctl.storage import keys
@@ -175,7 +181,10 @@ def plan_retries(
 ) -> tuple[Plan, RetryManifest | None]:
     """Plan the retry of the job's current failures and (unless ``dry_run``, or nothing to retry)
     record it: manifest, retry batches, task manifests, task records. Returns the plan and its
-    manifest. Automatic (``by_hand`` False) reads only tasks no plan took yet."""
+    manifest. Automatic (``by_hand`` False) reads only tasks no plan took yet and plans nothing
+    for a cancelled or purging job. ``dry_run`` reads only (no repair of progress records)."""
+    if not by_hand and job_status(backend, job_id).state in (JobState.CANCELLED, JobState.PURGING):
+        return Plan(), None
     job = load_job(backend, job_id)
     lc = Lifecycle.of(backend, job_id, job.config)
     policy = Policy.from_config(job.config)
@@ -185,8 +194,9 @@ def plan_retries(
         if not dry_run:
             ensure(backend, lc, ms)
         history = History.of(job, ms)
-        sts = statuses if statuses is not None else lc.tasks()
-        failures, read = current_failures(backend, job_id, sts, history, unplanned=not by_hand)
+        if statuses is None:  # a dry run reads only: no repair of the progress records
+            statuses = task_statuses(backend, job_id) if dry_run else lc.tasks()
+        failures, read = current_failures(backend, job_id, statuses, history, unplanned=not by_hand)
         p = plan(failures, history.tries, policy, by_hand=by_hand, categories=cats, force=force, rng=rng)
         if dry_run or not (p.tasks or (read and not by_hand)):
             return p, None  # (an automatic pass records the tasks it read even if none retries)
@@ -230,6 +240,10 @@ def plan_retries(
         return p, doc
 
 
+_TO_RUN = (TaskState.PENDING, TaskState.QUEUED)
+_FOR_GOOD = (ChecksumMismatchError, ObjectNotFoundError)  # storage errors a retry does not mend
+
+
 class AutoRetry:
     """Item retries during a run (the local runner, the watch loop): ``step`` plans the failures
     of newly finished tasks (at most every ``every_s``) and returns the retry tasks whose
@@ -240,17 +254,27 @@ class AutoRetry:
         self.waiting: dict[str, float] = {}  # retry task -> not before (unix time)
         self.paused = False  # the job was paused when a retry task was last due
         self._next = 0.0
-        for m in manifests(backend, job_id):
-            if m.items:
+        self.off = False  # planning failed for good (logged once): no more plans in this process
+        ms = [m for m in manifests(backend, job_id) if m.items]
+        if ms:  # only retry tasks still to run: a finished one is never submitted again
+            todo = {t.task_id for t in task_statuses(backend, job_id) if t.state in _TO_RUN}
+            for m in ms:
                 for tid in m.task_ids:
-                    self.waiting[tid] = m.not_before
+                    if tid in todo:
+                        self.waiting[tid] = m.not_before
 
     def step(self, *, force: bool = False) -> list[str]:
         """Plan if due (or ``force``); return the waiting retry tasks that may run now."""
         mono = time.monotonic()
-        if force or mono >= self._next:
+        if not self.off and (force or mono >= self._next):
             self._next = mono + self.every_s
-            _, doc = plan_retries(self.backend, self.job_id)
+            try:
+                _, doc = plan_retries(self.backend, self.job_id)
+            except SlurmctlError as exc:  # e.g. the input changed since submission
+                if isinstance(exc, StorageError) and not isinstance(exc, _FOR_GOOD):
+                    raise  # an outage: the caller waits and calls again
+                self._turn_off(exc)
+                doc = None
             if doc is not None:
                 for tid in doc.task_ids:
                     self.waiting[tid] = doc.not_before
@@ -264,6 +288,10 @@ class AutoRetry:
         for t in due:
             del self.waiting[t]
         return due
+
+    def _turn_off(self, exc: SlurmctlError) -> None:
+        self.off = True
+        log.error("job %s: item retries are off for this process: planning failed: %s", self.job_id, exc)
 
     def next_due(self) -> float | None:
         """Seconds until the next waiting retry task may run (while the job is paused: until the

@@ -29,13 +29,33 @@ State keys (tables ``jobs``, ``tasks`` and ``progress``)::
 
 from __future__ import annotations
 
+from slurmctl.errors import ConfigError
+
 JOBS_TABLE = "jobs"
 TASKS_TABLE = "tasks"
 PROGRESS_TABLE = "progress"
 
 
+def check_job_id(job_id: str) -> str:
+    """``job_id`` if it can name a job: one path segment, printable, no leading "-". Every key of
+    a job is built through it, so a bad id fails here (ConfigError, exit 2) before any I/O."""
+    if (
+        job_id in ("", ".", "..")
+        or job_id[0] == "-"
+        or "/" in job_id
+        or "\\" in job_id
+        or not job_id.isprintable()
+    ):
+        raise ConfigError(
+            f"{job_id!r} is not a job id",
+            hint="a job id is one name without '/', control characters or a leading '-'; "
+            "`slurmctl jobs` lists them",
+        )
+    return job_id
+
+
 def _job(job_id: str) -> str:
-    return f"jobs/{job_id}"
+    return f"jobs/{check_job_id(job_id)}"
 
 
 def job_prefix(job_id: str) -> str:
@@ -122,20 +142,20 @@ def output_manifest(job_id: str) -> str:
 
 
 def job_state(job_id: str) -> str:
-    return job_id
+    return check_job_id(job_id)
 
 
 def task_state(job_id: str, task_id: str) -> str:
-    return f"{job_id}/{task_id}"
+    return f"{check_job_id(job_id)}/{task_id}"
 
 
 def task_states_prefix(job_id: str) -> str:
-    return f"{job_id}/"
+    return f"{check_job_id(job_id)}/"
 
 
 def progress_group(job_id: str, group: int) -> str:
-    return f"{job_id}/g{group:05d}"
+    return f"{check_job_id(job_id)}/g{group:05d}"
 
 
 def progress_prefix(job_id: str) -> str:
-    return f"{job_id}/"
+    return f"{check_job_id(job_id)}/"

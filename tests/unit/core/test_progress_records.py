@@ -229,3 +229,31 @@ def test_a_transition_that_finds_its_write_done_still_brings_the_group_up(tmp_pa
     )
     lc.succeeded(tid, owner="h:1", items_done=1, items_failed=0)  # the retry: nothing to change
     assert same(lc).task_states["succeeded"] == 1
+
+
+def test_item_retry_tasks_do_not_stand_in_for_missing_tasks(tmp_path):
+    lc, job = make_job(tmp_path, tasks=3)
+    lc.set_job(JobState.SUBMITTED)
+    create_tasks(lc.backend, lc.job_id, [TaskStatus(task_id="t0000003")])  # an item retry task
+    for tid in [*job.task_ids(), "t0000003"]:
+        lc.claim(tid, owner="h:1", items=1, lease_s=60, honour_leases=True)
+        lc.succeeded(tid, owner="h:1", items_done=1, items_failed=0)
+
+    def drop_t0(v: Any) -> Any:
+        return {**v, "entries": {k: e for k, e in v["entries"].items() if k != "t0000000"}}
+
+    lc.backend.state.update(keys.PROGRESS_TABLE, keys.progress_group(lc.job_id, 0), drop_t0)
+    p = progress(lc.backend, lc.job_id)
+    assert (p.tasks, p.retry_tasks, p.state) == (3, 1, "submitted")  # t0000000 is missing
+
+
+def test_a_job_without_progress_records_is_read_from_its_task_records(tmp_path):
+    lc, _ = make_job(tmp_path, tasks=3)
+    lc.set_job(JobState.SUBMITTED)
+    lc.claim("t0000000", owner="h:1", items=1, lease_s=60, honour_leases=True)
+    lc.succeeded("t0000000", owner="h:1", items_done=1, items_failed=0)
+    for rec in lc.backend.state.scan(keys.PROGRESS_TABLE, keys.progress_prefix(lc.job_id)):
+        lc.backend.state.delete(keys.PROGRESS_TABLE, rec.key)
+    p = progress(lc.backend, lc.job_id, now=1e10)
+    assert p == progress(lc.backend, lc.job_id, now=1e10, exact_scan=True)
+    assert p.tasks == 3 and p.task_states["succeeded"] == 1 and p.items_done == 1
