@@ -362,7 +362,8 @@ class SlurmExecutor(Executor):
     # -- polling ----------------------------------------------------------------------------
     def poll(self) -> Facts:
         """ONE Slurm command for every array of the job (squeue -t all while slurmctld holds
-        them, sacct with a bounded window once it does not: :class:`StatusWatcher`). Returns the
+        them, sacct with a bounded window once it does not: :class:`StatusWatcher`), and ONE sacct
+        more when it sees elements end FAILED whose exit code is not known yet. Returns the
         facts per element; the lifecycle settles the tasks from them. Raises SchedulerQueryError
         if Slurm cannot be asked after retries."""
         subs = [(g, s) for g in self.job.groups for s in g.submissions]
