@@ -26,7 +26,16 @@ Settling from scheduler facts (``settle``), the rules:
   time (slurmctld lists a new array at once, slurmdbd seconds later);
 * a task claimed under a live lease is never settled, unless the facts are about the lease's
   holder itself (its Slurm element ended, or its pid is gone on this host);
-* a published ``.done`` marker wins over every record.
+* a published ``.done`` marker wins over every record;
+* a worker whose pid is gone while its Slurm element is still listed running is judged at the
+  next poll, by the element's end (and its sacct facts).
+
+Resource escalation (``retry.escalate``): when a holder's element ends, the task record keeps the
+Slurm state, sacct's ExitCode and the verdict (``cause``, failures/classify.py). A failed task
+whose cause is ``resources/memory`` or ``resources/time`` and that was not escalated for this
+attempt ``needs_escalation``: the Slurm executor computes its next resources (retry/escalate.py)
+and stores them here (``escalate``). Such a task runs only as an array element of its own: a pilot
+never claims it, and pilots' elements do not cover it.
 
 Progress records (:mod:`slurmctl.model.progress`): after every task-record write the lifecycle
 applies the task's entry to its group's record (the version decides, so the order of writers does
@@ -78,6 +87,11 @@ class Busy(Exception):
     """The task is held by another live worker, or cannot be claimed (final, cancelled)."""
 
 
+class OwnArray(Busy):
+    """A pilot may not run the task: it runs with escalated resources, as an array element of its
+    own (``needs_escalation``, ``TaskStatus.resources``)."""
+
+
 class LeaseLost(Exception):
     """Another worker took the task over; this attempt must not publish."""
 
@@ -96,6 +110,23 @@ def attempts_left(st: TaskStatus, max_attempts: int) -> bool:
     return st.failures < max_attempts
 
 
+def needs_escalation(st: TaskStatus, max_attempts: int) -> str | None:
+    """The kind ("memory", "time") of a failed task whose latest attempt Slurm ended for resources
+    and that may run again, unless its resources were decided for that attempt already; else None."""
+    if st.state != TaskState.FAILED or not attempts_left(st, max_attempts):
+        return None
+    if not (st.cause or "").startswith("resources/"):
+        return None
+    if (st.resources or {}).get("attempt") == st.attempt:
+        return None
+    return st.cause.partition("/")[2] or None  # type: ignore[union-attr]
+
+
+def own_array(st: TaskStatus, max_attempts: int) -> bool:
+    """Whether the task runs only as an array element of its own (escalated resources)."""
+    return st.resources is not None or needs_escalation(st, max_attempts) is not None
+
+
 # -- facts ------------------------------------------------------------------------------------
 
 
@@ -109,6 +140,12 @@ class Element:
     submitted_at: float
     state: SlurmState | None
     """None: the scheduler does not list it (yet)."""
+    exit_code: tuple[int, int] | None = None
+    """sacct's ExitCode (code, signal) of an element that ended FAILED, when known."""
+    max_rss: int | None = None
+    """sacct's MaxRSS of the element's batch step, bytes."""
+    req_mem: int | None = None
+    """sacct's ReqMem of the element, bytes."""
 
     @property
     def name(self) -> str:
@@ -138,11 +175,12 @@ class Facts:
     by_task: dict[str, list[Element]] = field(default_factory=dict)
     pool: list[Element] = field(default_factory=list)
 
-    def covering(self, task_id: str) -> list[Element]:
-        return self.by_task.get(task_id, []) + self.pool
+    def covering(self, task_id: str, pool: bool = True) -> list[Element]:
+        """The elements that may run the task (``pool`` False: not the pilots)."""
+        return self.by_task.get(task_id, []) + (self.pool if pool else [])
 
-    def live_cover(self, task_id: str, now: float) -> bool:
-        return any(e.alive(now) for e in self.covering(task_id))
+    def live_cover(self, task_id: str, now: float, pool: bool = True) -> bool:
+        return any(e.alive(now) for e in self.covering(task_id, pool))
 
     def summary(self) -> str:
         """A short description for messages: element states counted."""
@@ -336,6 +374,8 @@ class Lifecycle:
                 )
             if st.state == TaskState.CANCELLED:
                 raise Busy(task_id)  # cancelled: only a resubmission (queue) makes it runnable again
+            if honour_leases and own_array(st, self.max_attempts):
+                raise OwnArray(task_id)  # a pilot: its memory and time are not the task's
             base = TaskState.QUEUED if st.state in (TaskState.FAILED, TaskState.CANCELLED) else st.state
             st = st.model_copy(update={"state": base})
             return st.advance(
@@ -351,6 +391,9 @@ class Lifecycle:
                 error=None,
                 submission=submission,
                 slurm_job_id=slurm_job_id,
+                slurm_state=None,
+                slurm_exit=None,
+                cause=None,
             )
 
         status = self._update(task_id, change)
@@ -480,10 +523,23 @@ class Lifecycle:
                     out.append(st.task_id)
         return out
 
-    def holder_died(self, task_id: str, owner: str, why: str, *, interrupted: bool = False) -> bool:
+    def holder_died(
+        self, task_id: str, owner: str, why: str, *, interrupted: bool = False, end: Element | None = None
+    ) -> bool:
         """The worker ``owner`` holding the task is gone without a word: the task fails one attempt
-        (or, for an end that is not the task's fault, goes back to queued). Nothing happens if
-        someone else holds it by now. Returns whether the record changed."""
+        (or, for an end that is not the task's fault, goes back to queued). ``end``: the holder's
+        Slurm element, whose state, exit code and verdict the failed record keeps. Nothing happens
+        if someone else holds it by now. Returns whether the record changed."""
+        facts: dict[str, Any] = {}
+        if end is not None and end.state is not None:
+            from slurmctl.failures.classify import classify_slurm
+
+            verdict = classify_slurm(end.state, end.exit_code, max_rss=end.max_rss, req_mem=end.req_mem)
+            facts = {
+                "slurm_state": end.state.value,
+                "slurm_exit": None if end.exit_code is None else "{}:{}".format(*end.exit_code),
+                "cause": verdict.label,
+            }
 
         def change(st: TaskStatus) -> TaskStatus | None:
             if st.state != TaskState.RUNNING or st.owner != owner:
@@ -496,6 +552,7 @@ class Lifecycle:
                 lease_expires=None,
                 finished_at=time.time(),
                 error=why,
+                **facts,
             )
 
         return self._update(task_id, change) is not None
@@ -520,6 +577,8 @@ class Lifecycle:
                 lease_live = st.lease_expires is not None and st.lease_expires > now
                 if holder is not None and holder.ended:
                     end = holder.state  # the scheduler says the holder's own element ended
+                elif alive is False and holder is not None and holder.state is not None:
+                    continue  # its pid is gone, its element is listed: the end (and sacct's facts) comes next
                 elif alive is False or (alive is None and not lease_live and not facts.live_cover(tid, now)):
                     end = None  # its pid is gone on this host, or its lease lapsed with no one to take it
                 else:
@@ -528,10 +587,17 @@ class Lifecycle:
                     self.published(tid)
                     continue
                 why = f"worker {st.owner} ended" + (f" ({end.value} in Slurm)" if end else " without a word")
-                self.holder_died(tid, st.owner or "", why, interrupted=end in _INTERRUPTED_ENDS)
+                self.holder_died(
+                    tid,
+                    st.owner or "",
+                    why,
+                    interrupted=end in _INTERRUPTED_ENDS,
+                    end=holder if end else None,
+                )
                 st = self.task(tid) or st
+            pool = not own_array(st, self.max_attempts)  # escalated: the pilots do not run it
             if st.state in (TaskState.QUEUED, TaskState.PENDING):
-                if facts.live_cover(tid, now):
+                if facts.live_cover(tid, now, pool):
                     continue
                 if objects.exists(keys.done_marker(self.job_id, tid)):
                     self.published(tid)
@@ -541,7 +607,7 @@ class Lifecycle:
                 # cleanly (exit 75 makes the element FAILED too): no one's fault. If none did, they
                 # died before any work (a broken environment): one failed attempt, so that
                 # resubmission cannot loop for ever.
-                cover = facts.covering(tid)
+                cover = facts.covering(tid, pool)
                 if cover:
                     newest = max(cover, key=lambda e: e.submitted_at).submission
                     judged = [e for e in cover if e.submission == newest]
@@ -562,9 +628,25 @@ class Lifecycle:
             if st.state == TaskState.FAILED and not attempts_left(st, self.max_attempts):
                 continue
             waiting = (TaskState.QUEUED, TaskState.PENDING, TaskState.FAILED, TaskState.CANCELLED)
-            if st.state in waiting and not facts.live_cover(tid, now):
+            if st.state in waiting and not facts.live_cover(tid, now, pool):
                 out.append(tid)
         return out
+
+    def escalate(self, task_id: str, seen: TaskStatus, resources: Mapping[str, Any]) -> TaskStatus | None:
+        """Store the resources the task's next run gets (``needs_escalation`` of ``seen``), marked
+        with the attempt they answer. Nothing happens if the task changed since ``seen`` or was
+        escalated for that attempt already. Returns the new status, or None. Idempotent."""
+
+        def change(st: TaskStatus) -> TaskStatus | None:
+            if st.state != TaskState.FAILED or st.attempt != seen.attempt:
+                return None
+            if (st.resources or {}).get("attempt") == st.attempt:
+                return None
+            return st.model_copy(
+                update={"resources": {**resources, "attempt": st.attempt}, "updated_at": time.time()}
+            )
+
+        return self._update(task_id, change)
 
     def start_failed(self, task_id: str, seen: TaskStatus, why: str) -> None:
         """What was started to run the task (a worker process, every element meant for it) ended

@@ -99,7 +99,11 @@ class RetryAttempts(Strict):
 
     transient: int = Field(3, ge=1, description="attempts of an item whose failure is transient")
     infrastructure: int = Field(3, ge=1, description="attempts of an item failed by node/network/storage")
-    resources: int = Field(2, ge=1, description="attempts of an item that ran out of memory")
+    resources: int = Field(
+        2,
+        ge=1,
+        description="attempts of an item that ran out of memory; a task escalates this - 1 times",
+    )
 
 
 class BackoffConfig(Strict):
@@ -118,6 +122,20 @@ class BackoffConfig(Strict):
         return self
 
 
+class EscalateConfig(Strict):
+    """Resource escalation of a task that Slurm ended for memory or time (docs/architecture.md)."""
+
+    memory_factor: float = Field(2.0, gt=1, description="a task killed for memory runs again with mem x this")
+    memory_max_gb: float | None = Field(
+        None, gt=0, description="the most memory an escalation asks for (none: no cap but the factor)"
+    )
+    time_factor: float = Field(
+        2.0,
+        gt=1,
+        description="a timed-out task runs again with time x this, at most the partition's MaxTime",
+    )
+
+
 class RetryConfig(Strict):
     max_attempts: int = Field(3, ge=1, description="attempts per task, first run included")
     items: bool = Field(
@@ -125,6 +143,7 @@ class RetryConfig(Strict):
     )
     attempts: RetryAttempts = Field(default_factory=RetryAttempts)
     backoff: BackoffConfig = Field(default_factory=BackoffConfig)
+    escalate: EscalateConfig = Field(default_factory=EscalateConfig)
 
 
 class OutputConfig(Strict):

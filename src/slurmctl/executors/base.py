@@ -85,7 +85,8 @@ class Executor(ABC):
 
     def poll(self) -> Facts:
         """What the scheduler says of everything the executor started for the job, as the
-        lifecycle's facts (at most ONE scheduler command). The lifecycle settles tasks from them;
+        lifecycle's facts (ONE scheduler command; the Slurm executor adds ONE sacct for the exit
+        codes of elements it sees end FAILED). The lifecycle settles tasks from them;
         an executor never changes a task's state itself."""
         return Facts()
 

@@ -16,11 +16,23 @@ settles the tasks from them.
 
 Submission is recorded in the job manifest after each successful sbatch, so a failure part-way
 leaves a consistent job: ``submit_pending`` later submits only what has no live submission.
+
+Resource escalation: when ``submit`` runs tasks again, a task the lifecycle says
+``needs_escalation`` (Slurm ended its attempt for memory or time) gets its next resources from
+:mod:`slurmctl.retry.escalate` (time capped by the partition's MaxTime: ONE ``scontrol show
+partition`` per executor), stored on its record by the lifecycle. Tasks with escalated resources are
+submitted as arrays of their own, one per (--mem, --time), in either mode: a pilot has the job's
+memory and time, so it never claims them.
+
+Exit codes: squeue does not print them. When a poll sees elements end FAILED, ONE ``sacct`` (steps
+included; at most ``DETAIL_BATCH`` elements) reads their ExitCode, ReqMem and the batch step's
+MaxRSS; until it lists them (slurmdbd lags slurmctld by seconds; at most ``DETAIL_WAIT_S``) they are
+reported as completing, so that the lifecycle judges them with those facts.
 """
 
 from __future__ import annotations
 
-import math
+import logging
 import shlex
 import string
 import sys
@@ -32,16 +44,26 @@ from typing import Any
 from slurmctl.coordinator import save_job
 from slurmctl.errors import ConfigError, SubmissionError
 from slurmctl.executors.base import Executor, shell_join, worker_command
-from slurmctl.lifecycle import Element, Facts
+from slurmctl.lifecycle import Element, Facts, needs_escalation
 from slurmctl.model.core import Job, TaskGroup
 from slurmctl.model.states import JobState
+from slurmctl.retry.escalate import base_resources, escalate
 from slurmctl.slurm.client import SlurmClient
 from slurmctl.slurm.jobids import TaskRanges
 from slurmctl.slurm.states import JobState as SlurmState
+from slurmctl.slurm.values import parse_size
 from slurmctl.slurm.watcher import StatusWatcher
 from slurmctl.storage import keys
 from slurmctl.storage.base import Backend
 from slurmctl.storage.open import default_root
+
+# Elements ended FAILED whose sacct facts one poll asks for, and how long an element that sacct
+# does not list yet is reported as completing.
+DETAIL_BATCH = 200
+DETAIL_WAIT_S = 60.0
+DETAIL_FIELDS = ("JobID", "State", "ExitCode", "ReqMem", "MaxRSS")
+
+log = logging.getLogger(__name__)
 
 # Early warning before the time limit: Slurm sends SIGUSR1 to the batch shell, which has exec'd
 # the worker, this many seconds before killing it; the worker checkpoints and exits 75.
@@ -61,14 +83,18 @@ exec ${command}
 """
 
 
-def resource_options(cfg: dict[str, Any]) -> list[str]:
-    """The job file's resources as sbatch options."""
+def resource_options(cfg: dict[str, Any], over: dict[str, Any] | None = None) -> list[str]:
+    """The job file's resources as sbatch options; ``over``: a task's escalated ``mem_mb`` and
+    ``time_min`` instead of the job file's."""
     r = cfg["resources"]
+    base = base_resources(cfg)
+    mem = (over or {}).get("mem_mb") or base["mem_mb"]
+    minutes = (over or {}).get("time_min") or base["time_min"]
     opts = [f"--cpus-per-task={r['cpus']}"]
-    if r.get("mem_gb"):
-        opts.append(f"--mem={max(1, math.ceil(r['mem_gb'] * 1024))}M")
-    if r.get("time_min"):
-        opts.append(f"--time={r['time_min']}")
+    if mem:
+        opts.append(f"--mem={mem}M")
+    if minutes:
+        opts.append(f"--time={minutes}")
     for key in ("partition", "account", "qos", "gres"):
         if r.get(key):
             opts.append(f"--{key}={r[key]}")
@@ -119,7 +145,12 @@ class SlurmExecutor(Executor):
         self.client = client
         self.ecfg = job.config["executor"]
         self._max_array: int | None = None
+        self._max_time: tuple[int | None] | None = None
         self._status_watcher: StatusWatcher | None = None
+        # sacct facts of elements that ended FAILED: name -> (exit code, MaxRSS, ReqMem); and
+        # when each such element was first seen ended without them.
+        self._ends: dict[str, tuple[tuple[int, int] | None, int | None, int | None]] = {}
+        self._end_seen: dict[str, float] = {}
 
     # -- scripts ----------------------------------------------------------------------------
     def log_dir(self) -> Path:
@@ -136,7 +167,9 @@ class SlurmExecutor(Executor):
         except OSError as exc:
             raise ConfigError(f"executor.sbatch_template: cannot read {path}: {exc.strerror}") from exc
 
-    def render(self, group_id: str, array: str, worker_args: list[str], what: str) -> str:
+    def render(
+        self, group_id: str, array: str, worker_args: list[str], what: str, over: dict[str, Any] | None = None
+    ) -> str:
         values = {
             "job_name": f"slurmctl-{self.job.job_id}"[:128],
             "job_id": self.job.job_id,
@@ -144,7 +177,7 @@ class SlurmExecutor(Executor):
             "array": array,
             "log_dir": str(self.log_dir()),
             "signal_lead_s": str(self.ecfg.get("signal_lead_s", SIGNAL_LEAD_S)),
-            "sbatch_options": "\n".join(f"#SBATCH {o}" for o in resource_options(self.job.config)),
+            "sbatch_options": "\n".join(f"#SBATCH {o}" for o in resource_options(self.job.config, over)),
             "mode": self.ecfg["mode"],
             "what": what,
             "command": shell_join(
@@ -166,14 +199,55 @@ class SlurmExecutor(Executor):
             self._max_array = self.client.config().max_array_size or 1001
         return self._max_array
 
-    def plan(self, task_ids: list[str]) -> list[dict[str, Any]]:
-        """What would be submitted: a list of {group_id, array, offset, args, script}."""
+    def max_time(self) -> int | None:
+        """The partition's MaxTime in minutes (None: UNLIMITED); ONE scontrol call per executor."""
+        if self._max_time is None:
+            self._max_time = (self.client.partition_max_time(self.job.config["resources"].get("partition")),)
+        return self._max_time[0]
+
+    def escalated(self, task_ids: list[str]) -> dict[str, dict[str, Any]]:
+        """The tasks of ``task_ids`` that run with resources of their own, with those resources.
+        A task that ``needs_escalation`` gets them now (stored by the lifecycle)."""
+        out: dict[str, dict[str, Any]] = {}
+        lc = self.lifecycle
+        for tid in task_ids:
+            st = lc.task(tid)
+            if st is None:
+                continue
+            kind = needs_escalation(st, lc.max_attempts)
+            if kind is not None:
+                limit = self.max_time() if kind == "time" else None
+                new = escalate(st.resources, kind, self.job.config, limit)
+                keep = new or {**base_resources(self.job.config), "steps": 0, **(st.resources or {})}
+                st = lc.escalate(tid, st, keep) or lc.task(tid) or st
+                if new is not None:
+                    log.info("task %s: Slurm ended it for %s; runs again with %s", tid, kind, new)
+            if st.resources is not None:
+                out[tid] = st.resources
+        return out
+
+    def plan(self, task_ids: list[str], own: dict[str, dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+        """What would be submitted: a list of {group_id, array, offset, args, script}. Tasks in
+        ``own`` (escalated resources) go into arrays of their own, one per (--mem, --time)."""
+        own = own or {}
+        plans = self._plan([t for t in task_ids if t not in own], len(self.job.groups), self.ecfg["mode"])
+        by_res: dict[tuple[Any, Any], list[str]] = {}
+        for tid in task_ids:
+            if tid in own:
+                by_res.setdefault((own[tid].get("mem_mb"), own[tid].get("time_min")), []).append(tid)
+        for (mem, minutes), tids in sorted(by_res.items(), key=lambda kv: kv[1][0]):
+            over = {"mem_mb": mem, "time_min": minutes}
+            plans += self._plan(tids, len(self.job.groups) + len(plans), "array", over)
+        return plans
+
+    def _plan(
+        self, task_ids: list[str], n_groups: int, mode: str, over: dict[str, Any] | None = None
+    ) -> list[dict[str, Any]]:
         indices = [int(t[1:]) for t in task_ids]
         if not indices:
             return []
         throttle = self.job.config["resources"].get("array_throttle")
-        n_groups = len(self.job.groups)
-        if self.ecfg["mode"] == "pilot":
+        if mode == "pilot":
             workers = min(int(self.ecfg["workers"]), len(indices))
             gid = f"g{n_groups:03d}"
             array = array_spec(list(range(workers)), throttle)
@@ -186,6 +260,7 @@ class SlurmExecutor(Executor):
                     "offset": 0,
                     "args": args,
                     "tasks": task_ids,
+                    "mode": mode,
                     "script": self.render(gid, array, args, what),
                 }
             ]
@@ -203,7 +278,8 @@ class SlurmExecutor(Executor):
                     "offset": offset,
                     "args": args,
                     "tasks": tids,
-                    "script": self.render(gid, array, args, what),
+                    "mode": mode,
+                    "script": self.render(gid, array, args, what, over),
                 }
             )
         return plans
@@ -223,7 +299,8 @@ class SlurmExecutor(Executor):
         self.log_dir().mkdir(parents=True, exist_ok=True)
         self.lifecycle.set_job(JobState.SUBMITTED)
         submitted = []
-        for p in self.plan(task_ids):
+        own = self.escalated(task_ids) if self.job.groups else {}  # a first submission has none
+        for p in self.plan(task_ids, own):
             key = keys.sbatch_script(self.job.job_id, p["group_id"])
             self.backend.objects.put(key, p["script"].encode())
             # Queue before sbatch: elements may start (and claim) before sbatch even returns. If
@@ -248,7 +325,7 @@ class SlurmExecutor(Executor):
                 task_ids=p["tasks"],
                 first_index=p["offset"],
                 count=len(p["tasks"]),
-                mode=self.ecfg["mode"],
+                mode=p["mode"],
                 submissions=[
                     {
                         "array_job_id": array_job,
@@ -285,7 +362,8 @@ class SlurmExecutor(Executor):
     # -- polling ----------------------------------------------------------------------------
     def poll(self) -> Facts:
         """ONE Slurm command for every array of the job (squeue -t all while slurmctld holds
-        them, sacct with a bounded window once it does not: :class:`StatusWatcher`). Returns the
+        them, sacct with a bounded window once it does not: :class:`StatusWatcher`), and ONE sacct
+        more when it sees elements end FAILED whose exit code is not known yet. Returns the
         facts per element; the lifecycle settles the tasks from them. Raises SchedulerQueryError
         if Slurm cannot be asked after retries."""
         subs = [(g, s) for g in self.job.groups for s in g.submissions]
@@ -293,7 +371,42 @@ class SlurmExecutor(Executor):
             return Facts()
         watcher = self._watcher(subs)
         watcher.poll()
+        self._read_ends(watcher, subs)
         return self.facts(watcher, subs)
+
+    def _read_ends(self, watcher: StatusWatcher, subs: list[tuple[TaskGroup, dict[str, Any]]]) -> None:
+        """ONE sacct (steps included) for elements seen ended FAILED whose exit code is not known
+        yet, at most DETAIL_BATCH of them; none if there are none."""
+        wanted: list[str] = []
+        for _, sub in subs:
+            jid = str(sub["array_job_id"])
+            for i, state in watcher.jobs[jid].tasks.items():
+                name = f"{jid}_{i}"
+                if state is SlurmState.FAILED and name not in self._ends:
+                    self._end_seen.setdefault(name, time.time())
+                    wanted.append(name)
+        if not wanted:
+            return
+        wanted = wanted[:DETAIL_BATCH]
+        first = min(float(s["submitted_at"]) for _, s in subs)
+        rows = self.client.sacct(
+            wanted, start=datetime.fromtimestamp(first - 300), end="now", fields=DETAIL_FIELDS
+        )
+        found: dict[str, dict[str, Any]] = {}
+        for row in rows:
+            if row.ref.task is None:
+                continue
+            d = found.setdefault(f"{row.ref.job}_{row.ref.task}", {})
+            if row.is_step:
+                if row.ref.step == "batch":
+                    d["rss"] = row.max_rss_bytes
+            elif row.state is SlurmState.FAILED:
+                d["exit"] = row.exit_code
+                req = row.fields.get("ReqMem", "")
+                d["req"] = parse_size(req.rstrip("nc")) if req else None  # 22.05: "256M"; older "256Mn"
+        for name, d in found.items():
+            if "exit" in d:
+                self._ends[name] = (d["exit"], d.get("rss"), d.get("req"))
 
     def poll_settled(self) -> Facts:
         """``poll``, then once more (on sacct) if squeue no longer knows some submission: what a
@@ -335,11 +448,22 @@ class SlurmExecutor(Executor):
             status = watcher.jobs[jid]
             for i in self._indices(sub):
                 state = status.task_state(i)
+                name = f"{jid}_{i}"
+                end = self._ends.get(name)
+                if (
+                    state is SlurmState.FAILED
+                    and end is None
+                    and time.time() - self._end_seen.get(name, 0.0) < DETAIL_WAIT_S
+                ):
+                    state = SlurmState.COMPLETING  # sacct's facts of its end are not in yet
                 el = Element(
                     submission=jid,
                     index=i,
                     submitted_at=float(sub["submitted_at"]),
                     state=None if state is SlurmState.UNKNOWN else state,
+                    exit_code=end[0] if end else None,
+                    max_rss=end[1] if end else None,
+                    req_mem=end[2] if end else None,
                 )
                 facts.elements[el.name] = el
                 if group.mode == "pilot":

@@ -427,7 +427,7 @@ def _add_tasks(backend: Backend, job_id: str, groups: dict[tuple[str, ...], Grou
         if state != "failed" or task in done:
             continue
         n += 1
-        label, verdict = task_fact(error, exit_code)
+        label, verdict = task_fact(error, exit_code, rec.value.get("cause"), rec.value.get("slurm_state"))
         text = error or ""
         if owner:
             text = text.replace(owner, "<worker>")

@@ -67,13 +67,15 @@ shell or ``subprocess`` reports it, or sacct's ``ExitCode`` ``code:signal``):
 
 **A Slurm state from sacct** (``classify_slurm``): NODE_FAIL, BOOT_FAIL, PREEMPTED: infrastructure;
 OUT_OF_MEMORY: resources (memory); TIMEOUT, DEADLINE: resources (time); FAILED: its exit code or
-signal (FAILED ``0:9`` is how OverMemoryKill ends: resources, memory); CANCELLED, REQUEUED:
-transient; anything else: unknown.
+signal (FAILED ``0:9`` is how OverMemoryKill ends: resources, memory — unless sacct shows the batch
+step's MaxRSS below 90 % of the element's ReqMem: unknown); CANCELLED, REQUEUED: transient; anything
+else: unknown.
 
-**A task that failed as a whole** (``classify_task``: its record's ``error`` and ``exit_code``): the
-Slurm state the lifecycle wrote into the error ("... (out_of_memory in Slurm)", "Slurm array N ended
-node_fail before running it"), else the exit code the local runner wrote ("worker pid N exited -9
-..."), else the record's exit code; else unknown.
+**A task that failed as a whole** (``classify_task``: its record's ``cause``, written by the
+lifecycle from the Slurm facts of the element that ended the attempt; else its ``error`` and
+``exit_code``): the Slurm state the lifecycle wrote into the error ("... (out_of_memory in
+Slurm)", "Slurm array N ended node_fail before running it"), else the exit code the local runner
+wrote ("worker pid N exited -9 ..."), else the record's exit code; else unknown.
 
 Stdlib only (the worker imports this module).
 """
@@ -319,10 +321,25 @@ _SLURM = {
 }
 
 
-def classify_slurm(state: SlurmState, exit_code: tuple[int, int] | None = None) -> Verdict:
-    """Classify how Slurm says an element ended (sacct's State and ExitCode ``(code, signal)``).
-    Pure."""
+# A SIGKILL counts as a memory kill unless sacct shows the batch step stayed below this share of
+# the memory it was given (then something else killed it: ``scancel -s KILL``, an admin).
+MEMORY_NEAR = 0.9
+
+
+def classify_slurm(
+    state: SlurmState,
+    exit_code: tuple[int, int] | None = None,
+    *,
+    max_rss: int | None = None,
+    req_mem: int | None = None,
+) -> Verdict:
+    """Classify how Slurm says an element ended (sacct's State and ExitCode ``(code, signal)``;
+    ``max_rss``: the batch step's MaxRSS, ``req_mem``: the element's ReqMem, in bytes). FAILED
+    with signal 9 is a memory kill (OverMemoryKill ends so) unless both sizes are known and
+    MaxRSS < ``MEMORY_NEAR`` x ReqMem: then unknown. Pure."""
     if state is SlurmState.FAILED and exit_code is not None:
+        if exit_signal(*exit_code) == signal.SIGKILL and max_rss is not None and req_mem:
+            return MEMORY if max_rss >= MEMORY_NEAR * req_mem else UNKNOWN
         return classify_exit(*exit_code)
     return _SLURM.get(state, UNKNOWN)
 
@@ -334,9 +351,19 @@ _SLURM_END = re.compile(r"\((\w+) in Slurm\)|ended (\w+) before running it")
 _RUNNER_EXIT = re.compile(r"exited (-?\d+) before")
 
 
-def task_fact(error: str | None, exit_code: int | None) -> tuple[str, Verdict]:
+def _verdict_label(label: str) -> Verdict:
+    category, _, kind = label.partition("/")
+    return Verdict(category, kind or None) if category in CATEGORIES else UNKNOWN
+
+
+def task_fact(
+    error: str | None, exit_code: int | None, cause: str | None = None, slurm_state: str | None = None
+) -> tuple[str, Verdict]:
     """What ended a failed task, from its record's ``error`` and ``exit_code``: a short label
-    (``slurm:out_of_memory``, ``signal:SIGKILL``, ``exit:6``, ``task``) and its verdict. Pure."""
+    (``slurm:out_of_memory``, ``signal:SIGKILL``, ``exit:6``, ``task``) and its verdict. The
+    record's ``cause`` and ``slurm_state`` (written by the lifecycle from sacct's facts) win. Pure."""
+    if cause:
+        return f"slurm:{slurm_state or 'unknown'}", _verdict_label(cause)
     text = error or ""
     m = _SLURM_END.search(text)
     if m:
@@ -359,6 +386,8 @@ def task_fact(error: str | None, exit_code: int | None) -> tuple[str, Verdict]:
     return f"exit:{code}", classify_exit(code)
 
 
-def classify_task(error: str | None, exit_code: int | None) -> Verdict:
+def classify_task(
+    error: str | None, exit_code: int | None, cause: str | None = None, slurm_state: str | None = None
+) -> Verdict:
     """Classify a task that failed as a whole (see ``task_fact``). Pure."""
-    return task_fact(error, exit_code)[1]
+    return task_fact(error, exit_code, cause, slurm_state)[1]

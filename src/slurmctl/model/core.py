@@ -180,6 +180,15 @@ class TaskStatus(Doc, kw_only=True):
     slurm_job_id: str | None = None
     failures: int = 0  # attempts that ended in a failure (the budget: retry.max_attempts)
     submission: str | None = None  # the Slurm element of the holder: <array job id>_<index>
+    # How Slurm ended the latest failed attempt, when the lifecycle failed it from Slurm's facts:
+    # the element's state ("failed", "timeout", ...), its sacct ExitCode ("0:9") and the verdict
+    # (failures/classify.py: "resources/memory", ...).
+    slurm_state: str | None = None
+    slurm_exit: str | None = None
+    cause: str | None = None
+    # Escalated resources (retry.escalate): {"mem_mb", "time_min", "steps", "attempt"}; a task
+    # that has them runs as an array element of its own with these --mem/--time.
+    resources: dict[str, Any] | None = None
 
     def advance(self, new: TaskState, **changes: Any) -> TaskStatus:
         """A copy in state ``new`` with ``changes`` applied. Raises StateError if illegal."""

@@ -118,7 +118,7 @@ def retry_tasks(
         allowed &= set(RETRYABLE)
 
     def chosen(st: TaskStatus) -> bool:
-        return classify_task(st.error, st.exit_code).category in allowed
+        return classify_task(st.error, st.exit_code, st.cause, st.slurm_state).category in allowed
 
     sts = task_statuses(backend, job_id) if dry_run else lc.tasks()  # a dry run reads only
     final = [t for t in sts if t.state == TaskState.FAILED and not attempts_left(t, lc.max_attempts)]
@@ -128,7 +128,7 @@ def retry_tasks(
         raise _nothing(job_id, state, what + (f" ({len(final)} other(s))" if final else ""))
     yield f"job {job_id}: retry {len(picked)} failed task(s) with a fresh budget"
     for t in picked[:20]:
-        v = classify_task(t.error, t.exit_code)
+        v = classify_task(t.error, t.exit_code, t.cause, t.slurm_state)
         yield f"  {t.task_id}  {v.category:<14}  {(t.error or '')[:80]}"
     if dry_run:
         yield "dry run: nothing changed"

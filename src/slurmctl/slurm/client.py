@@ -16,6 +16,7 @@ from slurmctl.slurm.config import SlurmConfig, parse_show_config
 from slurmctl.slurm.jobids import parse_submitted_id
 from slurmctl.slurm.queue import SQUEUE_FORMAT, QueueRow, parse_squeue
 from slurmctl.slurm.runner import NO_RETRY, CommandResult, CommandRunner, RetryPolicy
+from slurmctl.slurm.values import parse_duration
 
 SubmitOptions = Mapping[str, str | int | bool | None] | Sequence[str]
 
@@ -236,6 +237,13 @@ class SlurmClient:
         """Return every ``scontrol show config`` setting as raw strings. Idempotent."""
         return parse_show_config(self.runner.run([self._cmd("scontrol"), "show", "config"]).stdout)
 
+    def partition_max_time(self, name: str | None = None) -> int | None:
+        """MaxTime of partition ``name`` (None: the default partition) in minutes, from ONE
+        ``scontrol show partition -o``; None for UNLIMITED (or a partition it does not list).
+        Raises SchedulerQueryError."""
+        out = self.runner.run([self._cmd("scontrol"), "show", "partition", "-o"]).stdout
+        return parse_partition_max_time(out, name)
+
     def config(self) -> SlurmConfig:
         """Return the typed controller settings (MaxArraySize, MinJobAge, ...). Idempotent."""
         return SlurmConfig.from_output(self.runner.run([self._cmd("scontrol"), "show", "config"]).stdout)
@@ -270,3 +278,16 @@ class SlurmClient:
         result = self.runner.run([self._cmd("scontrol"), "ping"], check=False, retry=retry)
         text = (result.stdout + result.stderr).strip()
         return PingResult(up=result.ok and "is UP" in result.stdout, text=text)
+
+
+def parse_partition_max_time(stdout: str, name: str | None) -> int | None:
+    """MaxTime in minutes of partition ``name`` (None: the one with ``Default=YES``) in ``scontrol
+    show partition -o`` output; None for UNLIMITED or a partition not listed. Pure."""
+    for line in stdout.splitlines():
+        fields = dict(w.split("=", 1) for w in line.split() if "=" in w)
+        if (name is None and fields.get("Default") == "YES") or (
+            name and fields.get("PartitionName") == name
+        ):
+            seconds = parse_duration(fields.get("MaxTime"))
+            return None if seconds is None else max(1, int(seconds // 60))
+    return None

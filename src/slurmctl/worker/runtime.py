@@ -52,7 +52,16 @@ from slurmctl.errors import (
 )
 from slurmctl.failures.classify import classify_exception
 from slurmctl.fsutil import sha256_file
-from slurmctl.lifecycle import Busy, JobClosed, LeaseLost, Lifecycle, Paused, attempts_left, worker_submission
+from slurmctl.lifecycle import (
+    Busy,
+    JobClosed,
+    LeaseLost,
+    Lifecycle,
+    OwnArray,
+    Paused,
+    attempts_left,
+    worker_submission,
+)
 from slurmctl.model.core import Job, Task, TaskStatus
 from slurmctl.model.manifests import DoneMarker, ResultManifest
 from slurmctl.model.states import TaskState
@@ -780,6 +789,8 @@ class Worker:
                     code = self.run_task(tid, honour_leases=True)
                 except JobClosed:
                     raise
+                except OwnArray:
+                    continue  # escalated resources: an array element of its own runs it
                 except Busy:
                     st = self._status(tid)
                     if (
