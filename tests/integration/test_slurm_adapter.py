@@ -69,6 +69,12 @@ def test_cancel_running_job_and_read_sacct_steps(slurm_client: SlurmClient, slur
             break
         time.sleep(min(watcher.interval or 1, 2))
     assert watcher.jobs[job].state is JobState.RUNNING
+    # RUNNING comes before the batch script has started its srun step (on a loaded node, seconds
+    # before): cancel once the step exists, so that sacct has a step `.0` to report.
+    for _ in range(60):
+        if f"{job}.0" in {r.job_id for r in slurm_client.sacct([job], start=t0)}:
+            break
+        time.sleep(1)
     slurm_client.scancel([job])
     snap = wait_for_jobs(slurm_client, [job], submitted_at=t0, timeout=120)
     assert snap.jobs[job].state is JobState.CANCELLED
