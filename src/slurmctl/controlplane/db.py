@@ -80,10 +80,16 @@ def make_engine(url: str | None = None) -> Any:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
+    if parsed.drivername != "postgresql+psycopg":
+        raise ConfigError(
+            f"{DATABASE_URL_ENV}: PostgreSQL is reached through psycopg 3 (found {parsed.drivername!r})",
+            hint="write the URL as postgresql+psycopg://user@host:port/database",
+        )
     try:
-        return create_engine(parsed, pool_pre_ping=True)
-    except NoSuchModuleError as exc:
-        raise ConfigError(f"{DATABASE_URL_ENV}: {exc}", hint="pip install 'slurmctl[db]'") from exc
+        import psycopg  # noqa: F401  # SQLAlchemy would import it too; here a missing driver is a clear error
+    except ImportError as exc:
+        raise ConfigError("PostgreSQL needs psycopg 3", hint="pip install 'slurmctl[db]'") from exc
+    return create_engine(parsed, pool_pre_ping=True)
 
 
 def display_url(engine: Any) -> str:

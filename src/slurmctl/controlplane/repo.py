@@ -368,3 +368,22 @@ class Repository:
                 )
                 for r in s.scalars(q).all()
             ]
+
+
+def open_repository(url: str | None = None) -> Repository:
+    """A Repository on ``url`` (see :func:`slurmctl.controlplane.db.database_url`) whose schema is at
+    the newest revision. The embedded SQLite database is created and migrated on first use; any
+    other database must be migrated with ``slurmctl db upgrade`` (a shared server is upgraded on
+    purpose, not as a side effect of some command). Raises StorageError, ConfigError."""
+    from slurmctl.controlplane import db
+
+    engine = db.make_engine(url)
+    rev = db.current(engine)
+    if rev is None and engine.dialect.name == "sqlite":
+        db.upgrade(engine)
+    elif rev != db.head():
+        raise StorageError(
+            f"database {db.display_url(engine)} is at revision {rev or 'empty'}; slurmctl needs {db.head()}",
+            hint="run `slurmctl db upgrade`",
+        )
+    return Repository(engine)

@@ -75,6 +75,8 @@ def test_bad_urls_are_config_errors():
         db.make_engine("::nonsense::")
     with pytest.raises(ConfigError, match="unsupported database 'mysql'"):
         db.make_engine("mysql://x@y/z")
+    with pytest.raises(ConfigError, match="psycopg 3"):
+        db.make_engine("postgresql+psycopg2://x@y/z")
 
 
 def test_default_url_is_sqlite_in_the_data_dir(monkeypatch, tmp_path):
