@@ -191,6 +191,11 @@ def test_cli_project_commands_sync_and_import(slurm_cluster, prefix, tmp_path):
     p = run("sync", "--cluster", cluster)
     assert p.returncode == 0 and "made 0 change(s)" in p.stdout
     assert len(shim.calls()) == 1
+    p = run("allocate", lab, "--cluster", cluster, "--gpu-hours", "2", "--end", "2099-01-01")
+    assert p.returncode == 0, p.stderr
+    p = run("sync", "--cluster", cluster)
+    assert f"account {lab}: GrpTRESMins none → gres/gpu=120" in p.stdout
+    assert len(shim.calls()) == 2 and (lab, "", "root", "gres/gpu=120") in _assocs(cluster, prefix)
 
     # A second database imports the account the first one created.
     env["SLURMCTL_DATABASE_URL"] = f"sqlite:///{tmp_path / 'other.db'}"

@@ -19,6 +19,8 @@ import typer
 from slurmctl.cli.db import UrlOpt
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from slurmctl.controlplane.domain import ResearchProject
     from slurmctl.controlplane.repo import Actor
 
@@ -148,6 +150,51 @@ def remove_member(name: str, user: str, url: UrlOpt = None) -> None:
         v.entity.without_member(user), v.version, _actor(), action="project.remove_member"
     )
     print(f"{user} removed from {name} (version {stored.version})")
+
+
+def _when(text: str, flag: str) -> datetime:
+    """An ISO date (UTC midnight) or date-time (UTC unless it carries an offset). Raises ConfigError."""
+    from datetime import UTC, datetime
+
+    from slurmctl.errors import ConfigError
+
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise ConfigError(f"{flag}: not an ISO date or date-time: {text!r}", hint="e.g. 2027-01-01") from exc
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+@project_app.command("allocate")
+def allocate(
+    name: str,
+    cluster: Annotated[str, typer.Option("--cluster", help="Slurm cluster")],
+    end: Annotated[str, typer.Option("--end", help="end of the period (ISO date or date-time, UTC)")],
+    start: Annotated[str | None, typer.Option("--start", help="start of the period (default: now)")] = None,
+    partition: Annotated[str | None, typer.Option("--partition", help="one partition (not enforced)")] = None,
+    cpu_hours: Annotated[float, typer.Option("--cpu-hours", help="core-hours")] = 0.0,
+    gpu_hours: Annotated[float, typer.Option("--gpu-hours", help="GPU-hours")] = 0.0,
+    mem_gb_hours: Annotated[float, typer.Option("--mem-gb-hours", help="GB-hours of memory")] = 0.0,
+    url: UrlOpt = None,
+) -> None:
+    """Add an allocation to the project (`project sync` turns whole-cluster ones into GrpTRESMins)."""
+    from slurmctl.controlplane.domain import ResourceAllocation, utcnow
+    from slurmctl.controlplane.repo import open_repository
+
+    grant = ResourceAllocation.build(
+        cluster=cluster,
+        partition=partition,
+        cpu_hours=cpu_hours,
+        gpu_hours=gpu_hours,
+        mem_gb_hours=mem_gb_hours,
+        period_start=_when(start, "--start") if start else utcnow(),
+        period_end=_when(end, "--end"),
+    )
+    repo = open_repository(url)
+    v = repo.get_project(name)
+    changed = v.entity.replace(allocations=[*v.entity.allocations, grant])
+    stored = repo.save_project(changed, v.version, _actor(), action="project.allocate")
+    print(f"allocated to {name} on {cluster}: {grant.tres_minutes()} TRES-minutes (version {stored.version})")
 
 
 @project_app.command("sync")

@@ -40,6 +40,12 @@ def test_db_and_project_commands(db_engine):
     assert [r["name"] for r in json.loads(p.stdout)] == ["lab"]
     p = _cli(url, "project", "remove-member", "lab", "bob")
     assert p.returncode == 0 and "(version 3)" in p.stdout
+    p = _cli(
+        url, "project", "allocate", "lab", "--cluster", "dev", "--cpu-hours", "10", "--end", "2099-01-01"
+    )
+    assert p.returncode == 0 and "{'cpu': 600} TRES-minutes (version 4)" in p.stdout, p.stderr
+    p = _cli(url, "project", "show", "lab")
+    assert "allocation dev: 10 core-h, 0 GPU-h, 0 GB-h" in p.stdout and "to 2099-01-01" in p.stdout
 
     # Bad input: a message and the documented exit code, never a traceback (the same on both engines
     # but for the duplicate, which the database refuses: checked on both, the rest on SQLite).
@@ -52,6 +58,13 @@ def test_db_and_project_commands(db_engine):
         (["project", "remove-member", "lab", "alice"], 2, "is the PI"),
         (["project", "remove-member", "lab", "zed"], 5, "not a member"),
         (["db", "upgrade", "9999"], 2, "9999"),
+        (["project", "allocate", "lab", "--cluster", "dev", "--cpu-hours", "1", "--end", "soon"], 2, "--end"),
+        (
+            ["project", "allocate", "lab", "--cluster", "dev", "--cpu-hours", "1", "--end", "2001-01-01"],
+            2,
+            "after",
+        ),
+        (["project", "allocate", "lab", "--cluster", "dev", "--end", "2099-01-01"], 2, "grants something"),
     ]
     for args, code, says in cases if db_engine.dialect.name == "sqlite" else cases[1:2]:
         p = _cli(url, *args)
@@ -63,6 +76,7 @@ def test_db_and_project_commands(db_engine):
         ("project.create", "cli"),
         ("project.add_member", "cli"),
         ("project.remove_member", "cli"),
+        ("project.allocate", "cli"),
     ]
 
     p = _cli(url, "db", "downgrade", "base")
