@@ -271,7 +271,8 @@ class Repository:
                 existing = self._by_idempotency_key(s, job)
                 if existing is not None:
                     return existing, False
-                if s.get(ProjectRow, job.project) is None:
+                # A bare SELECT of the key: s.get() would also load the project's members and allocations.
+                if s.scalar(select(ProjectRow.name).where(ProjectRow.name == job.project)) is None:
                     raise NotFoundError(f"no project {job.project!r}")
                 if s.get(JobRow, job.id) is not None:
                     raise ConflictError(key, "a job with this id exists")
