@@ -6,11 +6,12 @@
     ├── InputError                      the input data cannot be read at all (exit 3)
     ├── HandlerError                    the user's handler cannot be imported / has the wrong shape (exit 4)
     ├── StateError                      an illegal state transition or an inconsistent job (exit 5)
-    │   └── JobNotFoundError            no such job id in the backend
+    │   ├── JobNotFoundError            no such job id in the backend
+    │   └── NotFoundError               no such project / tracked job in the control plane's database
     ├── StorageError                    the storage backend failed (exit 6)
     │   ├── ObjectNotFoundError         key absent
     │   ├── ChecksumMismatchError       bytes on disk do not match their recorded sha256
-    │   └── ConflictError               compare-and-set lost, put-if-absent found the key
+    │   └── ConflictError               compare-and-set lost, put-if-absent found the key, stale version
     ├── SchedulerError                  Slurm (or the local executor) failed (exit 7)
     │   ├── SubmissionError             sbatch failed; carries command, stdout, stderr, returncode
     │   └── SchedulerQueryError         squeue/sacct/scontrol failed after retries
@@ -132,6 +133,10 @@ class JobNotFoundError(StateError):
             f"no job {job_id!r} in {where}",
             hint="`slurmctl jobs` lists the jobs; --root / SLURMCTL_ROOT selects the backend",
         )
+
+
+class NotFoundError(StateError):
+    """No such entity (project, tracked job) in the control plane's database."""
 
 
 class StorageError(SlurmctlError):

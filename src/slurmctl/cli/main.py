@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from slurmctl.cli.common import format_progress, open_backend_of, progress_json, use_color
+from slurmctl.cli.db import db_app
+from slurmctl.cli.project import project_app
 from slurmctl.errors import EXIT_ITEMS_FAILED, SlurmctlError, exit_code, failure_message
 from slurmctl.failures.command import analyze_errors
 from slurmctl.retry.command import retry
@@ -481,6 +483,8 @@ aws_app = typer.Typer(help="AWS backend resources (S3 + DynamoDB + SQS).", no_ar
 app.add_typer(aws_app, name="aws")
 limits_app = typer.Typer(help="Shared rate limits (token buckets) of running jobs.", no_args_is_help=True)
 app.add_typer(limits_app, name="limits")
+app.add_typer(db_app, name="db")
+app.add_typer(project_app, name="project")
 
 
 @aws_app.command("bootstrap")

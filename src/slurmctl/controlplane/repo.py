@@ -1,0 +1,390 @@
+"""The repository: the one owner of writes to the control plane's tables.
+
+Every method is one transaction. Every mutation writes its audit row (who, from where, when, what,
+and the sha256 of the entity's canonical JSON before and after) in that same transaction: the change
+and its audit entry commit together or not at all. Writes are optimistic: a caller passes the version
+it read (the API's If-Match); a stale version raises ConflictError, as does a concurrent writer that
+committed between our read and our write (SQLAlchemy's version counter, ``UPDATE ... WHERE version``).
+
+Raises: NotFoundError (no such project/job), ConflictError (stale version, duplicate name or id),
+StateError (a job transition the state machine forbids, a project that still has jobs),
+StorageError (the database failed).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.exc import StaleDataError
+
+from slurmctl.controlplane.domain import TRANSITIONS, Job, ResearchProject, ResourceAllocation, utcnow
+from slurmctl.controlplane.tables import AllocationRow, AuditRow, JobRow, MemberRow, ProjectRow
+from slurmctl.errors import ConflictError, NotFoundError, SlurmctlError, StateError, StorageError
+
+T = TypeVar("T", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who makes a change and from where (``cli@login1``, ``api 10.1.2.3``): recorded in the audit."""
+
+    user: str
+    source: str
+
+
+@dataclass(frozen=True)
+class Versioned(Generic[T]):
+    """An entity as stored, with the version a later write must name (the ETag)."""
+
+    entity: T
+    version: int
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    id: int
+    at: datetime
+    actor: str
+    source: str
+    action: str
+    entity: str
+    entity_key: str
+    before_sha256: str | None
+    after_sha256: str | None
+
+
+AUDIT_FIELDS = tuple(AuditEntry.__dataclass_fields__)
+
+
+def _stale(key: str, expected: int, actual: int) -> ConflictError:
+    what = key.split("/", 1)[0]
+    return ConflictError(key, f"version {expected} expected, the {what} is at {actual}")
+
+
+def digest(entity: BaseModel | None) -> str | None:
+    """sha256 of the entity's canonical JSON (sorted keys, no spaces), or None. Pure."""
+    if entity is None:
+        return None
+    text = json.dumps(entity.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _project(row: ProjectRow) -> ResearchProject:
+    return ResearchProject.build(
+        name=row.name,
+        title=row.title,
+        pi=row.pi,
+        members={m.user: m.role for m in row.members},
+        slurm_account=row.slurm_account,
+        parent_account=row.parent_account,
+        allocations=[
+            ResourceAllocation.build(
+                cluster=a.cluster,
+                partition=a.partition,
+                cpu_hours=a.cpu_hours,
+                gpu_hours=a.gpu_hours,
+                mem_gb_hours=a.mem_gb_hours,
+                period_start=a.period_start,
+                period_end=a.period_end,
+            )
+            for a in row.allocations
+        ],
+    )
+
+
+def _job(row: JobRow) -> Job:
+    return Job.build(
+        id=row.id,
+        kind=row.kind,
+        submitted_by=row.submitted_by,
+        project=row.project,
+        cluster=row.cluster,
+        backend=row.backend,
+        state=row.state,
+        slurm_job_ids=tuple(i for i in row.slurm_job_ids.split(",") if i),
+        idempotency_key=row.idempotency_key,
+        created_at=row.created_at,
+        submitted_at=row.submitted_at,
+        started_at=row.started_at,
+        ended_at=row.ended_at,
+    )
+
+
+def _fill_project(row: ProjectRow, p: ResearchProject) -> None:
+    row.title, row.pi, row.parent_account = p.title, p.pi, p.parent_account
+    # Members by diff: deleting and re-inserting the same (project, user) key in one flush collides.
+    by_user = {m.user: m for m in row.members}
+    for user in set(by_user) - set(p.members):
+        row.members.remove(by_user[user])
+    for user, role in p.members.items():
+        if user in by_user:
+            by_user[user].role = role.value
+        else:
+            row.members.append(MemberRow(project=p.name, user=user, role=role.value))
+    row.allocations = [AllocationRow(project=p.name, **a.model_dump()) for a in p.allocations]
+
+
+def _fill_job(row: JobRow, job: Job) -> None:
+    for name in ("kind", "submitted_by", "project", "cluster", "backend", "state", "idempotency_key"):
+        setattr(row, name, getattr(job, name))
+    row.slurm_job_ids = ",".join(job.slurm_job_ids)
+    row.created_at, row.submitted_at = job.created_at, job.submitted_at
+    row.started_at, row.ended_at = job.started_at, job.ended_at
+
+
+class Repository:
+    """Reads and writes of projects, jobs and the audit log on one SQLAlchemy Engine."""
+
+    def __init__(self, engine: Any) -> None:
+        self.engine = engine
+
+    @contextmanager
+    def _tx(self, key: str = "") -> Iterator[Session]:
+        try:
+            with Session(self.engine, expire_on_commit=False) as session, session.begin():
+                yield session
+        except SlurmctlError:
+            raise
+        except StaleDataError as exc:
+            raise ConflictError(key, "changed by someone else meanwhile; read it again") from exc
+        except IntegrityError as exc:
+            raise ConflictError(key, f"refused by the database: {exc.orig}") from exc
+        except SQLAlchemyError as exc:
+            raise StorageError(f"control plane database: {exc.__class__.__name__}: {exc}") from exc
+
+    def _audit(
+        self,
+        s: Session,
+        actor: Actor,
+        action: str,
+        key: str,
+        before: BaseModel | None,
+        after: BaseModel | None,
+    ) -> None:
+        entity = key.split("/", 1)[0]
+        s.add(
+            AuditRow(
+                at=utcnow(),
+                actor=actor.user,
+                source=actor.source,
+                action=action,
+                entity=entity,
+                entity_key=key,
+                before_sha256=digest(before),
+                after_sha256=digest(after),
+            )
+        )
+
+    # --- projects -------------------------------------------------------------------------------
+
+    def create_project(self, project: ResearchProject, actor: Actor) -> Versioned[ResearchProject]:
+        """Store a new project (version 1). Raises ConflictError if the name or account is taken."""
+        key = f"project/{project.name}"
+        with self._tx(key) as s:
+            if s.get(ProjectRow, project.name) is not None:
+                raise ConflictError(key, "a project of that name exists")
+            now = utcnow()
+            row = ProjectRow(
+                name=project.name, slurm_account=project.slurm_account, created_at=now, updated_at=now
+            )
+            _fill_project(row, project)
+            s.add(row)
+            s.flush()
+            self._audit(s, actor, "project.create", key, None, project)
+            return Versioned(project, row.version)
+
+    def get_project(self, name: str) -> Versioned[ResearchProject]:
+        """The project and its version. Raises NotFoundError."""
+        with self._tx() as s:
+            row = s.get(ProjectRow, name)
+            if row is None:
+                raise NotFoundError(f"no project {name!r}", hint="`slurmctl project list` lists them")
+            return Versioned(_project(row), row.version)
+
+    def list_projects(self) -> list[Versioned[ResearchProject]]:
+        """Every project, by name."""
+        with self._tx() as s:
+            rows = s.scalars(select(ProjectRow).order_by(ProjectRow.name)).all()
+            return [Versioned(_project(r), r.version) for r in rows]
+
+    def save_project(
+        self, project: ResearchProject, expected_version: int, actor: Actor, action: str = "project.update"
+    ) -> Versioned[ResearchProject]:
+        """Replace the stored project (members and allocations included) if it is still at
+        ``expected_version``; return it with its new version. The name and Slurm account are
+        immutable (Slurm cannot rename an account). Raises NotFoundError, ConflictError, ConfigError."""
+        key = f"project/{project.name}"
+        with self._tx(key) as s:
+            row = s.get(ProjectRow, project.name)
+            if row is None:
+                raise NotFoundError(f"no project {project.name!r}")
+            if row.version != expected_version:
+                raise ConflictError(
+                    key, f"version {expected_version} expected, the project is at {row.version}"
+                )
+            before = _project(row)
+            if project.slurm_account != before.slurm_account:
+                raise ConflictError(key, "the Slurm account of a project cannot change")
+            _fill_project(row, project)
+            row.updated_at = utcnow()  # always an UPDATE of the row: the version moves with its members
+            s.flush()
+            self._audit(s, actor, action, key, before, project)
+            return Versioned(project, row.version)
+
+    def delete_project(self, name: str, expected_version: int, actor: Actor) -> None:
+        """Delete a project without jobs. Raises NotFoundError, ConflictError, StateError (has jobs)."""
+        key = f"project/{name}"
+        with self._tx(key) as s:
+            row = s.get(ProjectRow, name)
+            if row is None:
+                raise NotFoundError(f"no project {name!r}")
+            if row.version != expected_version:
+                raise ConflictError(
+                    key, f"version {expected_version} expected, the project is at {row.version}"
+                )
+            if s.scalar(select(JobRow.id).where(JobRow.project == name).limit(1)) is not None:
+                raise StateError(f"project {name} has jobs: it cannot be deleted")
+            before = _project(row)
+            s.delete(row)
+            s.flush()
+            self._audit(s, actor, "project.delete", key, before, None)
+
+    # --- jobs -----------------------------------------------------------------------------------
+
+    def create_job(self, job: Job, actor: Actor) -> tuple[Versioned[Job], bool]:
+        """Record a new job; return it and True. If the submitter already recorded a job with the
+        same idempotency key, return that job and False (nothing written): retried POSTs are safe.
+        Raises NotFoundError (unknown project), ConflictError (job id taken)."""
+        key = f"job/{job.id}"
+        try:
+            with self._tx(key) as s:
+                existing = self._by_idempotency_key(s, job)
+                if existing is not None:
+                    return existing, False
+                # A bare SELECT of the key: s.get() would also load the project's members and allocations.
+                if s.scalar(select(ProjectRow.name).where(ProjectRow.name == job.project)) is None:
+                    raise NotFoundError(f"no project {job.project!r}")
+                if s.get(JobRow, job.id) is not None:
+                    raise ConflictError(key, "a job with this id exists")
+                row = JobRow(id=job.id)
+                _fill_job(row, job)
+                s.add(row)
+                s.flush()
+                self._audit(s, actor, "job.create", key, None, job)
+                return Versioned(job, row.version), True
+        except ConflictError:
+            # Two requests with the same key raced: the loser finds the winner's job.
+            with self._tx(key) as s:
+                existing = self._by_idempotency_key(s, job)
+            if existing is None:
+                raise
+            return existing, False
+
+    @staticmethod
+    def _by_idempotency_key(s: Session, job: Job) -> Versioned[Job] | None:
+        if job.idempotency_key is None:
+            return None
+        row = s.scalar(
+            select(JobRow).where(
+                JobRow.submitted_by == job.submitted_by, JobRow.idempotency_key == job.idempotency_key
+            )
+        )
+        return None if row is None else Versioned(_job(row), row.version)
+
+    def get_job(self, job_id: str) -> Versioned[Job]:
+        """The job and its version. Raises NotFoundError."""
+        with self._tx() as s:
+            row = s.get(JobRow, job_id)
+            if row is None:
+                raise NotFoundError(f"no job {job_id!r} in the control plane")
+            return Versioned(_job(row), row.version)
+
+    def list_jobs(
+        self, *, project: str | None = None, states: Sequence[str] = (), limit: int = 100, after: str = ""
+    ) -> list[Versioned[Job]]:
+        """Jobs by id, filtered by project and states; ``after`` (an id) pages (keyset pagination)."""
+        q = select(JobRow).where(JobRow.id > after).order_by(JobRow.id).limit(limit)
+        if project is not None:
+            q = q.where(JobRow.project == project)
+        if states:
+            q = q.where(JobRow.state.in_(list(states)))
+        with self._tx() as s:
+            return [Versioned(_job(r), r.version) for r in s.scalars(q).all()]
+
+    def save_job(self, job: Job, expected_version: int, actor: Actor) -> Versioned[Job]:
+        """Store a job's new state if it is still at ``expected_version``. The change must be one the
+        state machine allows (or no state change). Raises NotFoundError, ConflictError, StateError."""
+        key = f"job/{job.id}"
+        with self._tx(key) as s:
+            row = s.get(JobRow, job.id)
+            if row is None:
+                raise NotFoundError(f"no job {job.id!r} in the control plane")
+            if row.version != expected_version:
+                raise _stale(key, expected_version, row.version)
+            before = _job(row)
+            if job.state != before.state and job.state not in TRANSITIONS[before.state]:
+                raise StateError(f"job {job.id}: cannot go from {before.state} to {job.state}")
+            if (job.project, job.submitted_by, job.kind) != (
+                before.project,
+                before.submitted_by,
+                before.kind,
+            ):
+                raise ConflictError(key, "a job's project, submitter and kind cannot change")
+            _fill_job(row, job)
+            s.flush()
+            self._audit(s, actor, f"job.{job.state.value}", key, before, job)
+            return Versioned(job, row.version)
+
+    # --- audit ----------------------------------------------------------------------------------
+
+    def audit(self, *, entity_key: str | None = None, since: datetime | None = None) -> list[AuditEntry]:
+        """Audit entries, oldest first, optionally of one entity (``project/lab``) or since a time."""
+        q = select(AuditRow).order_by(AuditRow.id)
+        if entity_key is not None:
+            q = q.where(AuditRow.entity_key == entity_key)
+        if since is not None:
+            q = q.where(AuditRow.at >= since)
+        with self._tx() as s:
+            return [
+                AuditEntry(
+                    r.id,
+                    r.at,
+                    r.actor,
+                    r.source,
+                    r.action,
+                    r.entity,
+                    r.entity_key,
+                    r.before_sha256,
+                    r.after_sha256,
+                )
+                for r in s.scalars(q).all()
+            ]
+
+
+def open_repository(url: str | None = None) -> Repository:
+    """A Repository on ``url`` (see :func:`slurmctl.controlplane.db.database_url`) whose schema is at
+    the newest revision. The embedded SQLite database is created and migrated on first use; any
+    other database must be migrated with ``slurmctl db upgrade`` (a shared server is upgraded on
+    purpose, not as a side effect of some command). Raises StorageError, ConfigError."""
+    from slurmctl.controlplane import db
+
+    engine = db.make_engine(url)
+    rev = db.current(engine)
+    if rev is None and engine.dialect.name == "sqlite":
+        db.upgrade(engine)
+    elif rev != db.head():
+        raise StorageError(
+            f"database {db.display_url(engine)} is at revision {rev or 'empty'}; slurmctl needs {db.head()}",
+            hint="run `slurmctl db upgrade`",
+        )
+    return Repository(engine)
