@@ -241,6 +241,18 @@ def plan_retries(
 
 
 _TO_RUN = (TaskState.PENDING, TaskState.QUEUED)
+
+
+def waiting(backend: Backend, job_id: str) -> dict[str, float]:
+    """The job's retry tasks still to run (record pending or queued; a finished one is never
+    submitted again), each with its not-before time (unix time)."""
+    ms = [m for m in manifests(backend, job_id) if m.items]
+    if not ms:
+        return {}
+    todo = {t.task_id for t in task_statuses(backend, job_id) if t.state in _TO_RUN}
+    return {tid: m.not_before for m in ms for tid in m.task_ids if tid in todo}
+
+
 _FOR_GOOD = (ChecksumMismatchError, ObjectNotFoundError)  # storage errors a retry does not mend
 
 
@@ -251,17 +263,10 @@ class AutoRetry:
 
     def __init__(self, backend: Backend, job_id: str, *, every_s: float = 2.0) -> None:
         self.backend, self.job_id, self.every_s = backend, job_id, every_s
-        self.waiting: dict[str, float] = {}  # retry task -> not before (unix time)
+        self.waiting = waiting(backend, job_id)  # retry task -> not before (unix time)
         self.paused = False  # the job was paused when a retry task was last due
         self._next = 0.0
         self.off = False  # planning failed for good (logged once): no more plans in this process
-        ms = [m for m in manifests(backend, job_id) if m.items]
-        if ms:  # only retry tasks still to run: a finished one is never submitted again
-            todo = {t.task_id for t in task_statuses(backend, job_id) if t.state in _TO_RUN}
-            for m in ms:
-                for tid in m.task_ids:
-                    if tid in todo:
-                        self.waiting[tid] = m.not_before
 
     def step(self, *, force: bool = False) -> list[str]:
         """Plan if due (or ``force``); return the waiting retry tasks that may run now."""
