@@ -186,10 +186,12 @@ def run(backend: Backend, job_id: str, *, max_parallel: int | None = None) -> in
             return False
         return not (st.state == TaskState.FAILED and not attempts_left(st, lc.max_attempts))
 
-    # Item retries (slurmctl.retry): failed items of finished tasks are planned while the runner has
-    # nothing queued to start; their retry tasks (those of earlier runners too) join the queue only
-    # through ``auto.step``: once their not-before time has passed, and not while the job is paused.
-    auto = AutoRetry(backend, job_id) if cfg["retry"].get("items", True) else None
+    # Item retries (slurmctl.retry): failed items of finished tasks are planned as tasks finish (a
+    # pass at most every ``auto.every_s``, and only after a worker ended); their retry tasks (those
+    # of earlier runners too) join the queue only through ``auto.step``: once their not-before time
+    # has passed, and not while the job is paused. A due retry task goes before the tasks still
+    # queued, so that its round trip does not wait for the rest of the job.
+    auto = AutoRetry(backend, job_id, on_finish=True) if cfg["retry"].get("items", True) else None
     waiting = auto.waiting if auto is not None else {}
     todo = sorted(t.task_id for t in lc.tasks() if t.task_id not in waiting and runnable(t.task_id))
     deferred: list[str] = []  # held by a live worker this runner did not start: look again later
@@ -199,9 +201,10 @@ def run(backend: Backend, job_id: str, *, max_parallel: int | None = None) -> in
     outage_s = 0.0  # how long the backend has been failing (a storage outage pauses the runner)
     while not stopping:
         try:
-            if auto is not None and not todo:
-                idle = not (running or deferred)
-                todo.extend(t for t in auto.step(force=idle) if runnable(t))
+            if auto is not None:
+                idle = not (todo or running or deferred)
+                due = auto.step(force=idle)
+                todo[:0] = [t for t in due if t not in running and t not in todo and runnable(t)]
                 if idle and not todo:
                     wait = auto.next_due()
                     if wait is None:
@@ -210,9 +213,12 @@ def run(backend: Backend, job_id: str, *, max_parallel: int | None = None) -> in
                     continue
             if not (todo or running or deferred):
                 break
+            before = set(running)
             next_look = _round(
                 lc, backend, job_id, n, todo, deferred, running, spawned, next_look, runnable, stopping
             )
+            if auto is not None and not before <= set(running):
+                auto.finished()  # a worker ended: its task's failed items are worth a planning pass
             outage_s = 0.0
         except (StorageError, OSError) as exc:  # OSError: Popen (EAGAIN, ENOMEM)
             outage_s = outage_s * 2 if outage_s else 0.5
@@ -226,7 +232,10 @@ def run(backend: Backend, job_id: str, *, max_parallel: int | None = None) -> in
                 lost = [
                     t.task_id
                     for t in lc.tasks()
-                    if runnable(t.task_id) and t.task_id not in running and t.task_id not in deferred
+                    if runnable(t.task_id)
+                    and t.task_id not in running
+                    and t.task_id not in deferred
+                    and t.task_id not in waiting  # a retry task waits for ``auto.step``
                 ]
                 todo[:] = sorted(set(todo) | set(lost))
     if stopping:
