@@ -7,7 +7,10 @@ Order of writes (each step idempotent, so a crash anywhere is repaired by runnin
 2. the retry batches (``batches/r<n>-<k>.jsonl``: the items' records, copied from the batches of
    the tasks that failed them) and the task manifests: a function of the manifest, so any process
    may write them again with the same bytes (``ensure``);
-3. the task records (pending), by the lifecycle (``Lifecycle.create_retry_tasks``).
+3. the task records (pending), by the lifecycle (``Lifecycle.create_retry_tasks``);
+4. on the aws backend, when pilots run the job's tasks: one SQS message per retry task, delayed by
+   the backoff (slurmctl.retry.queue). A crash before it loses only the messages: pilots find the
+   retry tasks through the manifests too.
 
 Retry tasks get the next task ids after the job's last (``t<index>``, index >= the job's task
 count); the manifest lists them. Their not-before time is in the manifest: the runner (local) and
@@ -37,6 +40,7 @@ from slurmctl.model.core import Batch, Job, Task, TaskStatus, task_id
 from slurmctl.model.manifests import DoneMarker, RetryManifest
 from slurmctl.model.states import JobState, TaskState
 from slurmctl.retry.plan import Failure, Plan, Policy, plan
+from slurmctl.retry.queue import announce, uses_queue
 from slurmctl.retry.tasks import manifests as read_manifests
 from slurmctl.storage import keys
 from slurmctl.storage.base import Backend
@@ -229,6 +233,8 @@ def plan_retries(
             return p, doc
         materialize(backend, job_id, doc)
         lc.create_retry_tasks(doc)
+        if uses_queue(backend, job.config):  # aws, pilots: the SQS retry queue hands them out
+            announce(backend, job_id, tids, doc.not_before)
         log.info(
             "retry %d: %d item(s) in %d task(s) %s..%s, not before +%.1f s",
             number,

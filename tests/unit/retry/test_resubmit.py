@@ -90,3 +90,16 @@ def test_resubmit_of_a_paused_job_submits_nothing(slurm_job, monkeypatch):
     set_paused(backend, job.job_id, False)
     again, _ = resubmit_once(ex)
     assert again == ["t0000004"] and len(ex.client.scripts) == 1
+
+
+def test_a_pilot_leaves_a_retry_task_to_its_not_before_time(slurm_job, monkeypatch):
+    """A live pilot lists the retry tasks too: it does not claim one before its backoff has passed
+    (nor wait for it: the watch loop submits it when it is due)."""
+    backend, job, doc = slurm_job
+    lc = Lifecycle.of(backend, job.job_id, job.config)
+    assert Worker(backend, job.job_id).run_pilot(0, 1, idle_poll_s=0.01) == EXIT_OK
+    st = lc.task("t0000004")
+    assert st.state == TaskState.PENDING and st.attempt == 0
+    monkeypatch.setattr("slurmctl.worker.runtime.time.time", lambda: doc.not_before + 1.0)
+    assert Worker(backend, job.job_id).run_pilot(0, 1, idle_poll_s=0.01) == EXIT_OK
+    assert lc.task("t0000004").state == TaskState.SUCCEEDED
