@@ -35,16 +35,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import BenchError, child_env, machine, ratio, result, summary
+from common import BenchError, child_env, ratio, result, run_in_workdir, summary
 
 BENCH = "retry_roundtrip"
 
@@ -145,56 +143,47 @@ def main() -> int:
     if args.items < 1 or args.repeat < 1 or args.busy_s < 0:
         ap.error("ITEMS and --repeat must be positive, --busy-s not negative")
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-    work = args.dir or Path(tempfile.mkdtemp(prefix="bench-retry-rt-"))
-    work.mkdir(parents=True, exist_ok=True)
+    return run_in_workdir(BENCH, args.dir, "bench-retry-rt-", lambda work: measure(args, work))
+
+
+def measure(args: argparse.Namespace, work: Path) -> None:
+    """The run itself, in ``work``. Raises BenchError."""
     root = work / "root"
-    try:
-        machine(BENCH, "start")
-        parts: dict[str, dict[str, list[float]]] = (
-            {"idle": {}} if args.idle_only else {"idle": {}, "busy": {}}
+    parts: dict[str, dict[str, list[float]]] = {"idle": {}} if args.idle_only else {"idle": {}, "busy": {}}
+    submit_one: list[float] = []
+    for r in range(args.repeat):
+        plain = [{"n": i} for i in range(args.items)]
+        for name, records in (
+            ("idle", plain),
+            ("busy", [*plain, {"n": args.items, "sleep": args.busy_s}]),
+        ):
+            if name not in parts:
+                continue
+            d = write_job(work, f"rt-{name}-{r}", records, args.items, args.executor)
+            job_id, _ = submit_wait(d, root)
+            got = roundtrip(root, job_id, len(records))
+            for k, v in got.items():
+                parts[name].setdefault(k, []).append(v)
+            print(f"{name} {r}: round trip {got['roundtrip']:.3f} s", flush=True)
+        d = write_job(work, f"rt-one-{r}", [{"n": 1}], 1, args.executor)
+        _, wall = submit_wait(d, root)
+        submit_one.append(wall)
+        print(f"submit one item {r}: {wall:.3f} s", flush=True)
+    for name, figures in parts.items():
+        result(
+            BENCH,
+            contender=name,
+            executor=args.executor,
+            items=args.items,
+            busy_s=args.busy_s if name == "busy" else None,
+            backoff_s=0.1,
+            **{k: summary(v) for k, v in figures.items()},
         )
-        submit_one: list[float] = []
-        for r in range(args.repeat):
-            plain = [{"n": i} for i in range(args.items)]
-            for name, records in (
-                ("idle", plain),
-                ("busy", [*plain, {"n": args.items, "sleep": args.busy_s}]),
-            ):
-                if name not in parts:
-                    continue
-                d = write_job(work, f"rt-{name}-{r}", records, args.items, args.executor)
-                job_id, _ = submit_wait(d, root)
-                got = roundtrip(root, job_id, len(records))
-                for k, v in got.items():
-                    parts[name].setdefault(k, []).append(v)
-                print(f"{name} {r}: round trip {got['roundtrip']:.3f} s", flush=True)
-            d = write_job(work, f"rt-one-{r}", [{"n": 1}], 1, args.executor)
-            _, wall = submit_wait(d, root)
-            submit_one.append(wall)
-            print(f"submit one item {r}: {wall:.3f} s", flush=True)
-        for name, figures in parts.items():
-            result(
-                BENCH,
-                contender=name,
-                executor=args.executor,
-                items=args.items,
-                busy_s=args.busy_s if name == "busy" else None,
-                backoff_s=0.1,
-                **{k: summary(v) for k, v in figures.items()},
-            )
-        result(BENCH, contender="submit_one_item", executor=args.executor, seconds=summary(submit_one))
-        base = summary(submit_one)["median"]
-        ratio("roundtrip_idle_vs_submit_one_item", summary(parts["idle"]["roundtrip"])["median"], base)
-        if "busy" in parts:
-            ratio("roundtrip_busy_vs_submit_one_item", summary(parts["busy"]["roundtrip"])["median"], base)
-        machine(BENCH, "end")
-    except BenchError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        if args.dir is None:
-            shutil.rmtree(work, ignore_errors=True)
-    return 0
+    result(BENCH, contender="submit_one_item", executor=args.executor, seconds=summary(submit_one))
+    base = summary(submit_one)["median"]
+    ratio("roundtrip_idle_vs_submit_one_item", summary(parts["idle"]["roundtrip"])["median"], base)
+    if "busy" in parts:
+        ratio("roundtrip_busy_vs_submit_one_item", summary(parts["busy"]["roundtrip"])["median"], base)
 
 
 if __name__ == "__main__":
