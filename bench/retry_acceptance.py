@@ -1,10 +1,12 @@
-"""Acceptance run: a job whose handler fails deterministically on 1 % of its items, on the local executor.
+"""Acceptance run: a job whose handler fails deterministically on 1 % of its items (local or Slurm).
 
 Usage: python bench/retry_acceptance.py [ITEMS] [--items-per-task K] [--max-parallel P] [--base-s B]
-                                        [--dir DIR]
+                                        [--executor E] [--timeout T] [--dir DIR]
   ITEMS: items (default 200,000). K: items per task (default 1,000). P: the runner's workers (default
-  2). B: the retry backoff's ``base_s`` (default 10, the default of ``retry:``). DIR: the work
-  directory, kept.
+  2). B: the retry backoff's ``base_s`` (default 10, the default of ``retry:``). E: the ``executor:``
+  block instead of the local one (``{kind: slurm}``, ``{kind: slurm, mode: pilot, workers: 2}`` on
+  the dev cluster, 0.5 GB a task; P then does not apply). T: how long ``submit --wait`` may take
+  (default 7200 s; on Slurm the job is cancelled when it is exceeded). DIR: the work directory, kept.
 
 The handler fails item n when ``n % 200 == 7`` with ``TransientItemError`` on its first call only
 (it succeeds on its retry) and when ``n % 200 == 107`` with ``PermanentItemError``; every call of a
@@ -57,16 +59,21 @@ def handle(record, ctx):
 """
 
 
-def slurmctl(*args: str, work: Path, env: dict[str, str]) -> tuple[subprocess.CompletedProcess[str], float]:
+def slurmctl(
+    *args: str, work: Path, env: dict[str, str], timeout: float = 7200
+) -> tuple[subprocess.CompletedProcess[str], float]:
     t0 = time.perf_counter()
-    p = subprocess.run(
-        [sys.executable, "-m", "slurmctl", *args],
-        cwd=work,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=7200,
-    )
+    try:
+        p = subprocess.run(
+            [sys.executable, "-m", "slurmctl", *args],
+            cwd=work,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise BenchError(f"slurmctl {' '.join(args)} took more than {timeout:.0f} s") from exc
     return p, time.perf_counter() - t0
 
 
@@ -82,6 +89,8 @@ def main() -> int:
     ap.add_argument("--items-per-task", type=int, default=1000)
     ap.add_argument("--max-parallel", type=int, default=2)
     ap.add_argument("--base-s", type=float, default=10.0)
+    ap.add_argument("--executor", help="the executor: block (default: local, --max-parallel workers)")
+    ap.add_argument("--timeout", type=float, default=7200.0, help="seconds submit --wait may take")
     ap.add_argument("--dir", type=Path, help="work directory, kept (default: a temporary one)")
     args = ap.parse_args()
     if min(args.items, args.items_per_task, args.max_parallel) < 1 or args.base_s < 0:
@@ -98,16 +107,22 @@ def measure(args: argparse.Namespace, work: Path) -> None:
     (work / "acc_handler.py").write_text(HANDLER)
     with open(work / "in.jsonl", "w") as f:
         f.writelines(f'{{"n": {i}}}\n' for i in range(n))
+    local = f"{{kind: local, max_parallel: {args.max_parallel}}}"
     (work / "job.yaml").write_text(
         "name: acceptance\ninput: {path: in.jsonl}\nhandler: {function: 'acc_handler:handle'}\n"
         f"batch: {{items: {args.items_per_task}}}\nretry: {{backoff: {{base_s: {args.base_s}}}}}\n"
-        f"executor: {{kind: local, max_parallel: {args.max_parallel}}}\n"
+        f"executor: {args.executor or local}\nresources: {{mem_gb: 0.5}}\n"
     )
     env = child_env(RETRY_MARKS=str(marks), SLURMCTL_ROOT=str(root))
     transient = {i for i in range(n) if i % 200 == 7}
     permanent = {i for i in range(n) if i % 200 == 107}
 
-    p, wall = slurmctl("submit", "job.yaml", "--wait", work=work, env=env)
+    try:
+        p, wall = slurmctl("submit", "job.yaml", "--wait", work=work, env=env, timeout=args.timeout)
+    except BenchError:
+        for job in (root / "jobs").glob("*"):  # stop what the job still runs (its own arrays only)
+            slurmctl("cancel", job.name, "--yes", work=work, env=env)
+        raise
     job_id = p.stdout.strip().splitlines()[-1] if p.stdout.strip() else ""
     print(f"submit --wait: exit {p.returncode}, {wall:.1f} s: {p.stderr.strip()[-300:]}", flush=True)
     check("submit --wait exits 9 (items failed)", p.returncode == 9 and bool(job_id), p.stderr[-2000:])
