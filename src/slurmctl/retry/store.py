@@ -268,15 +268,14 @@ class AutoRetry:
     of newly finished tasks (at most every ``every_s``, and at most every ``PASS_SHARE`` times
     what the last pass took) and returns the retry tasks whose
     not-before time has passed, none while the job is paused (they wait for ``resume``).
-    ``on_finish``: the caller says when a task finished (``finished``); no pass is made until then
-    (the first one is: tasks may have finished before the caller started)."""
+    ``wave`` (the local runner): the caller says when a task finished (``finished``); after the
+    first pass (tasks may have finished before the caller started) the next waits for ``wave``
+    finished tasks (0: no such wait, the watch loop)."""
 
-    def __init__(
-        self, backend: Backend, job_id: str, *, every_s: float = 2.0, on_finish: bool = False
-    ) -> None:
+    def __init__(self, backend: Backend, job_id: str, *, every_s: float = 2.0, wave: int = 0) -> None:
         self.backend, self.job_id, self.every_s = backend, job_id, every_s
-        self.on_finish = on_finish
-        self.fresh = True  # a task may have finished since the last pass
+        self.wave = wave
+        self.unplanned = wave  # tasks finished since the last pass (the first pass: any number)
         self.waiting = waiting(backend, job_id)  # retry task -> not before (unix time)
         self.paused = False  # the job was paused when a retry task was last due
         self._next = 0.0
@@ -285,7 +284,7 @@ class AutoRetry:
     def step(self, *, force: bool = False) -> list[str]:
         """Plan if due (or ``force``); return the waiting retry tasks that may run now."""
         mono = time.monotonic()
-        if not self.off and (force or (self.fresh and mono >= self._next)):
+        if not self.off and (force or (self.unplanned >= self.wave and mono >= self._next)):
             self._next = mono + self.every_s
             try:
                 _, doc = plan_retries(self.backend, self.job_id)
@@ -294,7 +293,7 @@ class AutoRetry:
                     raise  # an outage: the caller waits and calls again
                 self._turn_off(exc)
                 doc = None
-            self.fresh = not self.on_finish
+            self.unplanned = 0
             # A pass reads every task record (0.3-0.4 s for 10k tasks on the local backend): at
             # most a tenth of the time goes to planning.
             self._next = max(self._next, mono + PASS_SHARE * (time.monotonic() - mono))
@@ -312,9 +311,9 @@ class AutoRetry:
             del self.waiting[t]
         return due
 
-    def finished(self) -> None:
-        """A task finished: the next pass due plans (``on_finish``)."""
-        self.fresh = True
+    def finished(self, n: int = 1) -> None:
+        """``n`` tasks finished (``wave``)."""
+        self.unplanned += n
 
     def _turn_off(self, exc: SlurmctlError) -> None:
         self.off = True
