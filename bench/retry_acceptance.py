@@ -171,10 +171,10 @@ def measure(args: argparse.Namespace, work: Path) -> None:
     )
     result(
         BENCH,
-        contender="local",
+        contender="local" if args.executor is None else "slurm",
+        executor=args.executor or local,
         items=n,
         tasks=-(-n // args.items_per_task),
-        max_parallel=args.max_parallel,
         backoff_base_s=args.base_s,
         transient=len(transient),
         permanent=len(permanent),
