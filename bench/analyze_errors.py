@@ -29,9 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
-import tempfile
 import time
 import traceback
 from pathlib import Path
@@ -39,7 +37,17 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import BenchError, child_env, dry_run_submit, machine, mib, ratio, result, run_child, summary
+from common import (
+    BenchError,
+    child_env,
+    dry_run_submit,
+    mib,
+    ratio,
+    result,
+    run_child,
+    run_in_workdir,
+    summary,
+)
 
 BENCH = "analyze_errors"
 SIGNATURES = 20
@@ -252,73 +260,66 @@ def main() -> int:
     ap.add_argument("--dir", type=Path, help="work directory, kept and reused (default: a temporary one)")
     args = ap.parse_args()
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-    work = args.dir or Path(tempfile.mkdtemp(prefix="bench-errors-"))
-    work.mkdir(parents=True, exist_ok=True)
-    try:
-        machine(BENCH, "start")
-        t0 = time.perf_counter()
-        if (work / "root" / "jobs").is_dir():  # --dir of an earlier run: its job is used again
-            root = work / "root"
-            (job_id,) = [p.name for p in (root / "jobs").iterdir()]
-        else:
-            root, job_id = build(work, args.items, args.tasks)
-        size = sum(p.stat().st_size for p in (root / "jobs" / job_id / "results").rglob("*.errors.jsonl"))
-        print(
-            f"set-up: {args.items:,} failed items in {args.tasks:,} tasks, {size / 2**20:.0f} MiB of "
-            f"error files, {time.perf_counter() - t0:.1f} s",
-            flush=True,
+    return run_in_workdir(BENCH, args.dir, "bench-errors-", lambda work: measure(args, work))
+
+
+def measure(args: argparse.Namespace, work: Path) -> None:
+    """The run itself, in ``work``. Raises BenchError."""
+    t0 = time.perf_counter()
+    if (work / "root" / "jobs").is_dir():  # --dir of an earlier run: its job is used again
+        root = work / "root"
+        (job_id,) = [p.name for p in (root / "jobs").iterdir()]
+    else:
+        root, job_id = build(work, args.items, args.tasks)
+    size = sum(p.stat().st_size for p in (root / "jobs" / job_id / "results").rglob("*.errors.jsonl"))
+    print(
+        f"set-up: {args.items:,} failed items in {args.tasks:,} tasks, {size / 2**20:.0f} MiB of "
+        f"error files, {time.perf_counter() - t0:.1f} s",
+        flush=True,
+    )
+    env = child_env()
+    base = root / "jobs" / job_id / "results"
+    times: dict[str, list[float]] = {
+        "analyze": [],
+        "analyze_cpu": [],
+        "analyze_wall": [],
+        "json_loads": [],
+        "json_loads_cpu": [],
+    }
+    rss: list[float] = []
+    for _ in range(args.repeat):
+        run = run_child([sys.executable, "-c", _ANALYZE, str(root), job_id], env=env, label="analyze")
+        out = run.last_json()
+        check(out, args.items, args.tasks)
+        times["analyze"].append(out["seconds"])
+        times["analyze_cpu"].append(out["cpu"])
+        times["analyze_wall"].append(run.wall_s)
+        rss.append(mib(run.peak_rss_kib))
+        run = run_child([sys.executable, "-c", _BASELINE, str(base)], env=env, label="json.loads")
+        base_out = run.last_json()
+        if base_out["records"] != args.items:
+            raise BenchError(f"baseline read {base_out['records']} records, expected {args.items}")
+        times["json_loads"].append(base_out["seconds"])
+        times["json_loads_cpu"].append(base_out["cpu"])
+    for name, values in times.items():
+        result(
+            BENCH,
+            contender=name,
+            items=args.items,
+            tasks=args.tasks,
+            mib=round(size / 2**20),
+            seconds=summary(values),
         )
-        env = child_env()
-        base = root / "jobs" / job_id / "results"
-        times: dict[str, list[float]] = {
-            "analyze": [],
-            "analyze_cpu": [],
-            "analyze_wall": [],
-            "json_loads": [],
-            "json_loads_cpu": [],
-        }
-        rss: list[float] = []
-        for _ in range(args.repeat):
-            run = run_child([sys.executable, "-c", _ANALYZE, str(root), job_id], env=env, label="analyze")
-            out = run.last_json()
-            check(out, args.items, args.tasks)
-            times["analyze"].append(out["seconds"])
-            times["analyze_cpu"].append(out["cpu"])
-            times["analyze_wall"].append(run.wall_s)
-            rss.append(mib(run.peak_rss_kib))
-            run = run_child([sys.executable, "-c", _BASELINE, str(base)], env=env, label="json.loads")
-            base_out = run.last_json()
-            if base_out["records"] != args.items:
-                raise BenchError(f"baseline read {base_out['records']} records, expected {args.items}")
-            times["json_loads"].append(base_out["seconds"])
-            times["json_loads_cpu"].append(base_out["cpu"])
-        for name, values in times.items():
-            result(
-                BENCH,
-                contender=name,
-                items=args.items,
-                tasks=args.tasks,
-                mib=round(size / 2**20),
-                seconds=summary(values),
-            )
-        result(BENCH, contender="analyze_peak_rss", items=args.items, peak_rss_mib=max(rss))
-        a = summary(times["analyze"])["median"]
-        b = summary(times["json_loads"])["median"]
-        ratio("analyze_vs_json_loads", a, b)
-        ratio(
-            "analyze_cpu_vs_json_loads_cpu",
-            summary(times["analyze_cpu"])["median"],
-            summary(times["json_loads_cpu"])["median"],
-        )
-        ratio("analyze_vs_5s_target", a, 5.0, target="<= 1.0x (5 s for 1M items)")
-        machine(BENCH, "end")
-    except BenchError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        if args.dir is None:
-            shutil.rmtree(work, ignore_errors=True)
-    return 0
+    result(BENCH, contender="analyze_peak_rss", items=args.items, peak_rss_mib=max(rss))
+    a = summary(times["analyze"])["median"]
+    b = summary(times["json_loads"])["median"]
+    ratio("analyze_vs_json_loads", a, b)
+    ratio(
+        "analyze_cpu_vs_json_loads_cpu",
+        summary(times["analyze_cpu"])["median"],
+        summary(times["json_loads_cpu"])["median"],
+    )
+    ratio("analyze_vs_5s_target", a, 5.0, target="<= 1.0x (5 s for 1M items)")
 
 
 if __name__ == "__main__":

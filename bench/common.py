@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -184,3 +186,22 @@ def dry_run_submit(work: Path, root: Path) -> str:
         label="slurmctl submit --dry-run",
     )
     return run.stdout.strip().splitlines()[-1]
+
+
+def run_in_workdir(bench: str, keep: Path | None, prefix: str, body: Callable[[Path], None]) -> int:
+    """Run ``body(work)`` between the start and end ``machine`` lines, in ``keep`` (created if need
+    be, kept) or else a temporary directory named ``prefix...`` (removed afterwards). Returns the
+    script's exit code: 0, or 1 after printing a BenchError's message."""
+    work = keep or Path(tempfile.mkdtemp(prefix=prefix))
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        machine(bench, "start")
+        body(work)
+        machine(bench, "end")
+    except BenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        if keep is None:
+            shutil.rmtree(work, ignore_errors=True)
+    return 0

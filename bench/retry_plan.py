@@ -27,15 +27,23 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import BenchError, child_env, dry_run_submit, machine, mib, ratio, result, run_child, summary
+from common import (
+    BenchError,
+    child_env,
+    dry_run_submit,
+    mib,
+    ratio,
+    result,
+    run_child,
+    run_in_workdir,
+    summary,
+)
 
 BENCH = "retry_plan"
 
@@ -175,68 +183,57 @@ def main() -> int:
     ap.add_argument("--dir", type=Path, help="work directory, kept and reused (default: a temporary one)")
     args = ap.parse_args()
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-    work = args.dir or Path(tempfile.mkdtemp(prefix="bench-retry-"))
-    work.mkdir(parents=True, exist_ok=True)
-    try:
-        machine(BENCH, "start")
-        t0 = time.perf_counter()
-        saved = work / "transient.json"
-        if saved.exists():  # --dir of an earlier run: its job is used again
-            root = work / "root"
-            (job_id,) = [p.name for p in (root / "jobs").iterdir()]
-            transient = json.loads(saved.read_text())
-        else:
-            root, job_id, transient = build(work, args.items, args.tasks)
-            saved.write_text(json.dumps(transient))
-        print(
-            f"set-up: {args.items:,} items in {args.tasks:,} tasks, {args.items // 100:,} failed "
-            f"({len(transient):,} transient), {time.perf_counter() - t0:.1f} s",
-            flush=True,
-        )
-        env = child_env()
-        base = root / "jobs" / job_id / "results"
-        want = {"items": len(transient), "check": sum(transient)}
-        times: dict[str, list[float]] = {
-            "plan": [],
-            "plan_record": [],
-            "read_errors": [],
-            "plan_record_cpu": [],
-        }
-        rss: list[float] = []
-        for _ in range(args.repeat):
-            for mode, name in (("dry", "plan"), ("record", "plan_record")):
-                run = run_child([sys.executable, "-c", _PLAN, str(root), job_id, mode], env=env, label=name)
-                out = run.last_json()
-                if {k: out[k] for k in want} != want:
-                    raise BenchError(f"{name} planned {out['items']} items, expected {len(transient)}")
-                times[name].append(out["seconds"])
-                if mode == "record":
-                    times["plan_record_cpu"].append(out["cpu"])
-                    rss.append(mib(run.peak_rss_kib))
-            run = run_child([sys.executable, "-c", _BASELINE, str(base)], env=env, label="read errors")
-            b = run.last_json()
-            if b["transient"] != len(transient):
-                raise BenchError(
-                    f"baseline found {b['transient']} transient items, expected {len(transient)}"
-                )
-            times["read_errors"].append(b["seconds"])
-        for name, values in times.items():
-            result(BENCH, contender=name, items=args.items, tasks=args.tasks, seconds=summary(values))
-        result(BENCH, contender="plan_record_peak_rss", items=args.items, peak_rss_mib=max(rss))
-        rec = summary(times["plan_record"])["median"]
-        ratio(
-            "plan_vs_read_errors", summary(times["plan"])["median"], summary(times["read_errors"])["median"]
-        )
-        ratio("plan_record_vs_read_errors", rec, summary(times["read_errors"])["median"])
-        ratio("plan_record_vs_5s_target", rec, 5.0, target="<= 1.0x (5 s for 1M items, 10k tasks)")
-        machine(BENCH, "end")
-    except BenchError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        if args.dir is None:
-            shutil.rmtree(work, ignore_errors=True)
-    return 0
+    return run_in_workdir(BENCH, args.dir, "bench-retry-", lambda work: measure(args, work))
+
+
+def measure(args: argparse.Namespace, work: Path) -> None:
+    """The run itself, in ``work``. Raises BenchError."""
+    t0 = time.perf_counter()
+    saved = work / "transient.json"
+    if saved.exists():  # --dir of an earlier run: its job is used again
+        root = work / "root"
+        (job_id,) = [p.name for p in (root / "jobs").iterdir()]
+        transient = json.loads(saved.read_text())
+    else:
+        root, job_id, transient = build(work, args.items, args.tasks)
+        saved.write_text(json.dumps(transient))
+    print(
+        f"set-up: {args.items:,} items in {args.tasks:,} tasks, {args.items // 100:,} failed "
+        f"({len(transient):,} transient), {time.perf_counter() - t0:.1f} s",
+        flush=True,
+    )
+    env = child_env()
+    base = root / "jobs" / job_id / "results"
+    want = {"items": len(transient), "check": sum(transient)}
+    times: dict[str, list[float]] = {
+        "plan": [],
+        "plan_record": [],
+        "read_errors": [],
+        "plan_record_cpu": [],
+    }
+    rss: list[float] = []
+    for _ in range(args.repeat):
+        for mode, name in (("dry", "plan"), ("record", "plan_record")):
+            run = run_child([sys.executable, "-c", _PLAN, str(root), job_id, mode], env=env, label=name)
+            out = run.last_json()
+            if {k: out[k] for k in want} != want:
+                raise BenchError(f"{name} planned {out['items']} items, expected {len(transient)}")
+            times[name].append(out["seconds"])
+            if mode == "record":
+                times["plan_record_cpu"].append(out["cpu"])
+                rss.append(mib(run.peak_rss_kib))
+        run = run_child([sys.executable, "-c", _BASELINE, str(base)], env=env, label="read errors")
+        b = run.last_json()
+        if b["transient"] != len(transient):
+            raise BenchError(f"baseline found {b['transient']} transient items, expected {len(transient)}")
+        times["read_errors"].append(b["seconds"])
+    for name, values in times.items():
+        result(BENCH, contender=name, items=args.items, tasks=args.tasks, seconds=summary(values))
+    result(BENCH, contender="plan_record_peak_rss", items=args.items, peak_rss_mib=max(rss))
+    rec = summary(times["plan_record"])["median"]
+    ratio("plan_vs_read_errors", summary(times["plan"])["median"], summary(times["read_errors"])["median"])
+    ratio("plan_record_vs_read_errors", rec, summary(times["read_errors"])["median"])
+    ratio("plan_record_vs_5s_target", rec, 5.0, target="<= 1.0x (5 s for 1M items, 10k tasks)")
 
 
 if __name__ == "__main__":

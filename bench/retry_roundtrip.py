@@ -1,12 +1,13 @@
-"""Benchmark: the item retry round trip on the local executor, from an item's failure to its successful retry.
+"""Benchmark: the item retry round trip, from an item's failure to its successful retry (local or pilots).
 
 Usage: python bench/retry_roundtrip.py [ITEMS] [--repeat R] [--busy-s S] [--executor E] [--idle-only]
-                                       [--dir DIR]
+                                       [--pilot] [--dir DIR]
   ITEMS: items of the failing task (default 100). R: jobs per contender (default 5). S: how long the
-  other task of the ``busy`` contender runs (default 4). E: the jobs' ``executor:`` block (default
-  ``{kind: local, max_parallel: 2}``; e.g. ``{kind: slurm, mode: pilot, workers: 1}`` on the dev
-  cluster, DIR then on a file system its nodes share). ``--idle-only``: no ``busy`` contender.
-  DIR: the work directory, kept.
+  other tasks of the ``busy`` and ``queued`` contenders run (default 4). E: the jobs' ``executor:``
+  block (default ``{kind: local, max_parallel: 2}``). ``--idle-only``: only the ``idle`` contender.
+  ``--pilot``: pilot mode on the dev cluster, ``{kind: slurm, mode: pilot, workers: 1}``, ``idle``
+  only (DIR then on a file system its nodes share; the default temporary directory is, on the
+  one-node dev cluster). DIR: the work directory, kept.
 
 Each job is a real ``slurmctl submit --wait`` on the local executor and backend; its handler fails
 item 0 once with ``TransientItemError`` (it succeeds on its retry) and returns every other item at
@@ -24,8 +25,15 @@ Contenders, alternating, one job each per repeat:
   plans at once;
 * **busy** — the same task plus one whose single item sleeps S s: workers still run when the failing
   task ends, so the runner plans on its cadence (at most every 2 s);
+* **queued** — the same task plus four tasks of ITEMS items that take S s each, two workers: tasks
+  are still queued when the failing task ends (the retry is planned as tasks finish and goes before
+  them);
 * **submit one item** (baseline) — ``slurmctl submit --wait`` of a one-item job that succeeds, timed
   from outside: what running the item again as a job of its own costs.
+
+In pilot mode the one pilot ends with the failing task (its retry is not planned yet), so the watch
+loop of ``submit --wait`` plans the retry and submits a pilot for it: the round trip holds an sbatch
+and Slurm's start of the new pilot.
 
 Each job's outcome is checked (exit 0, every item once in the output, one retry task holding item 0);
 the script exits 1 if not.
@@ -35,16 +43,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import BenchError, child_env, machine, ratio, result, summary
+from common import BenchError, child_env, ratio, result, run_in_workdir, summary
 
 BENCH = "retry_roundtrip"
 
@@ -139,62 +145,65 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--busy-s", type=float, default=4.0)
     ap.add_argument("--executor", default="{kind: local, max_parallel: 2}", help="the executor: block")
-    ap.add_argument("--idle-only", action="store_true", help="no busy contender")
+    ap.add_argument("--idle-only", action="store_true", help="only the idle contender")
+    ap.add_argument("--pilot", action="store_true", help="pilot mode on the dev cluster (idle only)")
     ap.add_argument("--dir", type=Path, help="work directory, kept (default: a temporary one)")
     args = ap.parse_args()
     if args.items < 1 or args.repeat < 1 or args.busy_s < 0:
         ap.error("ITEMS and --repeat must be positive, --busy-s not negative")
+    if args.pilot:
+        args.executor, args.idle_only = "{kind: slurm, mode: pilot, workers: 1}", True
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-    work = args.dir or Path(tempfile.mkdtemp(prefix="bench-retry-rt-"))
-    work.mkdir(parents=True, exist_ok=True)
+    return run_in_workdir(BENCH, args.dir, "bench-retry-rt-", lambda work: measure(args, work))
+
+
+def measure(args: argparse.Namespace, work: Path) -> None:
+    """The run itself, in ``work``. Raises BenchError."""
     root = work / "root"
-    try:
-        machine(BENCH, "start")
-        parts: dict[str, dict[str, list[float]]] = (
-            {"idle": {}} if args.idle_only else {"idle": {}, "busy": {}}
-        )
-        submit_one: list[float] = []
-        for r in range(args.repeat):
-            plain = [{"n": i} for i in range(args.items)]
-            for name, records in (
-                ("idle", plain),
-                ("busy", [*plain, {"n": args.items, "sleep": args.busy_s}]),
-            ):
-                if name not in parts:
-                    continue
-                d = write_job(work, f"rt-{name}-{r}", records, args.items, args.executor)
-                job_id, _ = submit_wait(d, root)
-                got = roundtrip(root, job_id, len(records))
-                for k, v in got.items():
-                    parts[name].setdefault(k, []).append(v)
-                print(f"{name} {r}: round trip {got['roundtrip']:.3f} s", flush=True)
-            d = write_job(work, f"rt-one-{r}", [{"n": 1}], 1, args.executor)
-            _, wall = submit_wait(d, root)
-            submit_one.append(wall)
-            print(f"submit one item {r}: {wall:.3f} s", flush=True)
-        for name, figures in parts.items():
-            result(
-                BENCH,
-                contender=name,
-                executor=args.executor,
-                items=args.items,
-                busy_s=args.busy_s if name == "busy" else None,
-                backoff_s=0.1,
-                **{k: summary(v) for k, v in figures.items()},
+    names = ["idle"] if args.idle_only else ["idle", "busy", "queued"]
+    parts: dict[str, dict[str, list[float]]] = {name: {} for name in names}
+    submit_one: list[float] = []
+    n = args.items
+    for r in range(args.repeat):
+        plain = [{"n": i} for i in range(n)]
+        slow = [{"n": i, "sleep": args.busy_s / n} for i in range(n, 5 * n)]  # 4 tasks of S s
+        for name, records in (
+            ("idle", plain),
+            ("busy", [*plain, {"n": n, "sleep": args.busy_s}]),
+            ("queued", plain + slow),
+        ):
+            if name not in parts:
+                continue
+            d = write_job(work, f"rt-{name}-{r}", records, args.items, args.executor)
+            job_id, _ = submit_wait(d, root)
+            got = roundtrip(root, job_id, len(records))
+            for k, v in got.items():
+                parts[name].setdefault(k, []).append(v)
+            print(
+                f"{name} {r}: round trip {got['roundtrip']:.3f} s (plan {got['to_plan']:.3f} s)", flush=True
             )
-        result(BENCH, contender="submit_one_item", executor=args.executor, seconds=summary(submit_one))
-        base = summary(submit_one)["median"]
-        ratio("roundtrip_idle_vs_submit_one_item", summary(parts["idle"]["roundtrip"])["median"], base)
-        if "busy" in parts:
-            ratio("roundtrip_busy_vs_submit_one_item", summary(parts["busy"]["roundtrip"])["median"], base)
-        machine(BENCH, "end")
-    except BenchError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        if args.dir is None:
-            shutil.rmtree(work, ignore_errors=True)
-    return 0
+        d = write_job(work, f"rt-one-{r}", [{"n": 1}], 1, args.executor)
+        _, wall = submit_wait(d, root)
+        submit_one.append(wall)
+        print(f"submit one item {r}: {wall:.3f} s", flush=True)
+    for name, figures in parts.items():
+        result(
+            BENCH,
+            contender=name,
+            executor=args.executor,
+            items=args.items,
+            busy_s=args.busy_s if name != "idle" else None,
+            backoff_s=0.1,
+            **{k: summary(v) for k, v in figures.items()},
+        )
+    result(BENCH, contender="submit_one_item", executor=args.executor, seconds=summary(submit_one))
+    base = summary(submit_one)["median"]
+    for name, figures in parts.items():
+        rt = summary(figures["roundtrip"])
+        print(
+            f"{name}: round trip median {rt['median']:.3f} s ({rt['min']:.3f}-{rt['max']:.3f} s)", flush=True
+        )
+        ratio(f"roundtrip_{name}_vs_submit_one_item", rt["median"], base)
 
 
 if __name__ == "__main__":

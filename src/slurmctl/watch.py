@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 
 from slurmctl.coordinator import record_retry
+from slurmctl.errors import StateError
 from slurmctl.executors.base import Executor
 from slurmctl.lifecycle import Lifecycle, attempts_left
 from slurmctl.model.states import TaskState
@@ -99,18 +100,47 @@ def resubmit_once(
     Returns (task ids resubmitted, a one-line description). When nothing is resubmitted the
     description says why: every task done or final, or which live elements will still run the
     rest. Asks the scheduler at most twice (squeue, then sacct when squeue no longer knows a
-    submission). With ``failed``, tasks that used up their attempts get a fresh budget first."""
+    submission). With ``failed``, tasks that used up their attempts get a fresh budget first.
+    Retry tasks whose not-before time has not come are left for a later call or the watch loop
+    (unless the executor's own runner waits for them: local), and the description says until
+    when. Raises StateError (exit 5) for a paused job, before changing anything."""
     lc = executor.lifecycle
+    job_id = executor.job.job_id
+    if lc.job().paused:
+        raise StateError(
+            f"job {job_id} is paused: nothing is resubmitted while it is paused",
+            hint=f"`slurmctl resume {job_id}` lets its work run again; then `slurmctl resubmit {job_id}` "
+            "submits what nothing runs",
+        )
     if failed:
         lc.fresh_budget()
     facts = executor.poll_settled()
     again = lc.settle(facts)
+    later: dict[str, float] = {}
+    if again and not executor.plans_item_retries:  # (the local runner waits for them itself)
+        from slurmctl.retry.store import waiting
+
+        now = time.time()
+        later = {t: at for t, at in waiting(executor.backend, job_id).items() if at > now and t in again}
+        again = [t for t in again if t not in later]
+    wait = ""
+    if later:
+        at = min(later.values())
+        wait = (
+            f"{len(later)} retry task(s) wait for their backoff until "
+            f"{time.strftime('%H:%M:%S', time.localtime(at))} (in {at - time.time():.0f} s): "
+            "`slurmctl resubmit JOB` from then on, or `slurmctl status JOB --watch`, submits them"
+        )
     if again:
-        n = record_retry(executor.backend, executor.job.job_id, again, reason)
+        n = record_retry(executor.backend, job_id, again, reason)
         detail = executor.submit(again)
         lc.refresh_job()
-        return again, f"resubmitted {len(again)} task(s) (retry manifest {n}): {detail}"
+        return again, f"resubmitted {len(again)} task(s) (retry manifest {n}): {detail}" + (
+            f"; {wait}" if wait else ""
+        )
     lc.refresh_job()
+    if wait:
+        return [], f"nothing to resubmit yet: {wait}"
     statuses = lc.tasks()
     open_tasks = [t for t in statuses if t.state.value not in ("succeeded", "cancelled", "failed")]
     exhausted = [t for t in statuses if t.state.value == "failed"]

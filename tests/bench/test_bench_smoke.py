@@ -139,9 +139,10 @@ def test_retry_plan_smoke():
 def test_retry_roundtrip_smoke():
     """One job per contender: the script checks each retried item 0 once and the output exactly once."""
     p = run_bench("retry_roundtrip.py", "20", "--repeat", "1", "--busy-s", "0.5")
-    assert {"roundtrip_idle_vs_submit_one_item", "roundtrip_busy_vs_submit_one_item"} <= ratio_names(p.stdout)
+    names = ratio_names(p.stdout)
+    assert {f"roundtrip_{c}_vs_submit_one_item" for c in ("idle", "busy", "queued")} <= names
     by = {r["contender"]: r for r in results(p.stdout)}
-    assert {"idle", "busy", "submit_one_item"} <= set(by)
+    assert {"idle", "busy", "queued", "submit_one_item"} <= set(by)
     assert by["idle"]["roundtrip"]["median"] > 0 and by["idle"]["items"] == 20
 
 

@@ -192,3 +192,45 @@ def test_retry_tasks_wait_while_paused_and_run_after_resume(tmp_path):
     resumed = next(e["at"] for e in events if e["what"] == "resume")
     st = next(t for t in task_statuses(backend, job_id) if t.task_id == tid)
     assert st.state == TaskState.SUCCEEDED and st.attempt == 1 and st.started_at >= resumed
+
+
+QUEUED = """
+import os, time
+from pathlib import Path
+from slurmctl.errors import TransientItemError
+
+def handle(record, ctx):
+    mark = Path(os.environ["RETRY_MARKS"]) / f"t{record['n']}"
+    if record["n"] == 0 and not mark.exists():
+        mark.write_text(ctx.task_id)
+        raise TransientItemError("upstream busy")
+    time.sleep(record.get("sleep", 0))
+    return {"n": record["n"]}
+"""
+
+
+def test_a_retry_runs_before_the_tasks_still_queued(tmp_path):
+    """One worker, five one-item tasks: t0000000 fails its item once, the four others take 2 s
+    each. The runner plans the retry while tasks are still queued, and a due retry task goes
+    before them: it starts before the last original task, not after the whole job."""
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    (tmp_path / "queued.py").write_text(QUEUED)
+    records = [{"n": 0}, *({"n": i, "sleep": 2} for i in range(1, 5))]
+    (tmp_path / "in.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    job = write_job(
+        tmp_path,
+        "name: queued\ninput: {path: in.jsonl}\nhandler: {function: 'queued:handle'}\nbatch: {items: 1}\n"
+        "retry: {backoff: {base_s: 0.1, cap_s: 0.1, jitter: none}}\n"
+        "executor: {kind: local, max_parallel: 1}\n",
+    )
+    root = tmp_path / "root"
+    job_id, r = submit_wait(job, root, env={"RETRY_MARKS": str(marks)}, timeout=300)
+    assert job_id and r.code == 0, r.err
+    backend = open_backend({"kind": "local", "root": str(root)})
+    (doc,) = [m for m in manifests(backend, job_id) if m.items]
+    by = {t.task_id: t for t in task_statuses(backend, job_id)}
+    retry, last = by[doc.task_ids[0]], by["t0000004"]
+    assert retry.state == TaskState.SUCCEEDED and doc.items == {retry.task_id: [0]}
+    assert doc.created_at < by["t0000003"].started_at, "planned only once the queue was empty"
+    assert retry.started_at < last.started_at, "the retry waited for the whole queue"

@@ -209,7 +209,8 @@ def resubmit(
     backend_spec: BackendOpt = None,
 ) -> None:
     """Submit again the tasks of a job that nothing will run any more (failed with attempts left,
-    interrupted, or never submitted after a failed sbatch)."""
+    interrupted, or never submitted after a failed sbatch). Item retry tasks wait for their backoff;
+    a paused job gets nothing (exit 5: `slurmctl resume JOB` first)."""
     from slurmctl.coordinator import load_job
     from slurmctl.executors import executor_for
 

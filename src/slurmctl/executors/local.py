@@ -47,6 +47,8 @@ log = logging.getLogger("slurmctl.executors.local")
 # A runner keeps trying through a storage outage (backing off) for this long before it stops;
 # running workers are not disturbed, and `slurmctl resubmit JOB` starts a new runner.
 STORAGE_OUTAGE_S = 300.0
+# About how many item retry planning passes the runner makes in a job as its tasks finish (``run``).
+PASSES_PER_JOB = 25
 
 
 def default_parallel() -> int:
@@ -186,10 +188,14 @@ def run(backend: Backend, job_id: str, *, max_parallel: int | None = None) -> in
             return False
         return not (st.state == TaskState.FAILED and not attempts_left(st, lc.max_attempts))
 
-    # Item retries (slurmctl.retry): failed items of finished tasks are planned while the runner has
-    # nothing queued to start; their retry tasks (those of earlier runners too) join the queue only
-    # through ``auto.step``: once their not-before time has passed, and not while the job is paused.
-    auto = AutoRetry(backend, job_id) if cfg["retry"].get("items", True) else None
+    # Item retries (slurmctl.retry): failed items of finished tasks are planned as tasks finish: a
+    # pass after a wave of finished tasks (a 25th of the job's tasks: each pass may make a retry
+    # task, whose worker start costs 0.3-1.7 s), at most every ``auto.every_s``.
+    # Their retry tasks (those of earlier runners too) join the queue only through ``auto.step``:
+    # once their not-before time has passed, and not while the job is paused. A due retry task goes
+    # before the tasks still queued, so that its round trip does not wait for the rest of the job.
+    wave = max(1, -(-job.tasks // PASSES_PER_JOB))
+    auto = AutoRetry(backend, job_id, wave=wave) if cfg["retry"].get("items", True) else None
     waiting = auto.waiting if auto is not None else {}
     todo = sorted(t.task_id for t in lc.tasks() if t.task_id not in waiting and runnable(t.task_id))
     deferred: list[str] = []  # held by a live worker this runner did not start: look again later
@@ -199,9 +205,10 @@ def run(backend: Backend, job_id: str, *, max_parallel: int | None = None) -> in
     outage_s = 0.0  # how long the backend has been failing (a storage outage pauses the runner)
     while not stopping:
         try:
-            if auto is not None and not todo:
-                idle = not (running or deferred)
-                todo.extend(t for t in auto.step(force=idle) if runnable(t))
+            if auto is not None:
+                idle = not (todo or running or deferred)
+                due = auto.step(force=idle)
+                todo[:0] = [t for t in due if t not in running and t not in todo and runnable(t)]
                 if idle and not todo:
                     wait = auto.next_due()
                     if wait is None:
@@ -210,9 +217,12 @@ def run(backend: Backend, job_id: str, *, max_parallel: int | None = None) -> in
                     continue
             if not (todo or running or deferred):
                 break
+            before = set(running)
             next_look = _round(
                 lc, backend, job_id, n, todo, deferred, running, spawned, next_look, runnable, stopping
             )
+            if auto is not None:
+                auto.finished(len(before - set(running)))  # workers that ended
             outage_s = 0.0
         except (StorageError, OSError) as exc:  # OSError: Popen (EAGAIN, ENOMEM)
             outage_s = outage_s * 2 if outage_s else 0.5
@@ -226,7 +236,10 @@ def run(backend: Backend, job_id: str, *, max_parallel: int | None = None) -> in
                 lost = [
                     t.task_id
                     for t in lc.tasks()
-                    if runnable(t.task_id) and t.task_id not in running and t.task_id not in deferred
+                    if runnable(t.task_id)
+                    and t.task_id not in running
+                    and t.task_id not in deferred
+                    and t.task_id not in waiting  # a retry task waits for ``auto.step``
                 ]
                 todo[:] = sorted(set(todo) | set(lost))
     if stopping:

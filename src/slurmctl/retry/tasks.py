@@ -20,3 +20,9 @@ def manifests(objects: ObjectStore, job_id: str) -> list[RetryManifest]:
 def retry_task_ids(objects: ObjectStore, job_id: str) -> list[str]:
     """The item retry tasks of the job, in the order they were planned."""
     return [tid for m in manifests(objects, job_id) if m.items for tid in m.task_ids]
+
+
+def retry_not_before(objects: ObjectStore, job_id: str) -> dict[str, float]:
+    """The item retry tasks of the job, in the order they were planned, each with its not-before
+    time (unix time)."""
+    return {tid: m.not_before for m in manifests(objects, job_id) if m.items for tid in m.task_ids}

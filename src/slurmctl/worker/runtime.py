@@ -770,21 +770,32 @@ class Worker:
     # -- pilot ------------------------------------------------------------------------------
     def run_pilot(self, index: int, workers: int, *, idle_poll_s: float = 2.0) -> int:
         """Claim and run tasks until every task is published or unclaimable. Pilots start at
-        different offsets (``index``/``workers``) so they rarely contend for the same task."""
-        from slurmctl.retry.tasks import retry_task_ids
+        different offsets (``index``/``workers``) so they rarely contend for the same task. An item
+        retry task waits for its not-before time (the backoff): until then it is not claimed, nor
+        does it keep the pilot (the watch loop submits it when it is due). On the aws backend the
+        due retry tasks that the SQS retry queue hands out come first (slurmctl.retry.queue)."""
+        from slurmctl.retry.queue import Inbox, uses_queue
+        from slurmctl.retry.tasks import retry_not_before
 
+        inbox = Inbox(self.backend, self.job_id) if uses_queue(self.backend, self.job.config) else None
         while True:
             # The job's tasks, then its item retry tasks (planned while the job runs: listed anew).
-            ids = self.job.task_ids() + retry_task_ids(self.objects, self.job_id)
+            not_before = retry_not_before(self.objects, self.job_id)
+            ids = self.job.task_ids() + list(not_before)
             start = (index * len(ids)) // max(workers, 1)
             order = ids[start:] + ids[:start]
+            if inbox is not None:
+                order = inbox.take() + order  # a task met twice is published or Busy the second time
             remaining = 0
             ran = False
+            now = time.time()
             for tid in order:
                 if self.stop.requested:
                     return EXIT_RESUME
                 if self.objects.exists(keys.done_marker(self.job_id, tid)):
                     continue
+                if not_before.get(tid, 0.0) > now:
+                    continue  # its backoff has not passed
                 try:
                     code = self.run_task(tid, honour_leases=True)
                 except JobClosed:

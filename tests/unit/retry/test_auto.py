@@ -175,3 +175,22 @@ def test_analyze_and_status_agree_while_a_retry_is_pending(tmp_path, monkeypatch
     assert progress(backend, job_id).items_failed == analyze(backend, job_id).failed_items == 8
     assert Worker(backend, job_id).run_task("t0000004") == EXIT_OK
     assert progress(backend, job_id).items_failed == analyze(backend, job_id).failed_items == 5
+
+
+def test_the_runners_planning_pass_waits_for_a_finished_task(tmp_path, monkeypatch):
+    """``wave`` (the local runner): a first pass plans what finished before it started; the next
+    one only after the caller said ``wave`` tasks finished."""
+    backend, job_id, _ = _setup(tmp_path, monkeypatch)
+    monkeypatch.setattr("slurmctl.retry.store.PASS_SHARE", 0.0)  # (no bound by the pass's own time)
+    auto = AutoRetry(backend, job_id, every_s=0.0, wave=2)
+    auto.step()
+    assert [m.task_ids for m in manifests(backend, job_id)] == [["t0000004"]]
+    assert Worker(backend, job_id).run_task("t0000004") == EXIT_OK
+    auto.step()
+    assert len(manifests(backend, job_id)) == 1  # no task finished as far as it knows
+    auto.finished()
+    auto.step()
+    assert len(manifests(backend, job_id)) == 1  # one of a wave of two
+    auto.finished()
+    auto.step()
+    assert manifests(backend, job_id)[-1].sources == ["t0000004"]

@@ -7,8 +7,8 @@ it when the work is published, ``nack`` makes it visible again at once. A messag
 poison task cannot loop forever. Delivery is at least once: consumers must be idempotent — the
 worker is (claiming a task is a compare-and-set; publishing is guarded by the ``.done`` marker).
 
-Not used by the executors yet (they claim tasks through the state store); it is the queue role of
-the storage contract for queue-driven pilots and retries.
+Tasks are claimed through the state store; the ``retry`` queue carries item retry tasks to the
+pilots of aws-backend jobs (:mod:`slurmctl.retry.queue`), the ``work`` queue is not used yet.
 """
 
 from __future__ import annotations
