@@ -39,6 +39,17 @@ _JOB_TABLES = ("limits",)
 _QUEUES = ("work", "retry")
 
 
+def refuse_if_paused(status: JobStatus, doing: str) -> None:
+    """Raise StateError (exit 5) naming ``slurmctl resume`` when the job is paused: nothing new is
+    submitted while it is (``resubmit``, ``retry``). Called before anything changes."""
+    if status.paused:
+        job_id = status.job_id
+        raise StateError(
+            f"job {job_id} is paused: nothing is {doing} while it is paused",
+            hint=f"`slurmctl resume {job_id}` lets its work run again; then run the command again",
+        )
+
+
 def _executor(backend: Backend, job_id: str) -> Any:
     from slurmctl.coordinator import load_job
     from slurmctl.executors import executor_for

@@ -18,7 +18,6 @@ import time
 from collections.abc import Callable
 
 from slurmctl.coordinator import record_retry
-from slurmctl.errors import StateError
 from slurmctl.executors.base import Executor
 from slurmctl.lifecycle import Lifecycle, attempts_left
 from slurmctl.model.states import TaskState
@@ -106,12 +105,9 @@ def resubmit_once(
     when. Raises StateError (exit 5) for a paused job, before changing anything."""
     lc = executor.lifecycle
     job_id = executor.job.job_id
-    if lc.job().paused:
-        raise StateError(
-            f"job {job_id} is paused: nothing is resubmitted while it is paused",
-            hint=f"`slurmctl resume {job_id}` lets its work run again; then `slurmctl resubmit {job_id}` "
-            "submits what nothing runs",
-        )
+    from slurmctl.control import refuse_if_paused
+
+    refuse_if_paused(lc.job(), "resubmitted")
     if failed:
         lc.fresh_budget()
     facts = executor.poll_settled()

@@ -7,8 +7,8 @@ as a whole and used up their attempts get a fresh budget and are submitted again
 unknown failures only with ``--force``; ``--category`` selects one category (failures/classify.py).
 
 Exit codes: 0 the plan was submitted (or printed, ``--dry-run``); 2 an unknown category; 5 an
-unknown job, or nothing to retry (the message says why: a running job's failures are retried
-automatically as its tasks finish).
+unknown job, a paused job (``--dry-run`` still prints the plan), or nothing to retry (the message
+says why: a running job's failures are retried automatically as its tasks finish).
 """
 
 from __future__ import annotations
@@ -74,7 +74,12 @@ def retry_items(
     from slurmctl.lifecycle import job_status
     from slurmctl.retry.store import plan_retries
 
-    state = job_status(backend, job_id).state.value  # JobNotFoundError (5) first
+    status = job_status(backend, job_id)  # JobNotFoundError (5) first
+    state = status.state.value
+    if not dry_run:
+        from slurmctl.control import refuse_if_paused
+
+        refuse_if_paused(status, "retried")
     cats = [category] if category else None
     p, _ = plan_retries(backend, job_id, by_hand=True, categories=cats, force=force, dry_run=True)
     skipped = ", ".join(f"{n} {why}" for why, n in sorted(p.skipped.items()))
@@ -110,7 +115,12 @@ def retry_tasks(
     from slurmctl.model.states import TaskState
     from slurmctl.retry.plan import RETRYABLE
 
-    state = job_status(backend, job_id).state.value
+    status = job_status(backend, job_id)
+    state = status.state.value
+    if not dry_run:
+        from slurmctl.control import refuse_if_paused
+
+        refuse_if_paused(status, "retried")
     job = load_job(backend, job_id)
     lc = Lifecycle.of(backend, job_id, job.config)
     allowed = {category} if category else (set(CATEGORIES) if force else set(RETRYABLE))
