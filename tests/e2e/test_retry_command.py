@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 
-from slurmctl.lifecycle import set_paused
 from slurmctl.retry.store import manifests
 from slurmctl.storage.open import open_backend
 from tests.e2e.cli import read_jsonl, slurmctl, submit_wait, write_job
@@ -60,17 +59,6 @@ def test_retry_by_hand(tmp_path):
     assert "dry run" in r.out
     backend = open_backend({"kind": "local", "root": str(root)})
     assert not [m for m in manifests(backend, job_id) if m.items]
-
-    # A paused job (`pause` refuses an ended job; a running job paused while its failures wait for
-    # a retry is this state): nothing is planned nor submitted (--dry-run still prints the plan).
-    set_paused(backend, job_id, True)
-    for mode in ([], ["--tasks", "--force"]):
-        r = slurmctl("retry", job_id, *mode, root=root, env=env)
-        assert r.code == 5 and "is paused" in r.err and f"slurmctl resume {job_id}" in r.err, r.err
-    assert not [m for m in manifests(backend, job_id) if m.items]
-    r = slurmctl("retry", job_id, "--dry-run", root=root)
-    assert r.code == 0 and "retry 6 item(s)" in r.out, r.err
-    set_paused(backend, job_id, False)
 
     # The transient items, for real; then the permanent ones once fixed, with --force.
     r = slurmctl("retry", job_id, root=root, env=env)

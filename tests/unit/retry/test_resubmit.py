@@ -14,7 +14,7 @@ from slurmctl.errors import EXIT_OK, StateError
 from slurmctl.executors.slurm import SlurmExecutor
 from slurmctl.lifecycle import Lifecycle, set_paused
 from slurmctl.model.states import JobState, TaskState
-from slurmctl.retry.store import plan_retries
+from slurmctl.retry.store import manifests, plan_retries
 from slurmctl.watch import resubmit_once
 from slurmctl.worker.runtime import Worker
 from tests.e2e.cli import slurmctl
@@ -103,3 +103,19 @@ def test_a_pilot_leaves_a_retry_task_to_its_not_before_time(slurm_job, monkeypat
     monkeypatch.setattr("slurmctl.worker.runtime.time.time", lambda: doc.not_before + 1.0)
     assert Worker(backend, job.job_id).run_pilot(0, 1, idle_poll_s=0.01) == EXIT_OK
     assert lc.task("t0000004").state == TaskState.SUCCEEDED
+
+
+def test_retry_by_hand_of_a_paused_job_changes_nothing(slurm_job):
+    """`slurmctl retry` of a paused (running) job: exit 5 naming `slurmctl resume`, no retry
+    manifest recorded, no fresh budget given; --dry-run still prints the plan."""
+    backend, job, _ = slurm_job
+    root = backend.spec["root"]
+    before = len(list(manifests(backend, job.job_id)))
+    set_paused(backend, job.job_id, True)
+    for mode in (["--force"], ["--tasks", "--force"]):
+        r = slurmctl("retry", job.job_id, *mode, root=root)
+        assert r.code == 5 and "is paused" in r.err and f"slurmctl resume {job.job_id}" in r.err, r.err
+    assert len(list(manifests(backend, job.job_id))) == before
+    r = slurmctl("retry", job.job_id, "--force", "--dry-run", root=root)
+    assert r.code == 0 and "dry run" in r.out, r.err
+    set_paused(backend, job.job_id, False)
