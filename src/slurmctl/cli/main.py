@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from slurmctl.alerts.command import alerts_app
 from slurmctl.cli.common import format_progress, open_backend_of, progress_json, use_color
 from slurmctl.errors import EXIT_ITEMS_FAILED, SlurmctlError, exit_code, failure_message
 from slurmctl.failures.command import analyze_errors
@@ -481,6 +482,7 @@ aws_app = typer.Typer(help="AWS backend resources (S3 + DynamoDB + SQS).", no_ar
 app.add_typer(aws_app, name="aws")
 limits_app = typer.Typer(help="Shared rate limits (token buckets) of running jobs.", no_args_is_help=True)
 app.add_typer(limits_app, name="limits")
+app.add_typer(alerts_app, name="alerts")
 
 
 @aws_app.command("bootstrap")
@@ -569,7 +571,7 @@ def purge(
     backend_spec: BackendOpt = None,
 ) -> None:
     """Delete a job from the backend: objects (local files, S3), records (jobs, tasks, progress,
-    rate limits), SQS messages. Refuses a live job without --force (exit 5); asks first unless
+    rate limits, alerts), SQS messages. Refuses a live job without --force (exit 5); asks first unless
     --yes. Crash-safe: run it again to finish an interrupted purge."""
     from slurmctl.control import plan_purge
     from slurmctl.control import purge as purge_job

@@ -313,13 +313,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-parallel", type=int)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    alerts = None
     try:
         backend = open_backend(json.loads(args.backend))
+        from slurmctl.alerts.evaluate import start as start_alerts
+
+        # Alerts look at the job in a thread of their own every alerts.interval_s: never in the way.
+        alerts = start_alerts(backend, args.job, load_job(backend, args.job).config)
         code = run(backend, args.job, max_parallel=args.max_parallel)
     except (Exception, KeyboardInterrupt) as exc:
         # Workers already running go on and publish; `slurmctl resubmit JOB` starts a new runner.
         log.error("runner for %s stops: %s", args.job, failure_message(exc, traceback_file=False))
         return exit_code(exc)
+    finally:
+        if alerts is not None:
+            alerts.stop()  # one last look: the job's end resolves its conditions
     log.info("runner done for %s (exit %d)", args.job, code)
     return code
 
