@@ -75,8 +75,9 @@ def text(alert: dict[str, Any]) -> str:
 
 def _post(url: str, body: dict[str, Any], timeout_s: float, secrets: list[str]) -> None:
     data = json.dumps(body).encode()
-    req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"}, method="POST")
     try:
+        headers = {"Content-Type": "application/json"}
+        req = urllib.request.Request(url, data=data, headers=headers, method="POST")
         with urllib.request.urlopen(req, timeout=timeout_s) as resp:
             resp.read()
     except urllib.error.HTTPError as exc:

@@ -85,8 +85,8 @@ def snapshot(backend: Backend, job_id: str, job_config: dict[str, Any], now: flo
             issued = rec.value.get("issued")
             buckets.append(R.Bucket(name, float(rec.value.get("rate") or lc.get("rate") or 1.0), issued))
     disks = []
-    root = backend.objects.local_path("")
-    places = [("backend", root)] if root is not None else []
+    root = backend.spec.get("root") if backend.spec.get("kind", "local") == "local" else None
+    places: list[tuple[str, Any]] = [("backend", root)] if root else []
     if (job_config.get("executor") or {}).get("kind", "local") == "local":
         from slurmctl.worker.runtime import scratch_root
 

@@ -6,7 +6,8 @@ hold out. Pure: no I/O, no clock (the snapshot carries ``now``).
                     done or failed, tasks finished or failed) for
                     max(factor x p95 task time, min_s)
     error_spike     over window_s, >= min_failures items failed and they are         error_spike
-                    >= ratio of the items finished, or the same for task attempts
+                    >= ratio of the items handled, or the same for task attempts
+                    (failed attempts against failed attempts + tasks succeeded)
     rate_limit      a limit's bucket handed out >= ratio of its tokens (rate x       rate_limit/<name>
                     time) for for_s
     resources       a task's latest failed attempt ran out of memory or time         resources/memory,
@@ -134,7 +135,9 @@ def evaluate(
     # -- error spike: the counts now against the oldest sample inside the window
     spike = rules.error_spike
     now_sample = [snap.now, snap.items_done, snap.items_failed, snap.failed_attempts, snap.tasks_succeeded]
-    samples = [s for s in memory.get("samples", []) if s[0] <= snap.now]
+    # First look: the job started from nothing at its creation (a cron check sees a spike at once).
+    start = [[snap.created_at, 0, 0, 0, 0]] if 0 < snap.now - snap.created_at <= spike.window_s else []
+    samples = [s for s in memory.get("samples", start) if s[0] <= snap.now]
     base_i = 0
     while base_i + 1 < len(samples) and samples[base_i + 1][0] <= snap.now - spike.window_s:
         base_i += 1
@@ -146,13 +149,14 @@ def evaluate(
         _, done0, failed0, att0, ok0 = samples[0]
         d_failed, d_done = max(0, snap.items_failed - failed0), max(0, snap.items_done - done0)
         d_att, d_ok = max(0, snap.failed_attempts - att0), max(0, snap.tasks_succeeded - ok0)
-        items_hit = d_failed >= spike.min_failures and d_failed >= spike.ratio * (d_failed + d_done)
+        d_done = max(d_done, d_failed)  # items_done counts every item handled, failed ones too
+        items_hit = d_failed >= spike.min_failures and d_failed >= spike.ratio * d_done
         tasks_hit = d_att >= spike.min_failures and d_att >= spike.ratio * (d_att + d_ok)
         if items_hit or tasks_hit:
             span = snap.now - samples[0][0]
             what = []
             if items_hit:
-                what.append(f"{d_failed:,} of {d_failed + d_done:,} item(s) failed")
+                what.append(f"{d_failed:,} of {d_done:,} item(s) handled failed")
             if tasks_hit:
                 what.append(f"{d_att:,} task attempt(s) failed, {d_ok:,} task(s) succeeded")
             out.append(

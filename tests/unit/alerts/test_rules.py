@@ -69,13 +69,14 @@ def test_no_stall_before_the_job_runs_nor_after_it_ended() -> None:
 
 def test_error_spike_over_the_window() -> None:
     _, mem = evaluate(snap(now=0.0, items_done=100), {}, CFG)
-    conds, mem = evaluate(snap(now=10.0, items_done=105, items_failed=9), mem, CFG)
+    # items_done counts every item handled, the failed ones too (status.progress)
+    conds, mem = evaluate(snap(now=10.0, items_done=114, items_failed=9), mem, CFG)
     assert conds == []  # 9 < min_failures
-    conds, mem = evaluate(snap(now=20.0, items_done=105, items_failed=12), mem, CFG)
+    conds, mem = evaluate(snap(now=20.0, items_done=117, items_failed=12), mem, CFG)
     assert keys(conds) == ["error_spike"]
-    assert "12 of 17 item(s) failed" in conds[0].summary
+    assert "12 of 17 item(s) handled failed" in conds[0].summary
     # the failures leave the window: no spike
-    conds, mem = evaluate(snap(now=85.0, items_done=105, items_failed=12), mem, CFG)
+    conds, mem = evaluate(snap(now=85.0, items_done=117, items_failed=12), mem, CFG)
     assert conds == []
     # more successes than failures: no spike
     conds, mem = evaluate(snap(now=95.0, items_done=200, items_failed=30), mem, CFG)
@@ -132,3 +133,10 @@ def test_disabled_rules_hold_nothing() -> None:
     failures = (TaskFailure("t0000001", "slurm:node_fail", "infrastructure"),)
     conds, _ = evaluate(snap(failures=failures, disks=(Disk("backend", "/r", 1.0),)), {}, off)
     assert conds == []
+
+
+def test_a_first_look_counts_from_the_job_creation() -> None:
+    conds, _ = evaluate(snap(now=30.0, created_at=0.0, items_failed=20), {}, CFG)
+    assert keys(conds) == ["error_spike"]
+    conds, _ = evaluate(snap(now=300.0, created_at=0.0, items_failed=20), {}, CFG)
+    assert "error_spike" not in keys(conds)  # created before the window: no base to compare with yet
