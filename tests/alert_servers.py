@@ -40,13 +40,63 @@ class Mailbox:
         return [json.loads(b[b.index("\n{") + 1 :]) for b in bodies]
 
 
+def self_signed(tmp: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key (openssl)."""
+    import subprocess
+
+    cert, key = tmp / "cert.pem", tmp / "key.pem"
+    subprocess.run(
+        [
+            *(
+                "openssl",
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "1",
+                "-subj",
+                "/CN=127.0.0.1",
+            ),
+            *("-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    return cert, key
+
+
+class Auth:
+    """Accepts one user and password (aiosmtpd's auth_callback protocol is (mechanism, login, password))."""
+
+    def __init__(self, user: str, password: str) -> None:
+        self.user, self.password = user.encode(), password.encode()
+
+    def __call__(self, mechanism: str, login: bytes, password: bytes) -> bool:
+        return login == self.user and password == self.password
+
+
 @contextlib.contextmanager
-def smtp_server() -> Iterator[tuple[int, Mailbox]]:
+def smtp_server(
+    tls: tuple[Path, Path] | None = None, auth: Auth | None = None
+) -> Iterator[tuple[int, Mailbox]]:
+    """An SMTP server; with ``tls`` (cert, key) it requires STARTTLS, with ``auth`` a login."""
+    import ssl
+
     from aiosmtpd.controller import Controller
 
     box = Mailbox()
     port = free_port()
-    controller = Controller(box, hostname="127.0.0.1", port=port, ready_timeout=10)
+    extra: dict[str, Any] = {}
+    if tls is not None:
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.load_cert_chain(str(tls[0]), str(tls[1]))
+        extra.update(tls_context=ctx, require_starttls=True)
+    if auth is not None:
+        extra.update(auth_callback=auth, auth_required=True, auth_require_tls=tls is not None)
+    controller = Controller(box, hostname="127.0.0.1", port=port, ready_timeout=10, **extra)
     controller.start()
     try:
         yield port, box

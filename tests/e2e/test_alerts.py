@@ -52,14 +52,22 @@ def channels_yaml(smtp_port: int, url: str, hook: Path) -> str:
     )
 
 
-def wait_for(what, timeout: float = 60.0):
+def wait_for(what, timeout: float = 60.0, show=lambda: None):
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         got = what()
         if got:
             return got
         time.sleep(0.1)
-    raise AssertionError(f"not within {timeout} s: {what.__doc__ or what}")
+    raise AssertionError(f"not within {timeout} s: {what.__doc__ or what}; {show()}")
+
+
+def runner_gone(pid: int) -> bool:
+    """the runner has exited"""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except (OSError, IndexError):
+        return True
 
 
 def by_channel(box, posts, hook: Path) -> dict[str, list[tuple[str, str]]]:
@@ -104,22 +112,25 @@ def test_stall_and_error_spike_alert_once_per_channel_then_resolve(tmp_path: Pat
             want = {("error_spike", "trigger"), ("stall", "trigger")}
             return all(want <= set(v) for v in seen.values())
 
-        wait_for(both_fired)
+        wait_for(both_fired, show=lambda: by_channel(box, posts, hook))
         r = slurmctl("alerts", "check", job_id, root=root, env=env)
         assert r.code == 12, r.out + r.err  # firing, and already notified: nothing sent again
         assert "FIRING error_spike" in r.out and "FIRING stall" in r.out and " sent " not in r.out
         gate.write_text("go")
         backend = local_backend(root)
-        wait_for(lambda: job_status(backend, job_id).state.value == "succeeded")
+        wait_for(
+            lambda: job_status(backend, job_id).state.value == "succeeded",
+            show=lambda: job_status(backend, job_id),
+        )
         pid = job_status(backend, job_id).runner_pid
-        wait_for(lambda: not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text())
+        wait_for(lambda: runner_gone(pid))
 
         def both_resolved():
             """a resolve of each condition on every channel"""
             seen = by_channel(box, posts, hook)
             return all(len(v) == 4 for v in seen.values())
 
-        wait_for(both_resolved)
+        wait_for(both_resolved, show=lambda: by_channel(box, posts, hook))
         time.sleep(1.0)  # nothing more arrives
         seen = by_channel(box, posts, hook)
         pd_posts = posts.get("/pd")

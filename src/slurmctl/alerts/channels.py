@@ -14,6 +14,7 @@ import logging
 import os
 import smtplib
 import socket
+import ssl
 import subprocess
 import time
 import urllib.error
@@ -103,8 +104,8 @@ def _email(ch: EmailChannel, alert: dict[str, Any]) -> None:
     msg.set_content(text(alert) + "\n\n" + json.dumps(alert, indent=2) + "\n")
     try:
         with smtplib.SMTP(ch.host, ch.port, timeout=ch.timeout_s) as smtp:
-            if ch.starttls:
-                smtp.starttls()
+            if ch.starttls:  # the server's certificate is verified (system CAs, $SSL_CERT_FILE)
+                smtp.starttls(context=ssl.create_default_context())
             if ch.username:
                 smtp.login(ch.username, password)
             smtp.send_message(msg)

@@ -8,7 +8,7 @@ import sys
 
 from slurmctl.alerts.channels import send
 from slurmctl.alerts.config import AlertsConfig
-from tests.alert_servers import free_port, hook_argv, hook_lines, http_server, smtp_server
+from tests.alert_servers import Auth, free_port, hook_argv, hook_lines, http_server, self_signed, smtp_server
 
 ALERT = {
     "event": "trigger",
@@ -47,6 +47,28 @@ def test_email_reaches_a_real_smtp_server() -> None:
     assert box.alerts() == [ALERT]
     body = m.get_payload(decode=True).decode()
     assert "next: slurmctl status j1" in body and "top error: 3x ValueError" in body
+
+
+def test_email_with_starttls_and_a_login_verifies_the_certificate(tmp_path, monkeypatch) -> None:
+    cert, key = self_signed(tmp_path)
+    (tmp_path / "pw").write_text("s3cret-PW\n")
+    block = {
+        "kind": "email",
+        "starttls": True,
+        "username": "alerts",
+        "password_file": str(tmp_path / "pw"),
+        "to": ["ops@example.org"],
+    }
+    with smtp_server(tls=(cert, key), auth=Auth("alerts", "s3cret-PW")) as (port, box):
+        ch = channel(block | {"host": "127.0.0.1", "port": port})
+        error = send(ch, ALERT, retries=1)  # the certificate is not trusted: refused
+        assert error is not None and "CERTIFICATE_VERIFY_FAILED" in error and "s3cret" not in error
+        monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+        assert send(ch, ALERT, retries=1) is None
+        (tmp_path / "pw").write_text("wrong")
+        error = send(ch, ALERT, retries=1)
+        assert error is not None and "535" in error
+    assert box.alerts() == [ALERT]
 
 
 def test_slack_and_pagerduty_webhooks(monkeypatch) -> None:
