@@ -8,8 +8,9 @@ notification go out once (slurmctl.alerts.state).
 What a snapshot reads: the job record and its progress records (as ``status``), the task records
 of at most ``FAILURE_READS`` tasks that have failed attempts and are not running (their latest
 failure's cause), the job's rate-limit buckets, and the fill of the backend root (local backend)
-and, for the local executor, of the scratch file system. A backend that cannot be read raises
-``infrastructure/backend``, remembered by the evaluating process only (the record cannot be
+and, for the local executor, of the scratch file system. A backend that cannot be read — or that
+no longer holds a job this evaluator has seen (a root unmounted or moved away reads as empty) —
+raises ``infrastructure/backend``, remembered by the evaluating process only (the record cannot be
 written then).
 """
 
@@ -27,7 +28,7 @@ from slurmctl.alerts import rules as R
 from slurmctl.alerts import state as S
 from slurmctl.alerts.channels import host, send
 from slurmctl.alerts.config import AlertsConfig
-from slurmctl.errors import SlurmctlError, StorageError
+from slurmctl.errors import JobNotFoundError, SlurmctlError, StorageError
 from slurmctl.storage import keys
 from slurmctl.storage.base import Backend
 
@@ -148,6 +149,7 @@ class Evaluator:
         self.channels = {ch.name: ch for ch in config.channels}
         self.token = _secrets.token_hex(8)
         self.local: dict[str, Any] | None = None  # the infrastructure/backend condition's record
+        self.seen = False  # a snapshot of the job was read
 
     def _step(
         self, rec: dict[str, Any] | None, active: list[R.Condition], memory: Any, now: float, ended: bool
@@ -171,7 +173,14 @@ class Evaluator:
         now = self.clock()
         report = Report(self.job_id)
         try:
-            snap = snapshot(self.backend, self.job_id, self.job_config, now)
+            try:
+                snap = snapshot(self.backend, self.job_id, self.job_config, now)
+            except JobNotFoundError as exc:
+                if not self.seen:
+                    raise
+                # It was there at an earlier look: a root unmounted or moved away reads as empty.
+                raise StorageError(f"job {self.job_id} vanished from {self.backend.description}") from exc
+            self.seen = True
         except StorageError as exc:
             self.local = self._step(
                 self.local, [R.backend_failure(self.job_id, exc.message, now)], None, now, False

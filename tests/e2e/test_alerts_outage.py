@@ -1,0 +1,77 @@
+"""Alerts when things break: the backend root gone (moved away) raises infrastructure/backend on
+the channels, resolved once it is back; a channel that cannot be reached makes `alerts check` exit
+13 with the error, and the next look after the backoff delivers it (exit 12)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from slurmctl.alerts.config import resolve
+from slurmctl.alerts.evaluate import Evaluator
+from slurmctl.coordinator import load_job
+from slurmctl.errors import StorageError
+from slurmctl.storage.local import local_backend
+from tests.alert_servers import free_port, hook_argv, hook_lines, http_server
+from tests.e2e.cli import slurmctl, write_job
+
+
+def dry_job(tmp: Path, alerts: str) -> tuple[Path, str]:
+    root = tmp / "root"
+    (tmp / "h.py").write_text("def handle(record, ctx):\n    return record\n")
+    (tmp / "in.jsonl").write_text("".join(json.dumps({"n": i}) + "\n" for i in range(4)))
+    job = write_job(tmp, f"name: out\ninput: {{path: in.jsonl}}\nhandler: {{function: 'h:handle'}}\n{alerts}")
+    r = slurmctl("submit", str(job), "--dry-run", root=root)  # partitioned, nothing runs
+    assert r.code == 0, r.err
+    return root, r.out.strip().splitlines()[-1]
+
+
+def test_the_backend_gone_and_back(tmp_path: Path) -> None:
+    hook = tmp_path / "hook.jsonl"
+    root, job_id = dry_job(
+        tmp_path, f"alerts:\n  channels: [{{kind: command, argv: {json.dumps(hook_argv(hook))}}}]\n"
+    )
+    backend = local_backend(root)
+    config = load_job(backend, job_id).config
+    cfg = resolve(config)
+    assert cfg is not None
+    ev = Evaluator(backend, job_id, cfg, config)
+    assert ev.run_once().firing == []
+    root.rename(tmp_path / "moved")
+    for _ in range(3):  # one alert, however many looks
+        with pytest.raises(StorageError, match=f"job {job_id} vanished from local:"):
+            ev.run_once()
+    (alert,) = hook_lines(hook)
+    assert alert["condition"] == "infrastructure/backend" and alert["event"] == "trigger"
+    assert "vanished" in alert["summary"] and alert["command"].startswith("slurmctl doctor")
+    (tmp_path / "moved").rename(root)
+    report = ev.run_once()
+    assert report.firing == [] and report.sent == [("infrastructure/backend", "command", "resolve")]
+    assert [a["event"] for a in hook_lines(hook)] == ["trigger", "resolve"]
+
+
+def test_an_unreachable_channel_exits_13_then_delivers(tmp_path: Path) -> None:
+    port = free_port()  # nothing listens yet
+    root, job_id = dry_job(
+        tmp_path,
+        "alerts:\n  backoff_s: 0.1\n  rules: {resources: {disk_ratio: 0.0001}}\n"
+        "  channels: [{kind: slack, url_env: TEST_HOOK_URL}]\n",
+    )
+    env = {"TEST_HOOK_URL": f"http://127.0.0.1:{port}/hook"}
+    r = slurmctl("alerts", "check", job_id, root=root, env=env)
+    assert r.code == 13, r.out + r.err
+    assert f"{job_id}: NOT DELIVERED disk/backend on slack: cannot post:" in r.out
+    assert "FIRING disk/backend" in r.out
+    with http_server() as (url, posts):
+        env = {"TEST_HOOK_URL": f"{url}/hook"}
+        time.sleep(2.0)  # the first retry waits 2 s (backoff_s, at least 1 s, x 2)
+        r = slurmctl("alerts", "check", job_id, root=root, env=env)
+        assert r.code == 12, r.out + r.err
+        assert f"{job_id}: sent trigger disk/backend on slack" in r.out
+        got = sorted(p["slurmctl"]["condition"] for p in posts.get("/hook"))
+        assert got == ["disk/backend", "disk/scratch"]
+    r = slurmctl("alerts", "list", job_id, root=root)
+    assert "slack: trigger sent" in r.out
