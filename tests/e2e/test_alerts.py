@@ -196,9 +196,11 @@ def test_a_thousand_failing_tasks_raise_one_alert(tmp_path: Path) -> None:
                 except BaseException as exc:  # reported below
                     errors.append(exc)
 
+            statuses = lc.tasks()
             for start in range(0, 1000, 100):
-                with lc._batched():  # one progress write per group, as the lifecycle's bulk moves
-                    for st in lc.tasks()[start : start + 100]:
+                # one progress write per group and one sync, as the lifecycle's bulk moves
+                with backend.deferred_sync(), lc._batched():
+                    for st in statuses[start : start + 100]:
                         lc.start_failed(st.task_id, st, "worker pid 4242 exited 1 before claiming the task")
                 racers = [threading.Thread(target=look) for _ in range(3)]  # evaluators racing
                 for t in racers:
@@ -237,6 +239,22 @@ def test_alerts_check_refuses_bad_input(tmp_path: Path) -> None:
     assert r.code == 5 and "no job 'nope'" in r.err
     r = slurmctl("alerts", "list", "nope", root=root)
     assert r.code == 5
-    (tmp_path / "alerts.yaml").write_text("channels: [{kind: slack}]\n")
-    r = slurmctl("alerts", "check", "nope", root=root, env={"SLURMCTL_ALERTS": str(tmp_path / "alerts.yaml")})
-    assert r.code == 5  # the job is looked up first
+    (tmp_path / "h.py").write_text("def handle(record, ctx):\n    return record\n")
+    (tmp_path / "in.jsonl").write_text('{"n": 1}\n')
+    job = write_job(tmp_path, "name: quiet\ninput: {path: in.jsonl}\nhandler: {function: 'h:handle'}\n")
+    r = slurmctl("submit", str(job), "--dry-run", root=root)
+    job_id = r.out.strip().splitlines()[-1]
+    user = tmp_path / "alerts.yaml"
+    user.write_text("channels: [{kind: slack}]\n")  # no url_env / url_file
+    r = slurmctl("alerts", "check", job_id, root=root, env={"SLURMCTL_ALERTS": str(user)})
+    assert (
+        r.code == 2
+        and "alerts.channels.0.slack: Value error, set exactly one of url_env or url_file" in r.err
+    )
+    assert str(user) in r.err
+    user.write_text("enabled: false\n")
+    r = slurmctl("alerts", "check", job_id, root=root, env={"SLURMCTL_ALERTS": str(user)})
+    assert r.code == 0 and r.out == f"{job_id}: alerts are off (alerts.enabled: false)\n", r.out + r.err
+    user.write_text("- not a mapping\n")
+    r = slurmctl("alerts", "check", job_id, root=root, env={"SLURMCTL_ALERTS": str(user)})
+    assert r.code == 2 and "expected a mapping of alert settings" in r.err

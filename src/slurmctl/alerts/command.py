@@ -67,6 +67,9 @@ def check(
     for job_id in _jobs(backend, all_jobs, job_ids or []):
         config = load_job(backend, job_id).config
         cfg = resolve(config) or AlertsConfig()
+        if not cfg.enabled:
+            print(f"{job_id}: alerts are off (alerts.enabled: false)")
+            continue
         report = Evaluator(backend, job_id, cfg, config).run_once()
         for key, cond in report.firing:
             print(f"{job_id}: FIRING {key} since {_when(cond['since'])}: {cond['summary']}")

@@ -9,7 +9,7 @@ hold out. Pure: no I/O, no clock (the snapshot carries ``now``).
                     >= ratio of the items handled, or the same for task attempts
                     (failed attempts against failed attempts + tasks succeeded)
     rate_limit      a limit's bucket handed out >= ratio of its tokens (rate x       rate_limit/<name>
-                    time) for for_s
+                    time) over the last for_s (and was looked at for_s ago)
     resources       a task's latest failed attempt ran out of memory or time         resources/memory,
                     (OOM, TIMEOUT); the backend root or the scratch file system       resources/time,
                     >= disk_ratio full                                                disk/<backend|scratch>
@@ -19,7 +19,8 @@ hold out. Pure: no I/O, no clock (the snapshot carries ``now``).
                     the backend at all)
 
 ``memory`` is what the rules keep between looks (JSON): the progress count and when it last
-changed, samples of the counts over the error window, and each bucket's ``issued`` count.
+changed, samples of the counts over the error window, and samples of each bucket's ``issued``
+count over for_s.
 """
 
 from __future__ import annotations
@@ -169,34 +170,32 @@ def evaluate(
                     f"slurmctl analyze-errors {job}",
                 )
             )
-    # -- rate limits: tokens handed out against rate x time, between looks at least for_s/10 apart
+    # -- rate limits: tokens handed out over the last for_s against rate x for_s (samples of the
+    # bucket's ``issued`` count at least for_s/10 apart, the oldest at least for_s old)
     rl = rules.rate_limit
     bmem: dict[str, Any] = {}
     for b in snap.buckets:
         if b.issued is None:
             continue
-        old = (memory.get("buckets") or {}).get(b.name)
-        if old is None:
-            bmem[b.name] = [b.issued, snap.now, None]
-            continue
-        issued0, at0, since = old
-        if snap.now - at0 < rl.for_s / 10:
-            bmem[b.name] = old
-        else:
-            used = (b.issued - issued0) / (b.rate * (snap.now - at0))
-            since = (at0 if since is None else since) if used >= rl.ratio else None
-            bmem[b.name] = [b.issued, snap.now, since]
-        since = bmem[b.name][2]
-        if rl.enabled and since is not None and snap.now - since >= rl.for_s:
+        old = [s for s in (memory.get("buckets") or {}).get(b.name, []) if s[0] <= snap.now]
+        while len(old) > 1 and old[1][0] <= snap.now - rl.for_s:
+            old.pop(0)
+        if not old or snap.now - old[-1][0] >= rl.for_s / 10:
+            old.append([snap.now, b.issued])
+        bmem[b.name] = old
+        at0, issued0 = old[0]
+        span = snap.now - at0
+        used = (b.issued - issued0) / (b.rate * span) if span > 0 else 0.0
+        if rl.enabled and span >= rl.for_s and used >= rl.ratio:
             where = "" if b.name in snap.shared else f" --job {job}"
             out.append(
                 Condition(
                     f"rate_limit/{b.name}",
                     "rate_limit",
                     "warning",
-                    f"job {job}: rate limit {b.name} ({b.rate:g}/s) saturated: >= {rl.ratio:.0%} of its "
-                    f"tokens taken for {snap.now - since:.0f} s",
-                    since,
+                    f"job {job}: rate limit {b.name} ({b.rate:g}/s) saturated: {used:.0%} of its tokens "
+                    f"taken over the last {span:.0f} s",
+                    at0,
                     f"slurmctl limits set {b.name}{where} --rate <higher> (if the API allows it)",
                 )
             )

@@ -97,12 +97,15 @@ def test_rate_limit_saturated_for_long_enough() -> None:
         conds, mem = evaluate(snap(now=float(t), buckets=(Bucket("api", 10.0, int(t * 9.5)),)), mem, CFG)
         fired.append(keys(conds))
     assert fired[:10] == [[]] * 10 and fired[10:] == [["rate_limit/api"]] * 3
-    conds, mem = evaluate(snap(now=140.0, buckets=(Bucket("api", 10.0, 120 * 9 + 10),)), mem, CFG)
-    assert conds == []  # 1 token/s in the last 10 s
+    assert "95% of its tokens taken over the last 100 s" in conds[0].summary
+    for t in range(130, 200, 10):  # 1 token/s from 120 on: the average over 100 s falls below 90 %
+        conds, mem = evaluate(snap(now=float(t), buckets=(Bucket("api", 10.0, 1140 + (t - 120)),)), mem, CFG)
+    assert conds == []
     mem = {}
     for t in range(0, 300, 10):  # 50 %
         conds, mem = evaluate(snap(now=float(t), buckets=(Bucket("api", 10.0, t * 5),)), mem, CFG)
         assert conds == []
+    assert len(mem["buckets"]["api"]) <= 12  # samples for_s/10 apart over for_s
 
 
 def test_resources_disks_and_infrastructure() -> None:
