@@ -79,14 +79,15 @@ def test_an_unreachable_channel_exits_13_then_delivers(tmp_path: Path) -> None:
 
 def test_a_saturated_rate_limit_from_its_bucket_record(tmp_path: Path) -> None:
     """Real limiter, real bucket records: a worker taking every token of a 40/s limit for more than
-    for_s raises rate_limit/api; at half the rate nothing fires."""
+    for_s raises rate_limit/api once; when it stops (and hands its lease back) the alert resolves."""
     from slurmctl.ratelimit.runtime import limits_for
 
     hook = tmp_path / "hook.jsonl"
     root, job_id = dry_job(
         tmp_path,
         "limits: {api: {rate: 40, burst: 1}}\n"
-        "alerts:\n  rules: {rate_limit: {ratio: 0.9, for_s: 1.5}, stall: {enabled: false}}\n"
+        "alerts:\n  resolve_after_s: 0.5\n"
+        "  rules: {rate_limit: {ratio: 0.9, for_s: 1.5}, stall: {enabled: false}}\n"
         f"  channels: [{{kind: command, argv: {json.dumps(hook_argv(hook))}}}]\n",
     )
     backend = local_backend(root)
@@ -96,21 +97,22 @@ def test_a_saturated_rate_limit_from_its_bucket_record(tmp_path: Path) -> None:
     api = limits_for(backend, job_id, config)["api"]
     ev = Evaluator(backend, job_id, cfg, config)
 
-    def run(seconds: float, pause: float) -> list[str]:
+    def run(seconds: float) -> list[str]:
         fired = []
         end = time.monotonic() + seconds
         next_look = 0.0
         while time.monotonic() < end:
             api.acquire()
-            time.sleep(pause)
             if time.monotonic() >= next_look:
                 fired += [k for k, _ in ev.run_once().firing]
                 next_look = time.monotonic() + 0.1
         return fired
 
-    assert "rate_limit/api" not in run(2.5, 1 / 20)  # half the rate
-    fired = run(3.0, 0.0)  # every token
-    assert "rate_limit/api" in fired
-    assert [(a["condition"], a["event"]) for a in hook_lines(hook)] == [("rate_limit/api", "trigger")]
-    assert "rate limit api (40/s) saturated" in hook_lines(hook)[0]["summary"]
+    assert "rate_limit/api" in run(3.0)  # every token
     api.close()
+    end = time.monotonic() + 30
+    while ev.run_once().firing and time.monotonic() < end:  # idle: for_s later it resolves
+        time.sleep(0.1)
+    events = [(a["condition"], a["event"]) for a in hook_lines(hook)]
+    assert events == [("rate_limit/api", "trigger"), ("rate_limit/api", "resolve")]
+    assert "rate limit api (40/s) saturated" in hook_lines(hook)[0]["summary"]
