@@ -63,7 +63,7 @@ def test_an_unreachable_channel_exits_13_then_delivers(tmp_path: Path) -> None:
     env = {"TEST_HOOK_URL": f"http://127.0.0.1:{port}/hook"}
     r = slurmctl("alerts", "check", job_id, root=root, env=env)
     assert r.code == 13, r.out + r.err
-    assert f"{job_id}: NOT DELIVERED disk/backend on slack: cannot post:" in r.out
+    assert r.out.count(f"{job_id}: NOT DELIVERED disk/backend on slack: cannot post:") == 1, r.out
     assert "FIRING disk/backend" in r.out
     with http_server() as (url, posts):
         env = {"TEST_HOOK_URL": f"{url}/hook"}

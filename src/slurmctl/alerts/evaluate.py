@@ -124,7 +124,7 @@ class Report:
     job_id: str
     firing: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     sent: list[tuple[str, str, str]] = field(default_factory=list)  # key, channel, event
-    failed: list[tuple[str, str, str]] = field(default_factory=list)  # key, channel, error
+    failed: list[tuple[str, str, str]] = field(default_factory=list)  # key, channel, error: not sent yet
 
 
 class Evaluator:
@@ -213,8 +213,8 @@ class Evaluator:
                 ),
             )
             value = marked.value if marked else value
-        report.firing = S.firing(value)
-        report.failed += S.failed_deliveries(value)
+        report.firing = S.firing(value) + S.firing(self.local)
+        report.failed = S.failed_deliveries(value) + S.failed_deliveries(self.local)
         return report
 
     def _deliver_local(self, report: Report, now: float) -> None:
@@ -225,7 +225,6 @@ class Evaluator:
             S.mark(self.local, outcomes, token=self.token, now=now, backoff_s=self.config.backoff_s)
             or self.local
         )
-        report.firing += S.firing(self.local)
 
     def _send(
         self, claims: list[S.Claimed], report: Report, now: float, top: bool = True
@@ -246,7 +245,6 @@ class Evaluator:
                 report.sent.append((c.key, c.channel, c.event))
                 log.info("alert %s/%s (%s) sent on %s", self.job_id, c.key, c.event, c.channel)
             else:
-                report.failed.append((c.key, c.channel, error))
                 log.error(
                     "alert %s/%s (%s) not delivered on %s: %s", self.job_id, c.key, c.event, c.channel, error
                 )
