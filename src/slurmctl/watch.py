@@ -10,8 +10,8 @@ which may run again), and the job's final state is stored. Unless the executor's
 (local), the loop also plans item retries (slurmctl.retry) as tasks finish and submits the retry
 tasks when their not-before time has passed.
 
-This is what ``slurmctl submit --wait`` and ``slurmctl status --watch`` run. For jobs of executors
-other than local (whose runner does it), the job's alerts are evaluated meanwhile in a thread
+This is what ``slurmctl submit --wait`` and ``slurmctl status --watch`` run. Unless the executor's
+own runner does it (local), the job's alerts are evaluated meanwhile in a thread
 (slurmctl.alerts.evaluate.AlertLoop), with one last look when the loop ends."""
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ def watch(
 
         auto = AutoRetry(executor.backend, executor.job.job_id)
     alerts = None
-    if executor.kind != "local":  # the local runner evaluates its job's alerts itself
+    if not executor.plans_item_retries:  # a runner that plans retries (local) evaluates alerts too
         from slurmctl.alerts.evaluate import start as start_alerts
 
         alerts = start_alerts(executor.backend, executor.job.job_id, executor.job.config)
