@@ -3,7 +3,7 @@
 ``submit`` starts a detached *runner* (``python -m slurmctl.executors.local``) and returns at once;
 the runner keeps ``max_parallel`` workers busy (default: the number of cores), re-runs a task whose
 worker died (SIGKILL, OOM) or was interrupted, up to ``retry.max_attempts``, and settles the job's
-state at the end. ``cancel`` signals the runner's process group. ``slurmctl status`` works the same
+state at the end; a thread of it evaluates the job's alerts (slurmctl.alerts, docs/alerts.md). ``cancel`` signals the runner's process group. ``slurmctl status`` works the same
 as for Slurm jobs because everything it reads is in the backend.
 """
 
