@@ -2,7 +2,7 @@
 # `slurmctl aws bootstrap` creates; tests/aws/test_terraform_drift.py compares the two.
 
 locals {
-  state_tables = toset(["jobs", "tasks", "progress", "limits"])
+  state_tables = toset(["jobs", "tasks", "progress", "limits", "alerts"])
 }
 
 # --- S3 ---------------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ variable "bucket" {
 }
 
 variable "table_prefix" {
-  description = "DynamoDB tables are <prefix>jobs, <prefix>tasks, <prefix>progress, <prefix>limits (backend.table_prefix)"
+  description = "DynamoDB tables are <prefix>jobs, <prefix>tasks, <prefix>progress, <prefix>limits, <prefix>alerts (backend.table_prefix)"
   type        = string
   default     = "slurmctl-"
 }

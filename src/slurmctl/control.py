@@ -34,7 +34,7 @@ from slurmctl.storage.base import Backend
 # name the retry tasks; their batches are not read).
 _RESULT_PARTS = ("job.json", "config.json", "tasks/", "results/", "retries/", "output/")
 # State tables of a job besides tasks and progress (keys ``<job>/...``): its rate-limit buckets.
-_JOB_TABLES = ("limits",)
+_JOB_TABLES = ("limits", "alerts")
 # SQS queues that may carry a job's messages (a message body names its job as "job" or "job_id").
 _QUEUES = ("work", "retry")
 

@@ -41,7 +41,10 @@ def new_job_id(name: str) -> str:
 
 
 def config_dict(config: JobConfig) -> dict[str, Any]:
-    return config.model_dump(mode="json")
+    out = config.model_dump(mode="json")
+    if config.alerts is not None:  # as written: it goes over the user's alert file key by key
+        out["alerts"] = config.alerts.model_dump(mode="json", exclude_unset=True, by_alias=True)
+    return out
 
 
 def load_job(backend: Backend, job_id: str) -> Job:

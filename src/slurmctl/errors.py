@@ -40,6 +40,8 @@ code and message with :func:`exit_code` and :func:`failure_message`:
      9  EXIT_ITEMS_FAILED   the job finished but some items failed (``results`` lists them)
     10  RateLimitTimeout    a rate-limit wait gave up (bucket paused, blocked or booked out)
     11  EXIT_LEASE_LOST     a worker lost its task to another worker; it published nothing
+    12  EXIT_ALERTS_FIRING  ``alerts check``: an alert condition is firing (all notified)
+    13  EXIT_UNDELIVERED    ``alerts check``: a notification could not be delivered
     70  EXIT_INTERNAL       internal error: a bug in slurmctl (please report it)
     75  EXIT_RESUME         a worker was interrupted after a clean checkpoint: run it again
    130  EXIT_INTERRUPTED    stopped by Ctrl-C
@@ -57,6 +59,8 @@ EXIT_FAILED = 1
 EXIT_ITEMS_FAILED = 9
 EXIT_RATE_LIMIT = 10
 EXIT_LEASE_LOST = 11
+EXIT_ALERTS_FIRING = 12
+EXIT_UNDELIVERED = 13
 EXIT_INTERNAL = 70
 EXIT_RESUME = 75  # EX_TEMPFAIL: interrupted after a clean checkpoint; run again to resume
 EXIT_INTERRUPTED = 130

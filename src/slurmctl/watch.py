@@ -10,18 +10,24 @@ which may run again), and the job's final state is stored. Unless the executor's
 (local), the loop also plans item retries (slurmctl.retry) as tasks finish and submits the retry
 tasks when their not-before time has passed.
 
-This is what ``slurmctl submit --wait`` and ``slurmctl status --watch`` run."""
+This is what ``slurmctl submit --wait`` and ``slurmctl status --watch`` run. Unless the executor's
+own runner does it (local), the job's alerts are evaluated meanwhile in a thread
+(slurmctl.alerts.evaluate.AlertLoop), with one last look when the loop ends."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from slurmctl.coordinator import record_retry
 from slurmctl.executors.base import Executor
 from slurmctl.lifecycle import Lifecycle, attempts_left
 from slurmctl.model.states import TaskState
 from slurmctl.status import JobProgress, progress
+
+if TYPE_CHECKING:
+    from slurmctl.retry.store import AutoRetry
 
 _DONE = ("succeeded", "cancelled")
 _PLAN_LAST = ("succeeded", "failed")  # a job that ended so gets a last planning pass (not cancelled)
@@ -42,12 +48,35 @@ def watch(
     ecfg = executor.job.config["executor"]
     lo = min_s if min_s is not None else float(ecfg.get("poll_min_s", 1.0))
     hi = max_s if max_s is not None else float(ecfg.get("poll_max_s", 30.0))
-    lc = executor.lifecycle
     auto = None
     if (executor.job.config.get("retry") or {}).get("items", True) and not executor.plans_item_retries:
         from slurmctl.retry.store import AutoRetry
 
         auto = AutoRetry(executor.backend, executor.job.job_id)
+    alerts = None
+    if not executor.plans_item_retries:  # a runner that plans retries (local) evaluates alerts too
+        from slurmctl.alerts.evaluate import start as start_alerts
+
+        alerts = start_alerts(executor.backend, executor.job.job_id, executor.job.config)
+    try:
+        return _watch(executor, on_progress, lo, hi, progress_s, resubmit, sleep, clock, auto)
+    finally:
+        if alerts is not None:
+            alerts.stop()  # one last look: a job that ended resolves its conditions
+
+
+def _watch(
+    executor: Executor,
+    on_progress: Callable[[JobProgress], None],
+    lo: float,
+    hi: float,
+    progress_s: float,
+    resubmit: bool,
+    sleep: Callable[[float], None],
+    clock: Callable[[], float],
+    auto: AutoRetry | None,
+) -> JobProgress:
+    lc = executor.lifecycle
     sched_delay = lo
     next_sched = clock()
     last_facts: object = None

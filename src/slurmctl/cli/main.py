@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from slurmctl.alerts.command import alerts_app
 from slurmctl.cli.common import format_progress, open_backend_of, progress_json, use_color
 from slurmctl.cli.db import db_app
 from slurmctl.cli.project import project_app
@@ -486,6 +487,7 @@ limits_app = typer.Typer(help="Shared rate limits (token buckets) of running job
 app.add_typer(limits_app, name="limits")
 app.add_typer(db_app, name="db")
 app.add_typer(project_app, name="project")
+app.add_typer(alerts_app, name="alerts")
 
 
 @aws_app.command("bootstrap")
@@ -574,7 +576,7 @@ def purge(
     backend_spec: BackendOpt = None,
 ) -> None:
     """Delete a job from the backend: objects (local files, S3), records (jobs, tasks, progress,
-    rate limits), SQS messages. Refuses a live job without --force (exit 5); asks first unless
+    rate limits, alerts), SQS messages. Refuses a live job without --force (exit 5); asks first unless
     --yes. Crash-safe: run it again to finish an interrupted purge."""
     from slurmctl.control import plan_purge
     from slurmctl.control import purge as purge_job

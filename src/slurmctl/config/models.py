@@ -11,6 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from slurmctl.alerts.config import AlertsConfig
 from slurmctl.ratelimit.config import LimitConfig, LimitName
 
 CONFIG_SCHEMA_VERSION = 1
@@ -215,6 +216,9 @@ class JobConfig(Strict):
     limits: dict[LimitName, LimitConfig] = Field(
         default_factory=dict,
         description="named rate limits shared by all workers; handlers use ctx.rate_limits[name]",
+    )
+    alerts: AlertsConfig | None = Field(
+        None, description="alert rules and channels (docs/alerts.md); over the user's alert file"
     )
 
     @model_validator(mode="after")

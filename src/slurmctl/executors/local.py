@@ -3,7 +3,7 @@
 ``submit`` starts a detached *runner* (``python -m slurmctl.executors.local``) and returns at once;
 the runner keeps ``max_parallel`` workers busy (default: the number of cores), re-runs a task whose
 worker died (SIGKILL, OOM) or was interrupted, up to ``retry.max_attempts``, and settles the job's
-state at the end. ``cancel`` signals the runner's process group. ``slurmctl status`` works the same
+state at the end; a thread of it evaluates the job's alerts (slurmctl.alerts, docs/alerts.md). ``cancel`` signals the runner's process group. ``slurmctl status`` works the same
 as for Slurm jobs because everything it reads is in the backend.
 """
 
@@ -326,13 +326,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-parallel", type=int)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    alerts = None
     try:
         backend = open_backend(json.loads(args.backend))
+        from slurmctl.alerts.evaluate import start as start_alerts
+
+        # Alerts look at the job in a thread of their own every alerts.interval_s: never in the way.
+        alerts = start_alerts(backend, args.job, load_job(backend, args.job).config)
         code = run(backend, args.job, max_parallel=args.max_parallel)
     except (Exception, KeyboardInterrupt) as exc:
         # Workers already running go on and publish; `slurmctl resubmit JOB` starts a new runner.
         log.error("runner for %s stops: %s", args.job, failure_message(exc, traceback_file=False))
         return exit_code(exc)
+    finally:
+        if alerts is not None:
+            alerts.stop()  # one last look: the job's end resolves its conditions
     log.info("runner done for %s (exit %d)", args.job, code)
     return code
 

@@ -16,6 +16,9 @@ again within that horizon (the lease TTL). Unused future slots are handed back o
 (``release``): if the lease is the newest, ``tat`` moves back; otherwise the slots become
 *credits* the next reservation takes first.
 
+``issued`` counts the slots handed out and not handed back, ever: the alert rule "rate limit
+saturated" (slurmctl.alerts) compares its growth with ``rate`` between two looks.
+
 Pure functions over a JSON-able dict, applied inside the state store's compare-and-set (a JSON
 record file on the local backend, a conditional PutItem on DynamoDB).
 """
@@ -98,6 +101,7 @@ def reserve(doc: dict[str, Any], n: int, now: float, horizon_s: float) -> tuple[
     if not slots:
         return None, t0 - tau - horizon_s
     slots.sort()
+    doc["issued"] = int(doc.get("issued", 0)) + len(slots)
     late = max(MIN_LATE_S, jitter_s(doc))
     return Grant(tuple(slots), float(doc["tat"]), step, tuple(fresh), late), 0.0
 
@@ -122,6 +126,7 @@ def release(doc: dict[str, Any], grant: Grant, unused: list[float], now: float) 
         credits = list(doc.get("credits", [])) + [[t, 1, grant.step] for t in future]
         doc["credits"] = _merge_credits(credits)[-MAX_CREDITS:]
         returned += len(future)
+    doc["issued"] = max(0, int(doc.get("issued", 0)) - returned)
     return returned
 
 

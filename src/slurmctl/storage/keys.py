@@ -20,11 +20,12 @@ Object keys (the same on a local root and in an S3 bucket)::
     jobs/<job>/logs/...                         executor and worker logs
     jobs/<job>/output/manifest.json             aggregation manifest of the merged output
 
-State keys (tables ``jobs``, ``tasks`` and ``progress``)::
+State keys (tables ``jobs``, ``tasks``, ``progress`` and ``alerts``)::
 
     jobs:      <job>
     tasks:     <job>/<task>
     progress:  <job>/g<group>      one record per GROUP_SIZE tasks (slurmctl.model.progress)
+    alerts:    <job>/alerts        the job's alert conditions and deliveries (slurmctl.alerts.state)
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from slurmctl.errors import ConfigError
 JOBS_TABLE = "jobs"
 TASKS_TABLE = "tasks"
 PROGRESS_TABLE = "progress"
+ALERTS_TABLE = "alerts"
 
 
 def check_job_id(job_id: str) -> str:
@@ -159,3 +161,7 @@ def progress_group(job_id: str, group: int) -> str:
 
 def progress_prefix(job_id: str) -> str:
     return f"{check_job_id(job_id)}/"
+
+
+def alerts_state(job_id: str) -> str:
+    return f"{check_job_id(job_id)}/alerts"

@@ -32,11 +32,13 @@ def test_every_code_is_in_the_table_once_with_its_meaning():
         errors.EXIT_ITEMS_FAILED: "EXIT_ITEMS_FAILED",
         RateLimitTimeout.exit_code: "RateLimitTimeout",
         errors.EXIT_LEASE_LOST: "EXIT_LEASE_LOST",
+        errors.EXIT_ALERTS_FIRING: "EXIT_ALERTS_FIRING",
+        errors.EXIT_UNDELIVERED: "EXIT_UNDELIVERED",
         errors.EXIT_INTERNAL: "EXIT_INTERNAL",
         errors.EXIT_RESUME: "EXIT_RESUME",
         errors.EXIT_INTERRUPTED: "EXIT_INTERRUPTED",
     }
-    assert len(named) == 15, "two meanings share one code"
+    assert len(named) == 17, "two meanings share one code"
     assert named == t
 
 

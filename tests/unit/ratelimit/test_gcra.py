@@ -119,3 +119,16 @@ def test_set_limit_applies_to_next_reservation() -> None:
     gcra.set_limit(doc, 2.0, 1)
     grant, _ = gcra.reserve(doc, 3, 0.0, horizon_s=5)
     assert grant is not None and grant.slots == pytest.approx((1.0, 1.5, 2.0))
+
+
+def test_issued_counts_slots_handed_out_and_not_handed_back() -> None:
+    """``issued`` is what the rate-limit alert compares with ``rate`` (slurmctl.alerts.rules)."""
+    doc = gcra.new_bucket(10, 5)
+    g1, _ = gcra.reserve(doc, 8, 100.0, horizon_s=5.0)
+    g2, _ = gcra.reserve(doc, 4, 100.0, horizon_s=5.0)
+    assert g1 is not None and g2 is not None
+    assert doc["issued"] == 12
+    assert gcra.release(doc, g1, list(g1.slots[5:]), 100.0) == 3  # back as credits (g2 is newer)
+    assert doc["issued"] == 9
+    g3, _ = gcra.reserve(doc, 2, 100.0, horizon_s=5.0)  # taken from the credits
+    assert g3 is not None and doc["issued"] == 11

@@ -24,8 +24,9 @@ from __future__ import annotations
 from typing import Any
 
 # Logical StateStore tables that exist on the aws backend. jobs/tasks/progress:
-# slurmctl.storage.keys; limits: the shared rate limiter (slurmctl.ratelimit).
-STATE_TABLES: tuple[str, ...] = ("jobs", "tasks", "progress", "limits")
+# slurmctl.storage.keys; limits: the shared rate limiter (slurmctl.ratelimit); alerts: alert
+# conditions and deliveries (slurmctl.alerts.state).
+STATE_TABLES: tuple[str, ...] = ("jobs", "tasks", "progress", "limits", "alerts")
 
 KEY_ATTRIBUTES: list[dict[str, str]] = [
     {"AttributeName": "pk", "AttributeType": "S"},
