@@ -3,8 +3,9 @@
 ``submit`` starts a detached *runner* (``python -m slurmctl.executors.local``) and returns at once;
 the runner keeps ``max_parallel`` workers busy (default: the number of cores), re-runs a task whose
 worker died (SIGKILL, OOM) or was interrupted, up to ``retry.max_attempts``, and settles the job's
-state at the end; a thread of it evaluates the job's alerts (slurmctl.alerts, docs/alerts.md). ``cancel`` signals the runner's process group. ``slurmctl status`` works the same
-as for Slurm jobs because everything it reads is in the backend.
+state at the end; a thread of it evaluates the job's alerts (slurmctl.alerts, docs/alerts.md).
+``cancel`` signals the runner's process group. ``slurmctl status`` works the same as for Slurm jobs
+because everything it reads is in the backend.
 """
 
 from __future__ import annotations
