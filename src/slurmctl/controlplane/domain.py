@@ -303,6 +303,11 @@ class Job(_Entity):
     state: JobState = JobState.ACCEPTED
     slurm_job_ids: tuple[str, ...] = ()
     idempotency_key: str | None = Field(default=None, min_length=1, max_length=200)
+    submit_token: str | None = Field(default=None, pattern=r"^[a-z0-9-]{16,64}$")
+    """Unique per submission; the sbatch carries it as job name and comment, so that recovery can
+    tell whether a job accepted before a crash reached Slurm."""
+    script: str | None = Field(default=None, min_length=1, max_length=1_000_000)
+    """The batch script of an sbatch job (what recovery submits when Slurm never got it)."""
     created_at: datetime = Field(default_factory=utcnow)
     submitted_at: datetime | None = None
     started_at: datetime | None = None

@@ -113,6 +113,8 @@ def _job(row: JobRow) -> Job:
         state=row.state,
         slurm_job_ids=tuple(i for i in row.slurm_job_ids.split(",") if i),
         idempotency_key=row.idempotency_key,
+        submit_token=row.submit_token,
+        script=row.script,
         created_at=row.created_at,
         submitted_at=row.submitted_at,
         started_at=row.started_at,
@@ -135,7 +137,17 @@ def _fill_project(row: ProjectRow, p: ResearchProject) -> None:
 
 
 def _fill_job(row: JobRow, job: Job) -> None:
-    for name in ("kind", "submitted_by", "project", "cluster", "backend", "state", "idempotency_key"):
+    for name in (
+        "kind",
+        "submitted_by",
+        "project",
+        "cluster",
+        "backend",
+        "state",
+        "idempotency_key",
+        "submit_token",
+        "script",
+    ):
         setattr(row, name, getattr(job, name))
     row.slurm_job_ids = ",".join(job.slurm_job_ids)
     row.created_at, row.submitted_at = job.created_at, job.submitted_at
@@ -310,12 +322,24 @@ class Repository:
             return Versioned(_job(row), row.version)
 
     def list_jobs(
-        self, *, project: str | None = None, states: Sequence[str] = (), limit: int = 100, after: str = ""
+        self,
+        *,
+        project: str | None = None,
+        cluster: str | None = None,
+        states: Sequence[str] = (),
+        created_before: datetime | None = None,
+        limit: int = 100,
+        after: str = "",
     ) -> list[Versioned[Job]]:
-        """Jobs by id, filtered by project and states; ``after`` (an id) pages (keyset pagination)."""
+        """Jobs by id, filtered by project, cluster, states and creation time; ``after`` (an id)
+        pages (keyset pagination)."""
         q = select(JobRow).where(JobRow.id > after).order_by(JobRow.id).limit(limit)
         if project is not None:
             q = q.where(JobRow.project == project)
+        if cluster is not None:
+            q = q.where(JobRow.cluster == cluster)
+        if created_before is not None:
+            q = q.where(JobRow.created_at <= created_before)
         if states:
             q = q.where(JobRow.state.in_(list(states)))
         with self._tx() as s:

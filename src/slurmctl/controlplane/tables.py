@@ -21,6 +21,7 @@ from sqlalchemy import (
     ForeignKey,
     Integer,
     String,
+    Text,
     UniqueConstraint,
 )
 from sqlalchemy.engine import Dialect
@@ -117,6 +118,8 @@ class JobRow(Base):
     state: Mapped[str] = mapped_column(String(16), index=True)
     slurm_job_ids: Mapped[str] = mapped_column(String, default="")  # comma-separated
     idempotency_key: Mapped[str | None] = mapped_column(String(200))
+    submit_token: Mapped[str | None] = mapped_column(String(64), unique=True, index=True)
+    script: Mapped[str | None] = mapped_column(Text)
     version: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     submitted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
