@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from slurmctl.cli.common import format_progress, open_backend_of, progress_json, use_color
+from slurmctl.cli.cp import cp_app
 from slurmctl.cli.db import db_app
 from slurmctl.cli.project import project_app
 from slurmctl.errors import EXIT_ITEMS_FAILED, SlurmctlError, exit_code, failure_message
@@ -485,6 +486,7 @@ limits_app = typer.Typer(help="Shared rate limits (token buckets) of running job
 app.add_typer(limits_app, name="limits")
 app.add_typer(db_app, name="db")
 app.add_typer(project_app, name="project")
+app.add_typer(cp_app, name="cp")
 
 
 @aws_app.command("bootstrap")
