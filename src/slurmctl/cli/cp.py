@@ -102,3 +102,31 @@ def jobs(
         print(
             f"{j.id}\t{j.project}\t{j.state}\tslurm={','.join(j.slurm_job_ids) or '-'}\tby={j.submitted_by}"
         )
+
+
+@cp_app.command("poll")
+def poll(
+    polls: Annotated[
+        int | None, typer.Option("--polls", min=1, help="stop after N polls (default: run on)")
+    ] = None,
+    grace: Annotated[
+        float, typer.Option("--grace", help="recover jobs accepted this many seconds ago")
+    ] = 300,
+    cluster: ClusterOpt = None,
+    url: UrlOpt = None,
+) -> None:
+    """Track the cluster's jobs: recover accepted ones, then one squeue per poll for all tracked jobs
+    (one sacct for those squeue no longer lists); the interval grows while nothing changes."""
+    from datetime import timedelta
+
+    from slurmctl.controlplane.poller import Poller, PollReport
+
+    sub = _submitter(url, cluster)
+    sub.grace = timedelta(seconds=grace)
+    actor = _actor()
+
+    def show(r: PollReport) -> None:
+        print(f"poll: {r.tracked} tracked, {r.changed} changed, {r.unseen} not found in Slurm", flush=True)
+
+    poller = Poller(sub.repo, sub.slurm, cluster=sub.cluster, actor=actor, submitter=sub)  # type: ignore[arg-type]
+    poller.run(max_polls=polls, on_poll=show)
