@@ -16,6 +16,9 @@
     │   ├── SubmissionError             sbatch failed; carries command, stdout, stderr, returncode
     │   └── SchedulerQueryError         squeue/sacct/scontrol failed after retries
     ├── ResultsError                    results do not verify (missing tasks, rows, checksums) (exit 8)
+    ├── AuthError                       the control plane refused a caller (exit 12)
+    │   ├── AuthenticationError         unknown, malformed, expired or revoked token; bad MUNGE credential
+    │   └── ForbiddenError              the caller's roles or token scope do not allow the action
     └── ItemError                       raised *by handlers* to classify an item failure
         ├── TransientItemError          retry may succeed (timeouts, 5xx, throttling)
         └── PermanentItemError          retrying is pointless (bad record)
@@ -40,6 +43,7 @@ code and message with :func:`exit_code` and :func:`failure_message`:
      9  EXIT_ITEMS_FAILED   the job finished but some items failed (``results`` lists them)
     10  RateLimitTimeout    a rate-limit wait gave up (bucket paused, blocked or booked out)
     11  EXIT_LEASE_LOST     a worker lost its task to another worker; it published nothing
+    12  AuthError           the control plane refused the caller (credential or permission)
     70  EXIT_INTERNAL       internal error: a bug in slurmctl (please report it)
     75  EXIT_RESUME         a worker was interrupted after a clean checkpoint: run it again
    130  EXIT_INTERRUPTED    stopped by Ctrl-C
@@ -199,6 +203,18 @@ class SubmissionError(SchedulerError):
 
 class SchedulerQueryError(SchedulerError):
     pass
+
+
+class AuthError(SlurmctlError):
+    exit_code = 12
+
+
+class AuthenticationError(AuthError):
+    """The credential is unknown, malformed, expired or revoked (HTTP 401). Never quotes a secret."""
+
+
+class ForbiddenError(AuthError):
+    """The authenticated caller may not do this (HTTP 403)."""
 
 
 class ResultsError(SlurmctlError):

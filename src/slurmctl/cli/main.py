@@ -20,6 +20,7 @@ from slurmctl.cli.common import format_progress, open_backend_of, progress_json,
 from slurmctl.cli.cp import cp_app
 from slurmctl.cli.db import db_app
 from slurmctl.cli.project import project_app
+from slurmctl.cli.token import token_app
 from slurmctl.errors import EXIT_ITEMS_FAILED, SlurmctlError, exit_code, failure_message
 from slurmctl.failures.command import analyze_errors
 from slurmctl.retry.command import retry
@@ -487,6 +488,7 @@ app.add_typer(limits_app, name="limits")
 app.add_typer(db_app, name="db")
 app.add_typer(project_app, name="project")
 app.add_typer(cp_app, name="cp")
+app.add_typer(token_app, name="token")
 
 
 @aws_app.command("bootstrap")

@@ -27,8 +27,15 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
-from slurmctl.controlplane.domain import TRANSITIONS, Job, ResearchProject, ResourceAllocation, utcnow
-from slurmctl.controlplane.tables import AllocationRow, AuditRow, JobRow, MemberRow, ProjectRow
+from slurmctl.controlplane.domain import (
+    TRANSITIONS,
+    ApiToken,
+    Job,
+    ResearchProject,
+    ResourceAllocation,
+    utcnow,
+)
+from slurmctl.controlplane.tables import AllocationRow, AuditRow, JobRow, MemberRow, ProjectRow, TokenRow
 from slurmctl.errors import ConflictError, NotFoundError, SlurmctlError, StateError, StorageError
 
 T = TypeVar("T", bound=BaseModel)
@@ -368,6 +375,57 @@ class Repository:
             s.flush()
             self._audit(s, actor, f"job.{job.state.value}", key, before, job)
             return Versioned(job, row.version)
+
+    # --- API tokens -----------------------------------------------------------------------------
+
+    @staticmethod
+    def _token(row: TokenRow) -> Versioned[ApiToken]:
+        fields = {c: getattr(row, c) for c in ApiToken.model_fields}
+        return Versioned(ApiToken.build(**fields), 1)
+
+    def create_token(self, token: ApiToken, actor: Actor) -> Versioned[ApiToken]:
+        """Store a new API token (its secret's hash). Raises ConflictError if the id is taken."""
+        key = f"token/{token.id}"
+        with self._tx(key) as s:
+            if s.get(TokenRow, token.id) is not None:
+                raise ConflictError(key, "a token with this id exists")
+            s.add(TokenRow(**token.model_dump()))
+            s.flush()
+            self._audit(s, actor, "token.create", key, None, token)
+            return Versioned(token, 1)
+
+    def get_token(self, token_id: str) -> Versioned[ApiToken]:
+        """The token. Raises NotFoundError."""
+        with self._tx() as s:
+            row = s.get(TokenRow, token_id)
+            if row is None:
+                raise NotFoundError(f"no token {token_id!r}", hint="`slurmctl token list` lists them")
+            return self._token(row)
+
+    def list_tokens(self, *, user: str | None = None) -> list[Versioned[ApiToken]]:
+        """Tokens (revoked and expired included), oldest first, optionally of one user."""
+        q = select(TokenRow).order_by(TokenRow.created_at, TokenRow.id)
+        if user is not None:
+            q = q.where(TokenRow.user == user)
+        with self._tx() as s:
+            return [self._token(r) for r in s.scalars(q).all()]
+
+    def revoke_token(self, token_id: str, actor: Actor) -> Versioned[ApiToken]:
+        """Revoke the token now (a revoked token stays revoked: revoking again changes nothing).
+        Raises NotFoundError."""
+        key = f"token/{token_id}"
+        with self._tx(key) as s:
+            row = s.get(TokenRow, token_id)
+            if row is None:
+                raise NotFoundError(f"no token {token_id!r}", hint="`slurmctl token list` lists them")
+            before = self._token(row).entity
+            if before.revoked_at is not None:
+                return Versioned(before, 1)
+            row.revoked_at = max(utcnow(), before.created_at)
+            after = self._token(row).entity
+            s.flush()
+            self._audit(s, actor, "token.revoke", key, before, after)
+            return Versioned(after, 1)
 
     # --- audit ----------------------------------------------------------------------------------
 

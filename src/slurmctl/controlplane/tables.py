@@ -146,3 +146,20 @@ class AuditRow(Base):
     entity_key: Mapped[str] = mapped_column(String(64), index=True)
     before_sha256: Mapped[str | None] = mapped_column(String(64))
     after_sha256: Mapped[str | None] = mapped_column(String(64))
+
+
+class TokenRow(Base):
+    """API tokens: the sha256 of the secret, never the secret."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[str] = mapped_column(String(12), primary_key=True)
+    user: Mapped[str] = mapped_column(String(32), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    scope: Mapped[str] = mapped_column(String(8))
+    secret_sha256: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (CheckConstraint("scope IN ('read', 'write', 'admin')", name="ck_token_scope"),)
