@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from slurmctl.cli.audit import audit as audit_command
 from slurmctl.cli.common import format_progress, open_backend_of, progress_json, use_color
 from slurmctl.cli.cp import cp_app
 from slurmctl.cli.db import db_app
@@ -489,6 +490,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(project_app, name="project")
 app.add_typer(cp_app, name="cp")
 app.add_typer(token_app, name="token")
+app.command("audit")(audit_command)
 
 
 @aws_app.command("bootstrap")
