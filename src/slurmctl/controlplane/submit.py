@@ -9,10 +9,11 @@ Two steps, each its own transaction, so that a crash anywhere leaves something r
 
 ``recover`` finishes what a crash interrupted: it takes every ``accepted`` job of its cluster older
 than ``grace``, looks all their tokens up with ONE ``squeue --name`` call (jobs slurmctld still
-knows) and ONE ``sacct --name -S <oldest>`` call for the tokens squeue did not know (jobs that ended
-and left slurmctld's memory), records the ids it finds and submits the rest. The token is the job
-name because slurmdbd stores job names always and comments only with ``AccountingStoreFlags=
-job_comment``; squeue is asked first because slurmdbd may record a job later than slurmctld has it.
+knows) and ONE ``sacct --name -S <oldest> -E now -s <every state>`` call for the tokens squeue did
+not know (jobs that ended and left slurmctld's memory), records the ids it finds and submits the
+rest. The token is the job name because slurmdbd stores job names always and comments only with
+``AccountingStoreFlags=job_comment``; squeue is asked first because slurmdbd may record a job later
+than slurmctld has it.
 
 ``grace`` must exceed the longest a live ``submit`` can take (sbatch's timeout and retries), and one
 process per cluster recovers (the poller): two recoverers could both find a token absent and both

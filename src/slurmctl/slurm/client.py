@@ -6,7 +6,7 @@ import os
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 from slurmctl.errors import SchedulerQueryError
@@ -23,6 +23,8 @@ SubmitOptions = Mapping[str, str | int | bool | None] | Sequence[str]
 # squeue -j <one id> exits 1 with this text once the job has left slurmctld's memory (MinJobAge after
 # it ended). With several ids it exits 0 and prints only the known ones. Either way: "not in queue".
 _GONE = "Invalid job id specified"
+# Every state ``sacct -s`` accepts (22.05): naming them all selects jobs by any state in the window.
+SACCT_ALL_STATES = ("BF", "CA", "CD", "DL", "F", "NF", "OOM", "PD", "PR", "R", "RQ", "RS", "RV", "S", "TO")
 
 
 @dataclass(frozen=True)
@@ -170,14 +172,18 @@ class SlurmClient:
         return found
 
     def find_names_in_accounting(self, names: Sequence[str], since: datetime) -> dict[str, str]:
-        """{job name: job id} of the jobs among ``names`` that slurmdbd recorded as submitted since
-        ``since`` (any user), in ONE bounded ``sacct -X -a --name=... -S since`` call. Raises
-        SchedulerQueryError. Idempotent."""
+        """{job name: job id} of the jobs among ``names`` that slurmdbd recorded since ``since`` (any
+        user), in ONE bounded ``sacct -X -a -D --name=... -S since -E now -s <every state>`` call.
+        The state list matters: without ``-s``, sacct 22.05 leaves out jobs that were never eligible
+        (held, then cancelled); with it they are listed once they ended. A job still held is not
+        listed either way (squeue lists it). Raises SchedulerQueryError. Idempotent."""
         if not names:
             return {}
         rows = self.sacct(
             name=",".join(names),
             start=since,
+            end=datetime.now(UTC),
+            states=SACCT_ALL_STATES,
             fields=("JobID", "JobIDRaw", "JobName"),
             allocations_only=True,
             all_users=True,
