@@ -16,6 +16,9 @@
     │   ├── SubmissionError             sbatch failed; carries command, stdout, stderr, returncode
     │   └── SchedulerQueryError         squeue/sacct/scontrol failed after retries
     ├── ResultsError                    results do not verify (missing tasks, rows, checksums) (exit 8)
+    ├── AuthError                       the control plane refused a caller (exit 14)
+    │   ├── AuthenticationError         unknown, malformed, expired or revoked token; bad MUNGE credential
+    │   └── ForbiddenError              the caller's roles or token scope do not allow the action
     └── ItemError                       raised *by handlers* to classify an item failure
         ├── TransientItemError          retry may succeed (timeouts, 5xx, throttling)
         └── PermanentItemError          retrying is pointless (bad record)
@@ -42,6 +45,7 @@ code and message with :func:`exit_code` and :func:`failure_message`:
     11  EXIT_LEASE_LOST     a worker lost its task to another worker; it published nothing
     12  EXIT_ALERTS_FIRING  ``alerts check``: an alert condition is firing (all notified)
     13  EXIT_UNDELIVERED    ``alerts check``: a notification could not be delivered
+    14  AuthError           the control plane refused the caller (credential or permission)
     70  EXIT_INTERNAL       internal error: a bug in slurmctl (please report it)
     75  EXIT_RESUME         a worker was interrupted after a clean checkpoint: run it again
    130  EXIT_INTERRUPTED    stopped by Ctrl-C
@@ -203,6 +207,18 @@ class SubmissionError(SchedulerError):
 
 class SchedulerQueryError(SchedulerError):
     pass
+
+
+class AuthError(SlurmctlError):
+    exit_code = 14
+
+
+class AuthenticationError(AuthError):
+    """The credential is unknown, malformed, expired or revoked (HTTP 401). Never quotes a secret."""
+
+
+class ForbiddenError(AuthError):
+    """The authenticated caller may not do this (HTTP 403)."""
 
 
 class ResultsError(SlurmctlError):

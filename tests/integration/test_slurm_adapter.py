@@ -205,3 +205,27 @@ def test_doctor_checks_pass_on_the_dev_cluster(slurm_client: SlurmClient):
     findings = run_slurm_checks(slurm_client)
     assert [f for f in findings if not f.ok] == []
     assert {"controller", "max_array_size", "accounting", "scratch"} <= {f.check for f in findings}
+
+
+@pytest.mark.slurm
+def test_find_names_lists_a_job_cancelled_while_held(slurm_cluster, slurm_client, slurm_jobs):
+    """A job that was never eligible (held, then cancelled) is in sacct only when the query names
+    states; the control plane's recovery depends on finding it by its name."""
+    import uuid
+    from datetime import UTC, timedelta
+
+    name = f"slurmctl-test-{uuid.uuid4().hex[:12]}"
+    since = datetime.now(UTC) - timedelta(minutes=1)
+    job_id = slurm_client.sbatch(
+        wrap="true", options={"hold": True, "time": 1, "job-name": name, "output": "/dev/null"}
+    )
+    slurm_jobs.append(job_id)
+    assert slurm_client.find_names_in_queue([name, "no-such-name"]) == {name: job_id}
+    slurm_client.scancel([job_id])
+    found: dict[str, str] = {}
+    for _ in range(30):  # slurmdbd records the end a moment after slurmctld
+        found = slurm_client.find_names_in_accounting([name], since)
+        if found:
+            break
+        time.sleep(1)
+    assert found == {name: job_id}

@@ -17,9 +17,12 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from slurmctl.alerts.command import alerts_app
+from slurmctl.cli.audit import audit as audit_command
 from slurmctl.cli.common import format_progress, open_backend_of, progress_json, use_color
+from slurmctl.cli.cp import cp_app
 from slurmctl.cli.db import db_app
 from slurmctl.cli.project import project_app
+from slurmctl.cli.token import token_app
 from slurmctl.errors import EXIT_ITEMS_FAILED, SlurmctlError, exit_code, failure_message
 from slurmctl.failures.command import analyze_errors
 from slurmctl.retry.command import retry
@@ -488,6 +491,9 @@ app.add_typer(limits_app, name="limits")
 app.add_typer(db_app, name="db")
 app.add_typer(project_app, name="project")
 app.add_typer(alerts_app, name="alerts")
+app.add_typer(cp_app, name="cp")
+app.add_typer(token_app, name="token")
+app.command("audit")(audit_command)
 
 
 @aws_app.command("bootstrap")

@@ -303,6 +303,11 @@ class Job(_Entity):
     state: JobState = JobState.ACCEPTED
     slurm_job_ids: tuple[str, ...] = ()
     idempotency_key: str | None = Field(default=None, min_length=1, max_length=200)
+    submit_token: str | None = Field(default=None, pattern=r"^[a-z0-9-]{16,64}$")
+    """Unique per submission; the sbatch carries it as job name and comment, so that recovery can
+    tell whether a job accepted before a crash reached Slurm."""
+    script: str | None = Field(default=None, min_length=1, max_length=1_000_000)
+    """The batch script of an sbatch job (what recovery submits when Slurm never got it)."""
     created_at: datetime = Field(default_factory=utcnow)
     submitted_at: datetime | None = None
     started_at: datetime | None = None
@@ -380,3 +385,28 @@ class WorkflowRun(_Entity):
 
     _project = field_validator("project")(check_account_name)
     _created = field_validator("created_at")(_aware)
+
+
+class ApiToken(_Entity):
+    """An API token as stored: who it acts for, its scope (``read`` < ``write`` < ``admin``), its
+    lifetime, and the sha256 of its secret (the secret itself is shown once and never stored)."""
+
+    id: str = Field(pattern=r"^[0-9a-f]{12}$")
+    user: str
+    name: str = Field(default="", max_length=100)
+    scope: str = Field(pattern=r"^(read|write|admin)$")
+    secret_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    created_at: datetime = Field(default_factory=utcnow)
+    expires_at: datetime
+    revoked_at: datetime | None = None
+
+    _user = field_validator("user")(check_user_name)
+    _times = field_validator("created_at", "expires_at", "revoked_at")(_aware)
+
+    @model_validator(mode="after")
+    def _invariants(self) -> Self:
+        if self.expires_at <= self.created_at:
+            raise ValueError("a token expires after it is created")
+        if self.revoked_at is not None and self.revoked_at < self.created_at:
+            raise ValueError("a token is revoked after it is created")
+        return self

@@ -13,22 +13,32 @@ StorageError (the database failed).
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
+import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel
-from sqlalchemy import select
+from sqlalchemy import literal, or_, select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
-from slurmctl.controlplane.domain import TRANSITIONS, Job, ResearchProject, ResourceAllocation, utcnow
-from slurmctl.controlplane.tables import AllocationRow, AuditRow, JobRow, MemberRow, ProjectRow
+from slurmctl.controlplane.domain import (
+    TRANSITIONS,
+    ApiToken,
+    Job,
+    ResearchProject,
+    ResourceAllocation,
+    utcnow,
+)
+from slurmctl.controlplane.tables import AllocationRow, AuditRow, JobRow, MemberRow, ProjectRow, TokenRow
 from slurmctl.errors import ConflictError, NotFoundError, SlurmctlError, StateError, StorageError
 
 T = TypeVar("T", bound=BaseModel)
@@ -113,6 +123,8 @@ def _job(row: JobRow) -> Job:
         state=row.state,
         slurm_job_ids=tuple(i for i in row.slurm_job_ids.split(",") if i),
         idempotency_key=row.idempotency_key,
+        submit_token=row.submit_token,
+        script=row.script,
         created_at=row.created_at,
         submitted_at=row.submitted_at,
         started_at=row.started_at,
@@ -135,7 +147,17 @@ def _fill_project(row: ProjectRow, p: ResearchProject) -> None:
 
 
 def _fill_job(row: JobRow, job: Job) -> None:
-    for name in ("kind", "submitted_by", "project", "cluster", "backend", "state", "idempotency_key"):
+    for name in (
+        "kind",
+        "submitted_by",
+        "project",
+        "cluster",
+        "backend",
+        "state",
+        "idempotency_key",
+        "submit_token",
+        "script",
+    ):
         setattr(row, name, getattr(job, name))
     row.slurm_job_ids = ",".join(job.slurm_job_ids)
     row.created_at, row.submitted_at = job.created_at, job.submitted_at
@@ -145,13 +167,16 @@ def _fill_job(row: JobRow, job: Job) -> None:
 class Repository:
     """Reads and writes of projects, jobs and the audit log on one SQLAlchemy Engine."""
 
-    def __init__(self, engine: Any) -> None:
+    def __init__(self, engine: Any, *, audit_jsonl: str | os.PathLike[str] | None = None) -> None:
         self.engine = engine
+        self.audit_jsonl = Path(audit_jsonl) if audit_jsonl is not None else None
 
     @contextmanager
     def _tx(self, key: str = "") -> Iterator[Session]:
+        written: list[AuditRow] = []
         try:
             with Session(self.engine, expire_on_commit=False) as session, session.begin():
+                session.info["audit"] = written
                 yield session
         except SlurmctlError:
             raise
@@ -161,6 +186,8 @@ class Repository:
             raise ConflictError(key, f"refused by the database: {exc.orig}") from exc
         except SQLAlchemyError as exc:
             raise StorageError(f"control plane database: {exc.__class__.__name__}: {exc}") from exc
+        if written and self.audit_jsonl is not None:
+            _append_jsonl(self.audit_jsonl, [_entry(r) for r in written])
 
     def _audit(
         self,
@@ -172,18 +199,18 @@ class Repository:
         after: BaseModel | None,
     ) -> None:
         entity = key.split("/", 1)[0]
-        s.add(
-            AuditRow(
-                at=utcnow(),
-                actor=actor.user,
-                source=actor.source,
-                action=action,
-                entity=entity,
-                entity_key=key,
-                before_sha256=digest(before),
-                after_sha256=digest(after),
-            )
+        row = AuditRow(
+            at=utcnow(),
+            actor=actor.user,
+            source=actor.source,
+            action=action,
+            entity=entity,
+            entity_key=key,
+            before_sha256=digest(before),
+            after_sha256=digest(after),
         )
+        s.add(row)
+        s.info["audit"].append(row)
 
     # --- projects -------------------------------------------------------------------------------
 
@@ -310,12 +337,24 @@ class Repository:
             return Versioned(_job(row), row.version)
 
     def list_jobs(
-        self, *, project: str | None = None, states: Sequence[str] = (), limit: int = 100, after: str = ""
+        self,
+        *,
+        project: str | None = None,
+        cluster: str | None = None,
+        states: Sequence[str] = (),
+        created_before: datetime | None = None,
+        limit: int = 100,
+        after: str = "",
     ) -> list[Versioned[Job]]:
-        """Jobs by id, filtered by project and states; ``after`` (an id) pages (keyset pagination)."""
+        """Jobs by id, filtered by project, cluster, states and creation time; ``after`` (an id)
+        pages (keyset pagination)."""
         q = select(JobRow).where(JobRow.id > after).order_by(JobRow.id).limit(limit)
         if project is not None:
             q = q.where(JobRow.project == project)
+        if cluster is not None:
+            q = q.where(JobRow.cluster == cluster)
+        if created_before is not None:
+            q = q.where(JobRow.created_at <= created_before)
         if states:
             q = q.where(JobRow.state.in_(list(states)))
         with self._tx() as s:
@@ -345,30 +384,111 @@ class Repository:
             self._audit(s, actor, f"job.{job.state.value}", key, before, job)
             return Versioned(job, row.version)
 
+    # --- API tokens -----------------------------------------------------------------------------
+
+    @staticmethod
+    def _token(row: TokenRow) -> Versioned[ApiToken]:
+        fields = {c: getattr(row, c) for c in ApiToken.model_fields}
+        return Versioned(ApiToken.build(**fields), 1)
+
+    def create_token(self, token: ApiToken, actor: Actor) -> Versioned[ApiToken]:
+        """Store a new API token (its secret's hash). Raises ConflictError if the id is taken."""
+        key = f"token/{token.id}"
+        with self._tx(key) as s:
+            if s.get(TokenRow, token.id) is not None:
+                raise ConflictError(key, "a token with this id exists")
+            s.add(TokenRow(**token.model_dump()))
+            s.flush()
+            self._audit(s, actor, "token.create", key, None, token)
+            return Versioned(token, 1)
+
+    def get_token(self, token_id: str) -> Versioned[ApiToken]:
+        """The token. Raises NotFoundError."""
+        with self._tx() as s:
+            row = s.get(TokenRow, token_id)
+            if row is None:
+                raise NotFoundError(f"no token {token_id!r}", hint="`slurmctl token list` lists them")
+            return self._token(row)
+
+    def list_tokens(self, *, user: str | None = None) -> list[Versioned[ApiToken]]:
+        """Tokens (revoked and expired included), oldest first, optionally of one user."""
+        q = select(TokenRow).order_by(TokenRow.created_at, TokenRow.id)
+        if user is not None:
+            q = q.where(TokenRow.user == user)
+        with self._tx() as s:
+            return [self._token(r) for r in s.scalars(q).all()]
+
+    def revoke_token(self, token_id: str, actor: Actor) -> Versioned[ApiToken]:
+        """Revoke the token now (a revoked token stays revoked: revoking again changes nothing).
+        Raises NotFoundError."""
+        key = f"token/{token_id}"
+        with self._tx(key) as s:
+            row = s.get(TokenRow, token_id)
+            if row is None:
+                raise NotFoundError(f"no token {token_id!r}", hint="`slurmctl token list` lists them")
+            before = self._token(row).entity
+            if before.revoked_at is not None:
+                return Versioned(before, 1)
+            row.revoked_at = max(utcnow(), before.created_at)
+            after = self._token(row).entity
+            s.flush()
+            self._audit(s, actor, "token.revoke", key, before, after)
+            return Versioned(after, 1)
+
     # --- audit ----------------------------------------------------------------------------------
 
-    def audit(self, *, entity_key: str | None = None, since: datetime | None = None) -> list[AuditEntry]:
-        """Audit entries, oldest first, optionally of one entity (``project/lab``) or since a time."""
+    def audit(
+        self, *, entity_key: str | None = None, project: str | None = None, since: datetime | None = None
+    ) -> list[AuditEntry]:
+        """Audit entries, oldest first, optionally of one entity (``project/lab``), of one project
+        (the project's entries and its jobs'), or since a time."""
         q = select(AuditRow).order_by(AuditRow.id)
         if entity_key is not None:
             q = q.where(AuditRow.entity_key == entity_key)
+        if project is not None:
+            jobs = select(literal("job/") + JobRow.id).where(JobRow.project == project)
+            q = q.where(or_(AuditRow.entity_key == f"project/{project}", AuditRow.entity_key.in_(jobs)))
         if since is not None:
             q = q.where(AuditRow.at >= since)
         with self._tx() as s:
-            return [
-                AuditEntry(
-                    r.id,
-                    r.at,
-                    r.actor,
-                    r.source,
-                    r.action,
-                    r.entity,
-                    r.entity_key,
-                    r.before_sha256,
-                    r.after_sha256,
-                )
-                for r in s.scalars(q).all()
-            ]
+            return [_entry(r) for r in s.scalars(q).all()]
+
+
+def _entry(r: AuditRow) -> AuditEntry:
+    return AuditEntry(
+        r.id, r.at, r.actor, r.source, r.action, r.entity, r.entity_key, r.before_sha256, r.after_sha256
+    )
+
+
+def audit_json(e: AuditEntry) -> dict[str, Any]:
+    """An audit entry as the JSON object of the JSON-lines copy and ``slurmctl audit --json``."""
+    return {**{f: getattr(e, f) for f in AUDIT_FIELDS}, "at": e.at.isoformat()}
+
+
+def _append_jsonl(path: Path, entries: list[AuditEntry]) -> None:
+    """Append one JSON line per entry to ``path`` (created 0600), under an exclusive lock so that
+    processes sharing the file never interleave lines, then fsync. The file is opened for every
+    append, so renaming it away (log rotation) makes the next append start a new one. Raises
+    StorageError (the change itself is committed)."""
+    data = "".join(json.dumps(audit_json(e), separators=(",", ":")) + "\n" for e in entries).encode()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            view = memoryview(data)
+            while view:
+                n = os.write(fd, view)
+                if n <= 0:
+                    raise OSError(f"short write ({n} bytes)")
+                view = view[n:]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise StorageError(
+            f"audit JSON-lines copy {path}: {exc} (the change and its audit row are committed)"
+        ) from exc
 
 
 def open_repository(url: str | None = None) -> Repository:
@@ -387,4 +507,17 @@ def open_repository(url: str | None = None) -> Repository:
             f"database {db.display_url(engine)} is at revision {rev or 'empty'}; slurmctl needs {db.head()}",
             hint="run `slurmctl db upgrade`",
         )
-    return Repository(engine)
+    return Repository(engine, audit_jsonl=audit_jsonl_path(engine))
+
+
+def audit_jsonl_path(engine: Any) -> Path | None:
+    """Where the audit log's JSON-lines copy goes: ``$SLURMCTL_AUDIT_JSONL`` (empty: no copy), else
+    ``audit.jsonl`` next to an SQLite database file; a PostgreSQL database has no copy unless the
+    variable names one (each server writes its own file)."""
+    configured = os.environ.get("SLURMCTL_AUDIT_JSONL")
+    if configured is not None:
+        return Path(configured) if configured else None
+    database = engine.url.database if engine.dialect.name == "sqlite" else None
+    if not database or database == ":memory:":
+        return None
+    return Path(database).parent / "audit.jsonl"

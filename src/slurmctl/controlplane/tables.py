@@ -21,6 +21,7 @@ from sqlalchemy import (
     ForeignKey,
     Integer,
     String,
+    Text,
     UniqueConstraint,
 )
 from sqlalchemy.engine import Dialect
@@ -117,6 +118,8 @@ class JobRow(Base):
     state: Mapped[str] = mapped_column(String(16), index=True)
     slurm_job_ids: Mapped[str] = mapped_column(String, default="")  # comma-separated
     idempotency_key: Mapped[str | None] = mapped_column(String(200))
+    submit_token: Mapped[str | None] = mapped_column(String(64), unique=True, index=True)
+    script: Mapped[str | None] = mapped_column(Text)
     version: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     submitted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -143,3 +146,20 @@ class AuditRow(Base):
     entity_key: Mapped[str] = mapped_column(String(64), index=True)
     before_sha256: Mapped[str | None] = mapped_column(String(64))
     after_sha256: Mapped[str | None] = mapped_column(String(64))
+
+
+class TokenRow(Base):
+    """API tokens: the sha256 of the secret, never the secret."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[str] = mapped_column(String(12), primary_key=True)
+    user: Mapped[str] = mapped_column(String(32), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    scope: Mapped[str] = mapped_column(String(8))
+    secret_sha256: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (CheckConstraint("scope IN ('read', 'write', 'admin')", name="ck_token_scope"),)

@@ -51,7 +51,8 @@ shell or ``subprocess`` reports it, or sacct's ``ExitCode`` ``code:signal``):
     ================================================  ==================================
     exit code / signal                                category
     ================================================  ==================================
-    2 config, 3 input, 4 handler, 5 state, 8 results  permanent
+    2 config, 3 input, 4 handler, 5 state, 8 results, permanent
+    14 refused by the control plane
     6 storage, 7 scheduler                            infrastructure
     10 rate-limit wait gave up, 11 lease lost,        transient
     75 interrupted after a checkpoint
@@ -265,6 +266,7 @@ _EXIT_CODES = {
     4: PERMANENT,
     5: PERMANENT,
     8: PERMANENT,
+    12: PERMANENT,
     6: INFRASTRUCTURE,
     7: INFRASTRUCTURE,
     10: TRANSIENT,

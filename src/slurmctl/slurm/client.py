@@ -6,7 +6,7 @@ import os
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 from slurmctl.errors import SchedulerQueryError
@@ -23,6 +23,8 @@ SubmitOptions = Mapping[str, str | int | bool | None] | Sequence[str]
 # squeue -j <one id> exits 1 with this text once the job has left slurmctld's memory (MinJobAge after
 # it ended). With several ids it exits 0 and prints only the known ones. Either way: "not in queue".
 _GONE = "Invalid job id specified"
+# Every state ``sacct -s`` accepts (22.05): naming them all selects jobs by any state in the window.
+SACCT_ALL_STATES = ("BF", "CA", "CD", "DL", "F", "NF", "OOM", "PD", "PR", "R", "RQ", "RS", "RV", "S", "TO")
 
 
 @dataclass(frozen=True)
@@ -108,21 +110,24 @@ class SlurmClient:
         script_text: str | None = None,
         wrap: str | None = None,
         options: SubmitOptions = (),
+        token: str | None = None,
     ) -> str:
         """Submit one batch job (or array) and return its job id ("123").
 
         Exactly one of script_path, script_text (sent on stdin) or wrap. Uses ``--parsable`` and
         accepts "123;cluster". sbatch that timed out may still have created the job, so before a retry
-        we look for our submission token (in --comment, unless the caller set a comment) and return
-        that job instead of submitting twice. Raises SubmissionError. Not idempotent.
+        we look for our submission token (in --comment, unless the caller set a comment; ``token``
+        names it, default a random one) and return that job instead of submitting twice. Raises
+        SubmissionError. Not idempotent.
         """
         given = [x is not None for x in (script_path, script_text, wrap)]
         if sum(given) != 1:
             raise ValueError("give exactly one of script_path, script_text, wrap")
         args = _render_options(options)
-        token = None
-        if not any(a == "--comment" or a.startswith("--comment=") for a in args):
-            token = f"slurmctl-submit-{uuid.uuid4().hex}"
+        if any(a == "--comment" or a.startswith("--comment=") for a in args):
+            token = None
+        else:
+            token = token or f"slurmctl-submit-{uuid.uuid4().hex}"
             args.append(f"--comment={token}")
         argv = [self._cmd("sbatch"), "--parsable", *args]
         if wrap is not None:
@@ -152,6 +157,44 @@ class SlurmClient:
             if comment.strip() == token:
                 return job_id.strip()
         return None
+
+    def find_names_in_queue(self, names: Sequence[str]) -> dict[str, str]:
+        """{job name: job id} of the jobs slurmctld still knows (any state, any user) among ``names``,
+        in ONE ``squeue -h -t all --name=a,b,...`` call. Raises SchedulerQueryError. Idempotent."""
+        if not names:
+            return {}
+        argv = [self._cmd("squeue"), "-h", "-t", "all", f"--name={','.join(names)}", "-o", f"%F{SACCT_SEP}%j"]
+        found: dict[str, str] = {}
+        for line in self.runner.run(argv).stdout.splitlines():
+            job_id, _, name = line.partition(SACCT_SEP)
+            if name.strip() in names:
+                found.setdefault(name.strip(), job_id.strip())
+        return found
+
+    def find_names_in_accounting(self, names: Sequence[str], since: datetime) -> dict[str, str]:
+        """{job name: job id} of the jobs among ``names`` that slurmdbd recorded since ``since`` (any
+        user), in ONE bounded ``sacct -X -a -D --name=... -S since -E now -s <every state>`` call.
+        The state list matters: without ``-s``, sacct 22.05 leaves out jobs that were never eligible
+        (held, then cancelled); with it they are listed once they ended. A job still held is not
+        listed either way (squeue lists it). Raises SchedulerQueryError. Idempotent."""
+        if not names:
+            return {}
+        rows = self.sacct(
+            name=",".join(names),
+            start=since,
+            end=datetime.now(UTC),
+            states=SACCT_ALL_STATES,
+            fields=("JobID", "JobIDRaw", "JobName"),
+            allocations_only=True,
+            all_users=True,
+            duplicates=True,
+        )
+        found: dict[str, str] = {}
+        for row in rows:
+            name = row.fields.get("JobName", "")
+            if name in names:
+                found.setdefault(name, str(row.ref.job))
+        return found
 
     # ------------------------------------------------------------------ queries
 

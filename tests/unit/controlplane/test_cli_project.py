@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 
+from slurmctl.controlplane import db
 from slurmctl.controlplane.repo import Repository
 
 
@@ -27,10 +28,10 @@ def test_db_and_project_commands(db_engine):
         p = _cli(url, "db", "current")
         assert p.returncode == 0 and ": empty (behind" in p.stdout
         p = _cli(url, "db", "upgrade")
-        assert p.returncode == 0 and "empty → 0001" in p.stdout, p.stderr
+        assert p.returncode == 0 and f"empty → {db.head()}" in p.stdout, p.stderr
     assert _cli(url, "project", "create", "lab", "--pi", "alice", "--title", "Lab").returncode == 0
     p = _cli(url, "db", "current")
-    assert p.stdout.strip().endswith("0001 (up to date)")
+    assert p.stdout.strip().endswith(f"{db.head()} (up to date)")
 
     p = _cli(url, "project", "add-member", "lab", "bob", "--role", "viewer")
     assert p.returncode == 0 and "bob is viewer of lab (version 2)" in p.stdout
@@ -80,7 +81,7 @@ def test_db_and_project_commands(db_engine):
     ]
 
     p = _cli(url, "db", "downgrade", "base")
-    assert p.returncode == 0 and "0001 → empty" in p.stdout
+    assert p.returncode == 0 and f"{db.head()} → empty" in p.stdout
 
 
 def test_bad_database_url_exits_2():
