@@ -34,11 +34,12 @@ def test_every_code_is_in_the_table_once_with_its_meaning():
         errors.EXIT_LEASE_LOST: "EXIT_LEASE_LOST",
         errors.EXIT_ALERTS_FIRING: "EXIT_ALERTS_FIRING",
         errors.EXIT_UNDELIVERED: "EXIT_UNDELIVERED",
+        errors.AuthError.exit_code: "AuthError",
         errors.EXIT_INTERNAL: "EXIT_INTERNAL",
         errors.EXIT_RESUME: "EXIT_RESUME",
         errors.EXIT_INTERRUPTED: "EXIT_INTERRUPTED",
     }
-    assert len(named) == 17, "two meanings share one code"
+    assert len(named) == 18, "two meanings share one code"
     assert named == t
 
 
