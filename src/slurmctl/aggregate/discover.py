@@ -1,9 +1,10 @@
 """Discovery: which task results are published, and are they complete?
 
 One listing of ``jobs/<job>/results/`` (a directory walk on the local backend; ListObjectsV2 pages
-of 1,000 keys on S3) finds every ``.done`` marker; then, per published task, its task manifest, its
-marker and the result manifest the marker names (checked against the marker's sha256). No request
-is made for a task that has no marker.
+of 1,000 keys on S3) finds every ``.done`` marker; then, per published task, its marker and the
+result manifest the marker names (checked against the marker's sha256; it holds the task's item
+range), and for an item retry task its task manifest (its item ids). No request is made for a task
+that has no marker.
 
 What must hold before a merge starts (the result files' own checksums, row counts and item ids
 are checked by the merge nodes that read them): every task of the job is published; each result
@@ -80,23 +81,27 @@ def discover(backend: Backend, job_id: str) -> Discovery:
             (missing if k < job.tasks else unpublished).append(tid)
             continue
         try:
-            requests += 3
-            task = Task.from_json(objects.get(keys.task_manifest(job_id, tid)), where=tid)
+            requests += 2
             marker = DoneMarker.from_json(objects.get(keys.done_marker(job_id, tid)), where=f"{tid}/.done")
             m = ResultManifest.from_json(
                 objects.get_verified(marker.manifest_key, marker.manifest_sha256), where=marker.manifest_key
             )
+            item_ids = None
+            if k >= job.tasks:  # a retry task: its items are listed in its task manifest
+                requests += 1
+                item_ids = Task.from_json(
+                    objects.get(keys.task_manifest(job_id, tid)), where=tid
+                ).batch.item_ids
         except ObjectNotFoundError as exc:
             broken.append(f"{tid} ({exc.key} is missing)")
             continue
         except ChecksumMismatchError as exc:
             broken.append(f"{tid} ({exc.key} does not match the sha256 its .done names)")
             continue
-        b = task.batch
-        if m.items_ok + m.items_failed != b.items:
+        if m.items_ok + m.items_failed != m.items or (item_ids is not None and len(item_ids) != m.items):
             broken.append(
                 f"{tid} (its result accounts for {m.items_ok + m.items_failed} items, "
-                f"its batch has {b.items})"
+                f"its batch has {m.items if item_ids is None else len(item_ids)})"
             )
             continue
         sources.append(
@@ -106,9 +111,9 @@ def discover(backend: Backend, job_id: str) -> Discovery:
                 m.data_key,
                 m.data_sha256,
                 m.rows,
-                b.first_item,
-                b.items,
-                b.item_ids,
+                m.first_item,
+                m.items,
+                item_ids,
                 m.items_failed,
                 m.errors_key,
                 m.errors_sha256,
