@@ -134,21 +134,36 @@ def _raise(err: tuple[str, int, str | None]) -> None:
     raise exc
 
 
-def _run_level(backend: Backend, todo: list[NodeSpec], processes: int) -> list[NodeManifest]:
-    if processes <= 1 or len(todo) <= 1:
-        with tempfile.TemporaryDirectory(prefix="slurmctl-agg-") as tmp:
-            return [run_node(backend, spec, Path(tmp)) for spec in todo]
-    ctx = multiprocessing.get_context("spawn")
-    out: list[NodeManifest] = []
-    with cf.ProcessPoolExecutor(max_workers=min(processes, len(todo)), mp_context=ctx) as pool:
-        futures = [pool.submit(_in_worker, backend.spec, spec) for spec in todo]
+class _Runner:
+    """Runs a level's nodes: in this process, or in a pool of ``processes`` started once, when a
+    level first has more than one node to merge."""
+
+    def __init__(self, backend: Backend, processes: int) -> None:
+        self.backend = backend
+        self.processes = processes
+        self.pool: cf.ProcessPoolExecutor | None = None
+
+    def run(self, todo: list[NodeSpec]) -> list[NodeManifest]:
+        if self.processes <= 1 or len(todo) <= 1:
+            with tempfile.TemporaryDirectory(prefix="slurmctl-agg-") as tmp:
+                return [run_node(self.backend, spec, Path(tmp)) for spec in todo]
+        if self.pool is None:
+            ctx = multiprocessing.get_context("spawn")
+            self.pool = cf.ProcessPoolExecutor(max_workers=self.processes, mp_context=ctx)
+        futures = [self.pool.submit(_in_worker, self.backend.spec, spec) for spec in todo]
+        out: list[NodeManifest] = []
         for f in cf.as_completed(futures):
             r = f.result()
             if isinstance(r, tuple):
-                pool.shutdown(cancel_futures=True)
+                for other in futures:
+                    other.cancel()
                 _raise(r)
             out.append(r)
-    return out
+        return out
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(cancel_futures=True)
 
 
 def aggregate(
@@ -180,7 +195,22 @@ def aggregate(
     )
     if redo_level is not None:
         forget_levels(backend, plan, redo_level)
-    processes = settings.processes or os.cpu_count() or 1
+    runner = _Runner(backend, settings.processes or os.cpu_count() or 1)
+    try:
+        root, ran = _levels(backend, plan, settings, out_path, runner, on_level)
+    finally:
+        runner.close()
+    return _finish(backend, plan, root, out_path, ran)
+
+
+def _levels(
+    backend: Backend,
+    plan: plans.Plan,
+    settings: Settings,
+    out_path: Path,
+    runner: _Runner,
+    on_level: Callable[[int, int, int], None] | None,
+) -> tuple[NodeManifest, int]:
     below: dict[int, NodeManifest] = {}
     ran = 0
     for level in range(len(plan.levels)):
@@ -200,14 +230,13 @@ def aggregate(
                 todo.append(spec)
             else:
                 current[spec.index] = m
-        for m in _run_level(backend, todo, processes):
+        for m in runner.run(todo):
             current[m.index] = m
         ran += len(todo)
         if on_level is not None:
             on_level(level, len(todo), len(specs) - len(todo))
         below = current
-    root = below[0]
-    return _finish(backend, plan, root, out_path, ran)
+    return below[0], ran
 
 
 def _finish(
