@@ -171,7 +171,11 @@ class AggregateConfig(Strict):
     )
     fan_in: int = Field(64, ge=2, le=100_000, description="inputs per merge node (results, then nodes)")
     processes: int | None = Field(None, ge=1, le=1024, description="merge processes at once (default: cores)")
-    when: Literal["manual"] = Field("manual", description="manual: `slurmctl results JOB` runs the merge")
+    when: Literal["manual", "auto"] = Field(
+        "manual",
+        description="manual: `slurmctl results JOB` runs the merge; auto: the local runner runs it into "
+        "output.path once every task has published",
+    )
     reduce: ReduceConfig | None = Field(
         None, description="a user reduction applied at every merge node: the output holds one row per key"
     )
@@ -243,6 +247,17 @@ class JobConfig(Strict):
         default_factory=dict,
         description="named rate limits shared by all workers; handlers use ctx.rate_limits[name]",
     )
+
+    @model_validator(mode="after")
+    def _auto_aggregate(self) -> JobConfig:
+        if self.aggregate.when == "auto" and not self.output.path:
+            raise ValueError("aggregate.when: auto needs output.path (where the merged output goes)")
+        if self.aggregate.when == "auto" and self.executor.kind != "local":
+            raise ValueError(
+                "aggregate.when: auto runs in the local executor's runner; with executor.kind slurm "
+                "use when: manual and `slurmctl results JOB`"
+            )
+        return self
 
     @model_validator(mode="after")
     def _reference_needs_local_backend(self) -> JobConfig:
