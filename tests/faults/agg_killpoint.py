@@ -64,6 +64,14 @@ def main() -> None:
                 return out
 
             table[fmt] = written
+    parquet_tasks = formats.write_tasks_parquet
+
+    def tasks_written(*a: Any, **kw: Any) -> Any:
+        out = parquet_tasks(*a, **kw)
+        hit("node-written")
+        return out
+
+    formats.write_tasks_parquet = tasks_written
     durable = node._durable
 
     def renamed(*a: Any, **kw: Any) -> Any:

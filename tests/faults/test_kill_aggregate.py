@@ -60,11 +60,11 @@ def job(tmp_path_factory):
 
 def _node_files(root: Path) -> dict[str, tuple[int, int]]:
     agg = root / "jobs" / "j" / "aggregate"
-    done = {p.name.removesuffix(".done") for p in agg.glob("L*/n*.done")} if agg.exists() else set()
-    return {
+    done = {str(p.relative_to(agg)).removesuffix(".done") for p in agg.glob("L*/n*.done")}
+    return {  # every file of every node that has a .done: L01/n000003.sqlite -> (inode, mtime)
         str(p.relative_to(agg)): (p.stat().st_ino, p.stat().st_mtime_ns)
         for p in agg.glob("L*/n*")
-        if p.name.split(".")[0] in done and not p.name.startswith(".")
+        if str(p.relative_to(agg)).split(".")[0] in done
     }
 
 

@@ -19,7 +19,7 @@ import hashlib
 import os
 import tempfile
 import time
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -187,6 +187,59 @@ def _check_task(spec: NodeSpec, s: Source, path: Path, retried_rows: dict[str, s
     return obs.schema
 
 
+def _check_chunk_arrow(
+    spec: NodeSpec, chunk: list[tuple[Source, bytes]], union: schema.Schema, retried_rows: dict[str, str]
+) -> schema.Schema | None:
+    """Pass 1 over consecutive task results with Arrow's JSON reader, for results that fit the
+    node's schema so far (``union``): each file's sha256 and row count, every ``_item_id`` within
+    its task's range, the rows of retried items. Returns the chunk's schema (with stats), or None
+    when the rows do not fit ``union`` or a check fails: then ``_check_task`` reads each result
+    row by row and names the problem."""
+    if not union or any(s.item_ids is not None for s, _ in chunk):
+        return None
+    for s, data in chunk:
+        actual = hashlib.sha256(data).hexdigest()
+        if actual != s.sha256:
+            raise ChecksumMismatchError(s.data_key, s.sha256, actual)
+        if data.count(b"\n") != s.rows:
+            return None
+    table = formats.read_json_arrow(b"".join(data for _, data in chunk), union)
+    if table is None or table.num_rows != sum(s.rows for s, _ in chunk):
+        return None
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    ids = table.column("_item_id")
+    if ids.null_count:
+        return None
+    offsets = [0]
+    for s, _ in chunk:
+        if s.rows:
+            bounds = pc.min_max(ids.slice(offsets[-1], s.rows))
+            if bounds["min"].as_py() < s.first_item or bounds["max"].as_py() >= s.first_item + s.items:
+                return None
+        offsets.append(offsets[-1] + s.rows)
+    if spec.retried and table.num_rows:
+        mask = pc.is_in(ids, value_set=pa.array(spec.retried, pa.int64()))
+        for pos in pc.indices_nonzero(mask).to_pylist():
+            item, task = ids[pos].as_py(), chunk[bisect_right(offsets, pos) - 1][0].task_id
+            other = retried_rows.setdefault(str(item), task)
+            if other != task:
+                raise _twice(spec.job_id, item, other, task)
+    out: schema.Schema = {}
+    for name, c in union.items():
+        col = table.column(name)
+        values = table.num_rows - col.null_count
+        if values == 0:
+            continue
+        stats = schema.ColumnStats(c.type, c.task, values)
+        if c.type in schema.ORDERED:
+            mm = pc.min_max(col)
+            stats.min, stats.max = mm["min"].as_py(), mm["max"].as_py()
+        out[name] = stats
+    return out
+
+
 def _twice(job_id: str, item: int | str, a: str, b: str) -> ResultsError:
     return ResultsError(
         f"job {job_id}: item {item} has rows in tasks {a} and {b}",
@@ -233,7 +286,26 @@ def run(backend: Backend, spec: NodeSpec, workdir: Path) -> NodeManifest:
     write: Callable[[Path, schema.Schema], None]
     if spec.level == 0:
         paths = [_local(backend, s.data_key, workdir) for s in spec.sources]
-        schemas = [_check_task(spec, s, p, retried_rows) for s, p in zip(spec.sources, paths, strict=True)]
+        union: schema.Schema = {}
+        schemas = []
+        sizes = [p.stat().st_size for p in paths]
+        # The first result is read row by row: it gives the node its first schema.
+        for chunk in [
+            range(0, min(1, len(paths))),
+            *(range(c.start + 1, c.stop + 1) for c in formats.chunks(sizes[1:])),
+        ]:
+            one = None
+            if chunk.start > 0 and sizes[chunk.start] <= formats.ARROW_JSON_MAX:
+                data = [(spec.sources[k], paths[k].read_bytes()) for k in chunk]
+                one = _check_chunk_arrow(spec, data, union, retried_rows)
+            if one is not None:
+                schemas.append(one)
+                union = schema.merge([union, one])
+                continue
+            for k in chunk:
+                one = _check_task(spec, spec.sources[k], paths[k], retried_rows)
+                schemas.append(one)
+                union = schema.merge([union, one])
         inputs = [[s.task_id, s.sha256, s.rows] for s in spec.sources]
         if spec.reduce:
             rows = (
@@ -246,9 +318,12 @@ def run(backend: Backend, spec: NodeSpec, workdir: Path) -> NodeManifest:
             target = schema.merge(schemas)
             nrows = sum(s.rows for s in spec.sources)
             raw = fmt == "jsonl"
-            write = lambda out, sch: formats.WRITE_ROWS[fmt](  # noqa: E731
-                out, sch, (r for p in paths for r in _task_rows(p, raw)), final
-            )
+            if fmt == "parquet":
+                write = lambda out, sch: formats.write_tasks_parquet(out, sch, paths, final)  # noqa: E731
+            else:
+                write = lambda out, sch: formats.WRITE_ROWS[fmt](  # noqa: E731
+                    out, sch, (r for p in paths for r in _task_rows(p, raw)), final
+                )
     else:
         children: list[formats.Child] = []
         for i in spec.children:

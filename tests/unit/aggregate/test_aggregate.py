@@ -186,3 +186,16 @@ def test_status_and_redo_level(tmp_path):
     assert r.returncode == 2 and "levels 0..2" in r.stderr
     r = cli("results", "k", "-o", str(out), "-j", "0", root=root)
     assert r.returncode == 2 and "--processes 0" in r.stderr
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+def test_a_row_outside_its_tasks_items_is_named(tmp_path, fmt):
+    def rows(task: int, item: int) -> list[dict]:
+        return [{"_item_id": 999 if (task, item) == (5, 11) else item, "x": item}]
+
+    backend = local_backend(tmp_path / "root")
+    publish_job(backend, "j", 8, 2, rows)
+    with pytest.raises(
+        ResultsError, match=r"task t0000005: row 2 has _item_id 999 outside its items 10\.\.11"
+    ):
+        aggregate(backend, "j", tmp_path / f"o.{fmt}", settings=Settings(fan_in=8, processes=1))
