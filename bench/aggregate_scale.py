@@ -78,7 +78,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tasks", type=int, default=10_000)
     ap.add_argument("--rows", type=int, default=100)
-    ap.add_argument("--fan-in", type=int, default=64)
+    ap.add_argument("--fan-in", type=int, default=256)
     ap.add_argument("--processes", type=int, default=2)
     ap.add_argument("--work", type=Path, default=None, help="directory to use (default: a temp dir)")
     args = ap.parse_args()

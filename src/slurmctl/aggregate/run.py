@@ -35,7 +35,7 @@ from slurmctl.model.manifests import AggregationManifest
 from slurmctl.storage import keys
 from slurmctl.storage.base import Backend
 
-DEFAULT_FAN_IN = 64
+DEFAULT_FAN_IN = 256  # measured: docs/performance.md, "Aggregation"
 
 
 @dataclass
@@ -153,7 +153,14 @@ class _Runner:
         futures = [self.pool.submit(_in_worker, self.backend.spec, spec) for spec in todo]
         out: list[NodeManifest] = []
         for f in cf.as_completed(futures):
-            r = f.result()
+            try:
+                r = f.result()
+            except cf.process.BrokenProcessPool as exc:
+                raise SlurmctlError(
+                    "a merge process died (killed, or out of memory?)",
+                    hint="run `slurmctl results` again: the nodes already done are kept; "
+                    "fewer processes (-j) use less memory",
+                ) from exc
             if isinstance(r, tuple):
                 for other in futures:
                     other.cancel()

@@ -169,7 +169,7 @@ class AggregateConfig(Strict):
     where: Literal["local"] = Field(
         "local", description="local: merge processes on the machine that runs results"
     )
-    fan_in: int = Field(64, ge=2, le=100_000, description="inputs per merge node (results, then nodes)")
+    fan_in: int = Field(256, ge=2, le=100_000, description="inputs per merge node (results, then nodes)")
     processes: int | None = Field(None, ge=1, le=1024, description="merge processes at once (default: cores)")
     when: Literal["manual", "auto"] = Field(
         "manual",

@@ -166,7 +166,7 @@ def test_status_and_redo_level(tmp_path):
     assert r.returncode == 0, r.stderr
     r = cli("results", "j", "--status", root=root)
     assert r.returncode == 0
-    assert "level 0: 1/1 root done" in r.stdout  # fan-in 64: one node
+    assert "level 0: 1/1 root done" in r.stdout  # fan-in 256: one node
     # The job file's fan-in decides the tree; --redo-level redoes a level and those above.
     backend = local_backend(root)
     publish_job(backend, "k", 30, 2, config={"aggregate": {"fan_in": 4}, "handler": {"python_path": []}})

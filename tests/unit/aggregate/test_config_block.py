@@ -17,7 +17,7 @@ handler: {function: "mod:handle"}
 def test_defaults(tmp_path):
     (tmp_path / "job.yaml").write_text(GOOD)
     a = load_config(tmp_path / "job.yaml").aggregate
-    assert (a.where, a.fan_in, a.processes, a.when, a.reduce) == ("local", 64, None, "manual", None)
+    assert (a.where, a.fan_in, a.processes, a.when, a.reduce) == ("local", 256, None, "manual", None)
 
 
 def test_reduce_block(tmp_path):
