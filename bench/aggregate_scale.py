@@ -68,6 +68,55 @@ print(json.dumps({"seconds": time.perf_counter() - t}))
 """
 
 
+def s3_discovery(work: Path, tasks: int) -> None:
+    """Discovery of ``tasks`` results on S3 (a moto server): every botocore request counted."""
+    import os
+    import uuid
+
+    from dynamo_requests import start_moto
+
+    from slurmctl.aggregate.discover import discover
+    from slurmctl.aggregate.synthetic import publish_job
+    from slurmctl.storage.aws.bootstrap import ensure_bucket, ensure_tables
+    from slurmctl.storage.aws.settings import AwsSettings
+    from slurmctl.storage.open import open_backend
+
+    os.environ.update(
+        AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench", AWS_DEFAULT_REGION="us-east-1"
+    )
+    moto, port = start_moto(work)
+    try:
+        spec = {
+            "kind": "aws",
+            "bucket": f"agg-{uuid.uuid4().hex[:8]}",
+            "table_prefix": f"agg{uuid.uuid4().hex[:6]}-",
+            "region": "us-east-1",
+            "endpoint_url": f"http://127.0.0.1:{port}",
+        }
+        settings = AwsSettings.from_spec(spec)
+        ensure_bucket(settings)
+        ensure_tables(settings, wait_s=30)
+        backend = open_backend(spec)
+        publish_job(backend, "s3bench", tasks, 1)
+        sent = [0]
+        backend.objects.s3.meta.events.register("before-send", lambda **_: sent.__setitem__(0, sent[0] + 1))
+        t = time.perf_counter()
+        d = discover(backend, "s3bench")
+        seconds = time.perf_counter() - t
+        result(
+            "aggregate_scale",
+            contender="discovery_s3",
+            tasks=tasks,
+            requests=sent[0],
+            requests_per_1000=round(sent[0] / tasks * 1000),
+            counted_by_discovery=d.requests,
+            seconds=round(seconds, 3),
+        )
+    finally:
+        moto.terminate()
+        moto.wait(10)
+
+
 def rows_of(path: Path) -> int:
     import pyarrow.parquet as pq
 
@@ -81,6 +130,9 @@ def main() -> int:
     ap.add_argument("--fan-in", type=int, default=256)
     ap.add_argument("--processes", type=int, default=2)
     ap.add_argument("--work", type=Path, default=None, help="directory to use (default: a temp dir)")
+    ap.add_argument(
+        "--s3", type=int, default=0, help="also count discovery's S3 requests for N results (moto)"
+    )
     args = ap.parse_args()
     from slurmctl.aggregate.synthetic import publish_job
     from slurmctl.storage.local import local_backend
@@ -134,6 +186,8 @@ def main() -> int:
     ratio("slurmctl_vs_fastest_baseline", ours["seconds"], fastest, target="<= 1.5x")
     ratio("slurmctl_vs_polars", ours["seconds"], runs["polars"]["seconds"])
     ratio("slurmctl_vs_duckdb", ours["seconds"], runs["duckdb"]["seconds"])
+    if args.s3:
+        s3_discovery(work, args.s3)
     machine("aggregate_scale", "end")
     if args.work is None:
         shutil.rmtree(work, ignore_errors=True)
