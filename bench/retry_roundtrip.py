@@ -108,8 +108,8 @@ def submit_wait(d: Path, root: Path) -> tuple[str, float]:
 
 def roundtrip(root: Path, job_id: str, items: int) -> dict[str, float]:
     """The round trip of item 0 and its parts, from the job's records; checks the outcome."""
+    from slurmctl.aggregate import aggregate as merge
     from slurmctl.lifecycle import task_statuses
-    from slurmctl.results import merge
     from slurmctl.retry.store import manifests
     from slurmctl.storage import keys
     from slurmctl.storage.open import open_backend

@@ -51,7 +51,7 @@ def submit(job_file: Path, env: dict[str, str]) -> str:
 
 
 def merged_rows(spec: dict[str, Any], job_id: str, out: Path) -> list[dict[str, Any]]:
-    from slurmctl.results import merge
+    from slurmctl.aggregate import aggregate as merge
     from slurmctl.storage.open import open_backend
 
     merge(open_backend(spec), job_id, out, "jsonl")

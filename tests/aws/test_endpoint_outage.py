@@ -90,7 +90,7 @@ def test_job_survives_30s_endpoint_outage(moto: Any, moto_spec: dict[str, Any], 
     finally:
         proxy.close()
 
-    from slurmctl.results import merge
+    from slurmctl.aggregate import aggregate as merge
 
     merge(direct, job_id, tmp_path / "out.jsonl", "jsonl")
     rows = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]

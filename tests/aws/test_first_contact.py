@@ -185,8 +185,8 @@ def test_preflight_to_closed_port_gives_up_on_its_own_deadline(moto_spec: dict[s
 def test_retry_deadline_in_the_job_file_reaches_the_workers(
     moto_spec: dict[str, Any], tmp_path: Path
 ) -> None:
+    from slurmctl.aggregate import aggregate as merge
     from slurmctl.coordinator import load_job
-    from slurmctl.results import merge
     from slurmctl.storage.open import open_backend
 
     block = {**block_of(moto_spec), "retry_deadline_s": 600}

@@ -152,3 +152,13 @@ def test_retry_acceptance_smoke():
     assert p.stdout.count("CHECK ") == 8 and "error" not in p.stderr
     (r,) = results(p.stdout)
     assert (r["items"], r["transient"], r["permanent"]) == (4000, 20, 20)
+
+
+def test_aggregate_scale_smoke():
+    p = run_bench("aggregate_scale.py", "--tasks", "120", "--rows", "5", "--fan-in", "8", "--processes", "1")
+    assert {"slurmctl_vs_fastest_baseline", "slurmctl_vs_polars", "slurmctl_vs_duckdb"} <= ratio_names(
+        p.stdout
+    )
+    by = {r["contender"]: r for r in results(p.stdout)}
+    assert set(by) == {"slurmctl", "polars", "duckdb"}
+    assert by["slurmctl"]["rows"] == 600 and by["slurmctl"]["levels"] == [15, 2, 1]

@@ -23,7 +23,7 @@ from slurmctl.cli.cp import cp_app
 from slurmctl.cli.db import db_app
 from slurmctl.cli.project import project_app
 from slurmctl.cli.token import token_app
-from slurmctl.errors import EXIT_ITEMS_FAILED, SlurmctlError, exit_code, failure_message
+from slurmctl.errors import EXIT_ITEMS_FAILED, ConfigError, SlurmctlError, exit_code, failure_message
 from slurmctl.failures.command import analyze_errors
 from slurmctl.retry.command import retry
 
@@ -278,21 +278,50 @@ def results(
     allow_failed_items: Annotated[
         bool, typer.Option("--allow-failed-items", help="exit 0 even if some items failed")
     ] = False,
+    show_status: Annotated[
+        bool, typer.Option("--status", help="show the merge tree's progress per level; merge nothing")
+    ] = False,
+    redo_level: Annotated[
+        int | None, typer.Option("--redo-level", help="merge the nodes of level N and above again")
+    ] = None,
+    processes: Annotated[
+        int | None, typer.Option("-j", "--processes", help="merge processes (default: aggregate.processes)")
+    ] = None,
     root: RootOpt = None,
     backend_spec: BackendOpt = None,
 ) -> None:
-    """Verify every task's result (checksums, item accounting) and merge them into one file."""
-    from slurmctl.results import merge
+    """Verify every task's result (checksums, item accounting) and merge them into one file, as a
+    tree of merge nodes that a re-run resumes (docs/aggregation.md)."""
+    from slurmctl.aggregate import Settings, aggregate
+    from slurmctl.coordinator import load_job
 
     backend = open_backend_of(root, backend_spec)
-    if output is None:
-        from slurmctl.coordinator import load_job
+    if show_status:
+        from slurmctl.aggregate.run import status
 
-        ocfg = load_job(backend, job_id).config["output"]
+        plan, levels, finished = status(backend, job_id)
+        print(f"job {job_id}: {plan.format}, {len(plan.sources)} results, fan-in {plan.fan_in}")
+        for lv in levels:
+            what = "root" if lv.level == plan.root_level else "nodes"
+            print(f"  level {lv.level}: {lv.done}/{lv.nodes} {what} done")
+        print("  output: " + ("written (output/.done)" if finished else "not written yet"))
+        return
+    if processes is not None and processes < 1:
+        raise ConfigError(f"--processes {processes}: expected 1 or more")
+    config = load_job(backend, job_id).config
+    settings = Settings.of_job(config)
+    if processes is not None:
+        settings.processes = processes
+    if output is None:
+        ocfg = config["output"]
         if not ocfg.get("path"):
             raise SlurmctlError("no output path: give -o FILE or set output.path in the job file")
         output, fmt = Path(ocfg["path"]), fmt or ocfg["format"]
-    m = merge(backend, job_id, output, fmt)
+
+    def on_level(level: int, ran: int, skipped: int) -> None:
+        err().print(f"level {level}: merged {ran} node(s), {skipped} already done", highlight=False)
+
+    m = aggregate(backend, job_id, output, fmt, settings=settings, redo_level=redo_level, on_level=on_level)
     if m.unpublished:
         shown = ", ".join(m.unpublished[:10]) + (" ..." if len(m.unpublished) > 10 else "")
         err().print(

@@ -152,6 +152,36 @@ class OutputConfig(Strict):
     path: str | None = Field(None, description="merged output; relative to the job file")
 
 
+class ReduceConfig(Strict):
+    function: str = Field(
+        description="module:function combine(a, b) -> row: merges two rows with the same key; associative"
+    )
+    key: list[str] = Field(min_length=1, description="the columns rows are grouped by")
+
+    @field_validator("function")
+    @classmethod
+    def _module_function(cls, v: str) -> str:
+        if not re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", v):
+            raise ValueError("expected 'module:function', e.g. 'wordcount:combine'")
+        return v
+
+
+class AggregateConfig(Strict):
+    where: Literal["local"] = Field(
+        "local", description="local: merge processes on the machine that runs results"
+    )
+    fan_in: int = Field(256, ge=2, le=100_000, description="inputs per merge node (results, then nodes)")
+    processes: int | None = Field(None, ge=1, le=1024, description="merge processes at once (default: cores)")
+    when: Literal["manual", "auto"] = Field(
+        "manual",
+        description="manual: `slurmctl results JOB` runs the merge; auto: the local runner runs it into "
+        "output.path once every task has published",
+    )
+    reduce: ReduceConfig | None = Field(
+        None, description="a user reduction applied at every merge node: the output holds one row per key"
+    )
+
+
 class BackendConfig(Strict):
     kind: Literal["local", "aws"] = "local"
     root: str | None = Field(None, description="local: default $SLURMCTL_ROOT or ~/.slurmctl")
@@ -211,6 +241,7 @@ class JobConfig(Strict):
     resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
     retry: RetryConfig = Field(default_factory=RetryConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
+    aggregate: AggregateConfig = Field(default_factory=AggregateConfig)
     backend: BackendConfig = Field(default_factory=BackendConfig)
     executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
     limits: dict[LimitName, LimitConfig] = Field(
@@ -220,6 +251,17 @@ class JobConfig(Strict):
     alerts: AlertsConfig | None = Field(
         None, description="alert rules and channels (docs/alerts.md); over the user's alert file"
     )
+
+    @model_validator(mode="after")
+    def _auto_aggregate(self) -> JobConfig:
+        if self.aggregate.when == "auto" and not self.output.path:
+            raise ValueError("aggregate.when: auto needs output.path (where the merged output goes)")
+        if self.aggregate.when == "auto" and self.executor.kind != "local":
+            raise ValueError(
+                "aggregate.when: auto runs in the local executor's runner; with executor.kind slurm "
+                "use when: manual and `slurmctl results JOB`"
+            )
+        return self
 
     @model_validator(mode="after")
     def _reference_needs_local_backend(self) -> JobConfig:

@@ -251,7 +251,16 @@ def run(backend: Backend, job_id: str, *, max_parallel: int | None = None) -> in
             proc.wait()
         return 1
     final = lc.refresh_job()
-    return 0 if final.state == JobState.SUCCEEDED else 1
+    if final.state != JobState.SUCCEEDED:
+        return 1
+    out = cfg.get("output") or {}
+    if (cfg.get("aggregate") or {}).get("when") == "auto" and out.get("path"):
+        # aggregate.when: auto — the last task has published: merge into output.path now.
+        from slurmctl.aggregate import aggregate
+
+        m = aggregate(backend, job_id, Path(out["path"]), out.get("format"))
+        log.info("merged %d rows into %s (%d nodes merged)", m.rows, m.output_path, m.nodes_run)
+    return 0
 
 
 def _round(

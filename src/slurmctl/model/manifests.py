@@ -77,3 +77,7 @@ class AggregationManifest(Doc, kw_only=True):
     tasks: int
     sources: list[dict[str, Any]] = msgspec.field(default_factory=list)
     unpublished: list[str] = msgspec.field(default_factory=list)  # retry tasks left out (no result)
+    fan_in: int = 0  # the merge tree (slurmctl.aggregate): inputs per node
+    levels: list[int] = msgspec.field(default_factory=list)  # nodes per level, the root's last
+    nodes_run: int = 0  # nodes this run merged (the others were valid already)
+    columns: list[dict[str, Any]] = msgspec.field(default_factory=list)  # schema, null counts, min/max

@@ -18,7 +18,12 @@ Object keys (the same on a local root and in an S3 bucket)::
     jobs/<job>/retries/<n>.json                 retry manifests
     jobs/<job>/slurm/<group>.sbatch             generated sbatch scripts
     jobs/<job>/logs/...                         executor and worker logs
+    jobs/<job>/aggregate/plan.json              the merge tree, written before any node runs
+    jobs/<job>/aggregate/L<k>/n<i>.<fmt>        output of node i of level k (the root's: the output)
+    jobs/<job>/aggregate/L<k>/n<i>.manifest.json  its manifest (rows, sha256, schema, stats)
+    jobs/<job>/aggregate/L<k>/n<i>.done         written last: names the manifest by sha256
     jobs/<job>/output/manifest.json             aggregation manifest of the merged output
+    jobs/<job>/output/.done                     success marker: written after the output manifest
 
 State keys (tables ``jobs``, ``tasks``, ``progress`` and ``alerts``)::
 
@@ -92,6 +97,11 @@ def task_manifest(job_id: str, task_id: str) -> str:
     return f"{_job(job_id)}/tasks/{task_id}.json"
 
 
+def results_root(job_id: str) -> str:
+    """The prefix of every task's published results (what discovery lists, once)."""
+    return f"{_job(job_id)}/results/"
+
+
 def result_prefix(job_id: str, task_id: str) -> str:
     return f"{_job(job_id)}/results/{task_id}/"
 
@@ -141,6 +151,25 @@ def log_prefix(job_id: str) -> str:
 
 def output_manifest(job_id: str) -> str:
     return f"{_job(job_id)}/output/manifest.json"
+
+
+def output_done(job_id: str) -> str:
+    """The job's success marker: written last, once the output and its manifest are durable."""
+    return f"{_job(job_id)}/output/.done"
+
+
+def aggregate_prefix(job_id: str) -> str:
+    return f"{_job(job_id)}/aggregate/"
+
+
+def aggregate_plan(job_id: str) -> str:
+    return f"{_job(job_id)}/aggregate/plan.json"
+
+
+def aggregate_node(job_id: str, level: int, index: int, suffix: str) -> str:
+    """A merge node's files: ``suffix`` is its output's (``.parquet`` ...), ``.manifest.json`` or
+    ``.done``."""
+    return f"{_job(job_id)}/aggregate/L{level:02d}/n{index:06d}{suffix}"
 
 
 def job_state(job_id: str) -> str:

@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 
 from slurmctl import control
+from slurmctl.aggregate import aggregate as merge
 from slurmctl.coordinator import load_job
 from slurmctl.errors import EXIT_OK, StateError
 from slurmctl.failures.analyze import analyze
 from slurmctl.lifecycle import Facts, Lifecycle
 from slurmctl.model.states import JobState, TaskState
-from slurmctl.results import merge
 from slurmctl.retry.command import retry_tasks
 from slurmctl.retry.store import AutoRetry, manifests, plan_retries
 from slurmctl.status import progress

@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
+from slurmctl.aggregate import aggregate as merge
 from slurmctl.errors import EXIT_OK, ResultsError
 from slurmctl.failures.analyze import analyze
 from slurmctl.lifecycle import Lifecycle, set_paused
 from slurmctl.model.core import Task
 from slurmctl.model.manifests import RetryManifest
 from slurmctl.model.states import TaskState
-from slurmctl.results import merge
 from slurmctl.retry.store import PAUSED_POLL_S, AutoRetry, manifests, materialize, plan_retries
 from slurmctl.storage import keys
 from slurmctl.storage.open import open_backend
