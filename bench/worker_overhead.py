@@ -1,6 +1,7 @@
 """Benchmark: the real worker against a bare Python loop, N items through a no-op handler.
 
 Usage: python bench/worker_overhead.py [N] [--repeat R] [--dir DIR] [--profile]
+(the same script measures the overhead of logs and metrics: contender "worker, logs and metrics off")
   N: items in ONE task (default 1,000,000; CI runs ~20,000). R: runs per contender (default 3).
 
 Contenders, each in its own child process, alternating, all in the same run:
@@ -11,6 +12,11 @@ Contenders, each in its own child process, alternating, all in the same run:
   The ``_process`` (item loop) and ``_publish`` parts are timed separately by wrapping the two methods.
   The job's one batch is a reference batch (``input.staging: auto``): the worker copies its bytes out of
   the input to scratch and checks their sha256, inside the timed part.
+* **worker, logs and metrics off** — the same, with ``Worker(observe=False)`` and no log handler
+  configured: no task log, no metrics summary, no store-call counting. The **worker** contender runs
+  as ``python -m slurmctl.worker`` does: JSON log lines on stderr at level info, the task's log (live
+  file, then gzipped and stored) and its metrics summary. Their ratio is the observability overhead
+  (target <= 1.02x), both measured alternately in the same run.
 * **bare** — the baseline: read the same batch bytes (the input file), ``json.loads`` each line, call the
   same handler,
   ``json.dumps`` the same row (with ``_item_id``) and insert it into ONE SQLite file in ONE transaction.
@@ -33,6 +39,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -93,9 +100,14 @@ import cProfile, hashlib, json, pstats, resource, sys, time
 from slurmctl.storage import keys
 from slurmctl.storage.open import open_backend
 from slurmctl.worker.runtime import Worker
-root, job_id, task, profile = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4] == "1"
+root, job_id, task = sys.argv[1], sys.argv[2], sys.argv[3]
+profile, observe = sys.argv[4] == "1", sys.argv[5] == "1"
 backend = open_backend({"kind": "local", "root": root})
-w = Worker(backend, job_id)
+if observe:  # as python -m slurmctl.worker does
+    import logging
+    from slurmctl.obs.logs import configure
+    configure(logging.INFO)
+w = Worker(backend, job_id, observe=observe)
 w.handler()  # import the handler outside the timed region
 parts = {"process_s": 0.0, "publish_s": 0.0}
 
@@ -126,6 +138,7 @@ manifest = json.loads(backend.objects.get(done["manifest_key"]))
 canon = hashlib.sha256()  # the rows as values, independent of the codec's spacing
 for line in backend.objects.get(manifest["data_key"]).splitlines():
     canon.update(json.dumps(json.loads(line), sort_keys=True).encode() + b"\n")
+assert (manifest["log_key"] is not None) == observe and (manifest["metrics_key"] is not None) == observe
 print(json.dumps({"code": code, "seconds": seconds, **parts, "items": manifest["items_ok"],
                   "rows": manifest["rows"], "rows_sha256": manifest["data_sha256"],
                   "canonical_sha256": canon.hexdigest(), "handler_s": manifest["handler_seconds"],
@@ -185,6 +198,8 @@ def main() -> int:
             batch = work / "in.jsonl"
         env = child_env(SLURMCTL_SCRATCH=str(work / "scratch"))
         worker_s: list[float] = []
+        off_s: list[float] = []
+        off_process_s: list[float] = []
         process_s: list[float] = []
         publish_s: list[float] = []
         bare_s: list[float] = []
@@ -206,19 +221,27 @@ def main() -> int:
                 rss_bare = max(rss_bare, bare.peak_rss_kib)
                 canon.add(b["canonical_sha256"])
                 raw[codec].add(b["rows_sha256"])
-            root = fresh_root(root0, work / "root")
-            run = run_child(
-                [sys.executable, "-c", _WORKER, str(root), job_id, TASK, "0"], env=env, label="worker"
-            )
-            w = run.last_json()
-            if w["code"] != 0 or w["items"] != args.n:
-                raise BenchError(f"worker run: exit {w['code']}, {w['items']} of {args.n} items ok")
-            worker_s.append(w["seconds"])
-            process_s.append(w["process_s"])
-            publish_s.append(w["publish_s"])
-            rss_worker = max(rss_worker, w["peak_rss_kib"])
-            canon.add(w["canonical_sha256"])
-            raw["worker"].add(w["rows_sha256"])
+            # Logs and metrics on, then off (alternating with the bare loops, in the same run).
+            for observe in ("1", "0"):
+                root = fresh_root(root0, work / "root")
+                run = run_child(
+                    [sys.executable, "-c", _WORKER, str(root), job_id, TASK, "0", observe],
+                    env=env,
+                    label="worker" if observe == "1" else "worker (logs and metrics off)",
+                )
+                w = run.last_json()
+                if w["code"] != 0 or w["items"] != args.n:
+                    raise BenchError(f"worker run: exit {w['code']}, {w['items']} of {args.n} items ok")
+                canon.add(w["canonical_sha256"])
+                raw["worker"].add(w["rows_sha256"])
+                if observe == "0":
+                    off_s.append(w["seconds"])
+                    off_process_s.append(w["process_s"])
+                    continue
+                worker_s.append(w["seconds"])
+                process_s.append(w["process_s"])
+                publish_s.append(w["publish_s"])
+                rss_worker = max(rss_worker, w["peak_rss_kib"])
         if len(canon) != 1:
             raise BenchError(
                 f"the worker's published rows differ (as JSON values) from the bare loop's: {canon}"
@@ -253,7 +276,9 @@ def main() -> int:
         if args.profile:
             root = fresh_root(root0, work / "root")
             prof = run_child(
-                [sys.executable, "-c", _WORKER, str(root), job_id, TASK, "1"], env=env, label="worker profile"
+                [sys.executable, "-c", _WORKER, str(root), job_id, TASK, "1", "1"],
+                env=env,
+                label="worker profile",
             )
             print(prof.stderr, file=sys.stderr)
 
@@ -269,6 +294,17 @@ def main() -> int:
             items_per_s=round(n / w_best),
             peak_rss_mib=mib(rss_worker),
             rows_text_identical_to_json_dumps=same_text_as_json_dumps,
+        )
+        off_best = min(off_s)
+        result(
+            BENCH,
+            contender="worker_observability_off",
+            items=n,
+            seconds=summary(off_s),
+            process_s=summary(off_process_s),
+            items_per_s=round(n / off_best),
+            overhead_pct_best=round(100 * (w_best / off_best - 1), 2),
+            overhead_pct_median=round(100 * (statistics.median(worker_s) / statistics.median(off_s) - 1), 2),
         )
         result(
             BENCH,
@@ -301,6 +337,11 @@ def main() -> int:
             f"bare script {bare_e2e.wall_s:.3f}s"
         )
         ratio("worker_items_per_s_vs_200k", n / w_best, 200_000, unit="items/s", target=">= 1.00x")
+        ratio("worker_observability_on_vs_off", w_best, off_best, target="<= 1.02x")
+        print(
+            f"logs and metrics: {100 * (w_best / off_best - 1):+.2f} % (best of {args.repeat}), "
+            f"{100 * (statistics.median(worker_s) / statistics.median(off_s) - 1):+.2f} % (medians)"
+        )
         ratio("worker_vs_bare", w_best, b_best, target="<= 1.30x")
         ratio("worker_vs_bare_same_codec", w_best, f_best, target="<= 1.30x")
         ratio("worker_cli_vs_bare_script_end_to_end", cli.wall_s, bare_e2e.wall_s)

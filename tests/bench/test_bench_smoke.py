@@ -49,9 +49,11 @@ def test_partition_vs_split_smoke():
 
 def test_worker_overhead_smoke():
     p = run_bench("worker_overhead.py", "3000", "--repeat", "1")
-    assert {"worker_vs_bare", "worker_items_per_s_vs_200k"} <= ratio_names(p.stdout)
+    assert {"worker_vs_bare", "worker_items_per_s_vs_200k", "worker_observability_on_vs_off"} <= ratio_names(
+        p.stdout
+    )
     by = {r["contender"]: r for r in results(p.stdout)}
-    assert by["worker"]["items"] == by["bare"]["items"] == 3000
+    assert by["worker"]["items"] == by["bare"]["items"] == by["worker_observability_off"]["items"] == 3000
     assert by["worker"]["items_per_s"] > 0 and by["worker"]["peak_rss_mib"] > 0
 
 

@@ -256,18 +256,14 @@ class TaskLog(logging.Handler):
         super().close()
 
     def gzip_to(self, dest: Path) -> Path:
-        """Close the live file and write its gzip to ``dest`` (temp, fsync, rename). Returns ``dest``."""
+        """Close the live file and write its gzip to ``dest``, a scratch file to store with
+        ``put_file`` (which makes the stored copy durable). Returns ``dest``."""
         import gzip
         import shutil
 
         self.close()
-        tmp = dest.with_name(dest.name + ".tmp")
-        with open(self.live, "rb") as src, open(tmp, "wb") as raw:
-            with gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=6, mtime=0) as gz:
-                shutil.copyfileobj(src, gz, 1 << 20)
-            raw.flush()
-            os.fsync(raw.fileno())
-        os.replace(tmp, dest)
+        with open(self.live, "rb") as src, gzip.GzipFile(dest, mode="wb", compresslevel=6, mtime=0) as gz:
+            shutil.copyfileobj(src, gz, 1 << 20)
         return dest
 
 
