@@ -268,8 +268,15 @@ def _options(
             "runner and workers it starts (default: $SLURMCTL_LOG_LEVEL, then the job file's logging.level)",
         ),
     ] = None,
+    log_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--log-file", help="also append this command's log to FILE as JSON lines ($SLURMCTL_LOG_FILE)"
+        ),
+    ] = None,
 ) -> None:
     """Map a Python handler over millions of records on Slurm (or this machine)."""
+    import logging
     import os
 
     from slurmctl.obs.logs import ENV_LEVEL, configure, resolve_level
@@ -277,7 +284,9 @@ def _options(
     level = resolve_level(log_level)  # a bad name: ConfigError, exit 2
     if log_level:
         os.environ[ENV_LEVEL] = log_level
-    configure(level)
+    elif not os.environ.get(ENV_LEVEL):
+        level = logging.WARNING  # a command's own stderr: warnings and errors unless asked for more
+    configure(level, file=log_file)
 
 
 @app.command()

@@ -189,7 +189,8 @@ def configure(
 ) -> None:
     """Install slurmctl's handlers on the root logger (replacing the ones a previous call
     installed): stderr (JSON, or readable lines when stderr is a terminal and ``json_lines`` is
-    not forced) and, with ``file`` or ``$SLURMCTL_LOG_FILE``, JSON lines appended to that file."""
+    not forced) and, with ``file`` or ``$SLURMCTL_LOG_FILE``, JSON lines appended to that file.
+    Raises ConfigError if that file cannot be opened."""
     root = logging.getLogger()
     for h in _installed:
         root.removeHandler(h)
@@ -205,7 +206,14 @@ def configure(
     _installed.append(err)
     path = file or os.environ.get(ENV_FILE)
     if path:
-        fh = logging.FileHandler(path, encoding="utf-8")
+        try:
+            fh = logging.FileHandler(path, encoding="utf-8")
+        except OSError as exc:
+            from slurmctl.errors import ConfigError
+
+            raise ConfigError(
+                f"cannot open the log file {path}: {exc.strerror}", hint="--log-file / $SLURMCTL_LOG_FILE"
+            ) from None
         fh.setFormatter(JsonFormatter(redact))
         _installed.append(fh)
     for h in _installed:

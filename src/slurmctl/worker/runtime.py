@@ -512,7 +512,9 @@ class Worker:
                 self._save_checkpoint(task_id, ckpt, scratch)
             error = str(exc) if isinstance(exc, SlurmctlError) else f"{type(exc).__name__}: {exc}"
             code = exc.exit_code if isinstance(exc, SlurmctlError) else EXIT_FAILED
-            log.error("task %s attempt %d failed: %s", task_id, attempt, error, exc_info=exc)
+            # A traceback only for a bug: our own errors say what happened and what to do.
+            tb = None if isinstance(exc, SlurmctlError) else exc
+            log.error("task %s attempt %d failed: %s", task_id, attempt, error, exc_info=tb)
             self.lifecycle.failed(task_id, owner=self.id, exit_code=code, error=error)
             raise
         finally:

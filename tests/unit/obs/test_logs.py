@@ -141,3 +141,51 @@ def test_read_lines_drops_a_torn_last_line():
     data = b'{"msg": "a"}\n{"msg": "b"}\n{"msg": "c'
     assert [d["msg"] for d in logs.read_lines(data)] == ["a", "b"]
     assert [d["msg"] for d in logs.read_lines(b"not json\n")] == ["not json"]
+
+
+def test_file_destination_and_a_bad_path(tmp_path, captured, monkeypatch):
+    monkeypatch.setenv("A_PASSWORD", "pw-123456")
+    path = tmp_path / "cli.log"
+    logs.configure(logging.INFO, json_lines=False, stream=captured, file=path)
+    logging.getLogger("slurmctl.test").info("to both pw-123456")
+    (line,) = path.read_text().splitlines()
+    assert json.loads(line)["msg"] == f"to both {logs.REDACTED}"  # JSON in the file, whatever stderr is
+    assert "to both" in captured.getvalue()
+    with pytest.raises(ConfigError, match="cannot open the log file"):
+        logs.configure(logging.INFO, stream=captured, file=tmp_path / "missing" / "x.log")
+
+
+def test_result_manifest_schema_2_is_read_and_newer_refused():
+    from slurmctl.errors import StateError
+    from slurmctl.model.core import Job
+    from slurmctl.model.manifests import ResultManifest
+
+    doc = {
+        "job_id": "j",
+        "task_id": "t0000000",
+        "attempt": 1,
+        "data_key": "k",
+        "data_sha256": "s",
+        "data_bytes": 1,
+        "rows": 1,
+        "items": 1,
+        "items_ok": 1,
+        "items_failed": 0,
+        "first_item": 0,
+        "batch_sha256": "b",
+        "started_at": 0.0,
+        "finished_at": 1.0,
+        "handler_seconds": 0.0,
+        "worker": "w",
+        "log_key": "l",
+        "log_sha256": "ls",
+        "metrics_key": "m",
+        "metrics_sha256": "ms",
+    }
+    m = ResultManifest.from_json(json.dumps({**doc, "schema_version": 2}))
+    assert (m.schema_version, m.log_key, m.metrics_sha256) == (2, "l", "ms")
+    assert json.loads(ResultManifest.from_json(json.dumps(doc)).to_json())["schema_version"] == 2
+    with pytest.raises(StateError, match="reads up to 2"):
+        ResultManifest.from_json(json.dumps({**doc, "schema_version": 3}))
+    with pytest.raises(StateError, match="reads up to 1"):  # other documents stay at 1
+        Job.from_json(json.dumps({"schema_version": 2}))
