@@ -301,9 +301,12 @@ class _TaskObs:
         self.task_id, self.attempt, self.scratch = task_id, attempt, scratch
         obslogs.bind(task=task_id, attempt=attempt)
         live = worker.objects.local_path(keys.live_log(worker.job_id, task_id, attempt))
-        self.log = obslogs.TaskLog(
-            live or scratch / "live.log.jsonl", logging.getLogger().getEffectiveLevel()
-        )
+        level = logging.getLogger().getEffectiveLevel()
+        try:
+            self.log = obslogs.TaskLog(live or scratch / "live.log.jsonl", level)
+        except OSError as exc:  # the job root refuses the live file: keep it on scratch (not followable)
+            log.warning("live log %s: %s; writing it to scratch", live, exc)
+            self.log = obslogs.TaskLog(scratch / "live.log.jsonl", level)
         self.log.install()
         ctx = obslogs.CONTEXT
         self.metrics = TaskMetrics(
