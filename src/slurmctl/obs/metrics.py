@@ -40,7 +40,7 @@ class Custom:
     def __init__(self) -> None:
         self.counters: dict[str, float] = {}
         self.gauges: dict[str, float] = {}
-        self.histograms: dict[str, dict[str, Any]] = {}
+        self.histograms: dict[str, _Hist] = {}
         self._lock = threading.Lock()
 
     @staticmethod
@@ -66,28 +66,11 @@ class Custom:
             h = self.histograms.get(name)
             if h is None:
                 self._check(name)
-                bounds = sorted({float(b) for b in (buckets or DEFAULT_BUCKETS)} | {math.inf})
-                h = self.histograms[name] = {
-                    "count": 0,
-                    "sum": 0.0,
-                    "bounds": bounds,
-                    "counts": [0] * len(bounds),
-                }
-            h["count"] += 1
-            h["sum"] += value
-            for i, b in enumerate(h["bounds"]):
-                if value <= b:
-                    h["counts"][i] += 1  # per bucket; made cumulative in to_dict
-                    break
+                h = self.histograms[name] = _Hist(buckets or DEFAULT_BUCKETS)
+            h.observe(value)
 
     def to_dict(self) -> dict[str, Any]:
-        hist = {}
-        for name, h in self.histograms.items():
-            acc, buckets = 0, {}
-            for b, c in zip(h["bounds"], h["counts"], strict=True):
-                acc += c
-                buckets[_le(b)] = acc
-            hist[name] = {"count": h["count"], "sum": h["sum"], "buckets": buckets}
+        hist = {name: h.to_dict() for name, h in self.histograms.items()}
         return {"counters": dict(self.counters), "gauges": dict(self.gauges), "histograms": hist}
 
 
@@ -236,6 +219,8 @@ def _iso(t: float) -> str:
 
 
 class _Hist:
+    """A histogram: counts per bucket (upper bounds, +Inf last), count and sum."""
+
     def __init__(self, bounds: Iterable[float]) -> None:
         self.bounds = sorted({float(b) for b in bounds} | {math.inf})
         self.counts = [0] * len(self.bounds)
@@ -249,6 +234,14 @@ class _Hist:
             if v <= b:
                 self.counts[i] += 1
                 break
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"count", "sum", "buckets": {le: cumulative count}}`` (the summary's form)."""
+        acc, buckets = 0, {}
+        for b, c in zip(self.bounds, self.counts, strict=True):
+            acc += c
+            buckets[_le(b)] = acc
+        return {"count": self.count, "sum": self.sum, "buckets": buckets}
 
     def merge_cumulative(self, count: int, total: float, buckets: dict[str, int]) -> bool:
         """Add a summary's histogram (cumulative buckets by ``le``); False if its bounds differ."""
