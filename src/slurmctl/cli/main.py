@@ -269,7 +269,7 @@ def _options(
         ),
     ] = None,
     log_file: Annotated[
-        Path | None,
+        str | None,  # not Path: typer converts a Path through pydantic, a cost for every command
         typer.Option(
             "--log-file", help="also append this command's log to FILE as JSON lines ($SLURMCTL_LOG_FILE)"
         ),
