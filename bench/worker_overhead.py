@@ -1,6 +1,7 @@
 """Benchmark: the real worker against a bare Python loop, N items through a no-op handler.
 
 Usage: python bench/worker_overhead.py [N] [--repeat R] [--dir DIR] [--profile]
+(the same script measures the overhead of logs and metrics: contender "worker, logs and metrics off")
   N: items in ONE task (default 1,000,000; CI runs ~20,000). R: runs per contender (default 3).
 
 Contenders, each in its own child process, alternating, all in the same run:
@@ -11,6 +12,11 @@ Contenders, each in its own child process, alternating, all in the same run:
   The ``_process`` (item loop) and ``_publish`` parts are timed separately by wrapping the two methods.
   The job's one batch is a reference batch (``input.staging: auto``): the worker copies its bytes out of
   the input to scratch and checks their sha256, inside the timed part.
+* **worker, logs and metrics off** — the same, with ``Worker(observe=False)`` and no log handler
+  configured: no task log, no metrics summary, no store-call counting. The **worker** contender runs
+  as ``python -m slurmctl.worker`` does: JSON log lines on stderr at level info, the task's log (live
+  file, then gzipped and stored) and its metrics summary. Their ratio is the observability overhead
+  (target <= 1.02x), both measured alternately in the same run.
 * **bare** — the baseline: read the same batch bytes (the input file), ``json.loads`` each line, call the
   same handler,
   ``json.dumps`` the same row (with ``_item_id``) and insert it into ONE SQLite file in ONE transaction.
@@ -33,10 +39,12 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -93,11 +101,16 @@ import cProfile, hashlib, json, pstats, resource, sys, time
 from slurmctl.storage import keys
 from slurmctl.storage.open import open_backend
 from slurmctl.worker.runtime import Worker
-root, job_id, task, profile = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4] == "1"
+root, job_id, task = sys.argv[1], sys.argv[2], sys.argv[3]
+profile, observe = sys.argv[4] == "1", sys.argv[5] == "1"
 backend = open_backend({"kind": "local", "root": root})
-w = Worker(backend, job_id)
+if observe:  # as python -m slurmctl.worker does
+    import logging
+    from slurmctl.obs.logs import configure
+    configure(logging.INFO)
+w = Worker(backend, job_id, observe=observe)
 w.handler()  # import the handler outside the timed region
-parts = {"process_s": 0.0, "publish_s": 0.0}
+parts = {"process_s": 0.0, "publish_s": 0.0, "obs_s": 0.0}
 
 def timed(name, fn):
     def wrapper(*a, **k):
@@ -110,7 +123,14 @@ def timed(name, fn):
 
 w._process = timed("process_s", w._process)
 w._publish = timed("publish_s", w._publish)
+# The time spent in the task's log and metrics themselves (nothing of them runs per item).
+from slurmctl.worker import runtime
+from slurmctl.obs.metrics import TaskMetrics
+for cls, name in ((runtime._TaskObs, "__init__"), (runtime._TaskObs, "publish"), (runtime._TaskObs, "end"),
+                  (TaskMetrics, "summary"), (runtime.Worker, "queue_wait_s")):
+    setattr(cls, name, timed("obs_s", getattr(cls, name)))
 prof = cProfile.Profile() if profile else None
+ru0 = resource.getrusage(resource.RUSAGE_SELF)
 t0 = time.perf_counter()
 if prof:
     prof.enable()
@@ -118,6 +138,8 @@ code = w.run_task(task)
 if prof:
     prof.disable()
 seconds = time.perf_counter() - t0
+ru1 = resource.getrusage(resource.RUSAGE_SELF)
+cpu_s = ru1.ru_utime + ru1.ru_stime - ru0.ru_utime - ru0.ru_stime
 peak_rss_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # before the checks below read the rows
 if prof:
     pstats.Stats(prof, stream=sys.stderr).sort_stats("tottime").print_stats(25)
@@ -126,7 +148,8 @@ manifest = json.loads(backend.objects.get(done["manifest_key"]))
 canon = hashlib.sha256()  # the rows as values, independent of the codec's spacing
 for line in backend.objects.get(manifest["data_key"]).splitlines():
     canon.update(json.dumps(json.loads(line), sort_keys=True).encode() + b"\n")
-print(json.dumps({"code": code, "seconds": seconds, **parts, "items": manifest["items_ok"],
+assert (manifest["log_key"] is not None) == observe and (manifest["metrics_key"] is not None) == observe
+print(json.dumps({"code": code, "seconds": seconds, "cpu_s": cpu_s, **parts, "items": manifest["items_ok"],
                   "rows": manifest["rows"], "rows_sha256": manifest["data_sha256"],
                   "canonical_sha256": canon.hexdigest(), "handler_s": manifest["handler_seconds"],
                   "peak_rss_kib": peak_rss_kib}))
@@ -166,12 +189,73 @@ def fresh_root(root0: Path, dest: Path) -> Path:
     return dest
 
 
+def _run_worker(work: Path, root0: Path, job_id: str, env: dict[str, str], observe: str, n: int) -> dict:
+    """One worker run on a fresh copy of the job, logs and metrics on ("1") or off ("0")."""
+    root = fresh_root(root0, work / "root")
+    run = run_child(
+        [sys.executable, "-c", _WORKER, str(root), job_id, TASK, "0", observe],
+        env=env,
+        label="worker" if observe == "1" else "worker (logs and metrics off)",
+    )
+    w = run.last_json()
+    if w["code"] != 0 or w["items"] != n:
+        raise BenchError(f"worker run: exit {w['code']}, {w['items']} of {n} items ok")
+    return w
+
+
+def _observability_report(
+    n: int, repeat: int, on: dict[str, list[float]], off: dict[str, list[float]]
+) -> None:
+    """The RESULT and RATIO lines of logs and metrics on vs off: wall time and CPU time (best and
+    median), and the time spent inside the task's log and metrics code in the "on" runs."""
+    med = statistics.median
+
+    def pct(key: str, pick: Any) -> float:
+        return round(100 * (pick(on[key]) / pick(off[key]) - 1), 2)
+
+    share = med([o / s for o, s in zip(on["obs_s"], on["seconds"], strict=True)])
+    result(
+        BENCH,
+        contender="worker_observability_off",
+        items=n,
+        seconds=summary(off["seconds"]),
+        cpu_s=summary(off["cpu_s"]),
+        items_per_s=round(n / min(off["seconds"])),
+    )
+    result(
+        BENCH,
+        contender="worker_observability_on",
+        items=n,
+        seconds=summary(on["seconds"]),
+        cpu_s=summary(on["cpu_s"]),
+        obs_s=summary(on["obs_s"]),
+        obs_share_pct=round(100 * share, 3),
+        wall_overhead_pct_best=pct("seconds", min),
+        wall_overhead_pct_median=pct("seconds", med),
+        cpu_overhead_pct_best=pct("cpu_s", min),
+        cpu_overhead_pct_median=pct("cpu_s", med),
+    )
+    ratio("worker_observability_on_vs_off", min(on["seconds"]), min(off["seconds"]), target="<= 1.02x")
+    ratio("worker_observability_on_vs_off_cpu", min(on["cpu_s"]), min(off["cpu_s"]), target="<= 1.02x")
+    print(
+        f"logs and metrics, {n:,} items, {repeat} runs each: wall {pct('seconds', min):+.2f} % (best), "
+        f"{pct('seconds', med):+.2f} % (median); CPU {pct('cpu_s', min):+.2f} % (best), "
+        f"{pct('cpu_s', med):+.2f} % (median); inside the log and metrics code: "
+        f"{1000 * med(on['obs_s']):.1f} ms per task = {100 * share:.3f} % of the task (median)"
+    )
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("n", nargs="?", type=int, default=1_000_000, help="items (default 1,000,000)")
     ap.add_argument("--repeat", type=int, default=3, help="runs per contender (default 3)")
     ap.add_argument("--dir", type=Path, default=None, help="work directory (default: a temp dir)")
     ap.add_argument("--profile", action="store_true", help="also profile one worker run (cProfile)")
+    ap.add_argument(
+        "--observability-only",
+        action="store_true",
+        help="only the worker with logs and metrics on vs off (no bare loops, no end-to-end run)",
+    )
     args = ap.parse_args()
     if args.n < 1 or args.repeat < 1:
         print("error: N and --repeat must be positive", file=sys.stderr)
@@ -185,6 +269,8 @@ def main() -> int:
             batch = work / "in.jsonl"
         env = child_env(SLURMCTL_SCRATCH=str(work / "scratch"))
         worker_s: list[float] = []
+        on: dict[str, list[float]] = {"seconds": [], "cpu_s": [], "obs_s": []}
+        off: dict[str, list[float]] = {"seconds": [], "cpu_s": [], "obs_s": []}
         process_s: list[float] = []
         publish_s: list[float] = []
         bare_s: list[float] = []
@@ -192,6 +278,18 @@ def main() -> int:
         rss_worker = rss_bare = 0
         canon: set[str] = set()  # rows as values: every contender
         raw: dict[str, set[str]] = {"plain": set(), "fast": set(), "worker": set()}  # rows as text
+        if args.observability_only:
+            for k in range(args.repeat):
+                for observe in ("1", "0") if k % 2 == 0 else ("0", "1"):  # who goes first alternates
+                    w = _run_worker(work, root0, job_id, env, observe, args.n)
+                    raw["worker"].add(w["rows_sha256"])
+                    for key, values in (on if observe == "1" else off).items():
+                        values.append(w[key])
+            if len(raw["worker"]) != 1:
+                raise BenchError(f"the worker's rows differ with logs and metrics on and off: {raw}")
+            _observability_report(args.n, args.repeat, on, off)
+            machine(BENCH, "end")
+            return 0
         for k in range(args.repeat):
             for codec, times in (("plain", bare_s), ("fast", fast_s)):
                 out = work / f"bare{k}{codec}.sqlite"
@@ -206,19 +304,19 @@ def main() -> int:
                 rss_bare = max(rss_bare, bare.peak_rss_kib)
                 canon.add(b["canonical_sha256"])
                 raw[codec].add(b["rows_sha256"])
-            root = fresh_root(root0, work / "root")
-            run = run_child(
-                [sys.executable, "-c", _WORKER, str(root), job_id, TASK, "0"], env=env, label="worker"
-            )
-            w = run.last_json()
-            if w["code"] != 0 or w["items"] != args.n:
-                raise BenchError(f"worker run: exit {w['code']}, {w['items']} of {args.n} items ok")
-            worker_s.append(w["seconds"])
-            process_s.append(w["process_s"])
-            publish_s.append(w["publish_s"])
-            rss_worker = max(rss_worker, w["peak_rss_kib"])
-            canon.add(w["canonical_sha256"])
-            raw["worker"].add(w["rows_sha256"])
+            # Logs and metrics on, then off (alternating with the bare loops, in the same run).
+            for observe in ("1", "0"):
+                w = _run_worker(work, root0, job_id, env, observe, args.n)
+                canon.add(w["canonical_sha256"])
+                raw["worker"].add(w["rows_sha256"])
+                for key, values in (on if observe == "1" else off).items():
+                    values.append(w[key])
+                if observe == "0":
+                    continue
+                worker_s.append(w["seconds"])
+                process_s.append(w["process_s"])
+                publish_s.append(w["publish_s"])
+                rss_worker = max(rss_worker, w["peak_rss_kib"])
         if len(canon) != 1:
             raise BenchError(
                 f"the worker's published rows differ (as JSON values) from the bare loop's: {canon}"
@@ -253,7 +351,9 @@ def main() -> int:
         if args.profile:
             root = fresh_root(root0, work / "root")
             prof = run_child(
-                [sys.executable, "-c", _WORKER, str(root), job_id, TASK, "1"], env=env, label="worker profile"
+                [sys.executable, "-c", _WORKER, str(root), job_id, TASK, "1", "1"],
+                env=env,
+                label="worker profile",
             )
             print(prof.stderr, file=sys.stderr)
 
@@ -301,6 +401,7 @@ def main() -> int:
             f"bare script {bare_e2e.wall_s:.3f}s"
         )
         ratio("worker_items_per_s_vs_200k", n / w_best, 200_000, unit="items/s", target=">= 1.00x")
+        _observability_report(n, args.repeat, on, off)
         ratio("worker_vs_bare", w_best, b_best, target="<= 1.30x")
         ratio("worker_vs_bare_same_codec", w_best, f_best, target="<= 1.30x")
         ratio("worker_cli_vs_bare_script_end_to_end", cli.wall_s, bare_e2e.wall_s)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import re
 import secrets
 import tempfile
@@ -24,6 +25,7 @@ from slurmctl.errors import ConfigError, ConflictError, InputError, JobNotFoundE
 from slurmctl.lifecycle import create_job, create_tasks, job_status, set_job_state
 from slurmctl.model.core import Batch, Job, JobStatus, Task, TaskStatus, task_id
 from slurmctl.model.states import JobState
+from slurmctl.obs.logs import bind
 from slurmctl.storage import keys
 from slurmctl.storage.base import Backend
 from slurmctl.storage.open import open_backend
@@ -32,6 +34,8 @@ if TYPE_CHECKING:
     from slurmctl.partition import BatchInfo
 
 Progress = Callable[[int, int], None]
+
+log = logging.getLogger("slurmctl.coordinator")
 
 
 def new_job_id(name: str) -> str:
@@ -79,6 +83,7 @@ def prepare(
     cfg["backend"] = backend.spec
     inputs = expand_inputs(config.input.path, Path.cwd())
     job_id = job_id or new_job_id(config.name)
+    bind(job=job_id)  # the lines logged from here on name the job
     out_dir = backend.objects.local_path(keys.batches_prefix(job_id) + "x")
     reference = _reference_batches(config, out_dir, inputs)
     cfg_bytes = json.dumps(cfg, sort_keys=True).encode()
@@ -165,6 +170,7 @@ def prepare(
     )
     save_job(backend, job)
     set_job_state(backend, job_id, JobState.PARTITIONED, total_items=job.total_items, tasks=job.tasks)
+    log.info("job %s partitioned: %d tasks, %d items", job_id, job.tasks, job.total_items)
     return backend, job
 
 

@@ -49,10 +49,21 @@ def test_partition_vs_split_smoke():
 
 def test_worker_overhead_smoke():
     p = run_bench("worker_overhead.py", "3000", "--repeat", "1")
-    assert {"worker_vs_bare", "worker_items_per_s_vs_200k"} <= ratio_names(p.stdout)
+    assert {"worker_vs_bare", "worker_items_per_s_vs_200k", "worker_observability_on_vs_off"} <= ratio_names(
+        p.stdout
+    )
     by = {r["contender"]: r for r in results(p.stdout)}
-    assert by["worker"]["items"] == by["bare"]["items"] == 3000
+    assert by["worker"]["items"] == by["bare"]["items"] == by["worker_observability_off"]["items"] == 3000
     assert by["worker"]["items_per_s"] > 0 and by["worker"]["peak_rss_mib"] > 0
+    assert by["worker_observability_on"]["obs_s"]["min"] > 0  # the log and metrics code ran, and was timed
+
+
+def test_worker_overhead_observability_only_smoke():
+    p = run_bench("worker_overhead.py", "2000", "--repeat", "2", "--observability-only")
+    assert {"worker_observability_on_vs_off", "worker_observability_on_vs_off_cpu"} <= ratio_names(p.stdout)
+    by = {r["contender"]: r for r in results(p.stdout)}
+    assert by["worker_observability_on"]["items"] == by["worker_observability_off"]["items"] == 2000
+    assert "bare" not in by
 
 
 def test_snapshot_traffic_smoke():

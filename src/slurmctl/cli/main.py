@@ -265,6 +265,97 @@ app.command("analyze-errors")(analyze_errors)
 app.command("retry")(retry)
 
 
+@app.callback()
+def _options(
+    log_level: Annotated[
+        str | None,
+        typer.Option(
+            "--log-level",
+            help="debug|info|warning|error: this command's log and, through $SLURMCTL_LOG_LEVEL, the "
+            "runner and workers it starts (default: $SLURMCTL_LOG_LEVEL, then the job file's logging.level)",
+        ),
+    ] = None,
+    log_file: Annotated[
+        str | None,  # not Path: typer converts a Path through pydantic, a cost for every command
+        typer.Option(
+            "--log-file", help="also append this command's log to FILE as JSON lines ($SLURMCTL_LOG_FILE)"
+        ),
+    ] = None,
+) -> None:
+    """Map a Python handler over millions of records on Slurm (or this machine)."""
+    import logging
+    import os
+
+    from slurmctl.obs.logs import ENV_LEVEL, configure, resolve_level
+
+    level = resolve_level(log_level)  # a bad name: ConfigError, exit 2
+    if log_level:
+        os.environ[ENV_LEVEL] = log_level
+    elif not os.environ.get(ENV_LEVEL):
+        level = logging.WARNING  # a command's own stderr: warnings and errors unless asked for more
+    configure(level, file=log_file)
+
+
+@app.command()
+def logs(
+    job_id: str,
+    task_id: Annotated[str | None, typer.Argument(help="one task (t0000003); default: every task")] = None,
+    follow_: Annotated[
+        bool,
+        typer.Option("--follow", "-f", help="keep printing new lines of running tasks until the job ends"),
+    ] = False,
+    level: Annotated[
+        str | None, typer.Option("--level", help="least level shown: debug|info|warning|error")
+    ] = None,
+    grep: Annotated[
+        str | None, typer.Option("--grep", help="only lines whose message matches this regex")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="the stored JSON lines")] = False,
+    root: RootOpt = None,
+    backend_spec: BackendOpt = None,
+) -> None:
+    """The tasks' logs (stored beside their results), by task and attempt; with --follow, also the
+    lines of running tasks as they are written (local backend)."""
+    from slurmctl.errors import StateError
+    from slurmctl.model.states import JobState
+    from slurmctl.obs.logs import human_line
+    from slurmctl.obs.read import follow, line_filter, show
+    from slurmctl.status import progress
+
+    keep = line_filter(level, grep)
+    backend = open_backend_of(root, backend_spec)
+    progress(backend, job_id)  # an unknown job: exit 5
+    if task_id is not None and not (task_id[:1] == "t" and task_id[1:].isdigit()):
+        raise StateError(f"job {job_id} has no task {task_id!r} (tasks are t0000000..)")
+
+    def emit(d: dict[str, Any]) -> None:
+        if keep(d):
+            print(json.dumps(d, ensure_ascii=False) if as_json else human_line(d), flush=True)
+
+    if follow_:
+        follow(
+            backend,
+            job_id,
+            task_id,
+            emit,
+            finished=lambda: JobState(progress(backend, job_id).state).is_terminal,
+        )
+    else:
+        show(backend, job_id, task_id, emit)
+
+
+@app.command()
+def metrics(job_id: str, root: RootOpt = None, backend_spec: BackendOpt = None) -> None:
+    """The job's metrics as OpenMetrics text, rolled up from its tasks' metrics summaries."""
+    from slurmctl.obs.metrics import openmetrics, rollup
+    from slurmctl.obs.read import metrics_summaries
+    from slurmctl.status import progress
+
+    backend = open_backend_of(root, backend_spec)
+    p = progress(backend, job_id)  # an unknown job: exit 5
+    sys.stdout.write(openmetrics(job_id, rollup(metrics_summaries(backend, job_id)), p.task_states))
+
+
 @app.command()
 def results(
     job_id: str,

@@ -232,6 +232,13 @@ class ExecutorConfig(Strict):
     )
 
 
+class LoggingConfig(Strict):
+    level: Literal["debug", "info", "warning", "error"] = Field(
+        "info",
+        description="level of the workers' and the runner's logs; $SLURMCTL_LOG_LEVEL and --log-level win",
+    )
+
+
 class JobConfig(Strict):
     schema_version: Literal[1] = CONFIG_SCHEMA_VERSION
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -244,6 +251,7 @@ class JobConfig(Strict):
     aggregate: AggregateConfig = Field(default_factory=AggregateConfig)
     backend: BackendConfig = Field(default_factory=BackendConfig)
     executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
     limits: dict[LimitName, LimitConfig] = Field(
         default_factory=dict,
         description="named rate limits shared by all workers; handlers use ctx.rate_limits[name]",

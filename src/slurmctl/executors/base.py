@@ -26,6 +26,7 @@ from abc import ABC, abstractmethod
 
 from slurmctl.lifecycle import Facts, Lifecycle
 from slurmctl.model.core import Job
+from slurmctl.obs.logs import bind
 from slurmctl.storage.base import Backend
 
 
@@ -54,6 +55,7 @@ class Executor(ABC):
         self.backend = backend
         self.job = job
         self.lifecycle = Lifecycle.of(backend, job.job_id, job.config)
+        bind(job=job.job_id)  # the executor's lines name the job
 
     @abstractmethod
     def submit(self, task_ids: list[str]) -> str:

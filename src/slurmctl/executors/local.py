@@ -172,6 +172,9 @@ def run(backend: Backend, job_id: str, *, max_parallel: int | None = None) -> in
     tasks succeeded, 1 otherwise."""
     job = load_job(backend, job_id)
     cfg = job.config
+    from slurmctl.obs.logs import resolve_level
+
+    logging.getLogger().setLevel(resolve_level(None, (cfg.get("logging") or {}).get("level")))
     lc = Lifecycle.of(backend, job_id, cfg)
     n = max_parallel or cfg["executor"].get("max_parallel") or default_parallel()
     stopping = False
@@ -290,6 +293,7 @@ def _round(
             worker_command(backend, job_id, "--task", tid), stdin=subprocess.DEVNULL
         )
         spawned[tid] = st
+        log.info("task %s: worker pid %d started", tid, running[tid].pid, extra={"task": tid})
     time.sleep(0.05)
     for tid, proc in list(running.items()):
         code = proc.poll()
@@ -335,7 +339,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--job", required=True)
     parser.add_argument("--max-parallel", type=int)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from slurmctl.obs.logs import bind, configure, resolve_level
+
+    configure(resolve_level())
+    bind(job=args.job, worker=f"runner:{socket.gethostname()}:{os.getpid()}")
     alerts = None
     try:
         backend = open_backend(json.loads(args.backend))

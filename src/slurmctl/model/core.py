@@ -11,7 +11,7 @@ version and reject newer ones with a clear error, so an old worker never misread
 from __future__ import annotations
 
 import time
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import msgspec
 
@@ -31,6 +31,9 @@ class Doc(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     The few methods below keep the pydantic spelling the rest of the code uses."""
 
     schema_version: int = SCHEMA_VERSION
+    # The newest schema_version this code reads of this kind of document (a kind whose fields
+    # change bumps its own: ResultManifest is at 2).
+    SCHEMA: ClassVar[int] = SCHEMA_VERSION
 
     def to_json(self) -> bytes:
         return msgspec.json.encode(self)
@@ -60,10 +63,10 @@ class Doc(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         except msgspec.DecodeError as exc:
             raise StateError(f"{where or cls.__name__}: not valid JSON: {exc}") from exc
         version = raw.get("schema_version", SCHEMA_VERSION) if isinstance(raw, dict) else None
-        if isinstance(version, int) and version > SCHEMA_VERSION:
+        if isinstance(version, int) and version > cls.SCHEMA:
             raise StateError(
                 f"{where or cls.__name__} has schema_version {version}; this slurmctl reads up to "
-                f"{SCHEMA_VERSION}",
+                f"{cls.SCHEMA}",
                 hint="upgrade slurmctl on this node",
             )
         try:

@@ -4,7 +4,7 @@ before the ``.done`` marker, so a reader that sees the marker always finds a com
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import msgspec
 
@@ -12,6 +12,10 @@ from slurmctl.model.core import Doc
 
 
 class ResultManifest(Doc, kw_only=True):
+    """What one attempt published. Schema 2: ``log_key``/``metrics_key`` and their sha256."""
+
+    SCHEMA: ClassVar[int] = 2
+    schema_version: int = 2
     job_id: str
     task_id: str
     attempt: int
@@ -32,6 +36,11 @@ class ResultManifest(Doc, kw_only=True):
     handler_seconds: float
     worker: str
     failure_categories: dict[str, int] = msgspec.field(default_factory=dict)
+    # The attempt's log (gzipped JSON lines) and metrics summary, published before `.done`.
+    log_key: str | None = None
+    log_sha256: str | None = None
+    metrics_key: str | None = None
+    metrics_sha256: str | None = None
 
 
 class DoneMarker(Doc, kw_only=True):

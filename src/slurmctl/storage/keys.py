@@ -10,6 +10,8 @@ Object keys (the same on a local root and in an S3 bucket)::
     jobs/<job>/results/<task>/a<N>.jsonl        rows written by attempt N
     jobs/<job>/results/<task>/a<N>.errors.jsonl failed items of attempt N (type, message, traceback)
     jobs/<job>/results/<task>/a<N>.manifest.json result manifest of attempt N (rows, sha256, timings)
+    jobs/<job>/results/<task>/a<N>.log.jsonl.gz the log of attempt N (gzipped JSON lines)
+    jobs/<job>/results/<task>/a<N>.metrics.json the metrics summary of attempt N
     jobs/<job>/results/<task>/.done             written last, create-if-absent: names the one attempt
                                                 whose result is published (manifest key + sha256)
     jobs/<job>/checkpoints/<task>/<first>-<w>.seg  checkpoint segment: runs of items committed on a
@@ -18,6 +20,7 @@ Object keys (the same on a local root and in an S3 bucket)::
     jobs/<job>/retries/<n>.json                 retry manifests
     jobs/<job>/slurm/<group>.sbatch             generated sbatch scripts
     jobs/<job>/logs/...                         executor and worker logs
+    jobs/<job>/logs/live/<task>.a<N>.jsonl      the log of attempt N while it runs (local backend)
     jobs/<job>/aggregate/plan.json              the merge tree, written before any node runs
     jobs/<job>/aggregate/L<k>/n<i>.<fmt>        output of node i of level k (the root's: the output)
     jobs/<job>/aggregate/L<k>/n<i>.manifest.json  its manifest (rows, sha256, schema, stats)
@@ -116,6 +119,27 @@ def result_errors(job_id: str, task_id: str, attempt: int) -> str:
 
 def result_manifest(job_id: str, task_id: str, attempt: int) -> str:
     return f"{_job(job_id)}/results/{task_id}/a{attempt}.manifest.json"
+
+
+def result_log(job_id: str, task_id: str, attempt: int) -> str:
+    return f"{_job(job_id)}/results/{task_id}/a{attempt}.log.jsonl.gz"
+
+
+def result_metrics(job_id: str, task_id: str, attempt: int) -> str:
+    return f"{_job(job_id)}/results/{task_id}/a{attempt}.metrics.json"
+
+
+def results_prefix(job_id: str) -> str:
+    return f"{_job(job_id)}/results/"
+
+
+def live_log(job_id: str, task_id: str, attempt: int) -> str:
+    """The log of a running attempt, line by line (read by ``slurmctl logs --follow``)."""
+    return f"{_job(job_id)}/logs/live/{task_id}.a{attempt}.jsonl"
+
+
+def live_logs_prefix(job_id: str) -> str:
+    return f"{_job(job_id)}/logs/live/"
 
 
 def done_marker(job_id: str, task_id: str) -> str:

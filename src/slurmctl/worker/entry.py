@@ -47,13 +47,14 @@ def _run(
     workers: int,
 ) -> int:
     from slurmctl.model.core import task_id
+    from slurmctl.obs.logs import configure, resolve_level
     from slurmctl.storage.open import open_backend
     from slurmctl.worker.runtime import Worker
 
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
+    configure(resolve_level())  # JSON lines on stderr (readable ones on a terminal)
     w = Worker(open_backend(json.loads(backend_spec)), job)
+    # The job file's level, unless $SLURMCTL_LOG_LEVEL says otherwise.
+    logging.getLogger().setLevel(resolve_level(None, (w.job.config.get("logging") or {}).get("level")))
     w.stop.install()
     if pilot:
         i = index if index >= 0 else int(os.environ.get("SLURM_ARRAY_TASK_ID", "0"))

@@ -23,6 +23,7 @@ with ``EXIT_RESUME`` (75) — "resume me".
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -65,6 +66,8 @@ from slurmctl.lifecycle import (
 from slurmctl.model.core import Job, Task, TaskStatus
 from slurmctl.model.manifests import DoneMarker, ResultManifest
 from slurmctl.model.states import TaskState
+from slurmctl.obs import logs as obslogs
+from slurmctl.obs.metrics import StoreStats, TaskMetrics, timed_store
 from slurmctl.ratelimit.runtime import limits_for
 from slurmctl.storage import keys
 from slurmctl.storage.base import Backend
@@ -80,6 +83,10 @@ PAUSE_POLL_S = 2.0
 
 
 log = logging.getLogger("slurmctl.worker")
+
+# When this process started (close enough: the module is imported at start-up): the end of the
+# Slurm element's queue wait.
+_PROCESS_START = time.time()
 
 
 class Interrupted(Exception):
@@ -127,16 +134,23 @@ def _row_encoder() -> Callable[[Any], bytes]:
 _ErrorRecorder = Callable[[int, BaseException], ErrorRow]
 
 
-def error_recorder(attempt: int, classify: Callable[[BaseException], object] | None = None) -> _ErrorRecorder:
+def error_recorder(
+    attempt: int, classify: Callable[[BaseException], object] | None = None, ids: list[int] | None = None
+) -> _ErrorRecorder:
     """Return ``record(item_id, exc)``: the checkpoint's row of an item that failed with ``exc``
     in ``attempt`` on this host (category by ``slurmctl.failures.classify``, ``classify`` being
-    the job's own function, if any), stamped with the host, the Slurm job id and the time."""
+    the job's own function, if any), stamped with the host, the Slurm job id and the time. Each
+    failure is logged (warning, with the item: ``ids[item_id]`` for a retry batch's positions)."""
     host, slurm_job_id = socket.gethostname(), os.environ.get("SLURM_JOB_ID")
 
     def record(item_id: int, exc: BaseException) -> ErrorRow:
         tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__, limit=-8))
         category = classify_exception(exc, classify).category
         message = str(exc)[:2000]
+        iid = item_id if ids is None else ids[item_id]
+        log.warning(
+            "item %d failed (%s): %s: %.200s", iid, category, type(exc).__name__, message, extra={"item": iid}
+        )
         return (item_id, category, type(exc).__name__, message, tb, attempt, host, slurm_job_id, time.time())
 
     return record
@@ -274,6 +288,60 @@ class _Heartbeat(threading.Thread):
                     return
 
 
+class _TaskObs:
+    """A task attempt's log and metrics. The log: every line this process logs while the attempt
+    runs, JSON, flushed line by line to a live file — under the job root when the object store is
+    a directory (``slurmctl logs --follow`` reads it there), else on scratch — and stored gzipped
+    as ``a<N>.log.jsonl.gz``: by ``publish`` before ``.done``, or by ``end`` for an attempt that
+    failed, stopped or lost its task. The metrics: ``TaskMetrics`` (``ctx.metrics`` is its
+    ``custom``), stored by ``publish`` as ``a<N>.metrics.json``."""
+
+    def __init__(self, worker: Worker, task_id: str, attempt: int, scratch: Path) -> None:
+        self.objects, self.job_id = worker.objects, worker.job_id
+        self.task_id, self.attempt, self.scratch = task_id, attempt, scratch
+        obslogs.bind(task=task_id, attempt=attempt)
+        live = worker.objects.local_path(keys.live_log(worker.job_id, task_id, attempt))
+        level = logging.getLogger().getEffectiveLevel()
+        try:
+            self.log = obslogs.TaskLog(live or scratch / "live.log.jsonl", level)
+        except OSError as exc:  # the job root refuses the live file: keep it on scratch (not followable)
+            log.warning("live log %s: %s; writing it to scratch", live, exc)
+            self.log = obslogs.TaskLog(scratch / "live.log.jsonl", level)
+        self.log.install()
+        ctx = obslogs.CONTEXT
+        self.metrics = TaskMetrics(
+            worker.job_id, task_id, attempt, ctx["host"], ctx["slurm_job_id"], worker.store_stats
+        )
+        self.stored = False
+
+    def _store_log(self) -> Any:
+        gz = self.log.gzip_to(self.scratch / "log.jsonl.gz")
+        try:
+            info = self.objects.put_file(keys.result_log(self.job_id, self.task_id, self.attempt), gz)
+        finally:
+            gz.unlink(missing_ok=True)
+        self.stored = True
+        self.log.live.unlink(missing_ok=True)
+        return info
+
+    def publish(self, summary: dict[str, Any]) -> tuple[Any, Any]:
+        """Store the metrics summary, then the log. Returns their ObjectInfos (log, metrics)."""
+        key = keys.result_metrics(self.job_id, self.task_id, self.attempt)
+        minfo = self.objects.put(key, json.dumps(summary, separators=(",", ":")).encode())
+        return self._store_log(), minfo
+
+    def end(self) -> None:
+        """Store the log if ``publish`` did not, and stop writing it. Never raises."""
+        try:
+            if not self.stored:
+                self._store_log()
+        except Exception as exc:  # the attempt's outcome stands; its log stays in the live file
+            log.warning("the log of task %s attempt %d was not stored: %s", self.task_id, self.attempt, exc)
+        finally:
+            self.log.close()
+            obslogs.bind(task=None, attempt=None)
+
+
 class Worker:
     def __init__(
         self,
@@ -284,7 +352,17 @@ class Worker:
         heartbeat_s: float = 5.0,
         checkpoint_s: float = 30.0,
         takeover: bool = True,
+        observe: bool = True,
     ) -> None:
+        # Every store call is counted (calls, seconds) for the tasks' metrics summaries.
+        self.store_stats = StoreStats()
+        if observe:
+            backend = dataclasses.replace(
+                backend,
+                objects=timed_store(backend.objects, self.store_stats),
+                state=timed_store(backend.state, self.store_stats),
+            )
+        self.observe = observe
         self.backend = backend
         self.objects = backend.objects
         self.state = backend.state
@@ -298,9 +376,29 @@ class Worker:
         self.max_attempts = int(cfg["retry"]["max_attempts"])
         self.lifecycle = Lifecycle.of(backend, job_id, cfg)
         self.id = worker_id()
+        obslogs.bind(job=job_id, worker=self.id)
         self.stop = _Stop()
         self._handler: LoadedHandler | None = None
         self._classify: Callable[[BaseException], object] | None = None
+        self._obs: _TaskObs | None = None
+
+    def queue_wait_s(self) -> float | None:
+        """Seconds from the submission of this process's Slurm array job (the executor records
+        when it ran sbatch) to this process's start; None outside Slurm or if it is not known."""
+        array = os.environ.get("SLURM_ARRAY_JOB_ID")
+        if not array:
+            return None
+        for fresh in (False, True):  # the job manifest read at start may predate this array's entry
+            if fresh:
+                try:
+                    self.job = Job.from_json(self.objects.get(keys.job_manifest(self.job_id)))
+                except Exception:
+                    return None
+            for group in self.job.groups:
+                for sub in group.submissions:
+                    if str(sub.get("array_job_id")) == array and sub.get("submitted_at"):
+                        return max(0.0, _PROCESS_START - float(sub["submitted_at"]))
+        return None
 
     # -- state (every change goes through the lifecycle, the one owner of task state) --------
     def _status(self, task_id: str) -> TaskStatus | None:
@@ -362,11 +460,22 @@ class Worker:
         if status is None:
             return EXIT_OK
         attempt = status.attempt
-        log.info("task %s attempt %d on %s", task_id, attempt, self.id)
         # One directory per attempt: a worker that lost its lease may still be running here.
         task_dir = scratch_dir() / self.job_id / task_id
         scratch = task_dir / f"a{attempt}"
         scratch.mkdir(parents=True, exist_ok=True)
+        self._obs = _TaskObs(self, task_id, attempt, scratch) if self.observe else None
+        try:
+            return self._run_claimed(task, attempt, task_dir, scratch)
+        finally:
+            if self._obs is not None:
+                self._obs.end()
+                self._obs = None
+
+    def _run_claimed(self, task: Task, attempt: int, task_dir: Path, scratch: Path) -> int:
+        """``run_task`` once the task is claimed: ``attempt`` is ours."""
+        task_id = task.task_id
+        log.info("task %s attempt %d on %s: %d items", task_id, attempt, self.id, task.batch.items)
         try:
             handler = self.handler()
         except HandlerError as exc:
@@ -406,6 +515,9 @@ class Worker:
                 self._save_checkpoint(task_id, ckpt, scratch)
             error = str(exc) if isinstance(exc, SlurmctlError) else f"{type(exc).__name__}: {exc}"
             code = exc.exit_code if isinstance(exc, SlurmctlError) else EXIT_FAILED
+            # A traceback only for a bug: our own errors say what happened and what to do.
+            tb = None if isinstance(exc, SlurmctlError) else exc
+            log.error("task %s attempt %d failed: %s", task_id, attempt, error, exc_info=tb)
             self.lifecycle.failed(task_id, owner=self.id, exit_code=code, error=error)
             raise
         finally:
@@ -541,11 +653,15 @@ class Worker:
             job_id=self.job_id,
             task_id=task.task_id,
             attempt=attempt,
-            logger=logging.getLogger(f"slurmctl.handler.{task.task_id}"),
+            logger=logging.getLogger("slurmctl.handler"),
             scratch_dir=scratch / "handler",
             resources=dict(self.job.config.get("resources", {})),
             rate_limits=limits_for(self.backend, self.job_id, self.job.config),
         )
+        ctx.logger = obslogs.ItemLogger(ctx.logger, ctx)  # its lines carry ctx.item_id
+        if self._obs is not None:
+            ctx.metrics = self._obs.metrics.custom
+            self._obs.metrics.watch_limits(ctx.rate_limits)
         # Unused rate-limit slots go back to the bucket when the task's items are done.
         try:
             ctx.scratch_dir.mkdir(exist_ok=True)
@@ -567,7 +683,7 @@ class Worker:
         and ``ctx`` carry them; the checkpoint keeps positions)."""
         call = _item_call(handler)
         decode, encode = _decode_line, _row_encoder()
-        record_error = error_recorder(attempt, self._classify)
+        record_error = error_recorder(attempt, self._classify, ids)
         flag = self.stop.flag
 
         def handle_chunk(pos: int, n: int) -> tuple[int, list[bytes], list[ErrorRow]]:
@@ -602,7 +718,7 @@ class Worker:
         an item whose rows cannot be encoded fails alone. Stops early at the end of ``f``."""
         fn, wants_ctx = handler.function, handler.wants_ctx
         encode = _row_encoder()
-        record_error = error_recorder(attempt, self._classify)
+        record_error = error_recorder(attempt, self._classify, ids)
 
         def handle_chunk(pos: int, n: int) -> tuple[int, list[bytes], list[ErrorRow]]:
             lines = list(islice(f, n))
@@ -730,6 +846,26 @@ class Worker:
                     out.write(json.dumps(err) + "\n")
             errors_key = keys.result_errors(job, tid, attempt)
             errors_sha = self.objects.put_file(errors_key, err_path).sha256
+        categories = ckpt.error_categories()
+        log.info(
+            "task %s attempt %d: %d items ok, %d failed%s, %d resumed",
+            tid,
+            attempt,
+            ok,
+            failed,
+            f" {categories}" if categories else "",
+            resumed,
+        )
+        log_info = metrics_info = None
+        if self._obs is not None:
+            summary = self._obs.metrics.summary(
+                items_ok=ok,
+                items_failed=failed,
+                items_handled=ok + failed - resumed,
+                failed_by_category=categories,
+                queue_wait_s=self.queue_wait_s(),
+            )
+            log_info, metrics_info = self._obs.publish(summary)
         manifest = ResultManifest(
             job_id=job,
             task_id=tid,
@@ -750,7 +886,11 @@ class Worker:
             finished_at=time.time(),
             handler_seconds=round(handler_s, 6),
             worker=self.id,
-            failure_categories=ckpt.error_categories(),
+            failure_categories=categories,
+            log_key=log_info.key if log_info else None,
+            log_sha256=log_info.sha256 if log_info else None,
+            metrics_key=metrics_info.key if metrics_info else None,
+            metrics_sha256=metrics_info.sha256 if metrics_info else None,
         )
         mkey = keys.result_manifest(job, tid, attempt)
         minfo = self.objects.put(mkey, manifest.to_json())
@@ -761,7 +901,7 @@ class Worker:
             # Another attempt published first (e.g. a worker thought dead came back). Its result
             # stands; ours is dropped so only one result per task is ever visible.
             log.warning("task %s already published by another attempt; discarding attempt %d", tid, attempt)
-            for key in (data_info.key, mkey, errors_key):
+            for key in (data_info.key, mkey, errors_key, manifest.log_key, manifest.metrics_key):
                 if key:
                     self.objects.delete(key)
         self.lifecycle.succeeded(tid, owner=self.id, items_done=ok + failed, items_failed=failed)

@@ -1,0 +1,1 @@
+"""Observability: structured logs (logs.py) and metrics (metrics.py); docs/observability.md."""
