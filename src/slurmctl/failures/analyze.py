@@ -44,7 +44,7 @@ from slurmctl.failures.signature import Signer, json_text, mask_message
 from slurmctl.storage import keys
 
 if TYPE_CHECKING:
-    from slurmctl.storage.base import Backend
+    from slurmctl.storage.base import Backend, Record
 
 BLOCK = 4 << 20  # bytes of an error file decoded at once
 SAMPLES = 5  # sample items (or tasks) kept per group
@@ -290,9 +290,10 @@ def _retried(backend: Backend, job_id: str, done: set[str]) -> dict[int, int]:
     return out
 
 
-def analyze(backend: Backend, job_id: str) -> Analysis:
+def analyze(backend: Backend, job_id: str, task_records: list[Record] | None = None) -> Analysis:
     """Group every failure of the job by signature (see the module docstring). Reads only.
-    Raises JobNotFoundError, StorageError."""
+    ``task_records``: the job's task records when the caller has scanned them already (the
+    dashboard), else they are scanned here. Raises JobNotFoundError, StorageError."""
     if backend.state.get(keys.JOBS_TABLE, keys.job_state(job_id)) is None:
         raise JobNotFoundError.in_backend(job_id, backend.description)
     decoder, decode_error = _decoder()
@@ -325,7 +326,7 @@ def analyze(backend: Backend, job_id: str) -> Analysis:
             if bad:
                 unreadable += bad
                 unreadable_keys.append(key)
-    failed_tasks = _add_tasks(backend, job_id, groups, done)
+    failed_tasks = _add_tasks(backend, job_id, groups, done, task_records)
     ordered = sorted(groups.values(), key=lambda g: (-g.items, -g.count, g.category, g.type, g.message))
     return Analysis(job_id, ordered, failed_items, failed_tasks, unreadable, unreadable_keys)
 
@@ -414,12 +415,20 @@ class _Items:
                     g.hosts[host] = g.hosts.get(host, 0) + n
 
 
-def _add_tasks(backend: Backend, job_id: str, groups: dict[tuple[str, ...], Group], done: set[str]) -> int:
+def _add_tasks(
+    backend: Backend,
+    job_id: str,
+    groups: dict[tuple[str, ...], Group],
+    done: set[str],
+    records: list[Record] | None = None,
+) -> int:
     """Count the tasks that failed as a whole into ``groups``; return how many."""
     from slurmctl.model.core import Task
 
     n = 0
-    for rec in backend.state.scan(keys.TASKS_TABLE, keys.task_states_prefix(job_id)):
+    if records is None:
+        records = backend.state.scan(keys.TASKS_TABLE, keys.task_states_prefix(job_id))
+    for rec in records:
         state, error, exit_code, owner, attempt, finished, updated, items, slurm_id = map(
             rec.value.get, _TASK_FIELDS
         )
