@@ -27,7 +27,7 @@ from slurmctl.storage import keys
 from slurmctl.storage.base import Backend, Record
 
 FORMAT = 1
-BINS = 120  # time bins of the series
+BINS = 60  # time bins of the series (at least a second each)
 SIGNATURES = 50  # failure groups shipped in full
 DETAILS = 150  # tasks whose drill-down (manifest, errors, log tail) is in a written file
 LOG_LINES = 30  # log tail per task
@@ -123,10 +123,20 @@ class _Bins:
         diff[b0] += share
         diff[b1 + 1] -= share
 
-    def cover(self, diff: list[float], start: float, end: float, amount: float = 1.0) -> None:
-        """Add ``amount`` to every bin [start, end] touch (e.g. a task running through them)."""
-        diff[self.at(start)] += amount
-        diff[self.at(max(end, start)) + 1] -= amount
+    def occupy(self, diff: list[float], direct: list[float], start: float, end: float) -> None:
+        """Add to each bin the fraction of it [start, end] covers (``direct`` holds the partial
+        first and last bins, ``diff`` the whole ones between): summed over tasks, the mean number
+        of tasks running in each bin."""
+        end = min(max(end, start), self.t0 + self.n * self.step)
+        b0, b1 = self.at(start), self.at(end)
+        if b0 == b1:
+            direct[b0] += (end - start) / self.step
+            return
+        direct[b0] += (self.t0 + (b0 + 1) * self.step - start) / self.step
+        direct[b1] += (end - (self.t0 + b1 * self.step)) / self.step
+        if b1 > b0 + 1:
+            diff[b0 + 1] += 1
+            diff[b1] -= 1
 
     @staticmethod
     def total(diff: list[float]) -> list[float]:
@@ -208,7 +218,7 @@ def collect(
     t1 = max([*ends, *starts]) if terminal and (ends or starts) else now
     bins = _Bins(t0, t1)
     n1 = bins.n + 1
-    ok_d, fail_d, done_d, run_d = [0.0] * n1, [0.0] * n1, [0.0] * n1, [0.0] * n1
+    ok_d, fail_d, done_d, run_d, run_x = ([0.0] * n1 for _ in range(5))
     limit_d: dict[str, list[float]] = {}
     limit_tot: dict[str, dict[str, float]] = {}
 
@@ -277,7 +287,7 @@ def collect(
             cols["err"].append(-1)
         if started and finished:
             durations.append((finished - started, tid))
-            bins.cover(run_d, started, finished)
+            bins.occupy(run_d, run_x, started, finished)
             b = bins.at(finished)
             if state == "succeeded":
                 ok_d[b] += done - failed
@@ -287,7 +297,7 @@ def collect(
                 done_d[b] += 1
                 done_d[b + 1] -= 1
         elif started and state == "running":
-            bins.cover(run_d, started, now)
+            bins.occupy(run_d, run_x, started, now)
         # Metrics of the latest attempt that left some.
         qw = cpu = rss = -1
         if m:
@@ -365,7 +375,7 @@ def collect(
         "ok": [round(x) for x in ok_series],
         "failed": [round(x) for x in _Bins.total(fail_d)],
         "tasks": [round(x) for x in _Bins.total(done_d)],
-        "running": [round(x) for x in _Bins.total(run_d)],
+        "running": [round(a + b, 2) for a, b in zip(_Bins.total(run_d), run_x, strict=False)],
         "cumulative": cumulative,
     }
     ratelimit = {}

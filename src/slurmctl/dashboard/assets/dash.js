@@ -34,6 +34,7 @@
   };
   const fmtT = (t) => t ? new Date(t * 1000).toISOString().replace("T", " ").slice(0, 19) + " UTC" : "–";
   const fmtB = (mb) => mb === null || mb === undefined || mb < 0 ? "–" : mb >= 1024 ? (mb / 1024).toFixed(1) + " GiB" : mb >= 10 ? Math.round(mb) + " MiB" : mb >= 0.1 ? mb.toFixed(1) + " MiB" : Math.round(mb * 1024) + " KiB";
+  const fmtBytes = (b) => b === null || b === undefined ? null : b < 1024 ? b + " B" : b < 1048576 ? (b / 1024).toFixed(1) + " KiB" : fmtB(b / 1048576);
   const tid = (i) => "t" + String(i).padStart(7, "0");
   const tip = el("div", {class: "tip"});
   const tipOn = (node, text) => {
@@ -57,7 +58,7 @@
     const shown = rows.filter((r) => r.value > 0 || opts.keepZero);
     if (!shown.length) return none(opts.empty || "nothing to show");
     const W = 420, rowH = 20, lab = 110, H = shown.length * rowH + 4;
-    const svg = sv("svg", {class: "chart hbars", viewBox: `0 0 ${W} ${H}`, "data-points": shown.length});
+    const svg = sv("svg", {class: "chart hbars", viewBox: `0 0 ${W} ${H}`, "data-points": shown.length, style: `max-width:${W * 1.4}px`});
     const max = Math.max(...shown.map((r) => r.value), 1);
     shown.forEach((r, i) => {
       const y = i * rowH + 2, w = Math.max((W - lab - 70) * r.value / max, r.value > 0 ? 2 : 0);
@@ -120,7 +121,7 @@
     opts = opts || {};
     if (!counts.length || !counts.some((c) => c > 0)) return none(opts.empty || "no data");
     const W = 420, H = 150, L = 36, T = 8, B = 30, pw = W - L - 8, ph = H - T - B, n = counts.length, bw = pw / n;
-    const svg = sv("svg", {class: "chart hist", viewBox: `0 0 ${W} ${H}`});
+    const svg = sv("svg", {class: "chart hist", viewBox: `0 0 ${W} ${H}`, style: `max-width:${W * 1.4}px`});
     const max = nice(Math.max(...counts));
     sv("line", {class: "axis", x1: L, y1: T + ph, x2: L + pw, y2: T + ph}, svg);
     sv("text", {x: L - 4, y: T + 8, "text-anchor": "end"}, svg).textContent = fmtN(max);
@@ -187,7 +188,7 @@
       {values: perS(S.failed), color: COLORS.failed, kind: "bar", label: "items failed/s"}]) : none("no task has finished yet")));
     const total = J.items_total || 1;
     grid.append(card("Progress", "items done (% of the job) and tasks running", anyTime ? timeChart(S, [
-      {values: S.running, color: COLORS.running, kind: "line", label: "tasks running"},
+      {values: S.running, color: COLORS.running, kind: "line", label: "tasks running (mean per bin)"},
       {values: S.cumulative.map((c) => 100 * c / total), color: COLORS.succeeded, kind: "line", label: "% items done", right: true}],
     {right: true, rightMax: 100, rightUnit: "%"}) : none("no task has started yet")));
     grid.append(card("Tasks by state", `${fmtN(J.tasks)} tasks`, hbars(D.table.states.map((s) => ({label: s, value: D.states[s] || 0, color: COLORS[s], state: s})),
@@ -288,7 +289,7 @@
     if (D.retries.length) {
       const t = el("table", {}, el("tr", {}, ...["#", "when", "tasks", "items", "categories", "reason"].map((h) => el("th", {}, h))));
       for (const r of D.retries) t.append(el("tr", {}, el("td", {}, r.number), el("td", {}, fmtT(r.created_at)), el("td", {class: "num"}, r.tasks),
-        el("td", {class: "num"}, r.items), el("td", {}, Object.entries(r.categories).map(([k, v]) => `${k} ${v}`).join(", ")), el("td", {class: "wrap"}, r.reason)));
+        el("td", {class: "num"}, r.items), el("td", {}, Object.entries(r.categories).map(([k, v]) => `${k} ${v}`).join(", ")), el("td", {}, r.reason)));
       box.append(el("div", {}, el("b", {}, "retries")), t);
     }
     if (D.job.events.length) {
@@ -354,7 +355,7 @@
     }
     function sort() {
       const k = sortKey, d = sortDir;
-      if (k === "id" && d === 1) return;
+      if (k === "id") { order.sort((a, b) => (ids[a] - ids[b]) * d); return; }
       const key = new Float64Array(ids.length);
       for (const i of order) key[i] = val(k, i);
       order.sort((a, b) => (key[a] - key[b]) * d || ids[a] - ids[b]);
@@ -413,7 +414,7 @@
         const r = d.record || {};
         panel.append(el("h3", {}, "state"), kv({state: r.state, attempt: r.attempt, failures: r.failures, owner: r.owner, "Slurm job": r.slurm_job_id,
           "Slurm state": r.slurm_state, "Slurm exit": r.slurm_exit, cause: r.cause, resources: r.resources, started: fmtT(r.started_at), finished: fmtT(r.finished_at),
-          items: `${fmtN(r.items_done)} done, ${fmtN(r.items_failed)} failed of ${fmtN(r.items_total)}`, "exit code": r.exit_code}));
+          items: `${fmtN(r.items_done)} of ${fmtN(r.items_total)} done (${fmtN(r.items_failed)} failed)`, "exit code": r.exit_code}));
         if (r.error) panel.append(el("h3", {}, "task error"), el("pre", {class: "task-error"}, r.error));
         panel.append(el("h3", {}, "manifest"), kv(d.batch));
         if (d.result) panel.append(el("h3", {}, `result (attempt ${d.published_attempt})`), kv({rows: d.result.rows, items_ok: d.result.items_ok,
@@ -422,7 +423,7 @@
         if (d.metrics) {
           const m = d.metrics;
           panel.append(el("h3", {}, `metrics (attempt ${m.attempt})`), kv({host: m.host, wall: fmtS(m.wall_s), cpu: fmtS(m.cpu_s), "items/s": fmtN(m.items_per_s),
-            "peak RSS": m.peak_rss_bytes === undefined ? null : fmtB(m.peak_rss_bytes / 1048576), read: m.read_bytes === undefined ? null : fmtB(m.read_bytes / 1048576), written: m.written_bytes === undefined ? null : fmtB(m.written_bytes / 1048576), "queue wait": fmtS(m.queue_wait_s),
+            "peak RSS": fmtBytes(m.peak_rss_bytes), read: fmtBytes(m.read_bytes), written: fmtBytes(m.written_bytes), "queue wait": fmtS(m.queue_wait_s),
             "rate limits": m.ratelimit, store: m.store, "failed by category": m.failed_by_category}));
         }
         panel.append(el("h3", {}, `failed items (first ${d.errors.length})`));
@@ -491,7 +492,7 @@
       const runs = rows.filter((j) => j.elapsed_s).slice().reverse();
       if (nameSel.value && runs.length) {
         histBox.append(el("div", {}, `history of ${nameSel.value}: ${runs.length} run(s), oldest first — bars: elapsed seconds, red: the run had failed items`),
-          hbars(runs.map((j) => ({label: j.id.slice(0, 16), value: Math.round(j.elapsed_s), color: j.items_failed ? COLORS.failed : COLORS.succeeded})), {}));
+          hbars(runs.map((j) => ({label: fmtT(j.created_at).slice(0, 16), value: Math.round(j.elapsed_s), color: j.items_failed ? COLORS.failed : COLORS.succeeded})), {}));
       }
     }
     nameSel.addEventListener("change", draw);
