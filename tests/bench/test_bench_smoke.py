@@ -151,3 +151,10 @@ def test_retry_acceptance_smoke():
     assert p.stdout.count("CHECK ") == 8 and "error" not in p.stderr
     (r,) = results(p.stdout)
     assert (r["items"], r["transient"], r["permanent"]) == (4000, 20, 20)
+
+
+def test_dashboard_scale_smoke():
+    p = run_bench("dashboard_scale.py", "200", "--repeat", "1", "--no-browser")
+    assert {"dashboard_vs_status", "dashboard_vs_analyze_errors"} <= ratio_names(p.stdout)
+    by = {r["contender"]: r for r in results(p.stdout)}
+    assert by["dashboard"]["file_bytes"] > 0 and by["status"]["tasks"] == 200
