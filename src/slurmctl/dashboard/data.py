@@ -218,7 +218,8 @@ def collect(
     t1 = max([*ends, *starts]) if terminal and (ends or starts) else now
     bins = _Bins(t0, t1)
     n1 = bins.n + 1
-    ok_d, fail_d, done_d, run_d, run_x = ([0.0] * n1 for _ in range(5))
+    ok_d, fail_d, done_d, handled_d, run_d, run_x = ([0.0] * n1 for _ in range(6))
+    originals = job_rec.value.get("tasks") or len(rows)  # tasks after these are item retry tasks
     limit_d: dict[str, list[float]] = {}
     limit_tot: dict[str, dict[str, float]] = {}
 
@@ -296,6 +297,9 @@ def collect(
                 fail_d[b + 1] -= failed
                 done_d[b] += 1
                 done_d[b + 1] -= 1
+                if idx < originals:  # as status counts: a retry task's items were counted already
+                    handled_d[b] += done
+                    handled_d[b + 1] -= done
         elif started and state == "running":
             bins.occupy(run_d, run_x, started, now)
         # Metrics of the latest attempt that left some.
@@ -365,8 +369,8 @@ def collect(
         )
 
     ok_series = _Bins.total(ok_d)
-    cumulative, run = [], 0.0
-    for x in ok_series:
+    cumulative, run = [], 0.0  # items done (ok or failed) by the end of each bin, as status counts them
+    for x in _Bins.total(handled_d):
         run += x
         cumulative.append(round(run))
     series = {
@@ -518,7 +522,7 @@ def task_detail(
     Raises StateError for an id that is not a task of the job."""
     from slurmctl.errors import StateError
 
-    if not (task_id[:1] == "t" and task_id[1:].isdigit() and len(task_id) == 8):
+    if not (task_id[:1] == "t" and task_id[1:].isdigit() and len(task_id) >= 8):
         raise StateError(f"{task_id!r} is not a task id (tasks are t0000000..)")
     if record is None:
         rec: Record | None = backend.state.get(keys.TASKS_TABLE, keys.task_state(job_id, task_id))

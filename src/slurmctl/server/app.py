@@ -18,6 +18,7 @@ from __future__ import annotations
 import threading
 import time
 from typing import Any
+from urllib.parse import quote
 
 from slurmctl.errors import ConfigError, JobNotFoundError, SlurmctlError, StateError, StorageError
 from slurmctl.storage.base import Backend
@@ -82,7 +83,8 @@ def create_app(backend: Backend, *, ttl_s: float = 5.0, refresh_s: float = REFRE
     @app.get("/jobs/{job_id}", response_class=HTMLResponse)
     def job_page(job_id: str) -> str:
         data = cache.get(keys.check_job_id(job_id))
-        return render.job_page(data, api=f"../api/jobs/{job_id}", refresh_s=refresh_s, home="../")
+        api = f"../api/jobs/{quote(job_id, safe='')}"
+        return render.job_page(data, api=api, refresh_s=refresh_s, home="../")
 
     @app.get("/api/jobs")
     def api_jobs() -> list[dict[str, Any]]:

@@ -189,7 +189,7 @@
     const total = J.items_total || 1;
     grid.append(card("Progress", "items done (% of the job) and tasks running", anyTime ? timeChart(S, [
       {values: S.running, color: COLORS.running, kind: "line", label: "tasks running (mean per bin)"},
-      {values: S.cumulative.map((c) => 100 * c / total), color: COLORS.succeeded, kind: "line", label: "% items done", right: true}],
+      {values: S.cumulative.map((c) => 100 * c / total), color: COLORS.succeeded, kind: "line", label: "% items done (ok or failed)", right: true}],
     {right: true, rightMax: 100, rightUnit: "%"}) : none("no task has started yet")));
     grid.append(card("Tasks by state", `${fmtN(J.tasks)} tasks`, hbars(D.table.states.map((s) => ({label: s, value: D.states[s] || 0, color: COLORS[s], state: s})),
       {onClick: (r) => ctx.table.setFilter({state: r.state})})));
