@@ -46,14 +46,15 @@ def test_agrees_with_status_and_analyze(dash_job):
     states = d["table"]["states"]
     assert [states[s] for s in cols["st"]].count("failed") == 1
     assert states[cols["st"][32]] == "failed"
-    assert d["table"]["errors"][cols["err"][32]].startswith("worker pid")
+    t = d["table"]
+    assert t["err_at"] == [32] and t["errors"][t["err_code"][0]].startswith("worker pid")
     assert sum(cols["ok"][:60]) + sum(cols["fail"][:60]) == 300 - 5
     # The series: every succeeded task's items counted once, in bins that cover the run.
     s = d["series"]
     assert sum(s["ok"]) == sum(cols["ok"][i] for i, st in enumerate(cols["st"]) if states[st] == "succeeded")
     assert s["cumulative"][-1] == p.items_done  # the progress line ends where status is
     # "running" is the mean number of tasks running per bin: over all bins, the tasks' run time.
-    busy = sum(x / 10 for x in cols["dur"] if x >= 0)
+    busy = sum(x * t["unit_s"] for x in cols["dur"] if x >= 0)
     assert abs(sum(s["running"]) * s["step"] - busy) < 0.05 * p.tasks + 0.01 * len(s["running"]) * s["step"]
     assert len(s["ok"]) == len(s["failed"]) == len(s["running"]) <= 60 and s["step"] >= 1.0
     assert sum(r["categories"].get("transient", 0) for r in d["retries"]) == 29  # retried once each
@@ -93,7 +94,7 @@ def test_a_job_without_logs_or_metrics(dash_job):
     assert d["job"]["state"] == "succeeded" and d["failed_items"] == 0 and d["signatures"] == []
     assert d["resources"]["tasks_with_metrics"] == 0 and d["queue_wait"]["stats"] is None
     cols = d["table"]["cols"]
-    assert cols["cpu"] == cols["rss"] == cols["qw"] == cols["err"] == []
+    assert cols["cpu"] == cols["rss"] == cols["qw"] == d["table"]["err_at"] == []
     assert d["ratelimit"]["api"] == {"tokens": None, "wait_s": None, "tasks": 0, "rate": 400.0}
     assert all(x["log"] == [] and x["metrics"] is None for x in d["details"].values())
 

@@ -7,8 +7,8 @@ left a metrics file and a log), each task's metrics file of its latest attempt w
 set, at most ``DETAILS``) their manifests, first errors and log tail (``a<N>.log.jsonl.gz``). Jobs
 run before metrics and logs existed simply have none: every figure that needs them says so.
 
-Size: the per-task table is columnar integers (task ids delta-encoded, states and hosts as codes),
-about 40 bytes a task, so a 100k-task job's page stays under 5 MB; everything else is bounded
+Size: the per-task table is columnar integers (task ids delta-encoded, states and hosts as codes,
+errors sparse), about 35 bytes a task, so a 100k-task job's page stays under 5 MB; everything else is bounded
 (``BINS`` time bins, ``SIGNATURES`` groups, ``DETAILS`` tasks, ``LOG_LINES`` lines of ``LINE_CHARS``).
 """
 
@@ -228,10 +228,13 @@ def collect(
     errors: list[str] = []
     error_code: dict[str, int] = {}
     cols: dict[str, list[int]] = {
-        k: []
-        for k in ("id", "st", "att", "items", "ok", "fail", "start", "dur", "qw", "cpu", "rss", "host", "err")
+        k: [] for k in ("id", "st", "att", "items", "ok", "fail", "start", "dur", "qw", "cpu", "rss", "host")
     }
     prev = 0
+    # Times in the table in tenths of a second for a job shorter than an hour, else whole seconds.
+    unit = 0.1 if bins.step * bins.n < 3600 else 1.0
+    err_at: list[int] = []  # rows of failed tasks (the table is sparse here) ...
+    err_code: list[int] = []  # ... and their error texts' codes in ``errors``
     cpu_eff: list[float] = []
     rss_mb: list[float] = []
     rss_over = 0
@@ -264,11 +267,11 @@ def collect(
         cols["items"].append(total)
         cols["ok"].append(done - failed)
         cols["fail"].append(failed)
-        cols["start"].append(round((started - t0) * 10) if started else -1)
+        cols["start"].append(round((started - t0) / unit) if started else -1)
         dur = finished - started if started and finished and finished >= started else None
         if dur is None and started and state == "running":
             dur = max(now - started, 0.0)
-        cols["dur"].append(round(dur * 10) if dur is not None else -1)
+        cols["dur"].append(round(dur / unit) if dur is not None else -1)
         if host not in host_code:
             host_code[host] = len(hosts)
             hosts.append(host)
@@ -283,9 +286,8 @@ def collect(
             if err_text not in error_code:
                 error_code[err_text] = len(errors)
                 errors.append(err_text)
-            cols["err"].append(error_code[err_text])
-        else:
-            cols["err"].append(-1)
+            err_at.append(len(cols["st"]) - 1)
+            err_code.append(error_code[err_text])
         if started and finished:
             durations.append((finished - started, tid))
             bins.occupy(run_d, run_x, started, finished)
@@ -322,7 +324,7 @@ def collect(
             wait = _num(m.get("queue_wait_s"))
             if wait is not None:
                 queue_waits.append(wait)
-                qw = round(wait * 10)
+                qw = round(wait / unit)
             m_start = _num(m.get("started")) or started
             m_end = _num(m.get("ended")) or finished or now
             for name, use in (m.get("ratelimit") or {}).items():
@@ -349,8 +351,6 @@ def collect(
     for name in ("qw", "cpu", "rss"):
         if all(x == -1 for x in cols[name]):
             cols[name] = []
-    if not any(x != -1 for x in cols["err"]):
-        cols["err"] = []
 
     durations.sort(reverse=True)
     by_tid = {tid: (v, m) for tid, v, m in rows}
@@ -498,7 +498,16 @@ def collect(
         "ratelimit": ratelimit,
         "queue_wait": queue,
         "slowest": slowest,
-        "table": {"t0": t0, "states": list(STATES), "hosts": hosts, "errors": errors, "cols": cols},
+        "table": {
+            "t0": t0,
+            "unit_s": unit,
+            "states": list(STATES),
+            "hosts": hosts,
+            "errors": errors,
+            "err_at": err_at,
+            "err_code": err_code,
+            "cols": cols,
+        },
         "details": detail,
     }
 
@@ -597,6 +606,9 @@ def _errors(backend: Backend, key: str) -> list[dict[str, Any]]:
     return out
 
 
+_CONTEXT = frozenset(("job", "task", "attempt", "worker", "host", "slurm_job_id"))
+
+
 def _log_tail(backend: Backend, key: str, lines: int = LOG_LINES) -> list[dict[str, Any]]:
     """The last ``lines`` records of a gzip JSON-lines log (absent or unreadable: none; a
     truncated gzip stream yields what it decoded)."""
@@ -623,8 +635,8 @@ def _log_tail(backend: Backend, key: str, lines: int = LOG_LINES) -> list[dict[s
             r = json.loads(line)
         except ValueError:
             continue
-        if isinstance(r, dict):
-            r = {k: (_cut(x) if isinstance(x, str) else x) for k, x in r.items()}
+        if isinstance(r, dict):  # the task's context (job, task, host...) is the same on each line
+            r = {k: (_cut(x) if isinstance(x, str) else x) for k, x in r.items() if k not in _CONTEXT}
             if "exc" in r:
                 r["exc"] = _trace(str(r["exc"]))
             out.append(r)

@@ -305,7 +305,7 @@
     const PAGE = 50;
     const cols = [["id", "task"], ["st", "state"], ["att", "attempt", 1], ["items", "items", 1], ["ok", "ok", 1], ["fail", "failed", 1],
       ["start", "started", 1], ["dur", "time", 1], ["qw", "queue wait", 1], ["cpu", "CPU %", 1], ["rss", "peak RSS", 1], ["host", "host"], ["err", "error"]];
-    let T = null, ids = null, order = null, page = 0, sortKey = "id", sortDir = 1;
+    let T = null, ids = null, err = null, order = null, page = 0, sortKey = "id", sortDir = 1;
     const f = {state: "", host: "", text: "", failedItems: false};
     const stateSel = el("select", {id: "f-state", on: {change: () => { f.state = stateSel.value; refresh(); }}});
     const hostSel = el("select", {id: "f-host", on: {change: () => { f.host = hostSel.value; refresh(); }}});
@@ -320,6 +320,7 @@
       table, el("div", {class: "pager"}, prev, pageInfo, next));
     const val = (k, i) => {
       if (k === "id") return ids[i];
+      if (k === "err") return err[i];
       const c = T.cols[k];
       return c && c.length ? c[i] : -1;
     };
@@ -329,6 +330,8 @@
       ids = new Int32Array(n);
       let acc = 0;
       for (let i = 0; i < n; i++) { acc += T.cols.id[i]; ids[i] = acc; }
+      err = new Int32Array(n).fill(-1);
+      T.err_at.forEach((row, j) => { err[row] = T.err_code[j]; });
       stateSel.replaceChildren(el("option", {value: ""}, "all"), ...T.states.map((s, i) => el("option", {value: String(i)}, s)));
       hostSel.replaceChildren(el("option", {value: ""}, "all"), ...T.hosts.map((h, i) => el("option", {value: String(i)}, h || "(none)")));
       stateSel.value = f.state; hostSel.value = f.host;
@@ -343,7 +346,7 @@
         if (host >= 0 && T.cols.host[i] !== host) continue;
         if (f.failedItems && !(T.cols.fail[i] > 0)) continue;
         if (q) {
-          const e = T.cols.err.length ? T.cols.err[i] : -1;
+          const e = errs.length ? err[i] : -1;
           if (!(tid(ids[i]).includes(q) || (e >= 0 && errs[e].includes(q)))) continue;
         }
         out.push(i);
@@ -366,7 +369,7 @@
       count.textContent = `${fmtN(order.length)} of ${fmtN(ids.length)} task(s)`;
       pageInfo.textContent = `page ${page + 1} of ${fmtN(pages)}`;
       prev.disabled = page === 0; next.disabled = page >= pages - 1;
-      const shown = cols.filter(([k]) => k === "id" || (T.cols[k] && T.cols[k].length));
+      const shown = cols.filter(([k]) => k === "id" || (k === "err" ? T.err_at.length : T.cols[k] && T.cols[k].length));
       const head = el("tr", {}, ...shown.map(([k, label, num]) => el("th", {class: "sort" + (num ? " num" : ""), "data-col": k,
         "aria-sort": sortKey === k ? (sortDir > 0 ? "ascending" : "descending") : null,
         on: {click: () => { if (sortKey === k) sortDir = -sortDir; else { sortKey = k; sortDir = k === "id" ? 1 : -1; } sort(); page = 0; draw(); }}}, label)));
@@ -377,8 +380,8 @@
           let c;
           if (k === "id") c = taskLink(tid(ids[i]), ctx);
           else if (k === "st") c = el("span", {class: "st st-" + T.states[v]}, T.states[v]);
-          else if (k === "start") c = v < 0 ? "–" : "+" + fmtS(v / 10);
-          else if (k === "dur" || k === "qw") c = fmtS(v < 0 ? null : v / 10);
+          else if (k === "start") c = v < 0 ? "–" : "+" + fmtS(v * T.unit_s);
+          else if (k === "dur" || k === "qw") c = fmtS(v < 0 ? null : v * T.unit_s);
           else if (k === "cpu") c = v < 0 ? "–" : v + " %";
           else if (k === "rss") c = fmtB(v);
           else if (k === "host") c = T.hosts[v];
@@ -465,8 +468,9 @@
       acc += T.cols.id[i];
       if (acc === want) {
         const r = {state: T.states[T.cols.st[i]], attempt: T.cols.att[i], items: T.cols.items[i], ok: T.cols.ok[i], failed: T.cols.fail[i],
-          time: T.cols.dur[i] < 0 ? null : fmtS(T.cols.dur[i] / 10), host: T.hosts[T.cols.host[i]]};
-        if (T.cols.err.length && T.cols.err[i] >= 0) r.error = T.errors[T.cols.err[i]];
+          time: T.cols.dur[i] < 0 ? null : fmtS(T.cols.dur[i] * T.unit_s), host: T.hosts[T.cols.host[i]]};
+        const e = T.err_at.indexOf(i);
+        if (e >= 0) r.error = T.errors[T.err_code[e]];
         return r;
       }
     }
