@@ -157,3 +157,50 @@ def test_live_pages(browser, dash_job):
                 assert r.status_code == 404 and r.json()["error"], bad
             r = c.get(f"/api/jobs/{dash_job.job_id}/tasks/t0000032")
             assert r.status_code == 200 and r.json()["record"]["state"] == "failed"
+
+
+def test_live_page_refreshes_a_running_job(browser, tmp_path):
+    import time
+
+    from slurmctl.lifecycle import create_job, create_tasks, set_job_state
+    from slurmctl.model.core import JobStatus, TaskStatus
+    from slurmctl.model.states import JobState, TaskState
+
+    b = _backend(tmp_path / "root")
+    create_job(b, JobStatus(job_id="live", name="live", state=JobState.CREATED))
+    set_job_state(b, "live", JobState.PARTITIONED, total_items=20, tasks=2)
+    now = time.time()
+    create_tasks(
+        b,
+        "live",
+        [
+            TaskStatus(
+                task_id="t0000000",
+                state=TaskState.SUCCEEDED,
+                attempt=1,
+                items_total=10,
+                items_done=10,
+                started_at=now - 30,
+                finished_at=now - 10,
+            ),
+            TaskStatus(
+                task_id="t0000001",
+                state=TaskState.RUNNING,
+                attempt=1,
+                items_total=10,
+                items_done=4,
+                started_at=now - 20,
+                owner="h:1",
+                lease_expires=now + 600,
+            ),
+        ],
+    )
+    set_job_state(b, "live", JobState.SUBMITTED)
+    with serving(create_app(b, ttl_s=0, refresh_s=0.5)) as url:
+        p = Page(browser)
+        page = p.open(f"{url}/jobs/live")
+        first = page.inner_text("#meta")
+        assert "running" in first
+        page.wait_for_function("t => document.querySelector('#meta').textContent !== t", arg=first)
+        assert _points(page, "tasks-by-state") == 2 and p.problems == []
+        p.close()
