@@ -201,15 +201,15 @@ def collect(
     analysis = analyze(backend, job_id, records)
     retries = manifests(backend.objects, job_id)
 
-    rows: list[tuple[str, dict[str, Any], dict[str, Any] | None]] = []
+    # (task, record, the attempt whose metrics to read): metrics files are read one at a time in the
+    # loop below and only their figures kept (a 100k-task job's files would be ~0.5 GB as dicts).
+    rows: list[tuple[str, dict[str, Any], int | None]] = []
     for rec in records:
         tid = rec.key.rpartition("/")[2]
         if not (tid[:1] == "t" and tid[1:].isdigit()):
             continue
         v = rec.value
-        m_attempt = _pick(files.get(tid, {}).get("metrics"), v.get("attempt") or 0)
-        metrics = _json(backend, metrics_key(job_id, tid, m_attempt)) if m_attempt is not None else None
-        rows.append((tid, v, metrics))
+        rows.append((tid, v, _pick(files.get(tid, {}).get("metrics"), v.get("attempt") or 0)))
 
     starts = [t for _, v, _ in rows if (t := _num(v.get("started_at")))]
     ends = [t for _, v, _ in rows if (t := _num(v.get("finished_at")))]
@@ -245,7 +245,8 @@ def collect(
     have_metrics = 0
     store_calls = store_s = 0.0
     custom: dict[str, Counter[str]] = {"counters": Counter()}
-    for tid, v, m in rows:
+    for tid, v, m_attempt in rows:
+        m = _json(backend, metrics_key(job_id, tid, m_attempt)) if m_attempt is not None else None
         idx = int(tid[1:])
         state = v.get("state") or "pending"
         started, finished = _num(v.get("started_at")), _num(v.get("finished_at"))
@@ -353,10 +354,10 @@ def collect(
             cols[name] = []
 
     durations.sort(reverse=True)
-    by_tid = {tid: (v, m) for tid, v, m in rows}
+    by_tid = {tid: v for tid, v, _ in rows}
     slowest = []
     for d, tid in durations[:SLOWEST]:
-        v, m = by_tid[tid]
+        v = by_tid[tid]
         slowest.append(
             {
                 "task": tid,
@@ -447,7 +448,7 @@ def collect(
     detail = {}
     for tid in chosen:
         with contextlib.suppress(SlurmctlError):
-            detail[tid] = task_detail(backend, job_id, tid, record=by_tid[tid][0], metrics=by_tid[tid][1])
+            detail[tid] = task_detail(backend, job_id, tid, record=by_tid[tid])
 
     job = job_rec.value
     return {
@@ -524,7 +525,6 @@ def task_detail(
     task_id: str,
     *,
     record: dict[str, Any] | None = None,
-    metrics: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Everything about one task for its drill-down: its record, manifest, published result
     manifest, metrics, first failed items (published attempt, else latest) and log tail.
@@ -545,8 +545,11 @@ def task_detail(
         _json(backend, done["manifest_key"]) if done and isinstance(done.get("manifest_key"), str) else None
     )
     attempt = (done or {}).get("attempt") or record.get("attempt") or 0
-    if metrics is None:
-        metrics = _json(backend, metrics_key(job_id, task_id, attempt))
+    metrics = None
+    for a in range(attempt, 0, -1):  # the latest attempt that left metrics
+        metrics = _json(backend, metrics_key(job_id, task_id, a))
+        if metrics is not None:
+            break
     errors = _errors(backend, keys.result_errors(job_id, task_id, attempt)) if attempt else []
     log, log_attempt = [], None
     for a in range(attempt, 0, -1):  # the latest attempt that left a log
