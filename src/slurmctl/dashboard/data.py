@@ -1,15 +1,17 @@
 """What the dashboard shows, gathered in one pass over a job and aggregated up front.
 
-Read (nothing is written): the job record and manifest, every task record (one scan; the same
-records feed :func:`slurmctl.failures.analyze.analyze`), one listing of ``results/`` (which attempts
-left a metrics file and a log), each task's metrics file of its latest attempt when present
-(``a<N>.metrics.json``), the retry manifests, and for the few tasks shown in full (the drill-down
-set, at most ``DETAILS``) their manifests, first errors and log tail (``a<N>.log.jsonl.gz``). Jobs
-run before metrics and logs existed simply have none: every figure that needs them says so.
+Read (nothing is written): the job record and manifest, every task record (one scan) and one
+listing of ``results/`` (both shared with :func:`slurmctl.failures.analyze.analyze`; the listing
+says which attempts left a metrics file and a log), each task's metrics file of its latest attempt
+when present (``a<N>.metrics.json``), the retry manifests, and for the few tasks shown in full (the
+drill-down set, at most ``DETAILS``) their manifests, first errors and log tail
+(``a<N>.log.jsonl.gz``). Jobs run before metrics and logs existed simply have none: every figure
+that needs them says so.
 
 Size: the per-task table is columnar integers (task ids delta-encoded, states and hosts as codes,
-errors sparse), about 35 bytes a task, so a 100k-task job's page stays under 5 MB; everything else is bounded
-(``BINS`` time bins, ``SIGNATURES`` groups, ``DETAILS`` tasks, ``LOG_LINES`` lines of ``LINE_CHARS``).
+errors sparse), about 35 bytes a task, so a 100k-task job's page stays under 5 MB; everything else
+is bounded (``BINS`` time bins, ``SIGNATURES`` groups, ``DETAILS`` tasks, ``LOG_LINES`` lines of
+``LINE_CHARS``).
 """
 
 from __future__ import annotations
@@ -67,11 +69,16 @@ def _num(v: Any) -> float | None:
     return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
 
 
-def _attempt_files(backend: Backend, job_id: str) -> dict[str, dict[str, set[int]]]:
-    """task -> {"metrics": attempts, "log": attempts, "done": {0} if published}: one listing."""
-    prefix = keys.result_prefix(job_id, "").rstrip("/") + "/"
+def _results_prefix(job_id: str) -> str:
+    return keys.result_prefix(job_id, "").rstrip("/") + "/"
+
+
+def _attempt_files(job_id: str, result_keys: list[str]) -> dict[str, dict[str, set[int]]]:
+    """task -> {"metrics": attempts, "log": attempts, "done": {0} if published}, from the keys
+    under the job's ``results/``."""
+    prefix = _results_prefix(job_id)
     out: dict[str, dict[str, set[int]]] = {}
-    for key in backend.objects.list(prefix):
+    for key in result_keys:
         task, _, name = key[len(prefix) :].partition("/")
         kind = None
         if name == ".done":
@@ -197,8 +204,10 @@ def collect(
     limits_cfg = config.get("limits") or {}
 
     records = backend.state.scan(keys.TASKS_TABLE, keys.task_states_prefix(job_id))
-    files = _attempt_files(backend, job_id)
-    analysis = analyze(backend, job_id, records)
+    result_keys = list(backend.objects.list(_results_prefix(job_id)))  # one listing for both
+    files = _attempt_files(job_id, result_keys)
+    analysis = analyze(backend, job_id, records, result_keys)
+    del result_keys
     retries = manifests(backend.objects, job_id)
 
     # (task, record, the attempt whose metrics to read): metrics files are read one at a time in the

@@ -249,16 +249,18 @@ def _blocks(f: IO[bytes]) -> Iterator[bytes | memoryview]:
         yield memoryview(data)[:cut]
 
 
-def _published(backend: Backend, job_id: str) -> tuple[dict[str, str], set[str]]:
+def _published(
+    backend: Backend, job_id: str, result_keys: list[str] | None = None
+) -> tuple[dict[str, str], set[str]]:
     """(task -> its published attempt's error-file key, for tasks that have one; every task with a
-    ``.done``), from one listing of the job's results and the markers of the tasks that have an
-    error file."""
+    ``.done``), from one listing of the job's results (``result_keys`` when the caller has it) and
+    the markers of the tasks that have an error file."""
     from slurmctl.model.manifests import DoneMarker
 
     prefix = keys.result_prefix(job_id, "").rstrip("/") + "/"  # every task's: jobs/<job>/results/
     with_errors: dict[str, set[str]] = {}
     done: set[str] = set()
-    for key in backend.objects.list(prefix):
+    for key in backend.objects.list(prefix) if result_keys is None else result_keys:
         task, _, name = key[len(prefix) :].partition("/")
         if name == ".done":
             done.add(task)
@@ -290,16 +292,22 @@ def _retried(backend: Backend, job_id: str, done: set[str]) -> dict[int, int]:
     return out
 
 
-def analyze(backend: Backend, job_id: str, task_records: list[Record] | None = None) -> Analysis:
+def analyze(
+    backend: Backend,
+    job_id: str,
+    task_records: list[Record] | None = None,
+    result_keys: list[str] | None = None,
+) -> Analysis:
     """Group every failure of the job by signature (see the module docstring). Reads only.
-    ``task_records``: the job's task records when the caller has scanned them already (the
-    dashboard), else they are scanned here. Raises JobNotFoundError, StorageError."""
+    ``task_records`` (the job's task records) and ``result_keys`` (the keys under its
+    ``results/``): what the caller has read already (the dashboard), else read here. Raises
+    JobNotFoundError, StorageError."""
     if backend.state.get(keys.JOBS_TABLE, keys.job_state(job_id)) is None:
         raise JobNotFoundError.in_backend(job_id, backend.description)
     decoder, decode_error = _decoder()
     groups: dict[tuple[str, ...], Group] = {}
     items = _Items(groups)
-    errors, done = _published(backend, job_id)
+    errors, done = _published(backend, job_id, result_keys)
     failed_items = unreadable = 0
     unreadable_keys: list[str] = []
     later = _retried(backend, job_id, done)
