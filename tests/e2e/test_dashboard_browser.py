@@ -44,6 +44,9 @@ def test_written_file(browser, dash_job, tmp_path):
     _charts_have_data(page)
     assert _points(page, "resource-use") > 0 and _points(page, "queue-wait") > 0
     assert _points(page, "rate-limits") > 0
+    ok = [i for i in range(n) if d["table"]["states"][cols["st"][i]] == "succeeded"]
+    records = sum(cols["items"][i] for i in ok)  # the fixture's counter: items of each published task
+    assert page.inner_text("#custom-counters") == f"handler counters: records {records:,}"
     screenshot(page, "dashboard-file")
 
     # Markup in an error message is text, not markup.

@@ -227,7 +227,7 @@ def collect(
     t1 = max([*ends, *starts]) if terminal and (ends or starts) else now
     bins = _Bins(t0, t1)
     n1 = bins.n + 1
-    ok_d, fail_d, done_d, handled_d, run_d, run_x = ([0.0] * n1 for _ in range(6))
+    ok_d, fail_d, handled_d, run_d, run_x = ([0.0] * n1 for _ in range(5))
     originals = job_rec.value.get("tasks") or len(rows)  # tasks after these are item retry tasks
     limit_d: dict[str, list[float]] = {}
     limit_tot: dict[str, dict[str, float]] = {}
@@ -307,8 +307,6 @@ def collect(
                 ok_d[b + 1] -= done - failed
                 fail_d[b] += failed
                 fail_d[b + 1] -= failed
-                done_d[b] += 1
-                done_d[b + 1] -= 1
                 if idx < originals:  # as status counts: a retry task's items were counted already
                     handled_d[b] += done
                     handled_d[b + 1] -= done
@@ -388,7 +386,6 @@ def collect(
         "step": bins.step,
         "ok": [round(x) for x in ok_series],
         "failed": [round(x) for x in _Bins.total(fail_d)],
-        "tasks": [round(x) for x in _Bins.total(done_d)],
         "running": [round(a + b, 2) for a, b in zip(_Bins.total(run_d), run_x, strict=False)],
         "cumulative": cumulative,
     }

@@ -243,6 +243,8 @@
         (R.mem_requested_mb ? `; requested ${fmtB(R.mem_requested_mb)}, ${R.over_request} task(s) above it` : "; no memory requested (resources.mem_gb)") : "no peak RSS"));
       box.append(hist(R.rss_edges, R.rss_hist, {color: "#8250df", fmt: (x) => fmtB(x), xlabel: "peak RSS", marker: R.mem_requested_mb, markerLabel: "requested"}));
       if (R.store_calls) box.append(el("div", {}, `store: ${fmtN(R.store_calls)} calls, ${fmtS(R.store_s)} in all`));
+      const custom = Object.entries(R.custom_counters);
+      if (custom.length) box.append(el("div", {id: "custom-counters"}, "handler counters: " + custom.map(([k, v]) => `${k} ${fmtN(v)}`).join(", ")));
     }
     const sl = Object.entries(R.slurm_states), cs = Object.entries(R.causes);
     if (sl.length || cs.length) box.append(el("div", {}, "Slurm ends of failed attempts: " + sl.map(([k, v]) => `${k} ${v}`).join(", ") +
