@@ -173,3 +173,10 @@ def test_aggregate_scale_smoke():
     by = {r["contender"]: r for r in results(p.stdout)}
     assert set(by) == {"slurmctl", "polars", "duckdb"}
     assert by["slurmctl"]["rows"] == 600 and by["slurmctl"]["levels"] == [15, 2, 1]
+
+
+def test_dashboard_scale_smoke():
+    p = run_bench("dashboard_scale.py", "200", "--repeat", "1", "--no-browser")
+    assert {"dashboard_vs_status", "dashboard_vs_analyze_errors"} <= ratio_names(p.stdout)
+    by = {r["contender"]: r for r in results(p.stdout)}
+    assert by["dashboard"]["file_bytes"] > 0 and by["status"]["tasks"] == 200

@@ -357,6 +357,46 @@ def metrics(job_id: str, root: RootOpt = None, backend_spec: BackendOpt = None) 
 
 
 @app.command()
+def dashboard(
+    job_id: str,
+    output: Annotated[Path, typer.Option("-o", "--output", help="the HTML file to write")] = Path("job.html"),
+    root: RootOpt = None,
+    backend_spec: BackendOpt = None,
+) -> None:
+    """Write the job's dashboard: one self-contained HTML file (no network needed to view it)."""
+    from slurmctl.dashboard.render import write
+
+    backend = open_backend_of(root, backend_spec)
+    r = write(backend, job_id, output)
+    print(
+        f"wrote {output} ({r['bytes'] / 1e6:.2f} MB, {r['tasks']:,} tasks) in "
+        f"{r['collect_s'] + r['render_s']:.1f} s"
+    )
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option("--host", help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="TCP port")] = 8765,
+    root: RootOpt = None,
+    backend_spec: BackendOpt = None,
+) -> None:
+    """Serve every job of the backend over HTTP: the job list, each job's live dashboard, JSON API."""
+    if not 0 < port < 65536:
+        from slurmctl.errors import ConfigError
+
+        raise ConfigError(f"--port must be 1..65535 (found {port})")
+    try:
+        from slurmctl.server.app import serve as run_server
+    except ImportError as exc:
+        raise SlurmctlError(
+            f"slurmctl serve needs the server extra ({exc.name} is missing)",
+            hint="pip install 'slurmctl[server]'",
+        ) from None
+    run_server(open_backend_of(root, backend_spec), host, port)
+
+
+@app.command()
 def results(
     job_id: str,
     output: Annotated[

@@ -44,7 +44,7 @@ from slurmctl.failures.signature import Signer, json_text, mask_message
 from slurmctl.storage import keys
 
 if TYPE_CHECKING:
-    from slurmctl.storage.base import Backend
+    from slurmctl.storage.base import Backend, Record
 
 BLOCK = 4 << 20  # bytes of an error file decoded at once
 SAMPLES = 5  # sample items (or tasks) kept per group
@@ -249,16 +249,18 @@ def _blocks(f: IO[bytes]) -> Iterator[bytes | memoryview]:
         yield memoryview(data)[:cut]
 
 
-def _published(backend: Backend, job_id: str) -> tuple[dict[str, str], set[str]]:
+def _published(
+    backend: Backend, job_id: str, result_keys: list[str] | None = None
+) -> tuple[dict[str, str], set[str]]:
     """(task -> its published attempt's error-file key, for tasks that have one; every task with a
-    ``.done``), from one listing of the job's results and the markers of the tasks that have an
-    error file."""
+    ``.done``), from one listing of the job's results (``result_keys`` when the caller has it) and
+    the markers of the tasks that have an error file."""
     from slurmctl.model.manifests import DoneMarker
 
     prefix = keys.result_prefix(job_id, "").rstrip("/") + "/"  # every task's: jobs/<job>/results/
     with_errors: dict[str, set[str]] = {}
     done: set[str] = set()
-    for key in backend.objects.list(prefix):
+    for key in backend.objects.list(prefix) if result_keys is None else result_keys:
         task, _, name = key[len(prefix) :].partition("/")
         if name == ".done":
             done.add(task)
@@ -290,15 +292,22 @@ def _retried(backend: Backend, job_id: str, done: set[str]) -> dict[int, int]:
     return out
 
 
-def analyze(backend: Backend, job_id: str) -> Analysis:
+def analyze(
+    backend: Backend,
+    job_id: str,
+    task_records: list[Record] | None = None,
+    result_keys: list[str] | None = None,
+) -> Analysis:
     """Group every failure of the job by signature (see the module docstring). Reads only.
-    Raises JobNotFoundError, StorageError."""
+    ``task_records`` (the job's task records) and ``result_keys`` (the keys under its
+    ``results/``): what the caller has read already (the dashboard), else read here. Raises
+    JobNotFoundError, StorageError."""
     if backend.state.get(keys.JOBS_TABLE, keys.job_state(job_id)) is None:
         raise JobNotFoundError.in_backend(job_id, backend.description)
     decoder, decode_error = _decoder()
     groups: dict[tuple[str, ...], Group] = {}
     items = _Items(groups)
-    errors, done = _published(backend, job_id)
+    errors, done = _published(backend, job_id, result_keys)
     failed_items = unreadable = 0
     unreadable_keys: list[str] = []
     later = _retried(backend, job_id, done)
@@ -325,7 +334,7 @@ def analyze(backend: Backend, job_id: str) -> Analysis:
             if bad:
                 unreadable += bad
                 unreadable_keys.append(key)
-    failed_tasks = _add_tasks(backend, job_id, groups, done)
+    failed_tasks = _add_tasks(backend, job_id, groups, done, task_records)
     ordered = sorted(groups.values(), key=lambda g: (-g.items, -g.count, g.category, g.type, g.message))
     return Analysis(job_id, ordered, failed_items, failed_tasks, unreadable, unreadable_keys)
 
@@ -414,12 +423,20 @@ class _Items:
                     g.hosts[host] = g.hosts.get(host, 0) + n
 
 
-def _add_tasks(backend: Backend, job_id: str, groups: dict[tuple[str, ...], Group], done: set[str]) -> int:
+def _add_tasks(
+    backend: Backend,
+    job_id: str,
+    groups: dict[tuple[str, ...], Group],
+    done: set[str],
+    records: list[Record] | None = None,
+) -> int:
     """Count the tasks that failed as a whole into ``groups``; return how many."""
     from slurmctl.model.core import Task
 
     n = 0
-    for rec in backend.state.scan(keys.TASKS_TABLE, keys.task_states_prefix(job_id)):
+    if records is None:
+        records = backend.state.scan(keys.TASKS_TABLE, keys.task_states_prefix(job_id))
+    for rec in records:
         state, error, exit_code, owner, attempt, finished, updated, items, slurm_id = map(
             rec.value.get, _TASK_FIELDS
         )

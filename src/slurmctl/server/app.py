@@ -1,0 +1,121 @@
+"""The application of ``slurmctl serve``: every job of one backend, live.
+
+Pages (HTML, the dashboard of :mod:`slurmctl.dashboard.render`) and the JSON they read:
+
+    GET /                                 the job list, newest first, runs of a job name as its history
+    GET /jobs/{job}                       a job's dashboard; refreshes from the API while the job runs
+    GET /api/jobs                         the job list (dashboard.data.list_jobs)
+    GET /api/jobs/{job}                   the job's dashboard data (dashboard.data.collect)
+    GET /api/jobs/{job}/tasks/{task}      one task's drill-down (dashboard.data.task_detail)
+
+Errors are JSON ``{"error": message}``: 400 a malformed id, 404 an unknown job or task, 503 the
+backend failed. A job's data is computed once per ``ttl_s`` however many pages poll it. Links are
+relative, so the server also works behind a proxy under a path prefix.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+from urllib.parse import quote
+
+from slurmctl.errors import ConfigError, JobNotFoundError, SlurmctlError, StateError, StorageError
+from slurmctl.storage.base import Backend
+
+REFRESH_S = 10.0
+
+
+class _Cache:
+    """The dashboard data of each job, recomputed at most once per ``ttl_s`` (one computation at a
+    time per job: concurrent requests wait for it rather than repeat it)."""
+
+    def __init__(self, backend: Backend, ttl_s: float) -> None:
+        self.backend = backend
+        self.ttl_s = ttl_s
+        self.lock = threading.Lock()
+        self.locks: dict[str, threading.Lock] = {}
+        self.entries: dict[str, tuple[float, dict[str, Any]]] = {}
+
+    def get(self, job_id: str) -> dict[str, Any]:
+        from slurmctl.dashboard.data import collect
+
+        with self.lock:
+            job_lock = self.locks.setdefault(job_id, threading.Lock())
+        with job_lock:
+            hit = self.entries.get(job_id)
+            if hit and time.monotonic() - hit[0] < self.ttl_s:
+                return hit[1]
+            data = collect(self.backend, job_id, details=0)  # the page fetches drill-downs
+            self.entries[job_id] = (time.monotonic(), data)
+            return data
+
+
+def create_app(backend: Backend, *, ttl_s: float = 5.0, refresh_s: float = REFRESH_S) -> Any:
+    """The FastAPI application serving ``backend``'s jobs."""
+    from fastapi import FastAPI, Request
+    from fastapi.responses import HTMLResponse, JSONResponse
+
+    from slurmctl import __version__
+    from slurmctl.dashboard import data as ddata
+    from slurmctl.dashboard import render
+    from slurmctl.storage import keys
+
+    app = FastAPI(title="slurmctl", version=__version__, docs_url="/api/docs", redoc_url=None)
+    app.state.backend = backend
+    cache = _Cache(backend, ttl_s)
+
+    @app.exception_handler(SlurmctlError)
+    def _error(request: Request, exc: SlurmctlError) -> JSONResponse:
+        status = 500
+        if isinstance(exc, ConfigError):
+            status = 400
+        elif isinstance(exc, JobNotFoundError | StateError):
+            status = 404
+        elif isinstance(exc, StorageError):
+            status = 503
+        return JSONResponse({"error": str(exc)}, status_code=status)
+
+    @app.get("/", response_class=HTMLResponse)
+    def home() -> str:
+        return render.jobs_page(ddata.list_jobs(backend))
+
+    @app.get("/jobs/{job_id}", response_class=HTMLResponse)
+    def job_page(job_id: str) -> str:
+        data = cache.get(keys.check_job_id(job_id))
+        api = f"../api/jobs/{quote(job_id, safe='')}"
+        return render.job_page(data, api=api, refresh_s=refresh_s, home="../")
+
+    @app.get("/api/jobs")
+    def api_jobs() -> list[dict[str, Any]]:
+        return ddata.list_jobs(backend)
+
+    @app.get("/api/jobs/{job_id}")
+    def api_job(job_id: str) -> dict[str, Any]:
+        return cache.get(keys.check_job_id(job_id))
+
+    @app.get("/api/jobs/{job_id}/tasks/{task_id}")
+    def api_task(job_id: str, task_id: str) -> dict[str, Any]:
+        keys.check_job_id(job_id)
+        if backend.state.get(keys.JOBS_TABLE, keys.job_state(job_id)) is None:
+            raise JobNotFoundError.in_backend(job_id, backend.description)
+        return ddata.task_detail(backend, job_id, task_id)
+
+    return app
+
+
+def serve(backend: Backend, host: str, port: int) -> None:
+    """Run the server until interrupted. Raises SlurmctlError if the address cannot be listened on."""
+    import socket
+
+    import uvicorn
+
+    try:  # a clear message rather than uvicorn's log line and exit 1
+        with socket.create_server((host, port)):
+            pass
+    except OSError as exc:
+        raise SlurmctlError(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}",
+            hint="choose another --port, or stop what listens there",
+        ) from None
+    uvicorn.run(create_app(backend), host=host, port=port, log_level="info")
