@@ -64,6 +64,12 @@ def dash_job(tmp_path_factory: pytest.TempPathFactory) -> DashJob:
     (tmp / "ok.jsonl").write_text("".join(json.dumps({"n": i * 10}) + "\n" for i in range(16)))
     other, r = submit_wait(write_job(tmp, "input: {path: ok.jsonl}\n" + common, "ok.yaml"), root)
     assert other and r.code == 0, r.err
+    # The second run stands for a job from before per-task logs and metrics: drop its files.
+    for f in [
+        *(root / "jobs" / other / "results").glob("t*/a*.metrics.json"),
+        *(root / "jobs" / other / "results").glob("t*/a*.log.jsonl.gz"),
+    ]:
+        f.unlink()
     from slurmctl.storage.open import open_backend
     from tests.e2e.observability import add_task_files
 
