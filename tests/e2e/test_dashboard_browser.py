@@ -11,6 +11,7 @@ from slurmctl.dashboard.render import write
 from slurmctl.server.app import create_app
 from slurmctl.storage.open import open_backend
 from tests.e2e.browser import Page, screenshot, serving
+from tests.e2e.cli import slurmctl
 
 
 def _backend(root):
@@ -160,6 +161,16 @@ def test_live_pages(browser, dash_job):
                 assert r.status_code == 404 and r.json()["error"], bad
             r = c.get(f"/api/jobs/{dash_job.job_id}/tasks/t0000032")
             assert r.status_code == 200 and r.json()["record"]["state"] == "failed"
+            # The scrape endpoint: the same text as `slurmctl metrics JOB`, valid OpenMetrics.
+            r = c.get(f"/jobs/{dash_job.job_id}/metrics")
+            assert r.status_code == 200, r.text
+            assert r.headers["content-type"].startswith("application/openmetrics-text")
+            cli = slurmctl("metrics", dash_job.job_id, root=dash_job.root)
+            assert cli.code == 0 and r.text == cli.out, cli.err
+            from prometheus_client.openmetrics.parser import text_string_to_metric_families
+
+            assert any(f.name.startswith("slurmctl_") for f in text_string_to_metric_families(r.text))
+            assert c.get("/jobs/nope/metrics").status_code == 404
 
 
 def test_live_page_refreshes_a_running_job(browser, tmp_path):

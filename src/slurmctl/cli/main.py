@@ -347,13 +347,9 @@ def logs(
 @app.command()
 def metrics(job_id: str, root: RootOpt = None, backend_spec: BackendOpt = None) -> None:
     """The job's metrics as OpenMetrics text, rolled up from its tasks' metrics summaries."""
-    from slurmctl.obs.metrics import openmetrics, rollup
-    from slurmctl.obs.read import metrics_summaries
-    from slurmctl.status import progress
+    from slurmctl.obs.read import job_openmetrics
 
-    backend = open_backend_of(root, backend_spec)
-    p = progress(backend, job_id)  # an unknown job: exit 5
-    sys.stdout.write(openmetrics(job_id, rollup(metrics_summaries(backend, job_id)), p.task_states))
+    sys.stdout.write(job_openmetrics(open_backend_of(root, backend_spec), job_id))  # unknown job: exit 5
 
 
 @app.command()

@@ -69,6 +69,18 @@ def _num(v: Any) -> float | None:
     return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
 
 
+def _when(v: Any) -> float | None:
+    """A metrics summary's time (ISO-8601 UTC, docs/observability.md) as a Unix time."""
+    if not isinstance(v, str):
+        return None
+    from datetime import datetime
+
+    try:
+        return datetime.fromisoformat(v.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
 def _results_prefix(job_id: str) -> str:
     return keys.result_prefix(job_id, "").rstrip("/") + "/"
 
@@ -333,8 +345,8 @@ def collect(
             if wait is not None:
                 queue_waits.append(wait)
                 qw = round(wait / unit)
-            m_start = _num(m.get("started")) or started
-            m_end = _num(m.get("ended")) or finished or now
+            m_start = _when(m.get("started")) or started
+            m_end = _when(m.get("ended")) or finished or now
             for name, use in (m.get("ratelimit") or {}).items():
                 if not isinstance(use, dict):
                     continue

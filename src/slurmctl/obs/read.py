@@ -149,9 +149,55 @@ def follow(
         time.sleep(poll_s)
 
 
+def _num(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def _nums(m: Any, *, nested: bool = False) -> bool:
+    if m is None:
+        return True
+    if not isinstance(m, dict):
+        return False
+    return all((_nums(v) and v is not None) if nested else _num(v) for v in m.values())
+
+
+def well_formed(d: Any) -> bool:
+    """Whether ``d`` has the metrics summary's shape (format 1, docs/observability.md): numbers
+    where numbers go, ISO strings for the times. A summary that is not is left out of the rollup
+    rather than stopping ``slurmctl metrics`` or a dashboard."""
+    if not isinstance(d, dict) or d.get("format") != 1:
+        return False
+    scalars = (
+        "wall_s",
+        "cpu_s",
+        "items_ok",
+        "items_failed",
+        "peak_rss_bytes",
+        "read_bytes",
+        "written_bytes",
+        "queue_wait_s",
+        "items_per_s",
+    )
+    if not all(d.get(k) is None or _num(d[k]) for k in scalars):
+        return False
+    if not all(d.get(k) is None or isinstance(d[k], str) for k in ("started", "ended")):
+        return False
+    custom = d.get("custom") or {}
+    return (
+        _nums(d.get("failed_by_category"))
+        and _nums(d.get("ratelimit"), nested=True)
+        and _nums(d.get("store"))
+        and isinstance(custom, dict)
+        and _nums(custom.get("counters"))
+        and _nums(custom.get("gauges"))
+        and (custom.get("histograms") is None or isinstance(custom.get("histograms"), dict))
+    )
+
+
 def metrics_summaries(backend: Backend, job_id: str) -> Iterator[dict[str, Any]]:
     """The metrics summary of every published attempt (workers store one only when they publish;
-    an attempt discarded at ``.done`` deletes its own). Unreadable summaries are skipped."""
+    an attempt discarded at ``.done`` deletes its own). Unreadable or malformed summaries are
+    skipped."""
     import json
 
     from slurmctl.errors import ObjectNotFoundError
@@ -162,5 +208,16 @@ def metrics_summaries(backend: Backend, job_id: str) -> Iterator[dict[str, Any]]
                 d = json.loads(backend.objects.get(key))
             except (ValueError, ObjectNotFoundError):
                 continue
-            if isinstance(d, dict):
+            if well_formed(d):
                 yield d
+
+
+def job_openmetrics(backend: Backend, job_id: str) -> str:
+    """The job's OpenMetrics text (``slurmctl metrics JOB`` and the server's
+    ``/jobs/{job}/metrics``): the rollup of its tasks' summaries and its tasks by state. Raises
+    JobNotFoundError (exit 5, HTTP 404) for an unknown job."""
+    from slurmctl.obs.metrics import openmetrics, rollup
+    from slurmctl.status import progress
+
+    p = progress(backend, job_id)
+    return openmetrics(job_id, rollup(metrics_summaries(backend, job_id)), p.task_states)

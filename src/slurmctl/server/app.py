@@ -7,6 +7,7 @@ Pages (HTML, the dashboard of :mod:`slurmctl.dashboard.render`) and the JSON the
     GET /api/jobs                         the job list (dashboard.data.list_jobs)
     GET /api/jobs/{job}                   the job's dashboard data (dashboard.data.collect)
     GET /api/jobs/{job}/tasks/{task}      one task's drill-down (dashboard.data.task_detail)
+    GET /jobs/{job}/metrics               the job's metrics, OpenMetrics text (as ``slurmctl metrics``)
 
 Errors are JSON ``{"error": message}``: 400 a malformed id, 404 an unknown job or task, 503 the
 backend failed. A job's data is computed once per ``ttl_s`` however many pages poll it. Links are
@@ -54,7 +55,7 @@ class _Cache:
 def create_app(backend: Backend, *, ttl_s: float = 5.0, refresh_s: float = REFRESH_S) -> Any:
     """The FastAPI application serving ``backend``'s jobs."""
     from fastapi import FastAPI, Request
-    from fastapi.responses import HTMLResponse, JSONResponse
+    from fastapi.responses import HTMLResponse, JSONResponse, Response
 
     from slurmctl import __version__
     from slurmctl.dashboard import data as ddata
@@ -85,6 +86,13 @@ def create_app(backend: Backend, *, ttl_s: float = 5.0, refresh_s: float = REFRE
         data = cache.get(keys.check_job_id(job_id))
         api = f"../api/jobs/{quote(job_id, safe='')}"
         return render.job_page(data, api=api, refresh_s=refresh_s, home="../")
+
+    @app.get("/jobs/{job_id}/metrics")
+    def job_metrics(job_id: str) -> Response:
+        from slurmctl.obs.read import job_openmetrics
+
+        text = job_openmetrics(backend, keys.check_job_id(job_id))
+        return Response(text, media_type="application/openmetrics-text; version=1.0.0; charset=utf-8")
 
     @app.get("/api/jobs")
     def api_jobs() -> list[dict[str, Any]]:

@@ -138,3 +138,33 @@ def test_a_name_used_for_two_kinds_is_emitted_once():
     families = [f for f in text_string_to_metric_families(text) if f.name == "slurmctl_custom_n"]
     assert len(families) == 1 and families[0].type == "counter"
     assert not math.isnan(families[0].samples[0].value)
+
+
+def test_a_malformed_summary_is_left_out_of_the_rollup():
+    """A summary with the wrong types (times as numbers, a string count) is skipped by the reader
+    rather than stopping `slurmctl metrics` or the server's /jobs/{job}/metrics with a traceback."""
+    from slurmctl.obs.read import well_formed
+
+    good = {
+        "format": 1,
+        "started": "2026-12-07T10:00:00.000Z",
+        "ended": None,
+        "wall_s": 1.5,
+        "items_ok": 3,
+        "failed_by_category": {"transient": 1},
+        "ratelimit": {"api": {"tokens": 2}},
+        "store": {"calls": 4, "seconds": 0.1},
+        "custom": {"counters": {"x": 1}},
+    }
+    assert well_formed(good)
+    for bad in (
+        {"started": 1765100000.0},
+        {"items_ok": "3"},
+        {"format": 2},
+        {"items_ok": True},
+        {"ratelimit": {"api": 5}},
+        {"custom": {"counters": {"x": "1"}}},
+        {"custom": []},
+    ):
+        assert not well_formed({**good, **bad}), bad
+    assert not well_formed([good])
