@@ -182,7 +182,7 @@ def well_formed(d: Any) -> bool:
         return False
     if not all(d.get(k) is None or isinstance(d[k], str) for k in ("started", "ended")):
         return False
-    custom = d.get("custom") or {}
+    custom = {} if d.get("custom") is None else d["custom"]
     return (
         _nums(d.get("failed_by_category"))
         and _nums(d.get("ratelimit"), nested=True)
