@@ -17,7 +17,7 @@ from slurmctl.retry.store import manifests
 from slurmctl.storage.open import open_backend
 from tests.e2e.cli import read_jsonl, slurmctl, submit_wait, write_job
 
-N = 20_000
+N = 200_000  # issue 14's acceptance: a 200k-item job, 1 % failing (half transient, half permanent)
 HANDLER = """
 import os
 from pathlib import Path
@@ -48,14 +48,14 @@ def test_transient_items_retried_permanent_never_output_once_by_id(tmp_path):
     job = write_job(
         tmp_path,
         "name: flaky\ninput: {path: in.jsonl}\nhandler: {function: 'flaky:handle'}\n"
-        "batch: {items: 1000}\nretry: {backoff: {base_s: 0.2, cap_s: 1}}\n"
+        "batch: {items: 10000}\nretry: {backoff: {base_s: 0.2, cap_s: 1}}\n"
         "executor: {kind: local, max_parallel: 2}\n",
     )
     root = tmp_path / "root"
     env = {"RETRY_MARKS": str(marks)}
     job_id, r = submit_wait(job, root, env=env, timeout=300)
     assert job_id and r.code == 9, r.err  # 9: items failed (the permanent ones)
-    assert "20000/20000 items, 100 failed" in r.err
+    assert f"{N}/{N} items, {N // 200} failed" in r.err, r.err
     transient = {n for n in range(N) if n % 200 == 7}
     permanent = {n for n in range(N) if n % 200 == 107}
 
@@ -70,7 +70,7 @@ def test_transient_items_retried_permanent_never_output_once_by_id(tmp_path):
 
     out = tmp_path / "out.jsonl"
     r = slurmctl("results", job_id, "-o", str(out), root=root)
-    assert r.code == 9 and "100 item(s) failed" in r.err, r.err
+    assert r.code == 9 and f"{N // 200} item(s) failed" in r.err, r.err
     ids = [row["_item_id"] for row in read_jsonl(out)]
     assert len(ids) == len(set(ids)) == N - len(permanent)
     assert set(ids) == set(range(N)) - permanent
@@ -78,7 +78,7 @@ def test_transient_items_retried_permanent_never_output_once_by_id(tmp_path):
     assert sorted(e["item_id"] for e in errors) == sorted(permanent)
     assert {e["category"] for e in errors} == {"permanent"}
     agg = json.loads(out.with_name(out.name + ".manifest.json").read_text())
-    assert (agg["items_ok"], agg["items_failed"], agg["rows"]) == (N - 100, 100, N - 100)
+    assert (agg["items_ok"], agg["items_failed"], agg["rows"]) == (N - N // 200, N // 200, N - N // 200)
 
 
 ONCE = """

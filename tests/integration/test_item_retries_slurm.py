@@ -15,7 +15,7 @@ from tests.e2e.cli import read_jsonl, slurmctl, submit_wait
 
 pytestmark = pytest.mark.slurm
 
-N = 2000
+N = 200_000  # issue 14's acceptance: a 200k-item job, 1 % failing (half transient, half permanent)
 HANDLER = """
 import os
 from pathlib import Path
@@ -45,7 +45,7 @@ def test_item_retries_on_slurm(slurm_cluster, tmp_path, executor):
     (tmp_path / "in.jsonl").write_text("".join(json.dumps({"n": i}) + "\n" for i in range(N)))
     job = tmp_path / "job.yaml"
     job.write_text(
-        "name: rs\ninput: {path: in.jsonl}\nhandler: {function: 'h:handle'}\nbatch: {items: 500}\n"
+        "name: rs\ninput: {path: in.jsonl}\nhandler: {function: 'h:handle'}\nbatch: {items: 10000}\n"
         "resources: {mem_gb: 0.25}\nretry: {backoff: {base_s: 0.5, cap_s: 1}}\n"
         f"executor: {executor}\n"
     )
@@ -61,7 +61,7 @@ def test_item_retries_on_slurm(slurm_cluster, tmp_path, executor):
         ]
         if ids:
             subprocess.run(["scancel", *ids], check=False)
-    assert job_id and r.code == 9 and f"{N}/{N} items, 10 failed" in r.err, r.err
+    assert job_id and r.code == 9 and f"{N}/{N} items, {N // 200} failed" in r.err, r.err
     permanent = {n for n in range(N) if n % 200 == 107}
     plans = [m for m in manifests(local_backend(root), job_id) if m.items]
     assert sorted(i for m in plans for ids in m.items.values() for i in ids) == [
