@@ -100,9 +100,14 @@ class Inbox:
         out: list[str] = []
         for m in self.queue.receive(max_messages=10, visibility_s=60, wait_s=0):
             body = m.body
+            if not isinstance(body, dict):  # not ours (a list, a number): never stop a pilot for it
+                log.warning("job %s: an SQS retry message that is not slurmctl's: %r", self.job_id, body)
+                continue  # left alone: after its receives it goes to the dead-letter queue
             try:
                 not_before = float(body.get("not_before", 0.0))
             except (TypeError, ValueError):
+                not_before = 0.0
+            if not math.isfinite(not_before):
                 not_before = 0.0
             now = time.time()
             if body.get("job") == self.job_id and isinstance(body.get("task"), str) and not_before <= now:
