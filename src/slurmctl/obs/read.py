@@ -4,6 +4,7 @@ attempts under ``jobs/<job>/logs/live/`` (local backend). Reads only."""
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -190,8 +191,32 @@ def well_formed(d: Any) -> bool:
         and isinstance(custom, dict)
         and _nums(custom.get("counters"))
         and _nums(custom.get("gauges"))
-        and (custom.get("histograms") is None or isinstance(custom.get("histograms"), dict))
+        and _histograms(custom.get("histograms"))
     )
+
+
+def _bound(k: Any) -> bool:
+    if k == "+Inf":
+        return True
+    try:
+        return math.isfinite(float(k))
+    except (TypeError, ValueError):
+        return False
+
+
+def _histograms(h: Any) -> bool:
+    """``{name: {"count", "sum", "buckets": {le: cumulative count}}}`` with numbers throughout."""
+    if h is None:
+        return True
+    if not isinstance(h, dict):
+        return False
+    for v in h.values():
+        if not isinstance(v, dict) or not all(v.get(k) is None or _num(v[k]) for k in ("count", "sum")):
+            return False
+        b = v.get("buckets") or {}
+        if not isinstance(b, dict) or not all(_bound(k) and _num(c) for k, c in b.items()):
+            return False
+    return True
 
 
 def metrics_summaries(backend: Backend, job_id: str) -> Iterator[dict[str, Any]]:
