@@ -3,7 +3,7 @@
 ``--project`` shows a project's entries and its jobs' (its owners and site admins may); without it,
 the whole log (site admins: ``$SLURMCTL_ADMINS``, default ``root``). ``--since`` takes an ISO date
 or time (UTC) or an age (``30m``, ``12h``, ``7d``). Exit codes: 0 done; 2 bad ``--since`` or URL;
-5 no such project; 6 the database failed; 12 not allowed.
+5 no such project; 6 the database failed; 14 not allowed.
 """
 
 from __future__ import annotations
@@ -29,7 +29,12 @@ def parse_since(text: str, now: datetime) -> datetime:
     m = _AGE.match(text.strip())
     if m:
         unit = {"m": "minutes", "h": "hours", "d": "days"}[m.group(2)]
-        return now - timedelta(**{unit: int(m.group(1))})
+        try:
+            return now - timedelta(**{unit: int(m.group(1))})
+        except OverflowError:
+            raise ConfigError(
+                f"--since {text!r}: too far back; give at most 100000d or an ISO date"
+            ) from None
     try:
         when = datetime.fromisoformat(text.strip())
     except ValueError:

@@ -59,7 +59,9 @@ def submit(
 
 @cp_app.command("recover")
 def recover(
-    grace: Annotated[float, typer.Option("--grace", help="only jobs accepted this many seconds ago")] = 300,
+    grace: Annotated[
+        float, typer.Option("--grace", min=0, max=31_536_000, help="only jobs accepted this many seconds ago")
+    ] = 300,
     cluster: ClusterOpt = None,
     url: UrlOpt = None,
 ) -> None:
@@ -110,7 +112,8 @@ def poll(
         int | None, typer.Option("--polls", min=1, help="stop after N polls (default: run on)")
     ] = None,
     grace: Annotated[
-        float, typer.Option("--grace", help="recover jobs accepted this many seconds ago")
+        float,
+        typer.Option("--grace", min=0, max=31_536_000, help="recover jobs accepted this many seconds ago"),
     ] = 300,
     cluster: ClusterOpt = None,
     url: UrlOpt = None,

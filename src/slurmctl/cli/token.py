@@ -3,7 +3,7 @@
 The caller is the Unix user; ``--user`` (another user's tokens) needs a site admin
 (``$SLURMCTL_ADMINS``, default ``root``). The secret is printed once, by ``create``; the database
 keeps its sha256. Exit codes: 0 done; 2 bad scope, lifetime or URL; 5 no such token; 6 the database
-failed; 12 not allowed.
+failed; 14 not allowed.
 """
 
 from __future__ import annotations

@@ -117,6 +117,9 @@ class Role(StrEnum):
         return self in (Role.OWNER, Role.MEMBER)
 
 
+MAX_HOURS = 1e12  # 6e13 minutes: far beyond any real grant, well inside Slurm's 64-bit TRES minutes
+
+
 class ResourceAllocation(_Entity):
     """Compute granted to a project on one cluster (optionally one partition) for a period.
 
@@ -127,9 +130,10 @@ class ResourceAllocation(_Entity):
 
     cluster: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
     partition: str | None = Field(default=None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
-    cpu_hours: float = Field(default=0, ge=0, allow_inf_nan=False)
-    gpu_hours: float = Field(default=0, ge=0, allow_inf_nan=False)
-    mem_gb_hours: float = Field(default=0, ge=0, allow_inf_nan=False)
+    # Bounded so that GrpTRESMins (minutes, a 64-bit integer in Slurm) can hold them.
+    cpu_hours: float = Field(default=0, ge=0, le=MAX_HOURS, allow_inf_nan=False)
+    gpu_hours: float = Field(default=0, ge=0, le=MAX_HOURS, allow_inf_nan=False)
+    mem_gb_hours: float = Field(default=0, ge=0, le=MAX_HOURS, allow_inf_nan=False)
     period_start: datetime
     period_end: datetime
 

@@ -115,6 +115,10 @@ def test_allocation_invariants():
         alloc(gpu_hours=float("inf"))
     with pytest.raises(ConfigError, match="timezone-aware"):
         alloc(period_start=datetime(2026, 1, 1))
+    # A grant Slurm's 64-bit TRES minutes cannot hold is refused before it is stored.
+    with pytest.raises(ConfigError, match="less than or equal"):
+        alloc(cpu_hours=1e307)
+    assert alloc(mem_gb_hours=1e12).tres_minutes()["mem"] > 0
 
 
 def test_allocation_tres_minutes_units():
