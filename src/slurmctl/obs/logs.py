@@ -251,12 +251,17 @@ class TaskLog(logging.Handler):
     def install(self) -> TaskLog:
         root = logging.getLogger()
         root.addHandler(self)
+        self._root_level: int | None = root.level
         if root.level > self.level:  # the task log's level wins for this task
             root.setLevel(self.level)
         return self
 
     def close(self) -> None:
-        logging.getLogger().removeHandler(self)
+        root = logging.getLogger()
+        root.removeHandler(self)
+        if getattr(self, "_root_level", None) is not None:  # the next task (a pilot's) starts as before
+            root.setLevel(self._root_level)
+            self._root_level = None
         if self._f is not None:
             with contextlib.suppress(OSError):
                 self._f.close()

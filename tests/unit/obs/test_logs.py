@@ -189,3 +189,14 @@ def test_result_manifest_schema_2_is_read_and_newer_refused():
         ResultManifest.from_json(json.dumps({**doc, "schema_version": 3}))
     with pytest.raises(StateError, match="reads up to 1"):  # other documents stay at 1
         Job.from_json(json.dumps({"schema_version": 2}))
+
+
+def test_a_debug_task_leaves_the_root_level_as_it_found_it(tmp_path, captured):
+    """A pilot runs many tasks in one process: one task's debug level must not stay for the next
+    (nor open library loggers' debug output into later tasks' logs)."""
+    logs.configure(logging.WARNING, json_lines=True, stream=captured)
+    before = logging.getLogger().level
+    tl = logs.TaskLog(tmp_path / "t.a1.jsonl", logging.DEBUG).install()
+    assert logging.getLogger().level == logging.DEBUG
+    tl.close()
+    assert logging.getLogger().level == before
