@@ -72,6 +72,8 @@ def recover(
     sub.grace = timedelta(seconds=grace)
     report = sub.recover(_actor())
     print(f"recovered: {report.found} found in Slurm, {report.submitted} submitted, {report.failed} failed")
+    if report.others:
+        print(f"{report.others} accepted job(s) of other users left for their own `slurmctl cp recover`")
     for line in report.errors:
         print(f"  {line}")
     if report.failed:

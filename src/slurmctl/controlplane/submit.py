@@ -17,7 +17,10 @@ than slurmctld has it.
 
 ``grace`` must exceed the longest a live ``submit`` can take (sbatch's timeout and retries), and one
 process per cluster recovers (the poller): two recoverers could both find a token absent and both
-submit it.
+submit it. sbatch runs a job as the Unix user who calls it, so recovery submits only the jobs of the
+user it runs as; another user's accepted job that never reached Slurm is left for that user's
+``slurmctl cp recover`` (counted in ``others``). A job accepted earlier (an idempotency key replayed)
+is looked up by its token before any sbatch: the first attempt's sbatch may have reached Slurm.
 
 Raises: NotFoundError (unknown project), SubmissionError (sbatch failed), SchedulerQueryError,
 StorageError, ConflictError.
@@ -60,7 +63,16 @@ class RecoveryReport:
     """accepted jobs Slurm did not have: submitted now"""
     failed: int = 0
     """submissions sbatch refused (the job is failed) or that failed transiently (left accepted)"""
+    others: int = 0
+    """accepted jobs of other users not in Slurm: left for their submitter's `cp recover`"""
     errors: list[str] = field(default_factory=list)
+
+
+def _unix_user() -> str:
+    import os
+    import pwd
+
+    return pwd.getpwuid(os.geteuid()).pw_name
 
 
 def new_token() -> str:
@@ -75,9 +87,17 @@ class Submitter:
     """Accepts, submits and recovers the sbatch jobs of one cluster."""
 
     def __init__(
-        self, repo: Repository, slurm: SlurmSubmit, *, cluster: str, grace: timedelta = DEFAULT_GRACE
+        self,
+        repo: Repository,
+        slurm: SlurmSubmit,
+        *,
+        cluster: str,
+        grace: timedelta = DEFAULT_GRACE,
+        unix_user: str | None = None,
     ) -> None:
         self.repo, self.slurm, self.cluster, self.grace = repo, slurm, cluster, grace
+        self.unix_user = unix_user or _unix_user()
+        self._fresh: set[str] = set()  # tokens of jobs this Submitter accepted (nothing sbatched yet)
 
     def accept(
         self, *, project: str, script: str, actor: Actor, idempotency_key: str | None = None
@@ -95,7 +115,10 @@ class Submitter:
             script=script,
             idempotency_key=idempotency_key,
         )
-        return self.repo.create_job(job, actor)[0]
+        v, created = self.repo.create_job(job, actor)
+        if created and v.entity.submit_token:
+            self._fresh.add(v.entity.submit_token)
+        return v
 
     def submit(self, v: Versioned[Job], actor: Actor) -> Versioned[Job]:
         """sbatch an accepted job and record its Slurm id. A job past accepted is returned as is.
@@ -108,6 +131,14 @@ class Submitter:
             raise ConflictError(
                 f"job/{job.id}", "an accepted job without script or token cannot be submitted"
             )
+        if job.submit_token not in self._fresh:  # accepted before (a replay, recovery): in Slurm?
+            found = dict(self.slurm.find_names_in_queue([job.submit_token]))
+            if job.submit_token not in found:
+                since = job.created_at - timedelta(minutes=1)
+                found.update(self.slurm.find_names_in_accounting([job.submit_token], since))
+            if job.submit_token in found:
+                return self._record(v, found[job.submit_token], actor)
+        self._fresh.discard(job.submit_token)
         account = self.repo.get_project(job.project).entity.slurm_account
         options = [f"--account={account}", f"--job-name={job.submit_token}"]
         try:
@@ -159,7 +190,10 @@ class Submitter:
                     if slurm_id is not None:
                         self._record(v, slurm_id, actor)
                         report.found += 1
+                    elif v.entity.submitted_by != self.unix_user:  # sbatch would run it as us
+                        report.others += 1
                     else:
+                        self._fresh.add(v.entity.submit_token or "")  # just looked up: not in Slurm
                         self.submit(v, actor)
                         report.submitted += 1
                 except (SubmissionError, ConflictError) as exc:

@@ -58,8 +58,8 @@ def lab(repo: Repository) -> ResearchProject:
     return p
 
 
-def _submitter(repo, fake, grace=timedelta(0)):
-    return Submitter(repo, fake, cluster="dev", grace=grace)
+def _submitter(repo, fake, grace=timedelta(0), unix_user="alice"):
+    return Submitter(repo, fake, cluster="dev", grace=grace, unix_user=unix_user)
 
 
 def test_accept_commits_before_sbatch_and_submit_records_the_id(repo: Repository, lab):
@@ -125,6 +125,32 @@ def test_recover_looks_all_tokens_up_at_once_then_records_or_submits(repo: Repos
     assert sub.recover(ACTOR).found == 0 and fake.calls == []  # nothing accepted: no Slurm call
 
 
+def test_recover_leaves_other_users_jobs_to_them(repo: Repository, lab):
+    """sbatch runs a job as whoever calls it: recovery run by bob (or root) records the ids of
+    alice's jobs that reached Slurm but never sbatches her script itself."""
+    fake = FakeSlurm()
+    alices = _submitter(repo, fake)
+    jobs = [alices.accept(project="lab", script=SCRIPT, actor=ACTOR).entity for _ in range(2)]
+    fake.queue[jobs[0].submit_token] = "7"
+    report = _submitter(repo, fake, unix_user="bob").recover(Actor("bob", "test"))
+    assert (report.found, report.submitted, report.others) == (1, 0, 1)
+    assert "sbatch" not in [c[0] for c in fake.calls]
+    assert repo.get_job(jobs[1].id).entity.state == JobState.ACCEPTED
+    assert _submitter(repo, fake).recover(ACTOR).submitted == 1  # alice's own recovery submits it
+
+
+def test_a_replayed_key_looks_its_token_up_before_sbatch(repo: Repository, lab):
+    """The first `cp submit` with a key timed out in sbatch after Slurm took the job: the replay
+    (a new process, the same key) finds it by its token and does not submit it again."""
+    fake = FakeSlurm()
+    v = _submitter(repo, fake).accept(project="lab", script=SCRIPT, actor=ACTOR, idempotency_key="k")
+    fake.queue[v.entity.submit_token] = "9"  # the first sbatch reached slurmctld
+    again = _submitter(repo, fake)
+    w = again.accept(project="lab", script=SCRIPT, actor=ACTOR, idempotency_key="k")
+    done = again.submit(w, ACTOR)
+    assert done.entity.slurm_job_ids == ("9",) and "sbatch" not in [c[0] for c in fake.calls]
+
+
 def test_recover_leaves_jobs_younger_than_the_grace_period(repo: Repository, lab):
     fake = FakeSlurm()
     sub = _submitter(repo, fake, grace=timedelta(minutes=5))
@@ -136,7 +162,7 @@ def test_recover_leaves_jobs_younger_than_the_grace_period(repo: Repository, lab
 
 def test_recover_only_touches_its_cluster(repo: Repository, lab):
     fake = FakeSlurm()
-    other = Submitter(repo, fake, cluster="other", grace=timedelta(0))
+    other = Submitter(repo, fake, cluster="other", grace=timedelta(0), unix_user="alice")
     v = other.accept(project="lab", script=SCRIPT, actor=ACTOR)
     assert _submitter(repo, fake).recover(ACTOR).submitted == 0 and fake.calls == []
     assert repo.get_job(v.entity.id).entity.state == JobState.ACCEPTED
