@@ -14,6 +14,7 @@ given, recover jobs a crash left accepted: the poller is the one recoverer of it
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import defaultdict
@@ -25,11 +26,15 @@ from typing import Any, Protocol
 from slurmctl.controlplane.domain import Job, JobState, utcnow
 from slurmctl.controlplane.repo import Actor, Repository, Versioned
 from slurmctl.controlplane.submit import Submitter
-from slurmctl.errors import ConflictError, StateError
+from slurmctl.errors import ConflictError, SchedulerQueryError, StateError, StorageError
 from slurmctl.slurm.states import JobState as SlurmState
 from slurmctl.slurm.watcher import BackoffSchedule
 
+log = logging.getLogger(__name__)
+
 TRACKED = (JobState.SUBMITTED, JobState.RUNNING)
+SACCT_LOOKBACK = timedelta(days=7)
+"""The oldest a poll's sacct window starts: slurmdbd scans the whole window on every poll."""
 _STARTED = {SlurmState.RUNNING, SlurmState.COMPLETING, SlurmState.SUSPENDED}
 _QUEUED = {SlurmState.PENDING, SlurmState.REQUEUED}
 
@@ -115,9 +120,8 @@ class Poller:
                 for v in jobs
                 if lost_set & set(v.entity.slurm_job_ids)
             )
-            rows = self.slurm.sacct(
-                lost, start=first - timedelta(minutes=1), allocations_only=True, fields=("JobID", "State")
-            )
+            start = max(first - timedelta(minutes=1), utcnow() - SACCT_LOOKBACK)
+            rows = self.slurm.sacct(lost, start=start, allocations_only=True, fields=("JobID", "State"))
             for row in rows:
                 if not row.is_step:
                     seen[str(row.ref.job)].append(row.state)
@@ -151,10 +155,14 @@ class Poller:
         polls = 0
         while not (stop is not None and stop.is_set()) and (max_polls is None or polls < max_polls):
             recovered = 0
-            if self.submitter is not None:
-                r = self.submitter.recover(self.actor)
-                recovered = r.found + r.submitted
-            report = self.poll_once()
+            try:
+                if self.submitter is not None:
+                    r = self.submitter.recover(self.actor)
+                    recovered = r.found + r.submitted
+                report = self.poll_once()
+            except (SchedulerQueryError, StorageError) as exc:  # Slurm or the database a moment away
+                log.warning("cluster %s: poll failed, trying again later: %s", self.cluster, exc)
+                report = PollReport(0, 0, 0)
             polls += 1
             if on_poll is not None:
                 on_poll(report)

@@ -129,3 +129,43 @@ def test_poll_uses_the_submission_time_as_the_sacct_window(repo: Repository, tra
     Poller(repo, fake, cluster="dev", actor=ACTOR).poll_once()
     first = min(repo.get_job(j.id).entity.submitted_at for j in tracked)
     assert first - timedelta(minutes=5) <= seen["start"] <= first <= utcnow()
+
+
+def test_a_failed_poll_is_logged_and_the_next_one_runs(repo: Repository, tracked: list[Job]):
+    """squeue timing out once (slurmctld busy) must not end the poller daemon."""
+    from slurmctl.errors import SchedulerQueryError
+
+    fake = FakeSlurm()
+    real = fake.squeue
+    failures = iter([True])
+
+    def squeue(job_ids):
+        if next(failures, False):
+            raise SchedulerQueryError("squeue timed out")
+        return real(job_ids)
+
+    fake.squeue = squeue  # type: ignore[method-assign]
+    for j in tracked:
+        fake.queue[j.slurm_job_ids[0]] = S.RUNNING
+    reports: list = []
+    Poller(repo, fake, cluster="dev", actor=ACTOR).run(
+        max_polls=2, sleep=lambda s: None, on_poll=reports.append
+    )
+    assert reports[0].tracked == 0 and reports[1].changed == len(tracked)
+
+
+def test_the_sacct_window_is_bounded(repo: Repository, tracked: list[Job], monkeypatch):
+    """A job lost for months does not make every poll ask slurmdbd about months."""
+    from slurmctl.controlplane import poller as mod
+
+    fake = FakeSlurm()
+    seen = {}
+
+    def sacct(job_ids, *, start, allocations_only, fields):
+        seen["start"] = start
+        return []
+
+    fake.sacct = sacct  # type: ignore[method-assign]
+    monkeypatch.setattr(mod, "utcnow", lambda: utcnow() + timedelta(days=90))
+    Poller(repo, fake, cluster="dev", actor=ACTOR).poll_once()
+    assert seen["start"] >= utcnow() + timedelta(days=90) - mod.SACCT_LOOKBACK - timedelta(minutes=1)
