@@ -117,7 +117,10 @@ def _issue(cond: dict[str, Any], event: str, channels: list[str], now: float) ->
     deliveries = cond.setdefault("deliveries", {})
     for name in channels:
         old = deliveries.get(name) or {}
-        triggered = bool(old.get("triggered"))
+        # A trigger being sent right now (claimed, not yet marked) may reach the channel: resolve it
+        # too, or an incident would stay open (a resolve for a trigger that failed is harmless).
+        in_flight = old.get("event") == "trigger" and old.get("claim") is not None
+        triggered = bool(old.get("triggered")) or in_flight
         if event == "resolve" and not triggered:
             deliveries.pop(name, None)  # its trigger never went out: nothing to resolve
             continue

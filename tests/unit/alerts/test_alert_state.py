@@ -94,3 +94,13 @@ def test_old_resolved_conditions_are_dropped() -> None:
     rec = sent_all(step(rec, [], 2000), "A", 2000)
     assert "stall" in step(rec, [], 2000 + S.KEEP_S - 1)["conditions"]
     assert "stall" not in step(rec, [], 2000 + S.KEEP_S)["conditions"]
+
+
+def test_a_resolve_while_the_trigger_is_being_sent_is_not_lost() -> None:
+    """A (the runner) claimed the trigger and is still sending it when B (cron's `alerts check`)
+    sees the job ended: B issues the resolve; A's late mark leaves B's resolve alone."""
+    rec = step(None, [STALL], 1000, token="A")
+    rec = step(rec, [], 1001, token="B", ended=True)
+    assert events(S.claimed(rec, "B")) == [("stall", "email", "resolve"), ("stall", "hook", "resolve")]
+    late = S.mark(rec, {("stall", "email"): None, ("stall", "hook"): None}, token="A", now=1002, backoff_s=1)
+    assert late is None or events(S.claimed(late, "B")) == events(S.claimed(rec, "B"))
