@@ -57,6 +57,19 @@ def test_every_committed_audit_row_is_copied_once(db_engine, tmp_path):
     assert [r["action"] for r in _lines(path)] == ["job.cancelled"]
 
 
+def test_a_copy_that_cannot_be_appended_does_not_fail_the_committed_change(db_engine, tmp_path):
+    """The copy is appended after the commit: failing it there would report a committed job as
+    failed (and invite a second submission); the table keeps the rows, the change stands."""
+    from slurmctl.controlplane.db import upgrade
+
+    upgrade(db_engine)
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    repo = Repository(db_engine, audit_jsonl=blocker / "audit.jsonl")  # its parent is a file
+    v = repo.create_project(ResearchProject.build(name="lab", pi="olga"), ACTOR)
+    assert v.entity.name == "lab" and [r.action for r in repo.audit()] == ["project.create"]
+
+
 def test_audit_by_project_includes_its_jobs_and_since(repo: Repository):
     repo.create_project(ResearchProject.build(name="lab", pi="olga"), ACTOR)
     repo.create_project(ResearchProject.build(name="other", pi="olga"), ACTOR)
