@@ -166,9 +166,25 @@ class ReduceConfig(Strict):
         return v
 
 
+class AggregateResources(Strict):
+    """What a merge array element asks Slurm for, over the job's ``resources``."""
+
+    cpus: int | None = Field(None, gt=0, description="CPUs per merge node (default: resources.cpus)")
+    mem_gb: float | None = Field(None, gt=0, description="memory per merge node (default: resources.mem_gb)")
+    time_min: int | None = Field(
+        None, gt=0, description="time limit per merge node (default: resources.time_min)"
+    )
+    partition: str | None = Field(None, description="default: resources.partition")
+
+
 class AggregateConfig(Strict):
-    where: Literal["local"] = Field(
-        "local", description="local: merge processes on the machine that runs results"
+    where: Literal["local", "slurm"] = Field(
+        "local",
+        description="local: merge processes on the machine that runs results; slurm: one job array per "
+        "tree level",
+    )
+    resources: AggregateResources | None = Field(
+        None, description="slurm: the merge arrays' resources, over the job's resources"
     )
     fan_in: int = Field(256, ge=2, le=100_000, description="inputs per merge node (results, then nodes)")
     processes: int | None = Field(None, ge=1, le=1024, description="merge processes at once (default: cores)")
