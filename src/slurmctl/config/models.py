@@ -190,8 +190,9 @@ class AggregateConfig(Strict):
     processes: int | None = Field(None, ge=1, le=1024, description="merge processes at once (default: cores)")
     when: Literal["manual", "auto"] = Field(
         "manual",
-        description="manual: `slurmctl results JOB` runs the merge; auto: the local runner runs it into "
-        "output.path once every task has published",
+        description="manual: `slurmctl results JOB` runs the merge; auto: the local runner (slurm: the "
+        "watch loop of submit --wait / status --watch) runs it into output.path once every task has "
+        "published",
     )
     reduce: ReduceConfig | None = Field(
         None, description="a user reduction applied at every merge node: the output holds one row per key"
@@ -280,11 +281,6 @@ class JobConfig(Strict):
     def _auto_aggregate(self) -> JobConfig:
         if self.aggregate.when == "auto" and not self.output.path:
             raise ValueError("aggregate.when: auto needs output.path (where the merged output goes)")
-        if self.aggregate.when == "auto" and self.executor.kind != "local":
-            raise ValueError(
-                "aggregate.when: auto runs in the local executor's runner; with executor.kind slurm "
-                "use when: manual and `slurmctl results JOB`"
-            )
         return self
 
     @model_validator(mode="after")
