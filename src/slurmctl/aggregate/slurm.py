@@ -7,11 +7,13 @@ split as the executor splits task arrays (indices ``0..n-1`` and an offset per c
 waited for with the executor's poll discipline (:class:`~slurmctl.slurm.watcher.StatusWatcher`: one
 squeue per poll for the level's array, growing intervals), then every submitted node is checked
 (``node.valid``); a level with nodes that are not valid raises SchedulerError naming them and the
-log of the first, and a re-run of ``slurmctl results`` submits only those.
+log of the first, and a re-run of ``slurmctl results`` submits only those. A wait that is
+interrupted cancels the level's arrays (they are this run's own).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import string
 import sys
@@ -130,7 +132,14 @@ class SlurmRunner:
             expected_tasks={a: rel for a, rel, _ in arrays},
             schedule=self.schedule,
         )
-        watcher.wait()
+        try:
+            watcher.wait()
+        except BaseException:
+            # Interrupted (Ctrl-C, Slurm unreachable): stop this level's arrays, so that a re-run
+            # does not merge the same nodes while they still run.
+            with contextlib.suppress(SchedulerError):
+                self.client.scancel([a for a, _, _ in arrays])
+            raise
         done: list[NodeManifest] = []
         failed: list[str] = []
         log: Path | None = None

@@ -178,3 +178,23 @@ def test_config_accepts_where_slurm_and_resources():
     with pytest.raises(ValueError):
         AggregateConfig.model_validate({"where": "cloud"})
     assert merge_resources(CONFIG)["mem_gb"] == 0.5 and merge_resources(CONFIG)["time_min"] == 30
+
+
+def test_an_interrupted_wait_cancels_the_levels_array(tmp_path):
+    class Interrupted(FakeSlurm):
+        def squeue(self, job_ids, *, all_states: bool = True):
+            raise KeyboardInterrupt
+
+        def scancel(self, job_ids):
+            self.cancelled = list(job_ids)
+
+    fake = Interrupted()
+    with pytest.raises(KeyboardInterrupt):
+        aggregate(
+            local_backend(published(tmp_path, "r", tasks=10)),
+            "j",
+            tmp_path / "o.jsonl",
+            settings=Settings.of_job(CONFIG),
+            client=fake,  # type: ignore[arg-type]
+        )
+    assert fake.calls["sbatch"] == 1 and fake.cancelled == ["1001"]
