@@ -17,7 +17,6 @@ import contextlib
 import json
 import string
 import sys
-import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -119,26 +118,26 @@ class SlurmRunner:
         by_index = {s.index: s for s in todo}
         self.log_dir(first.job_id).mkdir(parents=True, exist_ok=True)
         throttle = merge_resources(self.config).get("array_throttle")
-        submitted_at = datetime.fromtimestamp(time.time())
+        submitted_at = datetime.now()
         arrays: list[tuple[str, list[int], int]] = []
-        chunks = array_chunks(list(by_index), self._max_array_size())
-        for offset, rel in chunks:
-            script = self.script(first, array_spec(rel, throttle), offset, first.output_path is not None)
-            arrays.append((self.client.sbatch(script_text=script), rel, offset))
-        watcher = StatusWatcher(
-            self.client,
-            [a for a, _, _ in arrays],
-            submitted_at=submitted_at,
-            expected_tasks={a: rel for a, rel, _ in arrays},
-            schedule=self.schedule,
-        )
         try:
+            for offset, rel in array_chunks(list(by_index), self._max_array_size()):
+                script = self.script(first, array_spec(rel, throttle), offset, first.output_path is not None)
+                arrays.append((self.client.sbatch(script_text=script), rel, offset))
+            watcher = StatusWatcher(
+                self.client,
+                [a for a, _, _ in arrays],
+                submitted_at=submitted_at,
+                expected_tasks={a: rel for a, rel, _ in arrays},
+                schedule=self.schedule,
+            )
             watcher.wait()
         except BaseException:
-            # Interrupted (Ctrl-C, Slurm unreachable): stop this level's arrays, so that a re-run
-            # does not merge the same nodes while they still run.
-            with contextlib.suppress(SchedulerError):
-                self.client.scancel([a for a, _, _ in arrays])
+            # Interrupted (Ctrl-C, Slurm unreachable, an sbatch of a later chunk failed): stop this
+            # level's arrays, so that a re-run does not merge the same nodes while they still run.
+            if arrays:
+                with contextlib.suppress(SchedulerError):
+                    self.client.scancel([a for a, _, _ in arrays])
             raise
         done: list[NodeManifest] = []
         failed: list[str] = []
