@@ -74,8 +74,10 @@ def test_results_where_slurm_equals_local_merge(slurm_cluster, tmp_path):
     commands = [line.split()[0] for line in lines if not line.startswith("submitted ")]
     assert commands.count("sbatch") == 3 and len(ids) == 3  # one array per level
     assert commands.count("scontrol") == 1  # MaxArraySize
-    # Polls: one squeue (or sacct) per poll, growing intervals, bounded.
-    assert 3 <= commands.count("squeue") + commands.count("sacct") <= 60, lines
+    # Polls: one squeue (or sacct) per poll, naming the level's one array; growing intervals, bounded.
+    polls = [line.split() for line in lines if line.startswith(("squeue ", "sacct "))]
+    assert 3 <= len(polls) <= 120, lines
+    assert all(p[p.index("-j") + 1] in ids for p in polls if "-j" in p), lines
     assert set(commands) <= {"sbatch", "squeue", "sacct", "scontrol"}
     assert "level 0: merged 10 node(s), 0 already done" in r.err
     # A re-run finds every node valid: no Slurm command at all.
