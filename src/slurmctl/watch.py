@@ -12,22 +12,28 @@ tasks when their not-before time has passed.
 
 This is what ``slurmctl submit --wait`` and ``slurmctl status --watch`` run. Unless the executor's
 own runner does it (local), the job's alerts are evaluated meanwhile in a thread
-(slurmctl.alerts.evaluate.AlertLoop), with one last look when the loop ends."""
+(slurmctl.alerts.evaluate.AlertLoop), with one last look when the loop ends; and with
+``aggregate.when: auto`` a job that succeeded is merged into ``output.path`` before it returns."""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from slurmctl.coordinator import record_retry
 from slurmctl.executors.base import Executor
 from slurmctl.lifecycle import Lifecycle, attempts_left
 from slurmctl.model.states import TaskState
 from slurmctl.status import JobProgress, progress
+from slurmctl.storage.base import Backend
 
 if TYPE_CHECKING:
     from slurmctl.retry.store import AutoRetry
+
+log = logging.getLogger(__name__)
 
 _DONE = ("succeeded", "cancelled")
 _PLAN_LAST = ("succeeded", "failed")  # a job that ended so gets a last planning pass (not cancelled)
@@ -59,10 +65,30 @@ def watch(
 
         alerts = start_alerts(executor.backend, executor.job.job_id, executor.job.config)
     try:
-        return _watch(executor, on_progress, lo, hi, progress_s, resubmit, sleep, clock, auto)
+        final = _watch(executor, on_progress, lo, hi, progress_s, resubmit, sleep, clock, auto)
     finally:
         if alerts is not None:
             alerts.stop()  # one last look: a job that ended resolves its conditions
+    config = executor.job.config
+    if (
+        final.state == "succeeded"
+        and (config.get("aggregate") or {}).get("when") == "auto"
+        and executor.kind != "local"  # the local runner merges itself
+    ):
+        auto_merge(executor.backend, executor.job.job_id, config)
+    return final
+
+
+def auto_merge(backend: Backend, job_id: str, config: dict[str, Any]) -> None:
+    """``aggregate.when: auto``: merge the succeeded job into ``output.path`` (where the job file's
+    ``aggregate.where`` says). Raises the merge's errors."""
+    out = config.get("output") or {}
+    if not out.get("path"):
+        return
+    from slurmctl.aggregate import aggregate
+
+    m = aggregate(backend, job_id, Path(out["path"]), out.get("format"))
+    log.info("merged %d rows into %s (%d nodes merged)", m.rows, m.output_path, m.nodes_run)
 
 
 def _watch(

@@ -8,6 +8,8 @@ merge nodes with bounded memory, resumable node by node (docs/aggregation.md).
     node.py       one merge node: verify inputs, write output, manifest, .done
     reduce.py     user reductions applied at every node
     run.py        the levels on this machine with N processes; --status, --redo-level
+    slurm.py      the levels as Slurm job arrays (where: slurm)
+    node_main.py  one node as a process: what an element of a merge array runs
 """
 
 from slurmctl.aggregate.run import Settings, aggregate

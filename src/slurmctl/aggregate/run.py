@@ -1,4 +1,5 @@
-"""Run the merge tree on this machine: level by level, the nodes of a level in N processes.
+"""Run the merge tree level by level: the nodes of a level in N processes on this machine, or as
+one Slurm job array (``where: slurm``, slurmctl.aggregate.slurm).
 
 Order of durable steps: discovery (nothing written) → the plan (``aggregate/plan.json``) → level 0
 … the root (each node: output, manifest, ``.done``) → the errors file of the still-failed items →
@@ -20,7 +21,7 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -35,6 +36,10 @@ from slurmctl.model.manifests import AggregationManifest
 from slurmctl.storage import keys
 from slurmctl.storage.base import Backend
 
+if TYPE_CHECKING:
+    from slurmctl.aggregate.slurm import SlurmRunner
+    from slurmctl.slurm.client import SlurmClient
+
 DEFAULT_FAN_IN = 256  # measured: docs/performance.md, "Aggregation"
 
 
@@ -46,6 +51,8 @@ class Settings:
     processes: int = 0  # 0: the machine's cores
     reduce: dict[str, Any] | None = None
     python_path: list[str] | None = None
+    where: str = "local"  # slurm: one job array per level (slurmctl.aggregate.slurm)
+    config: dict[str, Any] | None = None  # the job file (slurm: resources, executor.cluster, polls)
 
     @classmethod
     def of_job(cls, config: dict[str, Any]) -> Settings:
@@ -55,6 +62,8 @@ class Settings:
             processes=a.get("processes") or 0,
             reduce=a.get("reduce"),
             python_path=(config.get("handler") or {}).get("python_path") or [],
+            where=a.get("where") or "local",
+            config=config,
         )
 
 
@@ -182,9 +191,11 @@ def aggregate(
     settings: Settings | None = None,
     redo_level: int | None = None,
     on_level: Callable[[int, int, int], None] | None = None,
+    client: SlurmClient | None = None,
 ) -> AggregationManifest:
     """Verify and merge the job's results into ``out_path``. ``on_level(level, run, skipped)``
-    is called after each level. Idempotent: a re-run rewrites nothing that is valid."""
+    is called after each level; ``client``: the Slurm client of ``where: slurm``. Idempotent: a
+    re-run rewrites nothing that is valid."""
     from slurmctl.coordinator import load_job
 
     out_path = Path(out_path).expanduser().absolute()
@@ -202,7 +213,13 @@ def aggregate(
     )
     if redo_level is not None:
         forget_levels(backend, plan, redo_level)
-    runner = _Runner(backend, settings.processes or os.cpu_count() or 1)
+    runner: _Runner | SlurmRunner
+    if settings.where == "slurm":
+        from slurmctl.aggregate.slurm import SlurmRunner
+
+        runner = SlurmRunner(backend, settings.config or {}, plan.fingerprint, out_path, client)
+    else:
+        runner = _Runner(backend, settings.processes or os.cpu_count() or 1)
     try:
         root, ran = _levels(backend, plan, settings, out_path, runner, on_level)
     finally:
@@ -215,7 +232,7 @@ def _levels(
     plan: plans.Plan,
     settings: Settings,
     out_path: Path,
-    runner: _Runner,
+    runner: _Runner | SlurmRunner,
     on_level: Callable[[int, int, int], None] | None,
 ) -> tuple[NodeManifest, int]:
     below: dict[int, NodeManifest] = {}

@@ -166,16 +166,33 @@ class ReduceConfig(Strict):
         return v
 
 
+class AggregateResources(Strict):
+    """What a merge array element asks Slurm for, over the job's ``resources``."""
+
+    cpus: int | None = Field(None, gt=0, description="CPUs per merge node (default: resources.cpus)")
+    mem_gb: float | None = Field(None, gt=0, description="memory per merge node (default: resources.mem_gb)")
+    time_min: int | None = Field(
+        None, gt=0, description="time limit per merge node (default: resources.time_min)"
+    )
+    partition: str | None = Field(None, description="default: resources.partition")
+
+
 class AggregateConfig(Strict):
-    where: Literal["local"] = Field(
-        "local", description="local: merge processes on the machine that runs results"
+    where: Literal["local", "slurm"] = Field(
+        "local",
+        description="local: merge processes on the machine that runs results; slurm: one job array per "
+        "tree level",
+    )
+    resources: AggregateResources | None = Field(
+        None, description="slurm: the merge arrays' resources, over the job's resources"
     )
     fan_in: int = Field(256, ge=2, le=100_000, description="inputs per merge node (results, then nodes)")
     processes: int | None = Field(None, ge=1, le=1024, description="merge processes at once (default: cores)")
     when: Literal["manual", "auto"] = Field(
         "manual",
-        description="manual: `slurmctl results JOB` runs the merge; auto: the local runner runs it into "
-        "output.path once every task has published",
+        description="manual: `slurmctl results JOB` runs the merge; auto: the local runner (slurm: the "
+        "watch loop of submit --wait / status --watch) runs it into output.path once every task has "
+        "published",
     )
     reduce: ReduceConfig | None = Field(
         None, description="a user reduction applied at every merge node: the output holds one row per key"
@@ -264,11 +281,6 @@ class JobConfig(Strict):
     def _auto_aggregate(self) -> JobConfig:
         if self.aggregate.when == "auto" and not self.output.path:
             raise ValueError("aggregate.when: auto needs output.path (where the merged output goes)")
-        if self.aggregate.when == "auto" and self.executor.kind != "local":
-            raise ValueError(
-                "aggregate.when: auto runs in the local executor's runner; with executor.kind slurm "
-                "use when: manual and `slurmctl results JOB`"
-            )
         return self
 
     @model_validator(mode="after")
