@@ -165,8 +165,8 @@ def idempotent(
 
 
 def _replay(status: int, body: str) -> JSONResponse:
-    response = JSONResponse(json.loads(body), status_code=status, headers={"Idempotent-Replayed": "true"})
-    version = json.loads(body).get("version") if body.startswith("{") else None
-    if isinstance(version, int):
-        response.headers["ETag"] = etag(version)
+    data = json.loads(body)
+    response = JSONResponse(data, status_code=status, headers={"Idempotent-Replayed": "true"})
+    if isinstance(data, dict) and isinstance(data.get("version"), int):
+        response.headers["ETag"] = etag(data["version"])
     return response
