@@ -392,6 +392,7 @@ def test_openapi_document_is_served(env: Env):
         doc["paths"]
     )
     assert doc["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
+    assert set(doc["components"]["schemas"]["Problem"]["properties"]) == {"type", "title", "status", "detail"}
 
 
 def test_dashboard_errors_keep_their_shape(env: Env):

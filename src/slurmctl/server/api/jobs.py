@@ -9,9 +9,9 @@ from slurmctl.controlplane.auth import Principal, Resource, authorize
 from slurmctl.controlplane.domain import JobState
 from slurmctl.errors import SubmissionError
 from slurmctl.server.api.deps import PREFIX, PROJECT, JobId, actor, api, etag, idempotent, principal
-from slurmctl.server.api.schemas import JobCreate, JobPage, TrackedJob
+from slurmctl.server.api.schemas import PROBLEMS, JobCreate, JobPage, TrackedJob
 
-router = APIRouter(prefix=f"{PREFIX}/jobs", tags=["jobs"])
+router = APIRouter(prefix=f"{PREFIX}/jobs", tags=["jobs"], responses=PROBLEMS)
 
 
 @router.post(

@@ -20,6 +20,7 @@ from slurmctl.server.api.deps import (
     principal,
 )
 from slurmctl.server.api.schemas import (
+    PROBLEMS,
     AllocationIn,
     MemberPut,
     Project,
@@ -28,7 +29,7 @@ from slurmctl.server.api.schemas import (
     ProjectPatch,
 )
 
-router = APIRouter(prefix=f"{PREFIX}/projects", tags=["projects"])
+router = APIRouter(prefix=f"{PREFIX}/projects", tags=["projects"], responses=PROBLEMS)
 
 
 def _answer(v: Versioned[ResearchProject], status: int = 200) -> JSONResponse:

@@ -115,3 +115,10 @@ class Problem(BaseModel):
     title: str
     status: int
     detail: str
+
+
+PROBLEMS: dict[int | str, dict[str, Any]] = {
+    status: {"model": Problem, "description": "application/problem+json"}
+    for status in (401, 403, 404, 409, 412, 422, 428, 503)
+}
+"""The error answers every route may give, for the OpenAPI document."""
