@@ -376,8 +376,19 @@ def serve(
     port: Annotated[int, typer.Option("--port", help="TCP port")] = 8765,
     root: RootOpt = None,
     backend_spec: BackendOpt = None,
+    api: Annotated[
+        bool,
+        typer.Option(
+            "--api", help="also serve the control plane's REST API (/api/v1) on the database of --url"
+        ),
+    ] = False,
+    url: Annotated[
+        str | None,
+        typer.Option("--url", envvar="SLURMCTL_DATABASE_URL", help="control plane database (with --api)"),
+    ] = None,
 ) -> None:
-    """Serve every job of the backend over HTTP: the job list, each job's live dashboard, JSON API."""
+    """Serve every job of the backend over HTTP: the job list, each job's live dashboard, JSON API;
+    with --api, the control plane's REST API too."""
     if not 0 < port < 65536:
         from slurmctl.errors import ConfigError
 
@@ -389,7 +400,12 @@ def serve(
             f"slurmctl serve needs the server extra ({exc.name} is missing)",
             hint="pip install 'slurmctl[server]'",
         ) from None
-    run_server(open_backend_of(root, backend_spec), host, port)
+    database = None
+    if api:
+        from slurmctl.controlplane.db import database_url
+
+        database = database_url(url)
+    run_server(open_backend_of(root, backend_spec), host, port, database=database)
 
 
 @app.command()

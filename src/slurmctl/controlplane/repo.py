@@ -39,7 +39,15 @@ from slurmctl.controlplane.domain import (
     ResourceAllocation,
     utcnow,
 )
-from slurmctl.controlplane.tables import AllocationRow, AuditRow, JobRow, MemberRow, ProjectRow, TokenRow
+from slurmctl.controlplane.tables import (
+    AllocationRow,
+    AuditRow,
+    IdempotencyRow,
+    JobRow,
+    MemberRow,
+    ProjectRow,
+    TokenRow,
+)
 from slurmctl.errors import ConflictError, NotFoundError, SlurmctlError, StateError, StorageError
 
 T = TypeVar("T", bound=BaseModel)
@@ -441,6 +449,29 @@ class Repository:
             s.flush()
             self._audit(s, actor, "token.revoke", key, before, after)
             return Versioned(after, 1)
+
+    # --- idempotency keys of the API -------------------------------------------------------------
+
+    def recalled(self, user: str, key: str) -> tuple[str, int, str] | None:
+        """The (request sha256, status, response JSON) remembered for ``user``'s ``key``, or None."""
+        with self._tx() as s:
+            row = s.get(IdempotencyRow, (user, key))
+            return None if row is None else (row.request_sha256, row.status, row.response)
+
+    def remember(self, user: str, key: str, request_sha256: str, status: int, response: str) -> None:
+        """Remember the answer to ``user``'s request with ``key`` (not audited: the change it answers
+        is). Raises ConflictError if the key is already remembered (a concurrent retry won)."""
+        with self._tx(f"idempotency/{key}") as s:
+            s.add(
+                IdempotencyRow(
+                    user=user,
+                    key=key,
+                    request_sha256=request_sha256,
+                    status=status,
+                    response=response,
+                    created_at=utcnow(),
+                )
+            )
 
     # --- audit ----------------------------------------------------------------------------------
 

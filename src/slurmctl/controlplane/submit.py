@@ -104,6 +104,14 @@ class Submitter:
     ) -> Versioned[Job]:
         """Commit a new job in state accepted (or return the submitter's job with the same key).
         Raises NotFoundError (no such project), ConfigError (bad script or key)."""
+        v, _ = self.accept_new(project=project, script=script, actor=actor, idempotency_key=idempotency_key)
+        return v
+
+    def accept_new(
+        self, *, project: str, script: str, actor: Actor, idempotency_key: str | None = None
+    ) -> tuple[Versioned[Job], bool]:
+        """:meth:`accept`, and whether the job is new (False: the key's earlier job, which only
+        its first request may submit)."""
         token = new_token()
         job = Job.build(
             id=token.removeprefix(TOKEN_PREFIX),
@@ -118,7 +126,7 @@ class Submitter:
         v, created = self.repo.create_job(job, actor)
         if created and v.entity.submit_token:
             self._fresh.add(v.entity.submit_token)
-        return v
+        return v, created
 
     def submit(self, v: Versioned[Job], actor: Actor) -> Versioned[Job]:
         """sbatch an accepted job and record its Slurm id. A job past accepted is returned as is.

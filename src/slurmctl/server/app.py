@@ -10,8 +10,14 @@ Pages (HTML, the dashboard of :mod:`slurmctl.dashboard.render`) and the JSON the
     GET /jobs/{job}/metrics               the job's metrics, OpenMetrics text (as ``slurmctl metrics``)
 
 Errors are JSON ``{"error": message}``: 400 a malformed id, 404 an unknown job or task, 503 the
-backend failed. A job's data is computed once per ``ttl_s`` however many pages poll it. Links are
-relative, so the server also works behind a proxy under a path prefix.
+backend failed.
+
+A job's data is computed once per ``ttl_s`` however many pages poll it. Links are relative, so the
+server also works behind a proxy under a path prefix.
+
+Given a control plane database, the same app also serves the control plane's REST API under
+``/api/v1`` (:mod:`slurmctl.server.api`: projects, members, allocations, jobs; problem+json errors).
+The OpenAPI document is ``/api/openapi.json``.
 """
 
 from __future__ import annotations
@@ -52,8 +58,19 @@ class _Cache:
             return data
 
 
-def create_app(backend: Backend, *, ttl_s: float = 5.0, refresh_s: float = REFRESH_S) -> Any:
-    """The FastAPI application serving ``backend``'s jobs."""
+def create_app(
+    backend: Backend,
+    *,
+    ttl_s: float = 5.0,
+    refresh_s: float = REFRESH_S,
+    database: str | None = None,
+    submitter: Any = None,
+    admins: frozenset[str] | None = None,
+) -> Any:
+    """The FastAPI application serving ``backend``'s jobs, and, when ``database`` (a control plane
+    URL, see :func:`slurmctl.controlplane.db.database_url`) is given, the control plane API on it.
+    ``submitter`` (a :class:`~slurmctl.controlplane.submit.Submitter`) defaults to sbatch on the local
+    cluster, built on the first submission; ``admins`` to ``$SLURMCTL_ADMINS``."""
     from fastapi import FastAPI, Request
     from fastapi.responses import HTMLResponse, JSONResponse, Response
 
@@ -62,12 +79,24 @@ def create_app(backend: Backend, *, ttl_s: float = 5.0, refresh_s: float = REFRE
     from slurmctl.dashboard import render
     from slurmctl.storage import keys
 
-    app = FastAPI(title="slurmctl", version=__version__, docs_url="/api/docs", redoc_url=None)
+    app = FastAPI(
+        title="slurmctl",
+        version=__version__,
+        docs_url="/api/docs",
+        redoc_url=None,
+        openapi_url="/api/openapi.json",
+    )
     app.state.backend = backend
     cache = _Cache(backend, ttl_s)
+    if database is not None:
+        _mount_controlplane(app, database, submitter, admins)
 
     @app.exception_handler(SlurmctlError)
     def _error(request: Request, exc: SlurmctlError) -> JSONResponse:
+        from slurmctl.server.api.deps import PREFIX, error_response
+
+        if request.url.path.startswith(PREFIX):
+            return error_response(exc)
         status = 500
         if isinstance(exc, ConfigError):
             status = 400
@@ -87,7 +116,7 @@ def create_app(backend: Backend, *, ttl_s: float = 5.0, refresh_s: float = REFRE
         api = f"../api/jobs/{quote(job_id, safe='')}"
         return render.job_page(data, api=api, refresh_s=refresh_s, home="../")
 
-    @app.get("/jobs/{job_id}/metrics")
+    @app.get("/jobs/{job_id}/metrics", response_model=None)  # the annotation is not a body model
     def job_metrics(job_id: str) -> Response:
         from slurmctl.obs.read import job_openmetrics
 
@@ -112,7 +141,33 @@ def create_app(backend: Backend, *, ttl_s: float = 5.0, refresh_s: float = REFRE
     return app
 
 
-def serve(backend: Backend, host: str, port: int) -> None:
+def _mount_controlplane(app: Any, database: str, submitter: Any, admins: frozenset[str] | None) -> None:
+    from slurmctl.controlplane.auth import admins_from_env
+    from slurmctl.controlplane.repo import open_repository
+    from slurmctl.server.api import mount
+
+    repo = open_repository(database)
+    made: list[Any] = [submitter] if submitter is not None else []
+    lock = threading.Lock()
+
+    def get_submitter() -> Any:
+        with lock:
+            if not made:
+                from slurmctl.controlplane.submit import Submitter
+                from slurmctl.slurm.client import SlurmClient
+                from slurmctl.slurm.runner import CommandRunner
+
+                client = SlurmClient(CommandRunner())
+                cluster = client.config().cluster_name
+                if not cluster:
+                    raise ConfigError("scontrol show config names no ClusterName: cannot submit")
+                made.append(Submitter(repo, client, cluster=cluster))
+            return made[0]
+
+    mount(app, repo, admins=admins if admins is not None else admins_from_env(), submitter=get_submitter)
+
+
+def serve(backend: Backend, host: str, port: int, *, database: str | None = None) -> None:
     """Run the server until interrupted. Raises SlurmctlError if the address cannot be listened on."""
     import socket
 
@@ -126,4 +181,4 @@ def serve(backend: Backend, host: str, port: int) -> None:
             f"cannot listen on {host}:{port}: {exc.strerror or exc}",
             hint="choose another --port, or stop what listens there",
         ) from None
-    uvicorn.run(create_app(backend), host=host, port=port, log_level="info")
+    uvicorn.run(create_app(backend, database=database), host=host, port=port, log_level="info")

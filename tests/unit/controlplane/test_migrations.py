@@ -11,7 +11,7 @@ from slurmctl.controlplane import db
 from slurmctl.controlplane.tables import Base
 from slurmctl.errors import ConfigError
 
-TABLES = {"projects", "project_members", "allocations", "jobs", "audit_log", "api_tokens"}
+TABLES = {"projects", "project_members", "allocations", "jobs", "audit_log", "api_tokens", "idempotency_keys"}
 
 
 def _tables(engine) -> set[str]:
