@@ -35,27 +35,40 @@ REFRESH_S = 10.0
 
 class _Cache:
     """The dashboard data of each job, recomputed at most once per ``ttl_s`` (one computation at a
-    time per job: concurrent requests wait for it rather than repeat it)."""
+    time per job: concurrent requests wait for it rather than repeat it). Holds the ``keep`` jobs
+    asked for last (a 100k-task job's data is megabytes); an unknown job leaves nothing behind."""
 
-    def __init__(self, backend: Backend, ttl_s: float) -> None:
+    def __init__(self, backend: Backend, ttl_s: float, keep: int = 16) -> None:
         self.backend = backend
         self.ttl_s = ttl_s
+        self.keep = keep
         self.lock = threading.Lock()
         self.locks: dict[str, threading.Lock] = {}
         self.entries: dict[str, tuple[float, dict[str, Any]]] = {}
 
     def get(self, job_id: str) -> dict[str, Any]:
         from slurmctl.dashboard.data import collect
+        from slurmctl.storage import keys
 
+        if self.backend.state.get(keys.JOBS_TABLE, keys.job_state(job_id)) is None:
+            raise JobNotFoundError.in_backend(job_id, self.backend.description)
         with self.lock:
             job_lock = self.locks.setdefault(job_id, threading.Lock())
         with job_lock:
             hit = self.entries.get(job_id)
             if hit and time.monotonic() - hit[0] < self.ttl_s:
+                with self.lock:  # asked for again: the last to go
+                    if job_id in self.entries:
+                        self.entries[job_id] = self.entries.pop(job_id)
                 return hit[1]
             data = collect(self.backend, job_id, details=0)  # the page fetches drill-downs
-            self.entries[job_id] = (time.monotonic(), data)
-            return data
+        with self.lock:
+            self.entries.pop(job_id, None)
+            self.entries[job_id] = (time.monotonic(), data)  # newest last
+            for old in list(self.entries)[: max(0, len(self.entries) - self.keep)]:
+                del self.entries[old]
+                self.locks.pop(old, None)
+        return data
 
 
 def create_app(
