@@ -63,6 +63,17 @@ def _pa() -> Any:
     return pa, pq
 
 
+@functools.cache
+def have_arrow() -> bool:
+    """Whether pyarrow is installed (the `parquet` extra): the JSON, CSV and SQLite merges use its
+    JSON reader when it is, and read rows one by one when it is not."""
+    try:
+        _pa()
+    except SlurmctlError:
+        return False
+    return True
+
+
 def arrow_schema(schema: Schema) -> Any:
     pa, _ = _pa()
     types = {

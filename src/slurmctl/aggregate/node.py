@@ -195,7 +195,7 @@ def _check_chunk_arrow(
     its task's range, the rows of retried items. Returns the chunk's schema (with stats), or None
     when the rows do not fit ``union`` or a check fails: then ``_check_task`` reads each result
     row by row and names the problem."""
-    if not union or any(s.item_ids is not None for s, _ in chunk):
+    if not union or not formats.have_arrow() or any(s.item_ids is not None for s, _ in chunk):
         return None
     for s, data in chunk:
         actual = hashlib.sha256(data).hexdigest()

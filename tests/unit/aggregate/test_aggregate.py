@@ -199,3 +199,24 @@ def test_a_row_outside_its_tasks_items_is_named(tmp_path, fmt):
         ResultsError, match=r"task t0000005: row 2 has _item_id 999 outside its items 10\.\.11"
     ):
         aggregate(backend, "j", tmp_path / f"o.{fmt}", settings=Settings(fan_in=8, processes=1))
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl", "sqlite"])
+def test_merges_without_pyarrow(tmp_path, fmt):
+    """pyarrow is the `parquet` extra: a core install merges JSON lines, CSV and SQLite without it
+    (rows read one by one), in a process where importing pyarrow fails."""
+    root = tmp_path / "root"
+    publish_job(local_backend(root, fsync=False), "np", 40, 3)
+    out = tmp_path / f"out.{fmt}"
+    code = (
+        "import sys; sys.modules['pyarrow'] = None\n"
+        "from pathlib import Path\n"
+        "from slurmctl.aggregate import Settings, aggregate\n"
+        "from slurmctl.storage.local import local_backend\n"
+        f"m = aggregate(local_backend(Path({str(root)!r})), 'np', Path({str(out)!r}), {fmt!r},"
+        " settings=Settings(fan_in=8, processes=1))\n"
+        "print(m.rows)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and r.stdout.strip() == "120", r.stderr
+    assert sorted(read_ids(out, fmt)) == list(range(120))
