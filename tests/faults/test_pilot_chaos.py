@@ -59,7 +59,7 @@ pytestmark = pytest.mark.slurm
 # Logs one line per sbatch call ("<unix time> <context> <args>", context: the Slurm job it runs in,
 # or "client") with one O_APPEND write, then runs the real sbatch.
 SBATCH_SHIM = """#!/bin/sh
-printf '%s %s %s\\n' "$(date +%s.%N)" "${{SLURM_JOB_ID:-client}}" "$*" >> {log}
+printf '%s %s %s\\n' "$(date +%s.%N)" "${{SLURM_JOB_ID:-client:$PPID}}" "$*" >> {log}
 exec {real} "$@"
 """
 
@@ -93,9 +93,28 @@ class PilotJob(FaultJob):
         calls = []
         for line in self.sbatch_log.read_text().splitlines():
             stamp, context, *args = line.split(" ", 2)
-            if context == "client":
+            if context.startswith("client"):
                 calls.append((float(stamp), " ".join(args)))
         return calls
+
+    def sbatch_rounds(self) -> list[tuple[float, int]]:
+        """(time of its first call, sbatch calls) of each client command that submitted: one
+        `resubmit` may make several sbatch calls (an escalated task gets an array of its own)."""
+        if not self.sbatch_log.exists():
+            return []
+        rounds: list[tuple[float, int]] = []
+        callers: list[tuple[str, float]] = []
+        for line in self.sbatch_log.read_text().splitlines():
+            stamp, context, *_ = line.split(" ", 2)
+            if not context.startswith("client"):
+                continue
+            # the same process within 2 s: one decision (a watch loop deciding twice is two rounds)
+            if callers and callers[-1][0] == context and float(stamp) - callers[-1][1] < 2.0:
+                rounds[-1] = (rounds[-1][0], rounds[-1][1] + 1)
+            else:
+                rounds.append((float(stamp), 1))
+            callers.append((context, float(stamp)))
+        return rounds
 
     def submissions(self) -> list[tuple[str, list[int], float]]:
         """(array job id, its indices, submit time) of every pilot submission in the job manifest."""
@@ -212,34 +231,38 @@ def sacct_elements(array_ids: list[str], replay: Replay, timeout: float = 30) ->
 
 
 def check_resubmissions(job: PilotJob, extra_expected: int | None) -> tuple[int, list[str]]:
-    """Check the sbatch calls: each one after the first comes after every pilot of the earlier
-    submissions ended (sacct end time), and before the job's last task finished; with
-    ``extra_expected``, exactly that many beyond the first. Returns (extra submissions, problems)."""
+    """Check the submitting commands (sbatch rounds: one command's sbatch calls): each one after
+    the first comes after every pilot of the earlier rounds ended (sacct end time), and before the
+    job's last task finished; with ``extra_expected``, exactly that many beyond the first. Returns
+    (extra rounds, problems)."""
     calls = job.sbatch_calls()
+    rounds = job.sbatch_rounds()
     subs = job.submissions()
     problems: list[str] = []
-    extra = len(calls) - 1
+    extra = len(rounds) - 1
     if extra_expected is not None and extra != extra_expected:
         problems.append(f"{extra} pilot submission(s) beyond the first, expected {extra_expected}")
     if len(subs) != len(calls):
         problems.append(f"{len(calls)} sbatch call(s) but {len(subs)} submission(s) in the job manifest")
-    if len(calls) < 2 or not subs:
+    if len(rounds) < 2 or not subs:
         return extra, problems
     ends = sacct_elements([a for a, _, _ in subs], job.replay)
     last_finished = max((t.get("finished_at") or 0.0) for t in job.task_records().values())
-    for k, (stamp, _) in enumerate(calls[1:], start=1):
+    before = rounds[0][1]  # submissions made by the earlier rounds
+    for k, (stamp, n) in enumerate(rounds[1:], start=1):
         # sacct's end times have a resolution of one second: an element counts as ended by an sbatch
         # made within the same second.
         still = [
             f"{a}_{i} ({ends.get(f'{a}_{i}', ('not in sacct', 0))[0]})"
-            for a, idx, _ in subs[:k]
+            for a, idx, _ in subs[:before]
             for i in idx
             if ends.get(f"{a}_{i}", ("", float("inf")))[1] > stamp + 1.0
         ]
         if still:
-            problems.append(f"sbatch #{k + 1} at {stamp:.1f} while pilot(s) {still} had not ended")
+            problems.append(f"submission round #{k + 1} at {stamp:.1f} while pilot(s) {still} had not ended")
         if stamp > last_finished:
-            problems.append(f"sbatch #{k + 1} at {stamp:.1f}, after the job's last task finished")
+            problems.append(f"submission round #{k + 1} at {stamp:.1f}, after the job's last task finished")
+        before += n
     return extra, problems
 
 
