@@ -77,7 +77,9 @@ def dash_job(tmp_path_factory: pytest.TempPathFactory) -> DashJob:
     return DashJob(root, job_id, other)
 
 
-@pytest.fixture(scope="session")
+# Module scope: Playwright's sync API keeps an asyncio loop running in the main thread while it is
+# open, and later tests that call asyncio.run (the scoreboard's Textual UI) would find it running.
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     try:
         from playwright.sync_api import sync_playwright
