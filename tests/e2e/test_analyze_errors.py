@@ -86,11 +86,11 @@ def test_groups_of_a_real_local_job(tmp_path):
     app = main_app
     res = CliRunner().invoke(app, ["analyze-errors", job_id, "--json", "--top", "2", "--root", str(root)])
     assert res.exit_code == 0, res.output
-    doc = json.loads(res.output)
+    doc = json.loads(res.stdout)  # stdout alone: a warning logged to stderr is not part of the JSON
     assert doc["signatures"] == 4 and [g["type"] for g in doc["groups"]] == ["signal:SIGKILL", "KeyError"]
     res = CliRunner().invoke(app, ["analyze-errors", job_id, "--category", "transient", "--root", str(root)])
     assert (
         res.exit_code == 0
-        and "TimeoutError: upstream took <n> s" in res.output
-        and "KeyError" not in res.output
+        and "TimeoutError: upstream took <n> s" in res.stdout
+        and "KeyError" not in res.stdout
     )
