@@ -48,6 +48,23 @@ class Association:
     grp_tres_mins: dict[str, int] = field(default_factory=dict)
 
 
+def _by_account(
+    associations: Iterable[Association], cluster: str
+) -> tuple[dict[str, Association], dict[str, set[str]]]:
+    """``cluster``'s account associations (no user, no partition) by account, and the users
+    associated with each account."""
+    accounts: dict[str, Association] = {}
+    users: dict[str, set[str]] = {}
+    for a in associations:
+        if a.cluster != cluster:
+            continue
+        if a.user:
+            users.setdefault(a.account, set()).add(a.user)
+        elif not a.partition:
+            accounts[a.account] = a
+    return accounts, users
+
+
 def parse_tres(text: str) -> dict[str, int]:
     """``cpu=600,gres/gpu=60`` → ``{"cpu": 600, "gres/gpu": 60}``. Pure."""
     out: dict[str, int] = {}
@@ -116,15 +133,7 @@ def plan_sync(
 ) -> list[Change]:
     """The sacctmgr calls that make ``cluster`` match ``projects`` (empty when it already does). Pure.
     Raises ConfigError for a parent account that is neither a project nor a Slurm account."""
-    accounts: dict[str, Association] = {}
-    users: dict[str, set[str]] = {}
-    for a in associations:
-        if a.cluster != cluster:
-            continue
-        if a.user:
-            users.setdefault(a.account, set()).add(a.user)
-        elif not a.partition:
-            accounts[a.account] = a
+    accounts, users = _by_account(associations, cluster)
     planned = set(accounts) | {p.slurm_account for p in projects}
     missing = sorted({p.parent_account for p in projects} - planned)
     if missing:
@@ -216,15 +225,7 @@ def plan_import(
     GrpTRESMins are not imported as allocations: a project without allocations leaves them alone.
     """
     known = set(known)
-    accounts: dict[str, Association] = {}
-    users: dict[str, set[str]] = {}
-    for a in associations:
-        if a.cluster != cluster:
-            continue
-        if a.user:
-            users.setdefault(a.account, set()).add(a.user)
-        elif not a.partition:
-            accounts[a.account] = a
+    accounts, users = _by_account(associations, cluster)
     projects, skipped = [], []
     for name, assoc in sorted(accounts.items()):
         if name == "root" or name in known:
